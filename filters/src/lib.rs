@@ -1,0 +1,197 @@
+//! # Portcullis filters: facts in, symbols out
+//!
+//! Every content stage of the gateway lives here. A stage looks at one message and the
+//! facts of its SMTP session ([`MessageContext`]) and reports *findings* as [`Symbol`]s
+//! (name, points, detail). It never decides what happens to the message: weights come from
+//! the [`symbols`] registry (overridable in config) and the verdict is taken by the gateway's
+//! `pipeline::verdict` from the summed [`ScoreCard`].
+//!
+//! Stages do no SMTP and no SQL. What a stage needs from the outside (DNS, clamd, a
+//! model store) it gets through a narrow client handed to it when it is built.
+//!
+//! ## Adding a filter
+//! 1. Register its symbols with default points and a description in [`symbols`].
+//! 2. Implement [`Stage`] in a module of its own (see [`header_sanity`] for a small one).
+//! 3. Add one line to the inbound and/or outbound order in the gateway's
+//!    `src/pipeline/inbound.rs` / `outbound.rs`.
+//!
+//! A stage that cannot do its job (a dependency is down) returns `Err(StageError)`; the
+//! pipeline applies the stage's configured fail mode (tempfail by default), never a silent pass.
+
+pub mod header_sanity;
+pub mod symbols;
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+
+pub use mail_parser;
+
+/// Which way a message travels through the gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// From the internet to one of our local domains.
+    Inbound,
+    /// From one of our internal networks to anywhere.
+    Outbound,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        }
+    }
+}
+
+/// TLS facts of the SMTP session a message arrived on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFacts {
+    /// e.g. "TLSv1.3"
+    pub version: String,
+    /// e.g. "TLS_AES_256_GCM_SHA384"
+    pub cipher: String,
+    /// SHA-256 fingerprint of the client certificate, if one was presented.
+    pub peer_cert_sha256: Option<String>,
+}
+
+/// The SMTP envelope and session facts of one message.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub direction: Direction,
+    pub client_ip: IpAddr,
+    pub helo: String,
+    /// Reverse-path; empty for the null sender (DSNs).
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    /// Client asked for SMTPUTF8 on MAIL FROM.
+    pub smtputf8: bool,
+    /// Client declared BODY=8BITMIME.
+    pub body_8bit: bool,
+    pub tls: Option<TlsFacts>,
+}
+
+/// Everything a stage may look at. Read-only: stages never change the message.
+pub struct MessageContext<'a> {
+    pub envelope: &'a Envelope,
+    /// The message exactly as received (CRLF line ends, dot-unstuffed).
+    pub raw: &'a [u8],
+    /// The message parsed once for every stage; `None` when it is not parseable as MIME.
+    pub parsed: Option<&'a mail_parser::Message<'a>>,
+}
+
+/// What the gateway does with a message. Ordered from mildest to hardest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Action {
+    Accept,
+    /// Accept, but mark it (`X-Spam-Flag: YES`) for the user's mail client.
+    Tag,
+    Quarantine,
+    Tempfail,
+    Reject,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Accept => "accept",
+            Action::Tag => "tag",
+            Action::Quarantine => "quarantine",
+            Action::Tempfail => "tempfail",
+            Action::Reject => "reject",
+        }
+    }
+}
+
+/// One finding of a stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Symbol {
+    /// UPPER_SNAKE name with a family prefix, registered in [`symbols`].
+    pub name: &'static str,
+    /// Points added to the score card (negative = more trustworthy).
+    pub points: f64,
+    /// Short human detail for logs and the quarantine view, e.g. `d=example.org`.
+    pub detail: String,
+    /// A finding that decides by itself (a virus is rejected whatever the score says).
+    pub forced_action: Option<Action>,
+}
+
+impl Symbol {
+    /// A symbol with its registered default points; config overrides are applied later by
+    /// the score card.
+    pub fn new(name: &'static str, detail: impl Into<String>) -> Self {
+        Symbol {
+            name,
+            points: symbols::default_points(name),
+            detail: detail.into(),
+            forced_action: None,
+        }
+    }
+
+    pub fn forcing(mut self, action: Action) -> Self {
+        self.forced_action = Some(action);
+        self
+    }
+}
+
+/// The sum of all findings for one message.
+#[derive(Debug, Clone, Default)]
+pub struct ScoreCard {
+    pub symbols: Vec<Symbol>,
+}
+
+impl ScoreCard {
+    pub fn add(&mut self, symbol: Symbol) {
+        self.symbols.push(symbol);
+    }
+
+    pub fn score(&self) -> f64 {
+        self.symbols.iter().map(|s| s.points).sum()
+    }
+
+    /// The hardest action any finding forces, if any.
+    pub fn forced_action(&self) -> Option<Action> {
+        self.symbols.iter().filter_map(|s| s.forced_action).max()
+    }
+
+    /// `NAME(points)` list for headers and log lines.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        for (i, s) in self.symbols.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            out.push_str(&format!("{}({:.2})", s.name, s.points));
+        }
+        out
+    }
+}
+
+/// A stage could not do its job (e.g. its service is unreachable). The pipeline applies
+/// the stage's fail mode; the message text goes to the log, never to the SMTP client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageError(pub String);
+
+impl std::fmt::Display for StageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StageError {}
+
+pub type StageFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<Symbol>, StageError>> + Send + 'a>>;
+
+/// One step of the pipeline.
+///
+/// Called once per message, after the end of DATA and before the reply, in the order
+/// written in the gateway's pipeline files. A stage gets the message read-only and returns
+/// its findings. Per-message state lives inside the call; a stage keeps no state between
+/// messages except through the clients it was built with. CPU-heavy stages must not stall
+/// the reactor (use `tokio::task::spawn_blocking` or keep the work small).
+pub trait Stage: Send + Sync {
+    /// Short name used in config (`[stages.NAME]`), logs and metrics.
+    fn name(&self) -> &'static str;
+    fn check<'a>(&'a self, ctx: &'a MessageContext<'a>) -> StageFuture<'a>;
+}

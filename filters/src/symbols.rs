@@ -1,0 +1,49 @@
+//! The symbol registry: every symbol a stage can report, with its default points and what
+//! it means. Points are defaults; `[symbols]` in the gateway config overrides them.
+
+/// (name, default points, description)
+pub const REGISTRY: &[(&str, f64, &str)] = &[
+    ("HDR_MISSING_FROM", 3.0, "no From: header (required by RFC 5322)"),
+    ("HDR_MISSING_DATE", 1.0, "no Date: header (required by RFC 5322)"),
+    ("HDR_MISSING_MESSAGE_ID", 1.0, "no Message-ID: header"),
+    ("HDR_DUPLICATE", 2.0, "a header that may occur once occurs more than once"),
+    ("HDR_8BIT_NO_SMTPUTF8", 2.0, "raw 8-bit bytes in headers without SMTPUTF8"),
+    ("HDR_UNPARSEABLE", 5.0, "the message has no parseable header block"),
+    ("STAGE_FAILED_OPEN", 0.0, "a stage failed and its fail mode let the message pass"),
+];
+
+/// Default points of a registered symbol. An unregistered name is a programming error
+/// caught by the registry test; in production it scores 0.
+pub fn default_points(name: &str) -> f64 {
+    REGISTRY
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, p, _)| *p)
+        .unwrap_or(0.0)
+}
+
+pub fn is_registered(name: &str) -> bool {
+    REGISTRY.iter().any(|(n, _, _)| *n == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_upper_snake() {
+        for (i, (name, _, desc)) in REGISTRY.iter().enumerate() {
+            assert!(
+                name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'),
+                "{name} is not UPPER_SNAKE"
+            );
+            assert!(!desc.is_empty(), "{name} has no description");
+            assert!(
+                !REGISTRY[i + 1..].iter().any(|(n, _, _)| n == name),
+                "{name} registered twice"
+            );
+        }
+        assert_eq!(default_points("HDR_MISSING_DATE"), 1.0);
+        assert_eq!(default_points("NO_SUCH_SYMBOL"), 0.0);
+    }
+}
