@@ -1,0 +1,56 @@
+//! Every limit and timeout of the gateway, named, with its unit and the reason for its value.
+//! `examples/portcullis.toml` documents the same table; keep them together.
+
+/// Our name in the greeting, EHLO reply and `Received:` lines.
+pub const HOSTNAME: &str = "portcullis.localdomain";
+/// Where the queue database and the spool live (relative to the working directory).
+pub const DATA_DIR: &str = "./portcullis-data";
+/// Placeholder local domain of the embedded defaults; a real install names its own.
+pub const LOCAL_DOMAIN: &str = "example.test";
+/// The internal mail server of the embedded defaults (a sink on loopback).
+pub const INBOUND_NEXT_HOP: &str = "127.0.0.1:10025";
+/// The SMTP listener of the embedded defaults: loopback, unprivileged port.
+pub const LISTEN: &str = "127.0.0.1:2525";
+/// Prometheus `/metrics` on loopback only: counters are for operators.
+pub const METRICS_BIND: &str = "127.0.0.1:9025";
+
+/// 25 MiB: the size most providers accept; larger attachments belong in file transfer.
+pub const MAX_MESSAGE_SIZE: usize = 25 * 1024 * 1024;
+/// RFC 5321 §4.5.3.1.8 requires at least 100.
+pub const MAX_RECIPIENTS: usize = 100;
+/// Longest command line we read (RFC 5321 says 512; extensions make real lines longer).
+pub const MAX_COMMAND_LINE: usize = 4096;
+/// Postfix's smtpd_hard_error_limit: after this many bad commands the client is dropped.
+pub const MAX_BAD_COMMANDS: u32 = 20;
+/// Concurrent SMTP sessions in all; beyond this new clients get 421.
+pub const MAX_CONNECTIONS: usize = 1000;
+/// Concurrent SMTP sessions from one IP address; stops one host from taking all slots.
+pub const MAX_CONNECTIONS_PER_IP: usize = 50;
+/// RFC 5321 §4.5.3.2.7: a server should wait 5 minutes for the next command.
+pub const IDLE_TIMEOUT_SECS: u64 = 300;
+/// A whole session may take at most 30 minutes, whatever the client does.
+pub const SESSION_TIMEOUT_SECS: u64 = 1800;
+
+/// Parallel outgoing SMTP connections; each keeps its connection for the next message.
+pub const DELIVERY_CONCURRENCY: usize = 16;
+/// First retry after a temporary failure; doubles each attempt.
+pub const RETRY_INITIAL_SECS: u64 = 60;
+/// Longest wait between two attempts (Postfix: maximal_backoff_time 4000 s).
+pub const RETRY_MAX_SECS: u64 = 3600;
+/// Give up and bounce after 5 days (Postfix: maximal_queue_lifetime 5d).
+pub const MAX_QUEUE_AGE_SECS: u64 = 5 * 24 * 3600;
+/// How often the queue is searched for messages whose retry time has come.
+pub const QUEUE_SCAN_SECS: u64 = 5;
+/// Connecting to a next hop; RFC 5321 §4.5.3.2 suggests minutes for replies, not for TCP.
+pub const CONNECT_TIMEOUT_SECS: u64 = 30;
+/// Waiting for any reply of a next hop (RFC 5321 §4.5.3.2: 2–10 minutes per stage).
+pub const SMTP_REPLY_TIMEOUT_SECS: u64 = 300;
+/// Port of MX hosts; only tests change it.
+pub const MX_PORT: u16 = 25;
+/// How long an idle outgoing connection is kept for the next message.
+pub const DELIVERY_IDLE_SECS: u64 = 10;
+
+/// Score thresholds of the verdict (ARCHITECTURE.md §2).
+pub const TAG_SCORE: f64 = 5.0;
+pub const QUARANTINE_SCORE: f64 = 8.0;
+pub const REJECT_SCORE: f64 = 12.0;

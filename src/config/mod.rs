@@ -1,0 +1,410 @@
+//! Configuration: raw TOML (serde, unknown keys are errors) → validated [`Config`].
+//!
+//! Every key has a default (see [`defaults`]), so the gateway runs with no file at all.
+//! Validation errors name the key and say what is wrong with it.
+
+pub mod defaults;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// TLS on an SMTP listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Plain SMTP, STARTTLS not offered.
+    None,
+    /// STARTTLS offered, plaintext allowed (the internet default, RFC 3207).
+    Starttls,
+    /// STARTTLS offered and required before MAIL FROM.
+    Required,
+}
+
+/// What the pipeline does when a stage cannot do its job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FailMode {
+    /// 451: the client tries again later; nothing is accepted unchecked.
+    #[default]
+    Tempfail,
+    /// Let the message pass with a `STAGE_FAILED_OPEN` symbol and a log line.
+    Open,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Address and port, e.g. "0.0.0.0:25".
+    pub bind: SocketAddr,
+    #[serde(default = "default_tls")]
+    pub tls: TlsMode,
+    /// PEM certificate chain for STARTTLS; when absent a self-signed one is made in data_dir.
+    pub cert: Option<PathBuf>,
+    /// PEM private key for `cert`.
+    pub key: Option<PathBuf>,
+}
+
+fn default_tls() -> TlsMode {
+    TlsMode::Starttls
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub max_command_line: usize,
+    pub max_bad_commands: u32,
+    pub idle_timeout_secs: u64,
+    pub session_timeout_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: defaults::MAX_CONNECTIONS,
+            max_connections_per_ip: defaults::MAX_CONNECTIONS_PER_IP,
+            max_command_line: defaults::MAX_COMMAND_LINE,
+            max_bad_commands: defaults::MAX_BAD_COMMANDS,
+            idle_timeout_secs: defaults::IDLE_TIMEOUT_SECS,
+            session_timeout_secs: defaults::SESSION_TIMEOUT_SECS,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    pub delivery_concurrency: usize,
+    pub retry_initial_secs: u64,
+    pub retry_max_secs: u64,
+    pub max_age_secs: u64,
+    pub scan_interval_secs: u64,
+    pub connect_timeout_secs: u64,
+    pub reply_timeout_secs: u64,
+    pub idle_connection_secs: u64,
+    pub mx_port: u16,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            delivery_concurrency: defaults::DELIVERY_CONCURRENCY,
+            retry_initial_secs: defaults::RETRY_INITIAL_SECS,
+            retry_max_secs: defaults::RETRY_MAX_SECS,
+            max_age_secs: defaults::MAX_QUEUE_AGE_SECS,
+            scan_interval_secs: defaults::QUEUE_SCAN_SECS,
+            connect_timeout_secs: defaults::CONNECT_TIMEOUT_SECS,
+            reply_timeout_secs: defaults::SMTP_REPLY_TIMEOUT_SECS,
+            idle_connection_secs: defaults::DELIVERY_IDLE_SECS,
+            mx_port: defaults::MX_PORT,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerdictConfig {
+    pub tag_score: f64,
+    pub quarantine_score: f64,
+    pub reject_score: f64,
+}
+
+impl Default for VerdictConfig {
+    fn default() -> Self {
+        VerdictConfig {
+            tag_score: defaults::TAG_SCORE,
+            quarantine_score: defaults::QUARANTINE_SCORE,
+            reject_score: defaults::REJECT_SCORE,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StageConfig {
+    pub enabled: bool,
+    pub fail_mode: FailMode,
+}
+
+impl Default for StageConfig {
+    fn default() -> Self {
+        StageConfig {
+            enabled: true,
+            fail_mode: FailMode::Tempfail,
+        }
+    }
+}
+
+/// The configuration file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub hostname: String,
+    pub data_dir: PathBuf,
+    pub local_domains: Vec<String>,
+    pub internal_networks: Vec<IpNet>,
+    pub listeners: Vec<ListenerConfig>,
+    pub inbound_next_hop: String,
+    pub outbound_smarthost: Option<String>,
+    pub max_message_size: usize,
+    pub max_recipients: usize,
+    /// "" disables the metrics endpoint.
+    pub metrics_bind: String,
+    pub log_format: LogFormat,
+    pub limits: Limits,
+    pub queue: QueueConfig,
+    pub verdict: VerdictConfig,
+    /// Points overrides: `SYMBOL_NAME = points`.
+    pub symbols: BTreeMap<String, f64>,
+    /// Per-stage settings by stage name.
+    pub stages: BTreeMap<String, StageConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            hostname: defaults::HOSTNAME.into(),
+            data_dir: defaults::DATA_DIR.into(),
+            local_domains: vec![defaults::LOCAL_DOMAIN.into()],
+            internal_networks: vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()],
+            listeners: vec![ListenerConfig {
+                bind: defaults::LISTEN.parse().unwrap(),
+                tls: TlsMode::Starttls,
+                cert: None,
+                key: None,
+            }],
+            inbound_next_hop: defaults::INBOUND_NEXT_HOP.into(),
+            outbound_smarthost: None,
+            max_message_size: defaults::MAX_MESSAGE_SIZE,
+            max_recipients: defaults::MAX_RECIPIENTS,
+            metrics_bind: defaults::METRICS_BIND.into(),
+            log_format: LogFormat::Text,
+            limits: Limits::default(),
+            queue: QueueConfig::default(),
+            verdict: VerdictConfig::default(),
+            symbols: BTreeMap::new(),
+            stages: BTreeMap::new(),
+        }
+    }
+}
+
+/// Names of the stages the pipeline knows; `[stages.X]` for any other name is an error.
+pub const KNOWN_STAGES: &[&str] = &["header_sanity"];
+
+impl Config {
+    /// Read and validate a config file.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("config file {}", path.display()))
+    }
+
+    /// Parse and validate config text.
+    pub fn parse(text: &str) -> anyhow::Result<Config> {
+        let config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        config.validate()?;
+        Ok(config.normalized())
+    }
+
+    fn normalized(mut self) -> Config {
+        for d in &mut self.local_domains {
+            *d = d.trim_end_matches('.').to_ascii_lowercase();
+        }
+        self
+    }
+
+    /// Check the values serde cannot check; each error names its key.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.hostname.is_empty() || self.hostname.contains(char::is_whitespace) {
+            bail!("key `hostname`: must be a host name without spaces, got {:?}", self.hostname);
+        }
+        if self.listeners.is_empty() {
+            bail!("key `listeners`: at least one [[listeners]] is needed");
+        }
+        for (i, l) in self.listeners.iter().enumerate() {
+            if l.cert.is_some() != l.key.is_some() {
+                bail!("key `listeners[{i}]`: `cert` and `key` must be given together");
+            }
+            if l.tls == TlsMode::None && l.cert.is_some() {
+                bail!("key `listeners[{i}].cert`: set, but `tls = \"none\"` would not use it");
+            }
+        }
+        for d in &self.local_domains {
+            if d.is_empty() || d.contains(['@', ' ', '[', ']']) {
+                bail!("key `local_domains`: {d:?} is not a domain name");
+            }
+        }
+        parse_host_port(&self.inbound_next_hop)
+            .with_context(|| "key `inbound_next_hop`".to_string())?;
+        if let Some(s) = &self.outbound_smarthost {
+            parse_host_port(s).with_context(|| "key `outbound_smarthost`".to_string())?;
+        }
+        if !self.metrics_bind.is_empty() {
+            self.metrics_bind
+                .parse::<SocketAddr>()
+                .map_err(|e| anyhow::anyhow!("key `metrics_bind`: {e} (expected e.g. 127.0.0.1:9025, or \"\" to disable)"))?;
+        }
+        if self.max_message_size < 1024 {
+            bail!("key `max_message_size`: {} bytes is too small (at least 1024)", self.max_message_size);
+        }
+        if self.max_recipients == 0 {
+            bail!("key `max_recipients`: must be at least 1");
+        }
+        let l = &self.limits;
+        for (key, v) in [
+            ("limits.max_connections", l.max_connections as u64),
+            ("limits.max_connections_per_ip", l.max_connections_per_ip as u64),
+            ("limits.max_bad_commands", l.max_bad_commands as u64),
+            ("limits.idle_timeout_secs", l.idle_timeout_secs),
+            ("limits.session_timeout_secs", l.session_timeout_secs),
+            ("queue.delivery_concurrency", self.queue.delivery_concurrency as u64),
+            ("queue.retry_initial_secs", self.queue.retry_initial_secs),
+            ("queue.scan_interval_secs", self.queue.scan_interval_secs),
+            ("queue.connect_timeout_secs", self.queue.connect_timeout_secs),
+            ("queue.reply_timeout_secs", self.queue.reply_timeout_secs),
+        ] {
+            if v == 0 {
+                bail!("key `{key}`: must be greater than 0");
+            }
+        }
+        if l.max_command_line < 512 {
+            bail!("key `limits.max_command_line`: RFC 5321 needs at least 512, got {}", l.max_command_line);
+        }
+        let v = &self.verdict;
+        if !(v.tag_score <= v.quarantine_score && v.quarantine_score <= v.reject_score) {
+            bail!(
+                "key `verdict`: thresholds must satisfy tag_score <= quarantine_score <= reject_score (got {}, {}, {})",
+                v.tag_score, v.quarantine_score, v.reject_score
+            );
+        }
+        for name in self.symbols.keys() {
+            if !filters::symbols::is_registered(name) {
+                bail!("key `symbols.{name}`: no such symbol (see `portcullis symbols`)");
+            }
+        }
+        for name in self.stages.keys() {
+            if !KNOWN_STAGES.contains(&name.as_str()) {
+                bail!("key `stages.{name}`: no such stage (known: {})", KNOWN_STAGES.join(", "));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn stage(&self, name: &str) -> StageConfig {
+        self.stages.get(name).cloned().unwrap_or_default()
+    }
+
+    pub fn is_internal(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        self.internal_networks.iter().any(|n| n.contains(&ip))
+    }
+
+    /// Whether mail for `domain` (lowercase, no trailing dot) is ours.
+    /// An entry starting with "." matches every subdomain.
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        self.local_domains.iter().any(|d| {
+            if let Some(suffix) = d.strip_prefix('.') {
+                domain.len() > suffix.len() + 1
+                    && domain.ends_with(suffix)
+                    && domain.as_bytes()[domain.len() - suffix.len() - 1] == b'.'
+            } else {
+                d == domain
+            }
+        })
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.limits.idle_timeout_secs)
+    }
+
+    pub fn session_timeout(&self) -> Duration {
+        Duration::from_secs(self.limits.session_timeout_secs)
+    }
+}
+
+/// "host:port" → (host, port), with the port required.
+pub fn parse_host_port(s: &str) -> anyhow::Result<(String, u16)> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| anyhow::anyhow!("{s:?} must be host:port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{s:?}: port {port:?} is not a number 1-65535"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || port == 0 {
+        bail!("{s:?} must be host:port");
+    }
+    Ok((host.to_string(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_embedded_defaults() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.hostname, defaults::HOSTNAME);
+        assert_eq!(c.listeners.len(), 1);
+        assert!(c.is_internal("127.0.0.1".parse().unwrap()));
+        assert!(!c.is_internal("192.0.2.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn example_config_parses_and_matches_defaults() {
+        let text = include_str!("../../examples/portcullis.toml");
+        let c = Config::parse(text).unwrap();
+        let d = Config::default();
+        assert_eq!(c.max_message_size, d.max_message_size);
+        assert_eq!(c.limits.max_bad_commands, d.limits.max_bad_commands);
+        assert_eq!(c.queue.retry_initial_secs, d.queue.retry_initial_secs);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_the_key() {
+        let e = Config::parse("hostnme = \"x\"").unwrap_err().to_string();
+        assert!(e.contains("hostnme"), "{e}");
+        let e = Config::parse("[limits]\nmax_conections = 3").unwrap_err().to_string();
+        assert!(e.contains("max_conections"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let e = format!("{:#}", Config::parse("inbound_next_hop = \"nohost\"").unwrap_err());
+        assert!(e.contains("inbound_next_hop"), "{e}");
+        let e = format!("{:#}", Config::parse("[verdict]\ntag_score = 20.0").unwrap_err());
+        assert!(e.contains("verdict"), "{e}");
+        let e = format!("{:#}", Config::parse("internal_networks = [\"10.0.0.0/33\"]").unwrap_err());
+        assert!(e.contains("internal_networks"), "{e}");
+        let e = format!("{:#}", Config::parse("[symbols]\nNOPE = 1.0").unwrap_err());
+        assert!(e.contains("symbols.NOPE"), "{e}");
+    }
+
+    #[test]
+    fn local_domains_exact_and_subdomain() {
+        let c = Config::parse("local_domains = [\"Example.COM.\", \".corp.test\"]").unwrap();
+        assert!(c.is_local_domain("example.com"));
+        assert!(!c.is_local_domain("evil-example.com"));
+        assert!(c.is_local_domain("mail.corp.test"));
+        assert!(!c.is_local_domain("corp.test"));
+        assert!(!c.is_local_domain("xcorp.test"));
+    }
+}
