@@ -100,7 +100,10 @@ mod tests {
     use super::*;
 
     fn names(raw: &str, utf8: bool) -> Vec<&'static str> {
-        inspect(raw.as_bytes(), utf8).iter().map(|s| s.name).collect()
+        inspect(raw.as_bytes(), utf8)
+            .iter()
+            .map(|s| s.name)
+            .collect()
     }
 
     #[test]
@@ -113,7 +116,11 @@ mod tests {
     fn missing_headers_are_reported() {
         assert_eq!(
             names("Subject: hi\r\n\r\nbody\r\n", false),
-            vec!["HDR_MISSING_FROM", "HDR_MISSING_DATE", "HDR_MISSING_MESSAGE_ID"]
+            vec![
+                "HDR_MISSING_FROM",
+                "HDR_MISSING_DATE",
+                "HDR_MISSING_MESSAGE_ID"
+            ]
         );
     }
 
@@ -139,6 +146,9 @@ mod tests {
     #[test]
     fn garbage_is_unparseable() {
         assert_eq!(names("\r\njust a body", false), vec!["HDR_UNPARSEABLE"]);
-        assert_eq!(names("no colon anywhere\r\n", false), vec!["HDR_UNPARSEABLE"]);
+        assert_eq!(
+            names("no colon anywhere\r\n", false),
+            vec!["HDR_UNPARSEABLE"]
+        );
     }
 }

@@ -28,7 +28,8 @@ use std::pin::Pin;
 pub use mail_parser;
 
 /// Which way a message travels through the gateway.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Direction {
     /// From the internet to one of our local domains.
     Inbound,
@@ -147,7 +148,11 @@ impl ScoreCard {
     }
 
     pub fn score(&self) -> f64 {
-        self.symbols.iter().map(|s| s.points).sum()
+        // Start from +0.0: an empty f64 sum is -0.0, which prints as "-0.00".
+        self.symbols
+            .iter()
+            .map(|s| s.points)
+            .fold(0.0, |a, b| a + b)
     }
 
     /// The hardest action any finding forces, if any.
@@ -181,7 +186,8 @@ impl std::fmt::Display for StageError {
 
 impl std::error::Error for StageError {}
 
-pub type StageFuture<'a> = Pin<Box<dyn Future<Output = Result<Vec<Symbol>, StageError>> + Send + 'a>>;
+pub type StageFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Vec<Symbol>, StageError>> + Send + 'a>>;
 
 /// One step of the pipeline.
 ///

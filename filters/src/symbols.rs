@@ -3,13 +3,37 @@
 
 /// (name, default points, description)
 pub const REGISTRY: &[(&str, f64, &str)] = &[
-    ("HDR_MISSING_FROM", 3.0, "no From: header (required by RFC 5322)"),
-    ("HDR_MISSING_DATE", 1.0, "no Date: header (required by RFC 5322)"),
+    (
+        "HDR_MISSING_FROM",
+        3.0,
+        "no From: header (required by RFC 5322)",
+    ),
+    (
+        "HDR_MISSING_DATE",
+        1.0,
+        "no Date: header (required by RFC 5322)",
+    ),
     ("HDR_MISSING_MESSAGE_ID", 1.0, "no Message-ID: header"),
-    ("HDR_DUPLICATE", 2.0, "a header that may occur once occurs more than once"),
-    ("HDR_8BIT_NO_SMTPUTF8", 2.0, "raw 8-bit bytes in headers without SMTPUTF8"),
-    ("HDR_UNPARSEABLE", 5.0, "the message has no parseable header block"),
-    ("STAGE_FAILED_OPEN", 0.0, "a stage failed and its fail mode let the message pass"),
+    (
+        "HDR_DUPLICATE",
+        2.0,
+        "a header that may occur once occurs more than once",
+    ),
+    (
+        "HDR_8BIT_NO_SMTPUTF8",
+        2.0,
+        "raw 8-bit bytes in headers without SMTPUTF8",
+    ),
+    (
+        "HDR_UNPARSEABLE",
+        5.0,
+        "the message has no parseable header block",
+    ),
+    (
+        "STAGE_FAILED_OPEN",
+        0.0,
+        "a stage failed and its fail mode let the message pass",
+    ),
 ];
 
 /// Default points of a registered symbol. An unregistered name is a programming error
@@ -34,7 +58,8 @@ mod tests {
     fn names_are_unique_upper_snake() {
         for (i, (name, _, desc)) in REGISTRY.iter().enumerate() {
             assert!(
-                name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'),
+                name.chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'),
                 "{name} is not UPPER_SNAKE"
             );
             assert!(!desc.is_empty(), "{name} has no description");

@@ -231,7 +231,10 @@ impl Config {
     /// Check the values serde cannot check; each error names its key.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.hostname.is_empty() || self.hostname.contains(char::is_whitespace) {
-            bail!("key `hostname`: must be a host name without spaces, got {:?}", self.hostname);
+            bail!(
+                "key `hostname`: must be a host name without spaces, got {:?}",
+                self.hostname
+            );
         }
         if self.listeners.is_empty() {
             bail!("key `listeners`: at least one [[listeners]] is needed");
@@ -255,12 +258,17 @@ impl Config {
             parse_host_port(s).with_context(|| "key `outbound_smarthost`".to_string())?;
         }
         if !self.metrics_bind.is_empty() {
-            self.metrics_bind
-                .parse::<SocketAddr>()
-                .map_err(|e| anyhow::anyhow!("key `metrics_bind`: {e} (expected e.g. 127.0.0.1:9025, or \"\" to disable)"))?;
+            self.metrics_bind.parse::<SocketAddr>().map_err(|e| {
+                anyhow::anyhow!(
+                    "key `metrics_bind`: {e} (expected e.g. 127.0.0.1:9025, or \"\" to disable)"
+                )
+            })?;
         }
         if self.max_message_size < 1024 {
-            bail!("key `max_message_size`: {} bytes is too small (at least 1024)", self.max_message_size);
+            bail!(
+                "key `max_message_size`: {} bytes is too small (at least 1024)",
+                self.max_message_size
+            );
         }
         if self.max_recipients == 0 {
             bail!("key `max_recipients`: must be at least 1");
@@ -268,14 +276,23 @@ impl Config {
         let l = &self.limits;
         for (key, v) in [
             ("limits.max_connections", l.max_connections as u64),
-            ("limits.max_connections_per_ip", l.max_connections_per_ip as u64),
+            (
+                "limits.max_connections_per_ip",
+                l.max_connections_per_ip as u64,
+            ),
             ("limits.max_bad_commands", l.max_bad_commands as u64),
             ("limits.idle_timeout_secs", l.idle_timeout_secs),
             ("limits.session_timeout_secs", l.session_timeout_secs),
-            ("queue.delivery_concurrency", self.queue.delivery_concurrency as u64),
+            (
+                "queue.delivery_concurrency",
+                self.queue.delivery_concurrency as u64,
+            ),
             ("queue.retry_initial_secs", self.queue.retry_initial_secs),
             ("queue.scan_interval_secs", self.queue.scan_interval_secs),
-            ("queue.connect_timeout_secs", self.queue.connect_timeout_secs),
+            (
+                "queue.connect_timeout_secs",
+                self.queue.connect_timeout_secs,
+            ),
             ("queue.reply_timeout_secs", self.queue.reply_timeout_secs),
         ] {
             if v == 0 {
@@ -283,13 +300,18 @@ impl Config {
             }
         }
         if l.max_command_line < 512 {
-            bail!("key `limits.max_command_line`: RFC 5321 needs at least 512, got {}", l.max_command_line);
+            bail!(
+                "key `limits.max_command_line`: RFC 5321 needs at least 512, got {}",
+                l.max_command_line
+            );
         }
         let v = &self.verdict;
         if !(v.tag_score <= v.quarantine_score && v.quarantine_score <= v.reject_score) {
             bail!(
                 "key `verdict`: thresholds must satisfy tag_score <= quarantine_score <= reject_score (got {}, {}, {})",
-                v.tag_score, v.quarantine_score, v.reject_score
+                v.tag_score,
+                v.quarantine_score,
+                v.reject_score
             );
         }
         for name in self.symbols.keys() {
@@ -299,7 +321,10 @@ impl Config {
         }
         for name in self.stages.keys() {
             if !KNOWN_STAGES.contains(&name.as_str()) {
-                bail!("key `stages.{name}`: no such stage (known: {})", KNOWN_STAGES.join(", "));
+                bail!(
+                    "key `stages.{name}`: no such stage (known: {})",
+                    KNOWN_STAGES.join(", ")
+                );
             }
         }
         Ok(())
@@ -382,17 +407,28 @@ mod tests {
     fn unknown_keys_are_errors_naming_the_key() {
         let e = Config::parse("hostnme = \"x\"").unwrap_err().to_string();
         assert!(e.contains("hostnme"), "{e}");
-        let e = Config::parse("[limits]\nmax_conections = 3").unwrap_err().to_string();
+        let e = Config::parse("[limits]\nmax_conections = 3")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("max_conections"), "{e}");
     }
 
     #[test]
     fn bad_values_name_the_key() {
-        let e = format!("{:#}", Config::parse("inbound_next_hop = \"nohost\"").unwrap_err());
+        let e = format!(
+            "{:#}",
+            Config::parse("inbound_next_hop = \"nohost\"").unwrap_err()
+        );
         assert!(e.contains("inbound_next_hop"), "{e}");
-        let e = format!("{:#}", Config::parse("[verdict]\ntag_score = 20.0").unwrap_err());
+        let e = format!(
+            "{:#}",
+            Config::parse("[verdict]\ntag_score = 20.0").unwrap_err()
+        );
         assert!(e.contains("verdict"), "{e}");
-        let e = format!("{:#}", Config::parse("internal_networks = [\"10.0.0.0/33\"]").unwrap_err());
+        let e = format!(
+            "{:#}",
+            Config::parse("internal_networks = [\"10.0.0.0/33\"]").unwrap_err()
+        );
         assert!(e.contains("internal_networks"), "{e}");
         let e = format!("{:#}", Config::parse("[symbols]\nNOPE = 1.0").unwrap_err());
         assert!(e.contains("symbols.NOPE"), "{e}");

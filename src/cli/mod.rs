@@ -1,0 +1,80 @@
+//! The `portcullis` command line. Every subcommand that a script may want has `--json`.
+
+mod queue;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "portcullis",
+    version,
+    about = "Mail gateway: SMTP in, one pipeline, verdict in the dialog, durable queue, delivery out"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the gateway (embedded defaults without --config).
+    Run {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a config file; names the bad key and why.
+    CheckConfig {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Inspect and act on the delivery queue.
+    Queue {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: queue::QueueAction,
+    },
+    /// List every symbol a stage can report, with default points.
+    Symbols,
+}
+
+fn load(config: &Option<PathBuf>) -> anyhow::Result<Config> {
+    match config {
+        Some(p) => Config::load(p),
+        None => Ok(Config::default()),
+    }
+}
+
+/// Run a command; returns the exit code.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Run { config } => {
+            let config = load(&config)?;
+            crate::telemetry::init(config.log_format);
+            runtime.block_on(crate::gateway::run(config))?;
+            Ok(0)
+        }
+        Command::CheckConfig { config } => {
+            Config::load(&config)?;
+            println!("{}: ok", config.display());
+            Ok(0)
+        }
+        Command::Queue { config, action } => {
+            let config = load(&config)?;
+            runtime.block_on(queue::run(&config, action))
+        }
+        Command::Symbols => {
+            for (name, points, desc) in filters::symbols::REGISTRY {
+                println!("{name:<28} {points:>6.2}  {desc}");
+            }
+            Ok(0)
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! One outgoing SMTP connection (mail-send), with opportunistic STARTTLS and per-recipient
+//! results.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mail_send::SmtpClient;
+use smtp_proto::{EXT_PIPELINING, EXT_START_TLS, Response};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+/// What happened to one recipient in one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RcptResult {
+    Delivered(String),
+    Deferred(String),
+    Failed(String),
+}
+
+impl RcptResult {
+    fn from_reply(r: &Response<String>) -> RcptResult {
+        let text = reply_text(r);
+        match r.code {
+            200..=299 => RcptResult::Delivered(text),
+            500..=599 => RcptResult::Failed(text),
+            _ => RcptResult::Deferred(text),
+        }
+    }
+}
+
+pub fn reply_text(r: &Response<String>) -> String {
+    let msg = r.message.replace(['\r', '\n'], " ");
+    if r.esc[0] != 0 {
+        format!("{} {}.{}.{} {}", r.code, r.esc[0], r.esc[1], r.esc[2], msg)
+    } else {
+        format!("{} {}", r.code, msg)
+    }
+}
+
+enum Inner {
+    Plain(SmtpClient<TcpStream>),
+    Tls(SmtpClient<TlsStream<TcpStream>>),
+}
+
+/// An open session with a next hop, ready for MAIL FROM.
+pub struct Connection {
+    inner: Inner,
+    pipelining: bool,
+    pub peer: SocketAddr,
+}
+
+impl Connection {
+    pub fn is_tls(&self) -> bool {
+        matches!(self.inner, Inner::Tls(_))
+    }
+
+    /// Send one message to `rcpts`. `Err` means the connection broke (every recipient of
+    /// this attempt is then deferred and the connection must be dropped).
+    pub async fn send(
+        &mut self,
+        from: &str,
+        rcpts: &[String],
+        body: &[u8],
+    ) -> Result<Vec<RcptResult>, String> {
+        let pipelining = self.pipelining;
+        match &mut self.inner {
+            Inner::Plain(c) => transaction(c, pipelining, from, rcpts, body).await,
+            Inner::Tls(c) => transaction(c, pipelining, from, rcpts, body).await,
+        }
+    }
+
+    pub async fn rset(&mut self) -> bool {
+        let r = match &mut self.inner {
+            Inner::Plain(c) => c.rset().await,
+            Inner::Tls(c) => c.rset().await,
+        };
+        r.is_ok()
+    }
+
+    pub async fn quit(self) {
+        let _ = match self.inner {
+            Inner::Plain(c) => c.quit().await,
+            Inner::Tls(c) => c.quit().await,
+        };
+    }
+}
+
+async fn transaction<T: AsyncRead + AsyncWrite + Unpin>(
+    c: &mut SmtpClient<T>,
+    pipelining: bool,
+    from: &str,
+    rcpts: &[String],
+    body: &[u8],
+) -> Result<Vec<RcptResult>, String> {
+    let mut cmds = Vec::with_capacity(rcpts.len() + 2);
+    cmds.push(format!("MAIL FROM:<{from}>\r\n"));
+    for r in rcpts {
+        cmds.push(format!("RCPT TO:<{r}>\r\n"));
+    }
+    cmds.push("DATA\r\n".to_string());
+    // RFC 2920: with PIPELINING the envelope goes in one round trip.
+    let replies = if pipelining {
+        c.cmds(&cmds).await.map_err(|e| format!("{e}"))?
+    } else {
+        let mut replies = Vec::new();
+        for (i, cmd) in cmds.iter().enumerate() {
+            let r = c.cmd(cmd).await.map_err(|e| format!("{e}"))?;
+            let stop = !(200..300).contains(&r.code) && (i == 0 || i == cmds.len() - 1);
+            replies.push(r);
+            if stop {
+                break;
+            }
+        }
+        replies
+    };
+    let mail = &replies[0];
+    if !(200..300).contains(&mail.code) {
+        let failed = RcptResult::from_reply(mail);
+        return Ok(rcpts.iter().map(|_| failed.clone()).collect());
+    }
+    let mut results: Vec<RcptResult> = rcpts
+        .iter()
+        .enumerate()
+        .map(|(i, _)| match replies.get(i + 1) {
+            Some(r) => RcptResult::from_reply(r),
+            None => RcptResult::Deferred("no reply to RCPT".into()),
+        })
+        .collect();
+    let data_reply = replies.get(rcpts.len() + 1);
+    let accepted = results
+        .iter()
+        .any(|r| matches!(r, RcptResult::Delivered(_)));
+    match data_reply {
+        Some(r) if r.code == 354 => {
+            if !accepted {
+                // A server that answers 354 with no accepted recipient (RFC 2920 §3.1)
+                // gets an empty body; it has nobody to deliver it to.
+                c.write_message(b"").await.map_err(|e| format!("{e}"))?;
+                let _ = tokio::time::timeout(c.timeout, c.read()).await;
+                return Ok(results);
+            }
+            let final_reply = tokio::time::timeout(c.timeout, async {
+                c.write_message(body).await.map_err(|e| format!("{e}"))?;
+                c.read().await.map_err(|e| format!("{e}"))
+            })
+            .await
+            .map_err(|_| "timeout waiting for the reply to the end of DATA".to_string())??;
+            let outcome = RcptResult::from_reply(&final_reply);
+            for r in results.iter_mut() {
+                if matches!(r, RcptResult::Delivered(_)) {
+                    *r = outcome.clone();
+                }
+            }
+        }
+        Some(r) => {
+            let outcome = RcptResult::from_reply(r);
+            for res in results.iter_mut() {
+                if matches!(res, RcptResult::Delivered(_)) {
+                    *res = match &outcome {
+                        RcptResult::Delivered(t) => {
+                            RcptResult::Deferred(format!("unexpected reply to DATA: {t}"))
+                        }
+                        o => o.clone(),
+                    };
+                }
+            }
+        }
+        None => {}
+    }
+    Ok(results)
+}
+
+/// Opens connections to next hops.
+pub struct Connector {
+    pub helo: String,
+    pub connect_timeout: Duration,
+    pub reply_timeout: Duration,
+    /// Opportunistic TLS (RFC 7435): any certificate is accepted, since refusing it would
+    /// only mean sending in clear. Per-domain verified TLS is issue #3.
+    pub tls: TlsConnector,
+}
+
+impl Connector {
+    pub fn new(
+        helo: String,
+        connect_timeout: Duration,
+        reply_timeout: Duration,
+    ) -> anyhow::Result<Connector> {
+        let tls = mail_send::smtp::tls::build_tls_connector(true)
+            .map_err(|e| anyhow::anyhow!("TLS client setup: {e}"))?;
+        Ok(Connector {
+            helo,
+            connect_timeout,
+            reply_timeout,
+            tls,
+        })
+    }
+
+    /// Connect, read the greeting, EHLO, and upgrade with STARTTLS when offered. When the
+    /// TLS handshake fails the connection is retried in clear.
+    pub async fn connect(&self, addr: SocketAddr, tls_name: &str) -> Result<Connection, String> {
+        match self.connect_once(addr, tls_name, true).await {
+            Err(e) if e.starts_with("TLS") => {
+                tracing::info!(peer = %addr, error = %e, "STARTTLS failed; retrying without TLS");
+                self.connect_once(addr, tls_name, false).await
+            }
+            r => r,
+        }
+    }
+
+    async fn connect_once(
+        &self,
+        addr: SocketAddr,
+        tls_name: &str,
+        try_tls: bool,
+    ) -> Result<Connection, String> {
+        let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| format!("connect to {addr} timed out"))?
+            .map_err(|e| format!("connect to {addr}: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        let mut client = SmtpClient {
+            stream: tcp,
+            timeout: self.reply_timeout,
+        };
+        let greeting = client
+            .read()
+            .await
+            .map_err(|e| format!("greeting from {addr}: {e}"))?;
+        if !(200..300).contains(&greeting.code) {
+            return Err(format!("{addr} greeted with {}", reply_text(&greeting)));
+        }
+        let ehlo = client
+            .ehlo(&self.helo)
+            .await
+            .map_err(|e| format!("EHLO to {addr}: {e}"))?;
+        if try_tls && ehlo.has_capability(EXT_START_TLS) {
+            let name = if tls_name.parse::<std::net::IpAddr>().is_ok() {
+                "localhost"
+            } else {
+                tls_name
+            };
+            let mut tls = client
+                .start_tls(&self.tls, name)
+                .await
+                .map_err(|e| format!("TLS with {addr}: {e}"))?;
+            let ehlo = tls
+                .ehlo(&self.helo)
+                .await
+                .map_err(|e| format!("EHLO after TLS to {addr}: {e}"))?;
+            return Ok(Connection {
+                pipelining: ehlo.has_capability(EXT_PIPELINING),
+                inner: Inner::Tls(tls),
+                peer: addr,
+            });
+        }
+        Ok(Connection {
+            pipelining: ehlo.has_capability(EXT_PIPELINING),
+            inner: Inner::Plain(client),
+            peer: addr,
+        })
+    }
+}

@@ -1,0 +1,122 @@
+//! Delivery status notifications (RFC 3464): the bounce a sender gets when we give up.
+
+use crate::smtp::received::rfc5322_date;
+
+/// One recipient we could not deliver to.
+pub struct FailedRecipient<'a> {
+    pub address: &'a str,
+    /// The next hop's reply or our own reason, e.g. "550 5.1.1 user unknown".
+    pub diagnostic: &'a str,
+}
+
+/// Build a DSN for `failed` recipients of the message `original` (queue id `id`).
+pub fn build(
+    hostname: &str,
+    id: &str,
+    sender: &str,
+    arrival: i64,
+    failed: &[FailedRecipient],
+    original: &[u8],
+) -> Vec<u8> {
+    let now = std::time::SystemTime::now();
+    let arrival = std::time::UNIX_EPOCH + std::time::Duration::from_secs(arrival.max(0) as u64);
+    let boundary = format!("{id}.dsn/{hostname}");
+    let mut m = String::new();
+    m.push_str(&format!(
+        "From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n"
+    ));
+    m.push_str(&format!("To: <{sender}>\r\n"));
+    m.push_str("Subject: Undelivered Mail Returned to Sender\r\n");
+    m.push_str(&format!("Date: {}\r\n", rfc5322_date(now)));
+    m.push_str(&format!("Message-ID: <{id}.dsn@{hostname}>\r\n"));
+    m.push_str("Auto-Submitted: auto-replied\r\n");
+    m.push_str("MIME-Version: 1.0\r\n");
+    m.push_str(&format!(
+        "Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"{boundary}\"\r\n\r\n"
+    ));
+    m.push_str("This is a MIME-encapsulated message.\r\n\r\n");
+    m.push_str(&format!(
+        "--{boundary}\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
+    ));
+    m.push_str(&format!(
+        "This is the mail gateway at {hostname}.\r\n\r\nYour message could not be delivered to one or more recipients.\r\nIt has been returned below, headers only.\r\n\r\n"
+    ));
+    for f in failed {
+        m.push_str(&format!("<{}>: {}\r\n", f.address, one_line(f.diagnostic)));
+    }
+    m.push_str(&format!(
+        "\r\n--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n"
+    ));
+    m.push_str(&format!("Reporting-MTA: dns; {hostname}\r\n"));
+    m.push_str(&format!("X-Portcullis-Queue-ID: {id}\r\n"));
+    m.push_str(&format!("Arrival-Date: {}\r\n", rfc5322_date(arrival)));
+    for f in failed {
+        m.push_str(&format!("\r\nFinal-Recipient: rfc822; {}\r\n", f.address));
+        m.push_str("Action: failed\r\n");
+        m.push_str(&format!("Status: {}\r\n", status_code(f.diagnostic)));
+        m.push_str(&format!(
+            "Diagnostic-Code: smtp; {}\r\n",
+            one_line(f.diagnostic)
+        ));
+    }
+    m.push_str(&format!(
+        "\r\n--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+    ));
+    let mut out = m.into_bytes();
+    out.extend_from_slice(header_block(original));
+    out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    out
+}
+
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// The enhanced status code in a reply ("550 5.1.1 no such user" → "5.1.1"), else 5.0.0.
+fn status_code(diagnostic: &str) -> String {
+    diagnostic
+        .split_whitespace()
+        .find(|w| {
+            let parts: Vec<&str> = w.split('.').collect();
+            parts.len() == 3
+                && parts[0] == "5"
+                && parts
+                    .iter()
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .unwrap_or("5.0.0")
+        .to_string()
+}
+
+fn header_block(raw: &[u8]) -> &[u8] {
+    match raw.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(i) => &raw[..i + 2],
+        None => raw,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dsn_is_a_parseable_multipart_report() {
+        let orig = b"From: a@b.test\r\nSubject: hello\r\n\r\nsecret body\r\n";
+        let failed = [FailedRecipient {
+            address: "u@x.test",
+            diagnostic: "550 5.1.1 <u@x.test>: user unknown",
+        }];
+        let dsn = build("gw.test", "ABC", "a@b.test", 0, &failed, orig);
+        let msg = mail_parser::MessageParser::default().parse(&dsn).unwrap();
+        assert_eq!(msg.subject(), Some("Undelivered Mail Returned to Sender"));
+        let text = String::from_utf8_lossy(&dsn);
+        assert!(text.contains("multipart/report; report-type=delivery-status"));
+        assert!(text.contains("Final-Recipient: rfc822; u@x.test"));
+        assert!(text.contains("Status: 5.1.1"));
+        assert!(text.contains("Subject: hello"));
+        assert!(!text.contains("secret body"), "only headers are returned");
+        assert_eq!(status_code("timeout"), "5.0.0");
+    }
+}

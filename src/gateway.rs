@@ -1,0 +1,138 @@
+//! Wiring: config → queue, pipeline, delivery, listeners, metrics. `run` is the appliance.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::{Config, TlsMode};
+use crate::delivery::Delivery;
+use crate::metrics::{self, Metrics};
+use crate::pipeline::Pipeline;
+use crate::queue::Queue;
+use crate::smtp::listener;
+use crate::smtp::session::{ListenerSettings, Shared};
+use crate::smtp::tls;
+
+/// A started gateway: its bound addresses, and the switch that stops accepting.
+pub struct Running {
+    pub smtp_addrs: Vec<SocketAddr>,
+    pub metrics_addr: Option<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Running {
+    pub fn stop_accepting(&self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+/// Start everything; returns once the listeners are bound.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let config = Arc::new(config);
+    let metrics = Metrics::new();
+    let (queue, jobs) = Queue::open(&config.data_dir, metrics.clone())
+        .await
+        .with_context(|| format!("cannot open the queue in {}", config.data_dir.display()))?;
+
+    let delivery = Arc::new(Delivery::new(
+        config.clone(),
+        queue.clone(),
+        metrics.clone(),
+    )?);
+    delivery.spawn_workers(jobs);
+    spawn_queue_scanner(config.clone(), queue.clone(), metrics.clone());
+
+    let metrics_addr = if config.metrics_bind.is_empty() {
+        None
+    } else {
+        Some(metrics::serve(config.metrics_bind.parse()?, metrics.clone()).await?)
+    };
+
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        pipeline: Arc::new(Pipeline::from_config(&config, metrics.clone())),
+        queue,
+        metrics,
+    });
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut smtp_addrs = Vec::new();
+    for l in &config.listeners {
+        let acceptor = match l.tls {
+            TlsMode::None => None,
+            TlsMode::Starttls | TlsMode::Required => {
+                let (cert, key) = match (&l.cert, &l.key) {
+                    (Some(c), Some(k)) => (c.clone(), k.clone()),
+                    _ => tls::ensure_self_signed(&config.data_dir, &config.hostname)?,
+                };
+                Some(tls::acceptor(&cert, &key)?)
+            }
+        };
+        let socket = TcpListener::bind(l.bind).await.with_context(|| {
+            format!(
+                "cannot listen on {} (is another server using the port?)",
+                l.bind
+            )
+        })?;
+        let addr = socket.local_addr()?;
+        smtp_addrs.push(addr);
+        let settings = Arc::new(ListenerSettings {
+            tls_mode: l.tls,
+            acceptor,
+        });
+        tokio::spawn(listener::serve(
+            socket,
+            shared.clone(),
+            settings,
+            shutdown_rx.clone(),
+        ));
+        tracing::info!(%addr, tls = ?l.tls, "SMTP listener ready");
+    }
+    Ok(Running {
+        smtp_addrs,
+        metrics_addr,
+        shutdown,
+    })
+}
+
+/// Every `scan_interval_secs`, hand due messages (retries, and all of them after a
+/// restart) to delivery, and refresh the queue gauges.
+fn spawn_queue_scanner(config: Arc<Config>, queue: Queue, metrics: Metrics) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(config.queue.scan_interval_secs));
+        loop {
+            tick.tick().await;
+            match queue.dispatch_due(1000).await {
+                Ok(n) if n > 0 => tracing::debug!(n, "dispatched due messages"),
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %format!("{e:#}"), "queue scan failed"),
+            }
+            if let Ok((queued, held)) = queue.store.depth().await {
+                metrics.queue_depth(queued, held);
+            }
+        }
+    });
+}
+
+/// Run until SIGTERM or Ctrl-C.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let running = start(config).await?;
+    if let Some(a) = running.metrics_addr {
+        tracing::info!(addr = %a, "metrics endpoint ready (GET /metrics)");
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!(
+        "shutting down: no new connections; unacknowledged messages stay with their senders"
+    );
+    running.stop_accepting();
+    // Give the committer a moment to finish the group in flight.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    Ok(())
+}

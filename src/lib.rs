@@ -1,0 +1,25 @@
+//! # Portcullis — a mail gateway appliance
+//!
+//! Mail comes in over SMTP ([`smtp`]), passes one ordered [`pipeline`] of stages (the
+//! content stages live in the `filters` crate), gets its verdict *in the SMTP dialog*, and
+//! is stored durably in the [`queue`] before the 250. [`delivery`] workers hand it to the
+//! internal mail server (inbound) or to the MX/smarthost (outbound).
+//!
+//! ## Layout
+//! - [`config`]: TOML → validated config; every limit named in `config::defaults`.
+//! - [`smtp`]: listener, session state machine, relay control, STARTTLS, replies.
+//! - [`pipeline`]: the inbound and outbound stage order, and the verdict.
+//! - [`queue`]: spool files + SQLite rows, group commit, delivery jobs.
+//! - [`delivery`]: SMTP client workers, MX lookup, retries, DSNs.
+//! - [`metrics`]: Prometheus counters; [`telemetry`]: logs.
+//! - [`gateway`]: wires the parts together; [`cli`]: the `portcullis` command.
+
+pub mod cli;
+pub mod config;
+pub mod delivery;
+pub mod gateway;
+pub mod metrics;
+pub mod pipeline;
+pub mod queue;
+pub mod smtp;
+pub mod telemetry;

@@ -1,0 +1,213 @@
+//! Counters for operators: Prometheus text on `GET /metrics` (loopback by default).
+//!
+//! Names follow Prometheus conventions (`_total` counters, `_seconds` histograms).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels1 = [(&'static str, &'static str); 1];
+type Labels2 = [(&'static str, &'static str); 2];
+
+fn latency_histogram() -> Histogram {
+    // 50 µs … ~3 s
+    Histogram::new(exponential_buckets(0.00005, 3.0, 11))
+}
+
+struct Inner {
+    registry: Registry,
+    connections: Counter,
+    connections_active: Gauge,
+    connections_refused: Family<Labels1, Counter>,
+    tls_sessions: Counter,
+    messages: Family<Labels2, Counter>,
+    stage_seconds: Family<Labels1, Histogram, fn() -> Histogram>,
+    queue_depth: Gauge,
+    queue_held: Gauge,
+    queue_removed: Counter,
+    deliveries: Family<Labels1, Counter>,
+}
+
+/// Cheap to clone; every clone updates the same counters.
+#[derive(Clone)]
+pub struct Metrics(Arc<Inner>);
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("portcullis");
+        let connections = Counter::default();
+        registry.register(
+            "smtp_connections",
+            "SMTP connections accepted",
+            connections.clone(),
+        );
+        let connections_active = Gauge::default();
+        registry.register(
+            "smtp_connections_active",
+            "SMTP sessions open now",
+            connections_active.clone(),
+        );
+        let connections_refused = Family::<Labels1, Counter>::default();
+        registry.register(
+            "smtp_connections_refused",
+            "SMTP connections refused by a limit (reason)",
+            connections_refused.clone(),
+        );
+        let tls_sessions = Counter::default();
+        registry.register(
+            "smtp_tls_sessions",
+            "SMTP sessions upgraded with STARTTLS",
+            tls_sessions.clone(),
+        );
+        let messages = Family::<Labels2, Counter>::default();
+        registry.register(
+            "messages",
+            "Messages by direction and verdict (accept, tag, quarantine, reject, tempfail)",
+            messages.clone(),
+        );
+        let stage_seconds: Family<Labels1, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "stage_duration_seconds",
+            "Time spent in each pipeline stage",
+            stage_seconds.clone(),
+        );
+        let queue_depth = Gauge::default();
+        registry.register(
+            "queue_depth",
+            "Messages waiting for delivery",
+            queue_depth.clone(),
+        );
+        let queue_held = Gauge::default();
+        registry.register(
+            "queue_held",
+            "Messages held (quarantine verdict)",
+            queue_held.clone(),
+        );
+        let queue_removed = Counter::default();
+        registry.register(
+            "queue_settled",
+            "Messages removed from the queue after delivery or bounce",
+            queue_removed.clone(),
+        );
+        let deliveries = Family::<Labels1, Counter>::default();
+        registry.register(
+            "deliveries",
+            "Recipient delivery attempts by result (delivered, deferred, failed, bounce_sent)",
+            deliveries.clone(),
+        );
+        Metrics(Arc::new(Inner {
+            registry,
+            connections,
+            connections_active,
+            connections_refused,
+            tls_sessions,
+            messages,
+            stage_seconds,
+            queue_depth,
+            queue_held,
+            queue_removed,
+            deliveries,
+        }))
+    }
+
+    pub fn connection_opened(&self) {
+        self.0.connections.inc();
+        self.0.connections_active.inc();
+    }
+
+    pub fn connection_closed(&self) {
+        self.0.connections_active.dec();
+    }
+
+    pub fn connection_refused(&self, reason: &'static str) {
+        self.0
+            .connections_refused
+            .get_or_create(&[("reason", reason)])
+            .inc();
+    }
+
+    pub fn tls_session(&self) {
+        self.0.tls_sessions.inc();
+    }
+
+    pub fn message(&self, direction: &'static str, verdict: &'static str) {
+        self.0
+            .messages
+            .get_or_create(&[("direction", direction), ("verdict", verdict)])
+            .inc();
+    }
+
+    pub fn stage_time(&self, stage: &'static str, seconds: f64) {
+        self.0
+            .stage_seconds
+            .get_or_create(&[("stage", stage)])
+            .observe(seconds);
+    }
+
+    pub fn queue_depth(&self, queued: i64, held: i64) {
+        self.0.queue_depth.set(queued);
+        self.0.queue_held.set(held);
+    }
+
+    pub fn queue_removed(&self, n: usize) {
+        self.0.queue_removed.inc_by(n as u64);
+    }
+
+    pub fn delivery(&self, result: &'static str, n: usize) {
+        self.0
+            .deliveries
+            .get_or_create(&[("result", result)])
+            .inc_by(n as u64);
+    }
+
+    /// The Prometheus text exposition of all counters.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.0.registry);
+        out
+    }
+}
+
+/// Serve `GET /metrics` on `bind` until the process ends.
+pub async fn serve(bind: SocketAddr, metrics: Metrics) -> anyhow::Result<SocketAddr> {
+    use axum::{Router, http::header, routing::get};
+    let app = Router::new().route(
+        "/metrics",
+        get(move || {
+            let m = metrics.clone();
+            async move {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    m.render(),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot bind metrics endpoint {bind}: {e}"))?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics endpoint stopped");
+        }
+    });
+    Ok(addr)
+}

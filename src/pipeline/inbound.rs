@@ -1,0 +1,17 @@
+//! THE inbound order (internet → local domains). One stage per line; adding a stage is
+//! adding a line. Stages of later issues are listed where they will go.
+
+use super::{ConfiguredStage, push_stage};
+use crate::config::Config;
+
+pub fn stages(config: &Config) -> Vec<ConfiguredStage> {
+    let mut s = Vec::new();
+    // 1. smime::unwrap — decrypt, verify, harvest (issue #5)
+    // 2. filters::auth — SPF, DKIM, DMARC, ARC (issue #3)
+    // 3. filters::trust — level of trust (issue #3)
+    // 4. filters::tls — TLS reputation and per-domain TLS policy (issue #3)
+    // 5. Header sanity: the RFC 5322 shape of the message.
+    push_stage(&mut s, config, filters::header_sanity::HeaderSanity);
+    // 6. filters::bayes, filters::clamav (issue #4)
+    s
+}

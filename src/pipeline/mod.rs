@@ -1,0 +1,194 @@
+//! The pipeline: the ordered stages a message passes through after DATA, and the verdict.
+//!
+//! The order is written once per direction, in [`inbound`] and [`outbound`]. Stages report
+//! symbols; [`verdict`] alone turns the score card into an action. A stage that fails is
+//! handled by its configured fail mode here, in one place.
+
+pub mod inbound;
+pub mod outbound;
+pub mod verdict;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use filters::{Action, Direction, Envelope, MessageContext, ScoreCard, Stage, Symbol};
+
+use crate::config::{Config, FailMode, VerdictConfig};
+use crate::metrics::Metrics;
+
+/// A stage with its configured fail mode.
+pub struct ConfiguredStage {
+    pub stage: Box<dyn Stage>,
+    pub fail_mode: FailMode,
+}
+
+/// Add `stage` to `list` unless `[stages.NAME] enabled = false`.
+pub fn push_stage(list: &mut Vec<ConfiguredStage>, config: &Config, stage: impl Stage + 'static) {
+    let settings = config.stage(stage.name());
+    if settings.enabled {
+        list.push(ConfiguredStage {
+            stage: Box::new(stage),
+            fail_mode: settings.fail_mode,
+        });
+    }
+}
+
+/// What the pipeline concluded about one message.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub action: Action,
+    pub card: ScoreCard,
+    /// For the log: which stage failed, or what decided.
+    pub reason: String,
+}
+
+pub struct Pipeline {
+    inbound: Vec<ConfiguredStage>,
+    outbound: Vec<ConfiguredStage>,
+    thresholds: VerdictConfig,
+    points: BTreeMap<String, f64>,
+    metrics: Metrics,
+}
+
+impl Pipeline {
+    pub fn from_config(config: &Config, metrics: Metrics) -> Pipeline {
+        Pipeline {
+            inbound: inbound::stages(config),
+            outbound: outbound::stages(config),
+            thresholds: config.verdict.clone(),
+            points: config.symbols.clone(),
+            metrics,
+        }
+    }
+
+    /// Run every stage of the message's direction, in order, and decide.
+    pub async fn run(&self, envelope: &Envelope, raw: &[u8]) -> Outcome {
+        let stages = match envelope.direction {
+            Direction::Inbound => &self.inbound,
+            Direction::Outbound => &self.outbound,
+        };
+        let parsed = mail_parser::MessageParser::default().parse(raw);
+        let ctx = MessageContext {
+            envelope,
+            raw,
+            parsed: parsed.as_ref(),
+        };
+        let mut card = ScoreCard::default();
+        for s in stages {
+            let started = Instant::now();
+            let result = s.stage.check(&ctx).await;
+            self.metrics
+                .stage_time(s.stage.name(), started.elapsed().as_secs_f64());
+            match result {
+                Ok(symbols) => {
+                    for sym in symbols {
+                        card.add(self.weigh(sym));
+                    }
+                }
+                Err(e) => match s.fail_mode {
+                    FailMode::Tempfail => {
+                        return Outcome {
+                            action: Action::Tempfail,
+                            card,
+                            reason: format!("stage {} failed: {e}", s.stage.name()),
+                        };
+                    }
+                    FailMode::Open => {
+                        tracing::warn!(stage = s.stage.name(), error = %e, "stage failed, passing (fail_mode = open)");
+                        card.add(Symbol::new(
+                            "STAGE_FAILED_OPEN",
+                            format!("{}: {e}", s.stage.name()),
+                        ));
+                    }
+                },
+            }
+        }
+        let (action, reason) = verdict::decide(&card, &self.thresholds);
+        Outcome {
+            action,
+            card,
+            reason,
+        }
+    }
+
+    /// Apply the configured points override of a symbol.
+    fn weigh(&self, mut sym: Symbol) -> Symbol {
+        if let Some(p) = self.points.get(sym.name) {
+            sym.points = *p;
+        }
+        sym
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use filters::{StageError, StageFuture};
+
+    struct Failing;
+    impl Stage for Failing {
+        fn name(&self) -> &'static str {
+            "failing"
+        }
+        fn check<'a>(&'a self, _: &'a MessageContext<'a>) -> StageFuture<'a> {
+            Box::pin(async { Err(StageError("service down".into())) })
+        }
+    }
+
+    fn envelope() -> Envelope {
+        Envelope {
+            direction: Direction::Inbound,
+            client_ip: "192.0.2.1".parse().unwrap(),
+            helo: "client.test".into(),
+            mail_from: "a@b.test".into(),
+            rcpt_to: vec!["u@example.test".into()],
+            smtputf8: false,
+            body_8bit: false,
+            tls: None,
+        }
+    }
+
+    fn pipeline(config: &Config, extra: Option<FailMode>) -> Pipeline {
+        let mut p = Pipeline::from_config(config, Metrics::new());
+        if let Some(fail_mode) = extra {
+            p.inbound.push(ConfiguredStage {
+                stage: Box::new(Failing),
+                fail_mode,
+            });
+        }
+        p
+    }
+
+    #[tokio::test]
+    async fn failing_stage_tempfails_by_default_and_passes_only_when_open() {
+        let c = Config::default();
+        let raw = b"From: a@b.test\r\nDate: x\r\nMessage-ID: <1@b>\r\n\r\nhi\r\n";
+        let out = pipeline(&c, Some(FailMode::Tempfail))
+            .run(&envelope(), raw)
+            .await;
+        assert_eq!(out.action, Action::Tempfail);
+        assert!(out.reason.contains("failing"));
+        let out = pipeline(&c, Some(FailMode::Open))
+            .run(&envelope(), raw)
+            .await;
+        assert_eq!(out.action, Action::Accept);
+        assert_eq!(out.card.symbols[0].name, "STAGE_FAILED_OPEN");
+    }
+
+    #[tokio::test]
+    async fn header_sanity_symbols_reach_the_verdict_with_overrides() {
+        let c = Config::parse("[symbols]\nHDR_MISSING_DATE = 20.0").unwrap();
+        let out = pipeline(&c, None)
+            .run(
+                &envelope(),
+                b"From: a@b.test\r\nMessage-ID: <1@b>\r\n\r\nhi\r\n",
+            )
+            .await;
+        assert_eq!(out.card.symbols.len(), 1);
+        assert_eq!(out.card.score(), 20.0);
+        assert_eq!(out.action, Action::Reject);
+        let c = Config::parse("[stages.header_sanity]\nenabled = false").unwrap();
+        let out = pipeline(&c, None).run(&envelope(), b"x").await;
+        assert!(out.card.symbols.is_empty());
+    }
+}

@@ -1,0 +1,14 @@
+//! THE outbound order (internal networks → anywhere). One stage per line.
+
+use super::{ConfiguredStage, push_stage};
+use crate::config::Config;
+
+pub fn stages(config: &Config) -> Vec<ConfiguredStage> {
+    let mut s = Vec::new();
+    // 1. policy: user-encrypted / user-signed mail where policy forbids it (issue #5)
+    // 2. Header sanity: a broken client or a hijacked account shows here first.
+    push_stage(&mut s, config, filters::header_sanity::HeaderSanity);
+    // 3. filters::clamav (issue #4)
+    // 4. smime::wrap — sign and encrypt by policy (issue #5), then DKIM signing (issue #3)
+    s
+}

@@ -1,0 +1,289 @@
+//! The durable queue: every accepted message is a body file in `spool/` plus one row in
+//! SQLite, and it is only acknowledged (250) once both are on disk.
+//!
+//! Durability order for a new message (see [`Queue::store`]):
+//! 1. the session writes `spool/<id>.eml` and fsyncs it (in the blocking pool, so many
+//!    sessions fsync in parallel);
+//! 2. the [`committer`] task groups the rows of all sessions waiting at that moment, fsyncs
+//!    the spool directory once, and commits them in one SQLite transaction
+//!    (`synchronous=FULL`): one WAL fsync for the whole group;
+//! 3. only then the sessions get their ack and reply 250.
+//!
+//! Delivery outcomes go through the same committer, so one task writes to the database.
+//! A crash between delivery and the outcome's commit redelivers the message on restart
+//! (at-least-once); nothing acknowledged is ever lost.
+
+pub mod committer;
+pub mod store;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use filters::Direction;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics::Metrics;
+pub use committer::Op;
+pub use store::QueueStore;
+
+/// Whether a stored message waits for delivery or is held for an operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueState {
+    Queued,
+    /// Quarantine verdict: kept, never delivered until an operator releases it.
+    Held,
+}
+
+impl QueueState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueState::Queued => "queued",
+            QueueState::Held => "held",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RcptStatus {
+    Pending,
+    Delivered,
+    Failed,
+}
+
+/// One envelope recipient and how far its delivery got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recipient {
+    pub address: String,
+    pub status: RcptStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Recipient {
+    pub fn pending(address: impl Into<String>) -> Self {
+        Recipient {
+            address: address.into(),
+            status: RcptStatus::Pending,
+            error: None,
+        }
+    }
+}
+
+/// A queue row.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueuedMessage {
+    pub id: String,
+    pub direction: Direction,
+    pub state: QueueState,
+    pub mail_from: String,
+    pub recipients: Vec<Recipient>,
+    pub received_at: i64,
+    pub size: u64,
+    pub attempts: u32,
+    pub next_attempt: i64,
+    pub last_error: Option<String>,
+    pub client_ip: String,
+    pub helo: String,
+    pub score: f64,
+    pub symbols: String,
+}
+
+impl QueuedMessage {
+    pub fn pending_recipients(&self) -> impl Iterator<Item = &Recipient> {
+        self.recipients
+            .iter()
+            .filter(|r| r.status == RcptStatus::Pending)
+    }
+}
+
+/// A message handed to the delivery workers. The body is attached when it is still in
+/// memory (fresh messages); otherwise the worker reads the spool file.
+#[derive(Debug, Clone)]
+pub struct DeliveryJob {
+    pub message: QueuedMessage,
+    pub body: Option<Arc<Vec<u8>>>,
+}
+
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Queue ids: microseconds since the epoch and a per-process counter, in hex. Sortable
+/// by arrival, unique across restarts (time moves on), safe as a file name.
+pub fn new_queue_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let micros = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed) & 0xffff;
+    format!("{micros:013X}{n:04X}")
+}
+
+/// Ids come from the database or the command line: only hex digits are valid, so an id
+/// can never name a path outside the spool.
+pub fn is_valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The gateway's handle on the queue: store new messages, report outcomes.
+#[derive(Clone)]
+pub struct Queue {
+    spool_dir: PathBuf,
+    ops: mpsc::UnboundedSender<Op>,
+    /// Ids handed to delivery and not yet settled; the scanner skips them.
+    pub in_flight: Arc<Mutex<HashSet<String>>>,
+    pub store: QueueStore,
+}
+
+impl Queue {
+    /// Open (or create) the queue in `data_dir` and start the committer. Returns the queue
+    /// and the receiving end of the delivery jobs.
+    pub async fn open(
+        data_dir: &Path,
+        metrics: Metrics,
+    ) -> anyhow::Result<(Queue, mpsc::UnboundedReceiver<DeliveryJob>)> {
+        let spool_dir = data_dir.join("spool");
+        create_private_dir(data_dir)?;
+        create_private_dir(&spool_dir)?;
+        let store = QueueStore::open(data_dir).await?;
+        let writer = store.open_writer().await?;
+        let (ops_tx, ops_rx) = mpsc::unbounded_channel();
+        let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
+        let in_flight = Arc::new(Mutex::new(HashSet::new()));
+        tokio::spawn(committer::run(
+            writer,
+            spool_dir.clone(),
+            ops_rx,
+            jobs_tx,
+            in_flight.clone(),
+            metrics,
+        ));
+        Ok((
+            Queue {
+                spool_dir,
+                ops: ops_tx,
+                in_flight,
+                store,
+            },
+            jobs_rx,
+        ))
+    }
+
+    pub fn spool_dir(&self) -> &Path {
+        &self.spool_dir
+    }
+
+    pub fn body_path(&self, id: &str) -> PathBuf {
+        body_path(&self.spool_dir, id)
+    }
+
+    /// Store a new message durably. Returns once the body and its row are on disk; only
+    /// then may the session say 250.
+    pub async fn store(&self, message: QueuedMessage, body: Arc<Vec<u8>>) -> anyhow::Result<()> {
+        write_body_file(self.body_path(&message.id), body.clone()).await?;
+        let (ack, done) = oneshot::channel();
+        self.ops
+            .send(Op::Insert {
+                message,
+                body: Some(body),
+                ack: Some(ack),
+            })
+            .map_err(|_| anyhow::anyhow!("queue committer has stopped"))?;
+        done.await
+            .map_err(|_| anyhow::anyhow!("queue committer has stopped"))?
+            .map_err(|e| anyhow::anyhow!("queue commit failed: {e}"))
+    }
+
+    /// Report what happened to a delivery job (the committer settles it).
+    pub fn settle(&self, op: Op) {
+        // The committer only stops with the process; a lost outcome is redelivered.
+        let _ = self.ops.send(op);
+    }
+
+    /// Put due messages back into delivery (called periodically and at start-up).
+    pub async fn dispatch_due(&self, limit: u32) -> anyhow::Result<usize> {
+        let due = self.store.due(unix_now(), limit).await?;
+        let mut fresh = Vec::new();
+        {
+            let mut in_flight = self.in_flight.lock().unwrap();
+            for m in due {
+                if in_flight.insert(m.id.clone()) {
+                    fresh.push(m);
+                }
+            }
+        }
+        let n = fresh.len();
+        for m in fresh {
+            let _ = self.ops.send(Op::Dispatch(DeliveryJob {
+                message: m,
+                body: None,
+            }));
+        }
+        Ok(n)
+    }
+}
+
+pub fn body_path(spool_dir: &Path, id: &str) -> PathBuf {
+    spool_dir.join(format!("{id}.eml"))
+}
+
+/// Write a body file and fsync it, in the blocking pool.
+pub async fn write_body_file(path: PathBuf, body: Arc<Vec<u8>>) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        f.write_all(&body)?;
+        f.sync_data()
+    })
+    .await
+    .context("spool writer task failed")?
+    .context("cannot write message to the spool")
+}
+
+/// Create a directory readable only by the service user (mail bodies are private).
+pub fn create_private_dir(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if !path.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+            .with_context(|| format!("cannot create directory {}", path.display()))?;
+    } else {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot set mode 0700 on {}", path.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_sortable_and_valid() {
+        let a = new_queue_id();
+        let b = new_queue_id();
+        assert_ne!(a, b);
+        assert!(is_valid_id(&a));
+        assert!(a.len() == 17);
+        assert!(!is_valid_id("../etc/passwd"));
+        assert!(!is_valid_id(""));
+    }
+}

@@ -1,0 +1,105 @@
+//! The accept loop: connection limits, then one task per session.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+use super::reply::{self, Reply};
+use super::session::{ListenerSettings, Session, Shared};
+
+/// Sessions per client IP, decremented when a session ends.
+#[derive(Default, Clone)]
+struct PerIp(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+struct PerIpGuard {
+    map: PerIp,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    fn enter(&self, ip: IpAddr, limit: usize) -> Option<PerIpGuard> {
+        let mut m = self.0.lock().unwrap();
+        let n = m.entry(ip).or_insert(0);
+        if *n >= limit {
+            return None;
+        }
+        *n += 1;
+        Some(PerIpGuard {
+            map: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PerIpGuard {
+    fn drop(&mut self) {
+        let mut m = self.map.0.lock().unwrap();
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Accept connections on `listener` until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    settings: Arc<ListenerSettings>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let limits = shared.config.limits.clone();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let per_ip = PerIp::default();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => break,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let refuse = |mut tcp: tokio::net::TcpStream, r: Reply| {
+            tokio::spawn(async move {
+                let mut out = Vec::new();
+                r.write_to(&mut out);
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_secs(5), tcp.write_all(&out))
+                        .await;
+            });
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            shared.metrics.connection_refused("max_connections");
+            refuse(tcp, reply::TOO_MANY_CONNECTIONS);
+            continue;
+        };
+        let Some(ip_guard) = per_ip.enter(peer.ip(), limits.max_connections_per_ip) else {
+            shared.metrics.connection_refused("max_connections_per_ip");
+            tracing::info!(client = %peer, "per-IP connection limit reached");
+            refuse(tcp, reply::TOO_MANY_FROM_IP);
+            continue;
+        };
+        let session = Session::new(shared.clone(), settings.clone(), tcp, peer);
+        let metrics = shared.metrics.clone();
+        metrics.connection_opened();
+        tokio::spawn(async move {
+            session.run().await;
+            metrics.connection_closed();
+            drop(ip_guard);
+            drop(slot);
+        });
+    }
+}

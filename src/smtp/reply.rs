@@ -1,0 +1,152 @@
+//! Every reply the SMTP listener gives, in one table.
+//!
+//! What the client sees is generic (it reveals no policy or configuration); the specific
+//! reason goes to the log.
+
+/// One SMTP reply: code, enhanced status code (RFC 3463), text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    pub enhanced: &'static str,
+    pub text: &'static str,
+}
+
+impl Reply {
+    pub const fn new(code: u16, enhanced: &'static str, text: &'static str) -> Reply {
+        Reply {
+            code,
+            enhanced,
+            text,
+        }
+    }
+
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        write_reply(out, self.code, self.enhanced, self.text);
+    }
+}
+
+/// Write one reply line; `text` must not contain CR or LF.
+pub fn write_reply(out: &mut Vec<u8>, code: u16, enhanced: &str, text: &str) {
+    use std::io::Write;
+    if enhanced.is_empty() {
+        let _ = write!(out, "{code} {text}\r\n");
+    } else {
+        let _ = write!(out, "{code} {enhanced} {text}\r\n");
+    }
+}
+
+pub const OK: Reply = Reply::new(250, "2.0.0", "Ok");
+pub const SENDER_OK: Reply = Reply::new(250, "2.1.0", "Ok");
+pub const RCPT_OK: Reply = Reply::new(250, "2.1.5", "Ok");
+pub const START_DATA: Reply = Reply::new(354, "", "End data with <CR><LF>.<CR><LF>");
+pub const READY_TLS: Reply = Reply::new(220, "2.0.0", "Ready to start TLS");
+pub const BYE: Reply = Reply::new(221, "2.0.0", "Bye");
+pub const HELP: Reply = Reply::new(214, "2.0.0", "See RFC 5321");
+
+pub const TOO_MANY_CONNECTIONS: Reply =
+    Reply::new(421, "4.7.0", "Too many connections, try again later");
+pub const TOO_MANY_FROM_IP: Reply = Reply::new(
+    421,
+    "4.7.0",
+    "Too many connections from your address, try again later",
+);
+pub const TIMEOUT: Reply = Reply::new(421, "4.4.2", "Timeout exceeded, closing connection");
+pub const TOO_MANY_ERRORS: Reply = Reply::new(421, "4.7.0", "Too many errors, closing connection");
+pub const SHUTTING_DOWN: Reply = Reply::new(421, "4.3.2", "Service shutting down, try again later");
+pub const TOO_MANY_RECIPIENTS: Reply = Reply::new(452, "4.5.3", "Too many recipients");
+pub const TEMPFAIL: Reply = Reply::new(451, "4.7.1", "Temporary failure, please try again later");
+pub const QUEUE_ERROR: Reply = Reply::new(
+    451,
+    "4.3.0",
+    "Temporary local problem, please try again later",
+);
+
+pub const LINE_TOO_LONG: Reply = Reply::new(500, "5.5.2", "Line too long");
+pub const UNKNOWN_COMMAND: Reply = Reply::new(500, "5.5.2", "Command not recognized");
+pub const SYNTAX: Reply = Reply::new(501, "5.5.4", "Syntax error in parameters or arguments");
+pub const BAD_SENDER: Reply = Reply::new(501, "5.1.7", "Bad sender address syntax");
+pub const BAD_RECIPIENT: Reply = Reply::new(501, "5.1.3", "Bad recipient address syntax");
+pub const BAD_HELO: Reply = Reply::new(501, "5.5.4", "Syntax: EHLO hostname");
+pub const NOT_IMPLEMENTED: Reply = Reply::new(502, "5.5.1", "Command not implemented");
+pub const VRFY_DISABLED: Reply = Reply::new(502, "5.5.1", "VRFY command is disabled");
+pub const NEED_HELO: Reply = Reply::new(503, "5.5.1", "Send EHLO or HELO first");
+pub const NESTED_MAIL: Reply = Reply::new(503, "5.5.1", "Nested MAIL command");
+pub const NEED_MAIL: Reply = Reply::new(503, "5.5.1", "Need MAIL command first");
+pub const NEED_RCPT: Reply = Reply::new(554, "5.5.1", "No valid recipients");
+pub const TLS_ACTIVE: Reply = Reply::new(503, "5.5.1", "TLS already active");
+pub const TLS_UNAVAILABLE: Reply = Reply::new(454, "4.7.0", "TLS not available");
+pub const MUST_STARTTLS: Reply = Reply::new(530, "5.7.0", "Must issue a STARTTLS command first");
+pub const UNSUPPORTED_PARAM: Reply = Reply::new(555, "5.5.4", "Unsupported MAIL or RCPT parameter");
+pub const UTF8_WITHOUT_EHLO: Reply = Reply::new(555, "5.5.4", "SMTPUTF8 requires EHLO");
+pub const TOO_BIG: Reply = Reply::new(552, "5.3.4", "Message size exceeds fixed limit");
+pub const RELAY_DENIED: Reply = Reply::new(550, "5.7.1", "Relay access denied");
+pub const ROUTING_DENIED: Reply = Reply::new(
+    550,
+    "5.7.1",
+    "Source routes and routing characters are not accepted",
+);
+pub const REJECTED: Reply = Reply::new(550, "5.7.1", "Message rejected by policy");
+pub const DATA_THEN_BDAT: Reply = Reply::new(503, "5.5.1", "Do not mix DATA and BDAT");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_are_single_well_formed_lines() {
+        let all = [
+            OK,
+            SENDER_OK,
+            RCPT_OK,
+            START_DATA,
+            READY_TLS,
+            BYE,
+            HELP,
+            TOO_MANY_CONNECTIONS,
+            TOO_MANY_FROM_IP,
+            TIMEOUT,
+            TOO_MANY_ERRORS,
+            SHUTTING_DOWN,
+            TOO_MANY_RECIPIENTS,
+            TEMPFAIL,
+            QUEUE_ERROR,
+            LINE_TOO_LONG,
+            UNKNOWN_COMMAND,
+            SYNTAX,
+            BAD_SENDER,
+            BAD_RECIPIENT,
+            BAD_HELO,
+            NOT_IMPLEMENTED,
+            VRFY_DISABLED,
+            NEED_HELO,
+            NESTED_MAIL,
+            NEED_MAIL,
+            NEED_RCPT,
+            TLS_ACTIVE,
+            TLS_UNAVAILABLE,
+            MUST_STARTTLS,
+            UNSUPPORTED_PARAM,
+            UTF8_WITHOUT_EHLO,
+            TOO_BIG,
+            RELAY_DENIED,
+            ROUTING_DENIED,
+            REJECTED,
+            DATA_THEN_BDAT,
+        ];
+        for r in all {
+            let mut out = Vec::new();
+            r.write_to(&mut out);
+            let s = String::from_utf8(out).unwrap();
+            assert!(s.ends_with("\r\n") && s.matches('\n').count() == 1, "{s:?}");
+            assert!((200..600).contains(&r.code));
+            if !r.enhanced.is_empty() {
+                // enhanced class matches the reply class (RFC 3463)
+                assert_eq!(
+                    r.enhanced.as_bytes()[0],
+                    b'0' + (r.code / 100) as u8,
+                    "{s:?}"
+                );
+            }
+        }
+    }
+}

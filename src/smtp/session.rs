@@ -1,0 +1,751 @@
+//! One SMTP session: a state machine over a plain or TLS stream.
+//!
+//! Input is read into one buffer; every complete command in it is answered before the
+//! replies are flushed (PIPELINING, RFC 2920), and the buffer is only refilled when it
+//! holds no complete command. DATA and BDAT bytes are taken from the same buffer, so a
+//! pipelined DATA body is never mistaken for commands. The reply to the end of DATA is the
+//! pipeline's verdict; 250 is only sent after the queue has the message on disk.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use filters::{Action, Direction, Envelope, TlsFacts};
+use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, DummyDataReceiver};
+use smtp_proto::{Error as ParseError, MAIL_BODY_8BITMIME, MAIL_SMTPUTF8, Request};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::address::{Refusal, classify_recipient};
+use super::received::{printable, received_header};
+use super::reply::{self, Reply, write_reply};
+use super::stream::Stream;
+use super::tls;
+use crate::config::{Config, TlsMode};
+use crate::metrics::Metrics;
+use crate::pipeline::{Pipeline, verdict};
+use crate::queue::{Queue, QueueState, QueuedMessage, Recipient, new_queue_id, unix_now};
+
+/// What every session of the gateway shares.
+pub struct Shared {
+    pub config: Arc<Config>,
+    pub pipeline: Arc<Pipeline>,
+    pub queue: Queue,
+    pub metrics: Metrics,
+}
+
+/// Per-listener settings.
+pub struct ListenerSettings {
+    pub tls_mode: TlsMode,
+    pub acceptor: Option<openssl::ssl::SslAcceptor>,
+}
+
+/// The envelope being collected between MAIL and the end of DATA.
+struct Transaction {
+    mail_from: String,
+    rcpts: Vec<String>,
+    smtputf8: bool,
+    body_8bit: bool,
+    body: Vec<u8>,
+    /// The body went past max_message_size: it is being discarded, the answer is 552.
+    oversize: bool,
+    bdat_used: bool,
+}
+
+enum Mode {
+    Command,
+    Data(DataReceiver),
+    /// Reading the rest of an oversized DATA body without keeping it.
+    DataDiscard(DummyDataReceiver),
+    /// Reading a BDAT chunk into the body.
+    Bdat(BdatReceiver),
+    /// Reading a BDAT chunk we will refuse; `reply` is the answer once it is read.
+    BdatDiscard(DummyDataReceiver, Reply),
+}
+
+enum Next {
+    Continue,
+    Close,
+}
+
+pub struct Session {
+    shared: Arc<Shared>,
+    listener: Arc<ListenerSettings>,
+    stream: Option<Stream>,
+    peer: SocketAddr,
+    internal: bool,
+    inbuf: Vec<u8>,
+    pos: usize,
+    out: Vec<u8>,
+    mode: Mode,
+    helo: Option<String>,
+    esmtp: bool,
+    tls: Option<TlsFacts>,
+    tx: Option<Transaction>,
+    bad_commands: u32,
+    deadline: Instant,
+    /// A too-long line was refused; its remaining bytes up to the newline are skipped.
+    skipping_line: bool,
+}
+
+impl Session {
+    pub fn new(
+        shared: Arc<Shared>,
+        listener: Arc<ListenerSettings>,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+    ) -> Session {
+        let internal = shared.config.is_internal(peer.ip());
+        let deadline = Instant::now() + shared.config.session_timeout();
+        Session {
+            shared,
+            listener,
+            stream: Some(Stream::Plain(stream)),
+            peer,
+            internal,
+            inbuf: Vec::with_capacity(16 * 1024),
+            pos: 0,
+            out: Vec::with_capacity(1024),
+            mode: Mode::Command,
+            helo: None,
+            esmtp: false,
+            tls: None,
+            tx: None,
+            bad_commands: 0,
+            deadline,
+            skipping_line: false,
+        }
+    }
+
+    fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
+    /// Run the session to its end. Errors end the session; they are logged, not raised.
+    pub async fn run(mut self) {
+        let greeting = format!("220 {} ESMTP Portcullis\r\n", self.config().hostname);
+        self.out.extend_from_slice(greeting.as_bytes());
+        loop {
+            let next = self.process_input().await;
+            if self.flush().await.is_err() {
+                return;
+            }
+            if let Next::Close = next {
+                break;
+            }
+            match self.read_more().await {
+                Ok(0) => {
+                    if self.tx.is_some() {
+                        tracing::info!(client = %self.peer, "client disconnected mid-transaction; nothing stored");
+                    }
+                    return;
+                }
+                Ok(_) => {}
+                Err(ReadError::Timeout) => {
+                    reply::TIMEOUT.write_to(&mut self.out);
+                    let _ = self.flush().await;
+                    tracing::info!(client = %self.peer, "session timed out");
+                    break;
+                }
+                Err(ReadError::Io(e)) => {
+                    tracing::debug!(client = %self.peer, error = %e, "read failed");
+                    return;
+                }
+            }
+        }
+        if let Some(s) = self.stream.as_mut() {
+            let _ = s.shutdown().await;
+        }
+    }
+
+    // === input and output ===
+
+    async fn read_more(&mut self) -> Result<usize, ReadError> {
+        if self.pos > 0 {
+            self.inbuf.drain(..self.pos);
+            self.pos = 0;
+        }
+        self.inbuf.reserve(32 * 1024);
+        let now = Instant::now();
+        if now >= self.deadline {
+            return Err(ReadError::Timeout);
+        }
+        let wait = self.config().idle_timeout().min(self.deadline - now);
+        let stream = self.stream.as_mut().ok_or(ReadError::Timeout)?;
+        match tokio::time::timeout(wait, stream.read_buf(&mut self.inbuf)).await {
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(e)) => Err(ReadError::Io(e)),
+            Err(_) => Err(ReadError::Timeout),
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let wait = self.config().idle_timeout();
+        let stream = self
+            .stream
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("no stream"))?;
+        let r = tokio::time::timeout(wait, stream.write_all(&self.out)).await;
+        self.out.clear();
+        match r {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "write timeout",
+            )),
+        }
+    }
+
+    fn reply(&mut self, r: Reply) {
+        r.write_to(&mut self.out);
+    }
+
+    /// A refused command: answer, count it, and close after too many.
+    fn bad(&mut self, r: Reply) -> Next {
+        self.reply(r);
+        self.bad_commands += 1;
+        if self.bad_commands >= self.config().limits.max_bad_commands {
+            self.reply(reply::TOO_MANY_ERRORS);
+            tracing::info!(client = %self.peer, "too many bad commands; closing");
+            return Next::Close;
+        }
+        Next::Continue
+    }
+
+    /// Take the next complete command line out of the buffer.
+    fn take_line(&mut self) -> Option<Result<Vec<u8>, ()>> {
+        loop {
+            let avail = &self.inbuf[self.pos..];
+            match memchr_newline(avail) {
+                Some(i) => {
+                    let line = avail[..=i].to_vec();
+                    self.pos += i + 1;
+                    if self.skipping_line {
+                        self.skipping_line = false;
+                        continue;
+                    }
+                    if line.len() > self.config().limits.max_command_line {
+                        return Some(Err(()));
+                    }
+                    return Some(Ok(line));
+                }
+                None => {
+                    if avail.len() > self.config().limits.max_command_line {
+                        self.pos = self.inbuf.len();
+                        if self.skipping_line {
+                            return None;
+                        }
+                        self.skipping_line = true;
+                        return Some(Err(()));
+                    }
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Handle everything complete in the input buffer.
+    async fn process_input(&mut self) -> Next {
+        loop {
+            let mode = std::mem::replace(&mut self.mode, Mode::Command);
+            match mode {
+                Mode::Command => match self.take_line() {
+                    None => return Next::Continue,
+                    Some(Err(())) => {
+                        if let Next::Close = self.bad(reply::LINE_TOO_LONG) {
+                            return Next::Close;
+                        }
+                    }
+                    Some(Ok(line)) => {
+                        if let Next::Close = self.command(&line).await {
+                            return Next::Close;
+                        }
+                    }
+                },
+                Mode::Data(mut rx) => {
+                    let max = self.config().max_message_size;
+                    let tx = self.tx.as_mut().expect("DATA mode has a transaction");
+                    let mut it = self.inbuf[self.pos..].iter();
+                    let before = it.len();
+                    let done = rx.ingest(&mut it, &mut tx.body);
+                    self.pos += before - it.len();
+                    if done {
+                        self.finish_message().await;
+                    } else if tx.body.len() > max {
+                        tx.oversize = true;
+                        tx.body = Vec::new();
+                        self.mode = Mode::DataDiscard(DummyDataReceiver::new_data(&rx));
+                    } else {
+                        self.mode = Mode::Data(rx);
+                        return Next::Continue;
+                    }
+                }
+                Mode::DataDiscard(mut rx) => {
+                    let mut it = self.inbuf[self.pos..].iter();
+                    let before = it.len();
+                    let done = rx.ingest(&mut it);
+                    self.pos += before - it.len();
+                    if done {
+                        self.finish_message().await;
+                    } else {
+                        self.mode = Mode::DataDiscard(rx);
+                        return Next::Continue;
+                    }
+                }
+                Mode::Bdat(mut rx) => {
+                    let tx = self.tx.as_mut().expect("BDAT mode has a transaction");
+                    let mut it = self.inbuf[self.pos..].iter();
+                    let before = it.len();
+                    let done = rx.ingest(&mut it, &mut tx.body);
+                    self.pos += before - it.len();
+                    if !done {
+                        self.mode = Mode::Bdat(rx);
+                        return Next::Continue;
+                    }
+                    if rx.is_last {
+                        self.finish_message().await;
+                    } else {
+                        let n = tx.body.len();
+                        write_reply(&mut self.out, 250, "2.0.0", &format!("{n} octets received"));
+                    }
+                }
+                Mode::BdatDiscard(mut rx, answer) => {
+                    let mut it = self.inbuf[self.pos..].iter();
+                    let before = it.len();
+                    let done = rx.ingest(&mut it);
+                    self.pos += before - it.len();
+                    if !done {
+                        self.mode = Mode::BdatDiscard(rx, answer);
+                        return Next::Continue;
+                    }
+                    if let Next::Close = self.bad(answer) {
+                        return Next::Close;
+                    }
+                }
+            }
+        }
+    }
+
+    // === commands ===
+
+    async fn command(&mut self, line: &[u8]) -> Next {
+        let request = match Request::parse(&mut line.iter()) {
+            Ok(r) => r.into_owned(),
+            Err(e) => return self.bad(parse_error_reply(&e)),
+        };
+        match request {
+            Request::Ehlo { host } => self.ehlo(host, true),
+            Request::Helo { host } => self.ehlo(host, false),
+            Request::Mail { from } => self.mail(from),
+            Request::Rcpt { to } => self.rcpt(to, line),
+            Request::Data => self.data(),
+            Request::Bdat {
+                chunk_size,
+                is_last,
+            } => self.bdat(chunk_size, is_last),
+            Request::Rset => {
+                self.tx = None;
+                self.reply(reply::OK);
+                Next::Continue
+            }
+            Request::Noop { .. } => {
+                self.reply(reply::OK);
+                Next::Continue
+            }
+            Request::Quit => {
+                self.reply(reply::BYE);
+                Next::Close
+            }
+            Request::Vrfy { .. } | Request::Expn { .. } => self.bad(reply::VRFY_DISABLED),
+            Request::Help { .. } => {
+                self.reply(reply::HELP);
+                Next::Continue
+            }
+            Request::StartTls => self.starttls().await,
+            Request::Lhlo { .. }
+            | Request::Auth { .. }
+            | Request::Etrn { .. }
+            | Request::Atrn { .. }
+            | Request::Burl { .. } => self.bad(reply::NOT_IMPLEMENTED),
+        }
+    }
+
+    fn offers_starttls(&self) -> bool {
+        self.tls.is_none()
+            && self.listener.acceptor.is_some()
+            && self.listener.tls_mode != TlsMode::None
+    }
+
+    fn ehlo(&mut self, host: String, esmtp: bool) -> Next {
+        if host.trim().is_empty() {
+            return self.bad(reply::BAD_HELO);
+        }
+        self.helo = Some(printable(&host));
+        self.esmtp = esmtp;
+        self.tx = None;
+        let hostname = self.config().hostname.clone();
+        if !esmtp {
+            write_reply(&mut self.out, 250, "", &hostname);
+            return Next::Continue;
+        }
+        let mut lines = vec![
+            hostname,
+            "PIPELINING".to_string(),
+            format!("SIZE {}", self.config().max_message_size),
+            "8BITMIME".into(),
+            "SMTPUTF8".into(),
+            "ENHANCEDSTATUSCODES".into(),
+            "CHUNKING".into(),
+        ];
+        if self.offers_starttls() {
+            lines.push("STARTTLS".into());
+        }
+        let last = lines.len() - 1;
+        for (i, l) in lines.iter().enumerate() {
+            let sep = if i == last { ' ' } else { '-' };
+            self.out
+                .extend_from_slice(format!("250{sep}{l}\r\n").as_bytes());
+        }
+        Next::Continue
+    }
+
+    fn tls_required_but_absent(&self) -> bool {
+        self.listener.tls_mode == TlsMode::Required && self.tls.is_none()
+    }
+
+    fn mail(&mut self, from: smtp_proto::MailFrom<String>) -> Next {
+        if self.helo.is_none() {
+            return self.bad(reply::NEED_HELO);
+        }
+        if self.tls_required_but_absent() {
+            return self.bad(reply::MUST_STARTTLS);
+        }
+        if self.tx.is_some() {
+            return self.bad(reply::NESTED_MAIL);
+        }
+        let smtputf8 = from.flags & MAIL_SMTPUTF8 != 0;
+        if smtputf8 && !self.esmtp {
+            return self.bad(reply::UTF8_WITHOUT_EHLO);
+        }
+        if from.size > self.config().max_message_size {
+            return self.bad(reply::TOO_BIG);
+        }
+        if !smtputf8 && !from.address.is_ascii() {
+            return self.bad(reply::BAD_SENDER);
+        }
+        self.tx = Some(Transaction {
+            mail_from: from.address,
+            rcpts: Vec::new(),
+            smtputf8,
+            body_8bit: from.flags & MAIL_BODY_8BITMIME != 0,
+            body: Vec::new(),
+            oversize: false,
+            bdat_used: false,
+        });
+        self.reply(reply::SENDER_OK);
+        Next::Continue
+    }
+
+    fn rcpt(&mut self, to: smtp_proto::RcptTo<String>, line: &[u8]) -> Next {
+        if self.tls_required_but_absent() {
+            return self.bad(reply::MUST_STARTTLS);
+        }
+        let Some(tx) = self.tx.as_ref() else {
+            return self.bad(reply::NEED_MAIL);
+        };
+        if tx.rcpts.len() >= self.shared.config.max_recipients {
+            self.reply(reply::TOO_MANY_RECIPIENTS);
+            return Next::Continue;
+        }
+        if !tx.smtputf8 && !to.address.is_ascii() {
+            return self.bad(reply::BAD_RECIPIENT);
+        }
+        let line = String::from_utf8_lossy(line);
+        let raw_path = line.split_once(':').map(|(_, p)| p).unwrap_or("");
+        let raw_path = raw_path.split_once('>').map(|(p, _)| p).unwrap_or(raw_path);
+        match classify_recipient(
+            &self.shared.config,
+            self.internal,
+            &to.address,
+            &format!("{}>", raw_path.trim()),
+        ) {
+            Ok(accepted) => {
+                let tx = self.tx.as_mut().expect("checked above");
+                if !tx
+                    .rcpts
+                    .iter()
+                    .any(|r| r.eq_ignore_ascii_case(&accepted.address))
+                {
+                    tx.rcpts.push(accepted.address);
+                }
+                self.reply(reply::RCPT_OK);
+                Next::Continue
+            }
+            Err(refusal) => {
+                tracing::info!(client = %self.peer, rcpt = %printable(&to.address), ?refusal, "recipient refused");
+                self.bad(match refusal {
+                    Refusal::Syntax => reply::BAD_RECIPIENT,
+                    Refusal::HiddenRoute => reply::ROUTING_DENIED,
+                    Refusal::RelayDenied => reply::RELAY_DENIED,
+                })
+            }
+        }
+    }
+
+    fn data(&mut self) -> Next {
+        let Some(tx) = self.tx.as_ref() else {
+            return self.bad(reply::NEED_MAIL);
+        };
+        if tx.rcpts.is_empty() {
+            return self.bad(reply::NEED_RCPT);
+        }
+        if tx.bdat_used {
+            return self.bad(reply::DATA_THEN_BDAT);
+        }
+        self.reply(reply::START_DATA);
+        self.mode = Mode::Data(DataReceiver::new());
+        Next::Continue
+    }
+
+    fn bdat(&mut self, chunk_size: usize, is_last: bool) -> Next {
+        let max = self.config().max_message_size;
+        let refusal = match self.tx.as_ref() {
+            None => Some(reply::NEED_MAIL),
+            Some(tx) if tx.rcpts.is_empty() => Some(reply::NEED_RCPT),
+            Some(tx) if tx.body.len().saturating_add(chunk_size) > max => Some(reply::TOO_BIG),
+            Some(_) => None,
+        };
+        if let Some(answer) = refusal {
+            // The chunk's bytes must still be read to stay in step with the client.
+            if answer == reply::TOO_BIG {
+                self.tx = None;
+            }
+            self.mode = Mode::BdatDiscard(DummyDataReceiver::new_bdat(chunk_size), answer);
+            return Next::Continue;
+        }
+        let tx = self.tx.as_mut().expect("checked above");
+        tx.bdat_used = true;
+        tx.body.reserve(chunk_size.min(1024 * 1024));
+        self.mode = Mode::Bdat(BdatReceiver::new(chunk_size, is_last));
+        Next::Continue
+    }
+
+    async fn starttls(&mut self) -> Next {
+        if self.tls.is_some() {
+            return self.bad(reply::TLS_ACTIVE);
+        }
+        if !self.offers_starttls() {
+            return self.bad(reply::NOT_IMPLEMENTED);
+        }
+        self.reply(reply::READY_TLS);
+        if self.flush().await.is_err() {
+            return Next::Close;
+        }
+        // RFC 3207 §4.2: nothing sent before the handshake may count after it.
+        let injected = self.inbuf.len() - self.pos;
+        if injected > 0 {
+            tracing::warn!(client = %self.peer, bytes = injected, "discarding plaintext pipelined after STARTTLS");
+        }
+        self.inbuf.clear();
+        self.pos = 0;
+        let Some(Stream::Plain(tcp)) = self.stream.take() else {
+            return Next::Close;
+        };
+        let acceptor = self
+            .listener
+            .acceptor
+            .as_ref()
+            .expect("offers_starttls checked it");
+        let ssl = match openssl::ssl::Ssl::new(acceptor.context()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot create TLS session");
+                return Next::Close;
+            }
+        };
+        let mut tls_stream = match tokio_openssl::SslStream::new(ssl, tcp) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot create TLS stream");
+                return Next::Close;
+            }
+        };
+        let wait = self.config().idle_timeout();
+        match tokio::time::timeout(wait, Pin::new(&mut tls_stream).accept()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::info!(client = %self.peer, error = %e, "TLS handshake failed");
+                return Next::Close;
+            }
+            Err(_) => {
+                tracing::info!(client = %self.peer, "TLS handshake timed out");
+                return Next::Close;
+            }
+        }
+        self.tls = Some(tls::facts(tls_stream.ssl()));
+        self.stream = Some(Stream::Tls(Box::new(tls_stream)));
+        self.shared.metrics.tls_session();
+        // The session starts over: the client must say EHLO again.
+        self.helo = None;
+        self.esmtp = false;
+        self.tx = None;
+        Next::Continue
+    }
+
+    // === end of message ===
+
+    /// The message is complete: run the pipeline, store it if the verdict allows, answer.
+    async fn finish_message(&mut self) {
+        let started = Instant::now();
+        let Some(tx) = self.tx.take() else { return };
+        if tx.oversize {
+            self.reply(reply::TOO_BIG);
+            tracing::info!(client = %self.peer, "message over max_message_size refused");
+            return;
+        }
+        let direction = if self.internal {
+            Direction::Outbound
+        } else {
+            Direction::Inbound
+        };
+        let envelope = Envelope {
+            direction,
+            client_ip: self.peer.ip(),
+            helo: self.helo.clone().unwrap_or_default(),
+            mail_from: tx.mail_from,
+            rcpt_to: tx.rcpts,
+            smtputf8: tx.smtputf8,
+            body_8bit: tx.body_8bit,
+            tls: self.tls.clone(),
+        };
+        let outcome = self.shared.pipeline.run(&envelope, &tx.body).await;
+        let id = new_queue_id();
+        let mut stored = false;
+        match verdict::refusal_reply(outcome.action) {
+            Some(r) => self.reply(r),
+            None => {
+                let body = self.trace_headers(&envelope, &id, &outcome);
+                let mut full = Vec::with_capacity(body.len() + tx.body.len());
+                full.extend_from_slice(body.as_bytes());
+                full.extend_from_slice(&tx.body);
+                let message = QueuedMessage {
+                    id: id.clone(),
+                    direction,
+                    state: if outcome.action == Action::Quarantine {
+                        QueueState::Held
+                    } else {
+                        QueueState::Queued
+                    },
+                    mail_from: envelope.mail_from.clone(),
+                    recipients: envelope.rcpt_to.iter().map(Recipient::pending).collect(),
+                    received_at: unix_now(),
+                    size: full.len() as u64,
+                    attempts: 0,
+                    next_attempt: 0,
+                    last_error: None,
+                    client_ip: self.peer.ip().to_string(),
+                    helo: envelope.helo.clone(),
+                    score: outcome.card.score(),
+                    symbols: outcome.card.summary(),
+                };
+                match self.shared.queue.store(message, Arc::new(full)).await {
+                    Ok(()) => {
+                        stored = true;
+                        write_reply(&mut self.out, 250, "2.0.0", &format!("Ok: queued as {id}"));
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "cannot queue message");
+                        self.reply(reply::QUEUE_ERROR);
+                    }
+                }
+            }
+        }
+        let verdict = if stored || verdict::refusal_reply(outcome.action).is_some() {
+            outcome.action.as_str()
+        } else {
+            "tempfail"
+        };
+        self.shared.metrics.message(direction.as_str(), verdict);
+        tracing::info!(
+            target: "portcullis::message",
+            id = %id,
+            direction = direction.as_str(),
+            client_ip = %self.peer.ip(),
+            helo = %envelope.helo,
+            mail_from = %printable(&envelope.mail_from),
+            rcpt = %envelope.rcpt_to.join(","),
+            size = tx.body.len(),
+            tls = self.tls.as_ref().map(|t| t.version.as_str()).unwrap_or("none"),
+            verdict,
+            score = outcome.card.score(),
+            symbols = %outcome.card.summary(),
+            reason = %outcome.reason,
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "message"
+        );
+    }
+
+    /// Our Received: line, plus the result headers of an inbound message.
+    fn trace_headers(
+        &self,
+        envelope: &Envelope,
+        id: &str,
+        outcome: &crate::pipeline::Outcome,
+    ) -> String {
+        let protocol = match (envelope.smtputf8, self.esmtp, self.tls.is_some()) {
+            (true, _, true) => "UTF8SMTPS",
+            (true, _, false) => "UTF8SMTP",
+            (false, true, true) => "ESMTPS",
+            (false, true, false) => "ESMTP",
+            (false, false, true) => "SMTPS",
+            (false, false, false) => "SMTP",
+        };
+        let single = (envelope.rcpt_to.len() == 1).then(|| envelope.rcpt_to[0].as_str());
+        let mut h = received_header(
+            self.helo.as_deref().unwrap_or(""),
+            self.peer.ip(),
+            &self.config().hostname,
+            protocol,
+            self.tls.as_ref(),
+            id,
+            single,
+        );
+        if envelope.direction == Direction::Inbound {
+            h.push_str(&format!(
+                "X-Portcullis-Score: {:.2} ({})\r\n",
+                outcome.card.score(),
+                outcome.action.as_str()
+            ));
+            if outcome.action == Action::Tag {
+                h.push_str("X-Spam-Flag: YES\r\n");
+            }
+        }
+        h
+    }
+}
+
+enum ReadError {
+    Timeout,
+    Io(std::io::Error),
+}
+
+fn memchr_newline(b: &[u8]) -> Option<usize> {
+    b.iter().position(|&c| c == b'\n')
+}
+
+fn parse_error_reply(e: &ParseError) -> Reply {
+    match e {
+        ParseError::UnknownCommand => reply::UNKNOWN_COMMAND,
+        ParseError::InvalidSenderAddress => reply::BAD_SENDER,
+        ParseError::InvalidRecipientAddress => reply::BAD_RECIPIENT,
+        ParseError::UnsupportedParameter { .. } => reply::UNSUPPORTED_PARAM,
+        ParseError::ResponseTooLong => reply::LINE_TOO_LONG,
+        ParseError::SyntaxError { .. }
+        | ParseError::InvalidParameter { .. }
+        | ParseError::NeedsMoreData { .. }
+        | ParseError::InvalidResponse { .. } => reply::SYNTAX,
+    }
+}
