@@ -1,1 +1,19 @@
+//! The one integration test binary: the real gateway on 127.0.0.1, real SMTP on both sides.
+//!
+//! - `smtp_dialog`: commands, sequence errors, pipelining, BDAT, replies.
+//! - `relay`: relay control battery (no open relay).
+//! - `limits`: size, recipients, line length, bad commands, timeouts, connection caps.
+//! - `starttls`: TLS upgrade, state reset, command injection, swaks as independent client.
+//! - `delivery`: to the next hop, retries while it is down, DSNs, held and rejected verdicts.
+//! - `durability`: kill -9 during a load; nothing acknowledged is lost.
+//! - `cli`: check-config and queue commands; metrics endpoint.
 
+mod harness;
+
+mod cli;
+mod delivery;
+mod durability;
+mod limits;
+mod relay;
+mod smtp_dialog;
+mod starttls;

@@ -141,6 +141,9 @@ async fn transaction<T: AsyncRead + AsyncWrite + Unpin>(
                 let _ = tokio::time::timeout(c.timeout, c.read()).await;
                 return Ok(results);
             }
+            // mail-send ends the data with CRLF.CRLF itself: a body that already ends in
+            // CRLF would gain an empty line.
+            let body = body.strip_suffix(b"\r\n").unwrap_or(body);
             let final_reply = tokio::time::timeout(c.timeout, async {
                 c.write_message(body).await.map_err(|e| format!("{e}"))?;
                 c.read().await.map_err(|e| format!("{e}"))

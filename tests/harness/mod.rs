@@ -1,0 +1,215 @@
+//! Test harness: the real gateway binary on 127.0.0.1 with a temp data dir, a real SMTP
+//! sink that records what it receives, and a small SMTP client DSL.
+
+#![allow(dead_code)]
+
+pub mod client;
+pub mod sink;
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use client::Client;
+#[allow(unused_imports)]
+pub use sink::{Sink, SinkMode};
+
+/// A free TCP port on 127.0.0.1 (bound and released; fine for tests on one machine).
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_portcullis"))
+}
+
+/// A running gateway process.
+pub struct Gateway {
+    pub dir: tempfile::TempDir,
+    pub smtp: SocketAddr,
+    pub metrics: SocketAddr,
+    pub config_path: PathBuf,
+    child: Option<Child>,
+}
+
+/// The base config of the tests: `example.test` is local, 127.0.0.2 is the internal
+/// network (so 127.0.0.1 is "the internet"), quick retries. `extra` is appended (TOML).
+pub fn config_text(
+    dir: &Path,
+    smtp_port: u16,
+    metrics_port: u16,
+    next_hop: SocketAddr,
+    extra: &str,
+) -> String {
+    format!(
+        r#"hostname = "gw.portcullis.test"
+data_dir = "{data}"
+local_domains = ["example.test"]
+internal_networks = ["127.0.0.2/32"]
+inbound_next_hop = "{next_hop}"
+metrics_bind = "127.0.0.1:{metrics_port}"
+{extra_top}
+[[listeners]]
+bind = "127.0.0.1:{smtp_port}"
+tls = "starttls"
+{extra_rest}
+"#,
+        data = dir.join("data").display(),
+        extra_top = split_extra(extra).0,
+        extra_rest = split_extra(extra).1,
+    )
+}
+
+/// Top-level keys must come before the first table; the rest after.
+fn split_extra(extra: &str) -> (String, String) {
+    let mut top = String::new();
+    let mut rest = String::new();
+    let mut in_table = false;
+    for line in extra.lines() {
+        if line.trim_start().starts_with('[') {
+            in_table = true;
+        }
+        if in_table { &mut rest } else { &mut top }.push_str(&format!("{line}\n"));
+    }
+    (top, rest)
+}
+
+impl Gateway {
+    /// Start with the base config plus `extra`, delivering to `next_hop`.
+    pub fn start(next_hop: SocketAddr, extra: &str) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let smtp_port = free_port();
+        let metrics_port = free_port();
+        let config_path = dir.path().join("portcullis.toml");
+        std::fs::write(
+            &config_path,
+            config_text(dir.path(), smtp_port, metrics_port, next_hop, extra),
+        )
+        .unwrap();
+        let mut gw = Gateway {
+            dir,
+            smtp: format!("127.0.0.1:{smtp_port}").parse().unwrap(),
+            metrics: format!("127.0.0.1:{metrics_port}").parse().unwrap(),
+            config_path,
+            child: None,
+        };
+        gw.spawn();
+        gw
+    }
+
+    /// (Re)start the process on the same config and data dir.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("gateway.log"))
+            .unwrap();
+        let child = Command::new(binary())
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config_path)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start the portcullis binary");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(self.smtp).is_err() {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("gateway exited with {status}; log:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gateway did not listen within 30 s; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// kill -9: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Run `portcullis ARGS --config <ours>`; (exit code, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let mut cmd = Command::new(binary());
+        cmd.args(&args[..1])
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(&args[1..]);
+        let out = cmd.output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// The queue as JSON (via the CLI, as an operator's script would read it).
+    pub fn queue_json(&self) -> Vec<serde_json::Value> {
+        let (code, out, err) = self.cli(&["queue", "list", "--json"]);
+        assert_eq!(code, 0, "queue list failed: {err}");
+        serde_json::from_str(&out).unwrap()
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect(self.smtp).await
+    }
+
+    /// A client from 127.0.0.2, which the test config makes an internal network.
+    pub async fn internal_client(&self) -> Client {
+        Client::connect_from(self.smtp, "127.0.0.2".parse().unwrap()).await
+    }
+
+    pub fn metrics_text(&self) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(self.metrics).unwrap();
+        write!(s, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Poll `f` until it is true or `secs` pass.
+pub async fn wait_until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    f()
+}
+
+/// A small well-formed message.
+pub fn message(from: &str, to: &str, message_id: &str, body: &str) -> String {
+    format!(
+        "From: <{from}>\r\nTo: <{to}>\r\nSubject: test {message_id}\r\nDate: Sat, 28 Nov 2026 10:00:00 +0000\r\nMessage-ID: <{message_id}>\r\n\r\n{body}\r\n"
+    )
+}

@@ -1,0 +1,181 @@
+//! The project's own SMTP sink: a real SMTP server on 127.0.0.1 that records every
+//! message it accepts, and can be told to defer or reject.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub mail_from: String,
+    pub rcpts: Vec<String>,
+    pub data: String,
+}
+
+impl Received {
+    pub fn message_id(&self) -> Option<String> {
+        self.data.lines().find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("message-id:")
+                .then(|| l[11..].trim().trim_matches(['<', '>']).to_string())
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkMode {
+    Accept,
+    /// 451 to every RCPT.
+    Defer,
+    /// 550 to RCPTs whose local part starts with "bad".
+    RejectBad,
+}
+
+pub struct Sink {
+    pub addr: SocketAddr,
+    pub messages: Arc<Mutex<Vec<Received>>>,
+    pub mode: Arc<Mutex<SinkMode>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Sink {
+    pub async fn start() -> Sink {
+        Self::start_on("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    pub async fn start_on(addr: SocketAddr) -> Sink {
+        let listener = TcpListener::bind(addr).await.expect("bind sink");
+        let addr = listener.local_addr().unwrap();
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let mode = Arc::new(Mutex::new(SinkMode::Accept));
+        let (m, md) = (messages.clone(), mode.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((s, _)) = listener.accept().await else {
+                    return;
+                };
+                let (m, md) = (m.clone(), md.clone());
+                tokio::spawn(async move {
+                    let _ = session(s, m, md).await;
+                });
+            }
+        });
+        Sink {
+            addr,
+            messages,
+            mode,
+            task: Some(task),
+        }
+    }
+
+    /// An address nobody listens on (for "downstream down").
+    pub fn dead_addr() -> SocketAddr {
+        format!("127.0.0.1:{}", super::free_port()).parse().unwrap()
+    }
+
+    pub fn set_mode(&self, mode: SinkMode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+
+    pub fn count(&self) -> usize {
+        self.messages.lock().unwrap().len()
+    }
+
+    pub fn all(&self) -> Vec<Received> {
+        self.messages.lock().unwrap().clone()
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn session(
+    s: tokio::net::TcpStream,
+    messages: Arc<Mutex<Vec<Received>>>,
+    mode: Arc<Mutex<SinkMode>>,
+) -> std::io::Result<()> {
+    let (r, mut w) = s.into_split();
+    let mut r = BufReader::new(r);
+    w.write_all(b"220 sink.test ESMTP test sink\r\n").await?;
+    let mut from = String::new();
+    let mut rcpts: Vec<String> = Vec::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let upper = line.to_ascii_uppercase();
+        let reply: String = if upper.starts_with("EHLO") {
+            "250-sink.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n".into()
+        } else if upper.starts_with("HELO") || upper.starts_with("NOOP") {
+            "250 ok\r\n".into()
+        } else if upper.starts_with("RSET") {
+            from.clear();
+            rcpts.clear();
+            "250 ok\r\n".into()
+        } else if upper.starts_with("MAIL FROM:") {
+            from = addr(&line[10..]);
+            rcpts.clear();
+            "250 2.1.0 ok\r\n".into()
+        } else if upper.starts_with("RCPT TO:") {
+            let a = addr(&line[8..]);
+            let m = *mode.lock().unwrap();
+            match m {
+                SinkMode::Defer => "451 4.3.0 try later\r\n".into(),
+                SinkMode::RejectBad if a.starts_with("bad") => "550 5.1.1 no such user\r\n".into(),
+                _ => {
+                    rcpts.push(a);
+                    "250 2.1.5 ok\r\n".into()
+                }
+            }
+        } else if upper.starts_with("DATA") {
+            if rcpts.is_empty() {
+                "554 5.5.1 no valid recipients\r\n".into()
+            } else {
+                w.write_all(b"354 go ahead\r\n").await?;
+                let mut data = String::new();
+                loop {
+                    let mut l = String::new();
+                    if r.read_line(&mut l).await? == 0 {
+                        return Ok(());
+                    }
+                    if l == ".\r\n" {
+                        break;
+                    }
+                    data.push_str(l.strip_prefix('.').unwrap_or(&l));
+                }
+                messages.lock().unwrap().push(Received {
+                    mail_from: from.clone(),
+                    rcpts: std::mem::take(&mut rcpts),
+                    data,
+                });
+                "250 2.0.0 stored\r\n".into()
+            }
+        } else if upper.starts_with("QUIT") {
+            w.write_all(b"221 bye\r\n").await?;
+            return Ok(());
+        } else {
+            "500 unknown\r\n".into()
+        };
+        w.write_all(reply.as_bytes()).await?;
+    }
+}
+
+fn addr(s: &str) -> String {
+    let s = s.trim();
+    let start = s.find('<').map(|i| i + 1).unwrap_or(0);
+    let end = s[start..].find('>').map(|i| i + start).unwrap_or(s.len());
+    s[start..end].to_string()
+}

@@ -1,0 +1,152 @@
+//! The SMTP dialog: capabilities, sequence errors, pipelining, BDAT.
+
+use crate::harness::{Client, Gateway, Sink, message, wait_until};
+
+#[tokio::test]
+async fn ehlo_announces_the_extensions() {
+    let sink = Sink::start().await;
+    let gw = Gateway::start(sink.addr, "");
+    let mut c = Client::greeted(gw.smtp).await;
+    let r = c.cmd("EHLO client.test", 250).await;
+    for ext in [
+        "PIPELINING",
+        "SIZE 26214400",
+        "8BITMIME",
+        "SMTPUTF8",
+        "ENHANCEDSTATUSCODES",
+        "CHUNKING",
+        "STARTTLS",
+    ] {
+        assert!(r.text.contains(ext), "EHLO lacks {ext}: {}", r.text);
+    }
+    assert!(
+        r.text.starts_with("250-gw.portcullis.test\r\n"),
+        "{}",
+        r.text
+    );
+    let r = c.cmd("HELO client.test", 250).await;
+    assert!(!r.text.contains("PIPELINING"));
+}
+
+#[tokio::test]
+async fn commands_out_of_sequence_are_refused() {
+    let sink = Sink::start().await;
+    let gw = Gateway::start(sink.addr, "");
+    let mut c = Client::greeted(gw.smtp).await;
+    c.cmd("MAIL FROM:<a@ext.test>", 503).await;
+    c.cmd("RCPT TO:<u@example.test>", 503).await;
+    c.cmd("DATA", 503).await;
+    c.cmd("EHLO client.test", 250).await;
+    c.cmd("RCPT TO:<u@example.test>", 503).await;
+    c.cmd("MAIL FROM:<a@ext.test>", 250).await;
+    c.cmd("MAIL FROM:<a@ext.test>", 503).await;
+    c.cmd("DATA", 554).await;
+    c.cmd("RSET", 250).await;
+    c.cmd("RCPT TO:<u@example.test>", 503).await;
+    c.cmd("NOOP", 250).await;
+    let r = c.cmd("VRFY u@example.test", 502).await;
+    assert!(r.text.contains("5.5.1"));
+    c.cmd("EXPN staff", 502).await;
+    c.cmd("XYZZY", 500).await;
+    c.cmd("AUTH PLAIN AGFhAGI=", 502).await;
+    c.cmd("QUIT", 221).await;
+    assert!(c.closed().await);
+}
+
+#[tokio::test]
+async fn accepted_message_reaches_the_next_hop_unchanged_but_for_trace_headers() {
+    let sink = Sink::start().await;
+    let gw = Gateway::start(sink.addr, "");
+    let mut c = Client::connect(gw.smtp).await;
+    let body = "Hello.\r\n.leading dot line\r\nbye\r\n";
+    let msg = message("a@ext.test", "u@example.test", "m1@ext.test", body);
+    let r = c
+        .send_message("a@ext.test", &["U@Example.Test"], &msg)
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert!(r.text.contains("2.0.0 Ok: queued as "), "{}", r.text);
+    let id = r.text.trim().rsplit(' ').next().unwrap().to_string();
+    assert!(
+        wait_until(10, || sink.count() == 1).await,
+        "not delivered; log:\n{}",
+        gw.log()
+    );
+    let got = &sink.all()[0];
+    assert_eq!(got.mail_from, "a@ext.test");
+    assert_eq!(got.rcpts, vec!["U@example.test".to_string()]);
+    assert!(got.data.starts_with("Received: from client.test ([127.0.0.1])\r\n\tby gw.portcullis.test (Portcullis) with ESMTP\r\n"), "{}", got.data);
+    assert!(got.data.contains(&format!("id {id}")));
+    assert!(got.data.contains("X-Portcullis-Score: 0.00 (accept)"));
+    assert!(got.data.ends_with(&msg), "body altered:\n{}", got.data);
+    // delivered messages leave the queue
+    assert!(wait_until(10, || gw.queue_json().is_empty()).await);
+}
+
+#[tokio::test]
+async fn pipelined_transaction_is_answered_in_order() {
+    let sink = Sink::start().await;
+    let gw = Gateway::start(sink.addr, "");
+    let mut c = Client::greeted(gw.smtp).await;
+    c.cmd("EHLO client.test", 250).await;
+    let msg = message("a@ext.test", "u@example.test", "pipe@ext.test", "pipelined");
+    let batch = format!(
+        "MAIL FROM:<a@ext.test>\r\nRCPT TO:<u@example.test>\r\nRCPT TO:<nobody@elsewhere.test>\r\nRCPT TO:<v@example.test>\r\nDATA\r\n{msg}.\r\nNOOP\r\nQUIT\r\n"
+    );
+    c.send_raw(batch.as_bytes()).await;
+    for code in [250, 250, 550, 250, 354, 250, 250, 221] {
+        c.expect(code).await;
+    }
+    assert!(wait_until(10, || sink.count() == 1).await);
+    assert_eq!(
+        sink.all()[0].rcpts,
+        vec!["u@example.test", "v@example.test"]
+    );
+}
+
+#[tokio::test]
+async fn bdat_chunks_make_one_message() {
+    let sink = Sink::start().await;
+    let gw = Gateway::start(sink.addr, "");
+    let mut c = Client::greeted(gw.smtp).await;
+    c.envelope("a@ext.test", &["u@example.test"]).await;
+    let msg = message(
+        "a@ext.test",
+        "u@example.test",
+        "bdat@ext.test",
+        "in two chunks\r\n.not stuffed",
+    );
+    let (a, b) = msg.split_at(40);
+    c.send_raw(format!("BDAT {}\r\n{a}", a.len()).as_bytes())
+        .await;
+    c.expect(250).await;
+    c.send_raw(format!("BDAT {} LAST\r\n{b}", b.len()).as_bytes())
+        .await;
+    let r = c.expect(250).await;
+    assert!(r.text.contains("queued as"), "{}", r.text);
+    // DATA after BDAT in the same transaction is refused; BDAT without MAIL is read and refused
+    c.send_raw(b"BDAT 5 LAST\r\nhello").await;
+    c.expect(503).await;
+    c.cmd("NOOP", 250).await;
+    assert!(wait_until(10, || sink.count() == 1).await);
+    assert!(sink.all()[0].data.ends_with(&msg));
+}
+
+#[tokio::test]
+async fn client_vanishing_mid_data_stores_and_sends_nothing() {
+    let sink = Sink::start().await;
+    let gw = Gateway::start(sink.addr, "");
+    {
+        let mut c = Client::greeted(gw.smtp).await;
+        c.envelope("a@ext.test", &["u@example.test"]).await;
+        c.cmd("DATA", 354).await;
+        c.send_raw(b"Subject: half\r\n\r\nthe first half of a message")
+            .await;
+    } // dropped: connection reset mid-DATA
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(gw.queue_json().is_empty());
+    let spool: Vec<_> = std::fs::read_dir(gw.data_dir().join("spool"))
+        .unwrap()
+        .collect();
+    assert!(spool.is_empty(), "spool has {spool:?}");
+    assert_eq!(sink.count(), 0);
+}
