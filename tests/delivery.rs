@@ -1,1 +1,254 @@
-//! Delivery to the next hop: retries while it is down, DSNs, held and rejected verdicts.
+//! Delivery to the next hop: retries while it is down, DSNs, held, tagged and rejected
+//! verdicts, outbound through a smarthost.
+
+use crate::harness::{Client, Gateway, Sink, SinkMode, message, wait_until};
+
+const QUICK_RETRY: &str =
+    "[queue]\nretry_initial_secs = 1\nretry_max_secs = 2\nscan_interval_secs = 1\n";
+
+#[tokio::test]
+async fn next_hop_down_for_a_while_then_delivered() {
+    let hop = Sink::dead_addr();
+    let gw = Gateway::start(hop, QUICK_RETRY);
+    let mut c = Client::connect(gw.smtp).await;
+    let msg = message("a@ext.test", "u@example.test", "wait@ext.test", "patience");
+    assert_eq!(
+        c.send_message("a@ext.test", &["u@example.test"], &msg)
+            .await
+            .code,
+        250
+    );
+    // It waits in the queue with an error and at least one attempt.
+    assert!(
+        wait_until(10, || gw
+            .queue_json()
+            .first()
+            .is_some_and(|m| m["attempts"].as_u64() >= Some(2)))
+        .await,
+        "no retries seen; log:\n{}",
+        gw.log()
+    );
+    let q = gw.queue_json();
+    assert_eq!(q.len(), 1);
+    assert!(
+        q[0]["last_error"].as_str().unwrap().contains("4.4.1"),
+        "{:?}",
+        q[0]
+    );
+    // The internal server comes back: the next retry delivers, and the queue empties.
+    let sink = Sink::start_on(hop).await;
+    assert!(
+        wait_until(15, || sink.count() == 1).await,
+        "not delivered after the hop came back; log:\n{}",
+        gw.log()
+    );
+    assert_eq!(sink.all()[0].message_id().as_deref(), Some("wait@ext.test"));
+    assert!(wait_until(5, || gw.queue_json().is_empty()).await);
+}
+
+#[tokio::test]
+async fn permanent_failure_bounces_to_the_sender_once() {
+    let sink = Sink::start().await;
+    sink.set_mode(SinkMode::RejectBad);
+    let gw = Gateway::start(sink.addr, QUICK_RETRY);
+    let mut c = Client::connect(gw.smtp).await;
+    let msg = message(
+        "s@example.test",
+        "good@example.test",
+        "bounce@ext.test",
+        "x",
+    );
+    let r = c
+        .send_message(
+            "s@example.test",
+            &["good@example.test", "bad@example.test"],
+            &msg,
+        )
+        .await;
+    assert_eq!(r.code, 250);
+    // the good recipient's copy and the DSN for the bad one (to the local sender)
+    assert!(
+        wait_until(10, || sink.count() == 2).await,
+        "log:\n{}",
+        gw.log()
+    );
+    let all = sink.all();
+    let delivered = all
+        .iter()
+        .find(|m| m.mail_from == "s@example.test")
+        .expect("original delivered");
+    assert_eq!(delivered.rcpts, vec!["good@example.test"]);
+    let dsn = all
+        .iter()
+        .find(|m| m.mail_from.is_empty())
+        .expect("a DSN from the null sender");
+    assert_eq!(dsn.rcpts, vec!["s@example.test"]);
+    assert!(dsn.data.contains("report-type=delivery-status"));
+    assert!(
+        dsn.data
+            .contains("Final-Recipient: rfc822; bad@example.test"),
+        "{}",
+        dsn.data
+    );
+    assert!(dsn.data.contains("Status: 5.1.1"));
+    assert!(
+        dsn.data.contains("Message-ID: <bounce@ext.test>"),
+        "original headers returned"
+    );
+    assert!(wait_until(5, || gw.queue_json().is_empty()).await);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(sink.count(), 2, "nothing sent twice");
+}
+
+#[tokio::test]
+async fn null_sender_failures_never_bounce() {
+    let sink = Sink::start().await;
+    sink.set_mode(SinkMode::RejectBad);
+    let gw = Gateway::start(sink.addr, QUICK_RETRY);
+    let mut c = Client::connect(gw.smtp).await;
+    let msg = message(
+        "",
+        "bad@example.test",
+        "dsn@ext.test",
+        "a bounce that bounces",
+    );
+    assert_eq!(
+        c.send_message("", &["bad@example.test"], &msg).await.code,
+        250
+    );
+    assert!(
+        wait_until(10, || gw.queue_json().is_empty()).await,
+        "log:\n{}",
+        gw.log()
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(sink.count(), 0);
+    assert!(gw.queue_json().is_empty());
+}
+
+#[tokio::test]
+async fn too_old_deferred_message_bounces() {
+    let sink = Sink::start().await;
+    sink.set_mode(SinkMode::Defer);
+    let gw = Gateway::start(sink.addr, &format!("{QUICK_RETRY}max_age_secs = 2\n"));
+    let mut c = Client::connect(gw.smtp).await;
+    let msg = message("s@example.test", "u@example.test", "old@ext.test", "x");
+    assert_eq!(
+        c.send_message("s@example.test", &["u@example.test"], &msg)
+            .await
+            .code,
+        250
+    );
+    // The original expires and is replaced by a DSN to its sender (itself deferred here).
+    assert!(
+        wait_until(15, || {
+            let q = gw.queue_json();
+            q.len() == 1
+                && q[0]["mail_from"] == ""
+                && q[0]["recipients"][0]["address"] == "s@example.test"
+        })
+        .await,
+        "queue: {:?}\nlog:\n{}",
+        gw.queue_json(),
+        gw.log()
+    );
+    sink.set_mode(SinkMode::Accept);
+    assert!(wait_until(10, || sink.count() == 1).await);
+    let dsn = &sink.all()[0];
+    assert!(dsn.data.contains("gave up after"), "{}", dsn.data);
+    assert!(dsn.data.contains("Action: failed"));
+}
+
+fn no_date(id: &str) -> String {
+    format!(
+        "From: <a@ext.test>\r\nTo: <u@example.test>\r\nSubject: no date\r\nMessage-ID: <{id}>\r\n\r\nbody\r\n"
+    )
+}
+
+#[tokio::test]
+async fn verdicts_reject_hold_and_tag_in_the_dialog() {
+    let sink = Sink::start().await;
+    // A missing Date: header scores whatever the config says.
+    for (points, code, state) in [
+        (20.0, 550, None),
+        (9.0, 250, Some("held")),
+        (6.0, 250, None),
+    ] {
+        let gw = Gateway::start(
+            sink.addr,
+            &format!("[symbols]\nHDR_MISSING_DATE = {points}\n"),
+        );
+        let before = sink.count();
+        let mut c = Client::connect(gw.smtp).await;
+        let r = c
+            .send_message(
+                "a@ext.test",
+                &["u@example.test"],
+                &no_date(&format!("v{points}@ext.test")),
+            )
+            .await;
+        assert_eq!(r.code, code, "points {points}: {}", r.text);
+        match (code, state) {
+            (550, _) => {
+                assert!(r.text.contains("5.7.1"));
+                assert!(
+                    gw.queue_json().is_empty(),
+                    "a rejected message is not stored"
+                );
+            }
+            (_, Some(state)) => {
+                let q = gw.queue_json();
+                assert_eq!(q.len(), 1);
+                assert_eq!(q[0]["state"], state);
+                assert!(
+                    q[0]["symbols"]
+                        .as_str()
+                        .unwrap()
+                        .contains("HDR_MISSING_DATE")
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+                assert_eq!(sink.count(), before, "held messages are not delivered");
+            }
+            _ => {
+                assert!(wait_until(10, || sink.count() == before + 1).await);
+                let got = sink.all().pop().unwrap();
+                assert!(got.data.contains("X-Spam-Flag: YES"), "{}", got.data);
+                assert!(got.data.contains("X-Portcullis-Score: 6.00 (tag)"));
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn outbound_goes_through_the_smarthost() {
+    let inbound = Sink::start().await;
+    let smarthost = Sink::start().await;
+    let gw = Gateway::start(
+        inbound.addr,
+        &format!("outbound_smarthost = \"{}\"\n", smarthost.addr),
+    );
+    let mut c = gw.internal_client().await;
+    let msg = message(
+        "me@example.test",
+        "partner@remote.test",
+        "out@example.test",
+        "to a partner",
+    );
+    let r = c
+        .send_message(
+            "me@example.test",
+            &["partner@remote.test", "colleague@example.test"],
+            &msg,
+        )
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert!(
+        wait_until(10, || smarthost.count() == 1 && inbound.count() == 1).await,
+        "log:\n{}",
+        gw.log()
+    );
+    assert_eq!(smarthost.all()[0].rcpts, vec!["partner@remote.test"]);
+    assert_eq!(inbound.all()[0].rcpts, vec!["colleague@example.test"]);
+    // outbound mail carries no inbound score header
+    assert!(!smarthost.all()[0].data.contains("X-Portcullis-Score"));
+}

@@ -41,7 +41,7 @@ pub fn reply_text(r: &Response<String>) -> String {
 
 enum Inner {
     Plain(SmtpClient<TcpStream>),
-    Tls(SmtpClient<TlsStream<TcpStream>>),
+    Tls(Box<SmtpClient<TlsStream<TcpStream>>>),
 }
 
 /// An open session with a next hop, ready for MAIL FROM.
@@ -67,7 +67,7 @@ impl Connection {
         let pipelining = self.pipelining;
         match &mut self.inner {
             Inner::Plain(c) => transaction(c, pipelining, from, rcpts, body).await,
-            Inner::Tls(c) => transaction(c, pipelining, from, rcpts, body).await,
+            Inner::Tls(c) => transaction(c.as_mut(), pipelining, from, rcpts, body).await,
         }
     }
 
@@ -82,7 +82,7 @@ impl Connection {
     pub async fn quit(self) {
         let _ = match self.inner {
             Inner::Plain(c) => c.quit().await,
-            Inner::Tls(c) => c.quit().await,
+            Inner::Tls(c) => (*c).quit().await,
         };
     }
 }
@@ -255,7 +255,7 @@ impl Connector {
                 .map_err(|e| format!("EHLO after TLS to {addr}: {e}"))?;
             return Ok(Connection {
                 pipelining: ehlo.has_capability(EXT_PIPELINING),
-                inner: Inner::Tls(tls),
+                inner: Inner::Tls(Box::new(tls)),
                 peer: addr,
             });
         }

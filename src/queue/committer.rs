@@ -14,6 +14,13 @@ use crate::metrics::Metrics;
 /// Largest group committed at once (bounds transaction time, keeps latency fair).
 const MAX_GROUP: usize = 512;
 
+/// A new message waiting for the commit, with its body (for delivery) and the session's ack.
+type PendingInsert = (
+    QueuedMessage,
+    Option<Arc<Vec<u8>>>,
+    Option<oneshot::Sender<Result<(), String>>>,
+);
+
 pub enum Op {
     /// A new message whose body file is already fsync'd. `ack` hears the commit.
     Insert {
@@ -107,11 +114,7 @@ async fn commit(
     writer: &SqlitePool,
     spool_dir: &std::path::Path,
     new_files: bool,
-    inserts: &[(
-        QueuedMessage,
-        Option<Arc<Vec<u8>>>,
-        Option<oneshot::Sender<Result<(), String>>>,
-    )],
+    inserts: &[PendingInsert],
     settles: &[(QueuedMessage, Option<QueuedMessage>)],
 ) -> anyhow::Result<()> {
     if new_files {
