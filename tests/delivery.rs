@@ -252,3 +252,55 @@ async fn outbound_goes_through_the_smarthost() {
     // outbound mail carries no inbound score header
     assert!(!smarthost.all()[0].data.contains("X-Portcullis-Score"));
 }
+
+#[tokio::test]
+async fn outbound_by_mx_from_a_real_dns_server() {
+    let inbound = Sink::start().await;
+    let mx = Sink::start().await;
+    let dns = crate::harness::dns::Dns::start(&[
+        "--mx-host=remote.test,mx1.remote.test,10".into(),
+        "--host-record=mx1.remote.test,127.0.0.1".into(),
+    ]);
+    let gw = Gateway::start(
+        inbound.addr,
+        &format!(
+            "dns_servers = [\"{}\"]\n[queue]\nmx_port = {}\nretry_initial_secs = 1\nscan_interval_secs = 1\n",
+            dns.addr,
+            mx.addr.port()
+        ),
+    );
+    let mut c = gw.internal_client().await;
+    let msg = message(
+        "me@example.test",
+        "partner@remote.test",
+        "mx@example.test",
+        "by MX",
+    );
+    let r = c
+        .send_message(
+            "me@example.test",
+            &["partner@remote.test", "nobody@missing.test"],
+            &msg,
+        )
+        .await;
+    assert_eq!(r.code, 250);
+    assert!(
+        wait_until(15, || mx.count() == 1).await,
+        "not delivered by MX; log:\n{}",
+        gw.log()
+    );
+    assert_eq!(mx.all()[0].rcpts, vec!["partner@remote.test"]);
+    // missing.test does not exist (NXDOMAIN): bounced at once to the local sender
+    assert!(
+        wait_until(15, || inbound.count() == 1).await,
+        "no DSN; log:\n{}",
+        gw.log()
+    );
+    let dsn = &inbound.all()[0];
+    assert_eq!(dsn.rcpts, vec!["me@example.test"]);
+    assert!(
+        dsn.data
+            .contains("Final-Recipient: rfc822; nobody@missing.test")
+    );
+    assert!(dsn.data.contains("does not exist"), "{}", dsn.data);
+}

@@ -161,6 +161,8 @@ pub struct Config {
     pub listeners: Vec<ListenerConfig>,
     pub inbound_next_hop: String,
     pub outbound_smarthost: Option<String>,
+    /// DNS servers for MX lookups ("ip:port"); empty = the system resolver.
+    pub dns_servers: Vec<SocketAddr>,
     pub max_message_size: usize,
     pub max_recipients: usize,
     /// "" disables the metrics endpoint.
@@ -190,6 +192,7 @@ impl Default for Config {
             }],
             inbound_next_hop: defaults::INBOUND_NEXT_HOP.into(),
             outbound_smarthost: None,
+            dns_servers: Vec::new(),
             max_message_size: defaults::MAX_MESSAGE_SIZE,
             max_recipients: defaults::MAX_RECIPIENTS,
             metrics_bind: defaults::METRICS_BIND.into(),

@@ -86,7 +86,7 @@ impl Delivery {
             Duration::from_secs(config.queue.connect_timeout_secs),
             Duration::from_secs(config.queue.reply_timeout_secs),
         )?;
-        let resolver = match mx::system_resolver() {
+        let resolver = match mx::resolver(&config.dns_servers) {
             Ok(r) => Some(r),
             Err(e) => {
                 tracing::warn!(error = %e, "no DNS resolver: MX deliveries will be deferred");

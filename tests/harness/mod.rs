@@ -4,7 +4,9 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod dns;
 pub mod sink;
+pub mod tls;
 
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};
