@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod dns;
+pub mod process;
 pub mod sink;
 pub mod tls;
 

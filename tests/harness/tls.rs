@@ -70,7 +70,7 @@ impl Client {
                 c.subject_name()
                     .entries_by_nid(openssl::nid::Nid::COMMONNAME)
                     .next()
-                    .and_then(|e| e.data().as_utf8().ok().map(|s| s.to_string()))
+                    .map(|e| String::from_utf8_lossy(e.data().as_slice()).into_owned())
             }),
         };
         self.stream = BufReader::new(Box::new(s));
