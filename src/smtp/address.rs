@@ -43,7 +43,10 @@ pub fn classify_recipient(
     address: &str,
     raw_path: &str,
 ) -> Result<Accepted, Refusal> {
-    if raw_path.trim_start().starts_with("<@") {
+    // The parser skips white space inside <...>, so "< @a:u@b>" must count as a route too.
+    let inner = raw_path.trim_start();
+    let inner = inner.strip_prefix('<').unwrap_or(inner);
+    if inner.trim_start_matches([' ', '\t', '\r']).starts_with('@') {
         return Err(Refusal::HiddenRoute);
     }
     let (local, domain) = if address.is_empty() {
@@ -167,6 +170,8 @@ mod tests {
             ),
             ("u@example.test", "<@example.test:u@example.test>"),
             ("u@other.test", "<@example.test,@x.test:u@other.test>"),
+            ("u@example.test", "< @evil.test:u@example.test>"),
+            ("u@example.test", "<\r@evil.test:u@example.test>"),
         ] {
             assert_eq!(
                 classify_recipient(&c, false, addr, raw),

@@ -272,11 +272,14 @@ impl Session {
                     let before = it.len();
                     let done = rx.ingest(&mut it, &mut tx.body);
                     self.pos += before - it.len();
-                    if done {
-                        self.finish_message().await;
-                    } else if tx.body.len() > max {
+                    // Checked before `done`: a whole message may arrive in one read.
+                    if tx.body.len() > max {
                         tx.oversize = true;
                         tx.body = Vec::new();
+                    }
+                    if done {
+                        self.finish_message().await;
+                    } else if tx.oversize {
                         self.mode = Mode::DataDiscard(DummyDataReceiver::new_data(&rx));
                     } else {
                         self.mode = Mode::Data(rx);
