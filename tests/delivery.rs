@@ -304,3 +304,47 @@ async fn outbound_by_mx_from_a_real_dns_server() {
     );
     assert!(dsn.data.contains("does not exist"), "{}", dsn.data);
 }
+
+#[tokio::test]
+async fn large_message_goes_through_a_spool_file_and_the_file_is_removed() {
+    let sink = Sink::start().await;
+    let gw = Gateway::start(
+        sink.addr,
+        "[queue]\nretry_initial_secs = 1\nscan_interval_secs = 1\n",
+    );
+    // 400 KB: above the inline limit, so the body is a spool file while queued
+    let body: String = (0..8000)
+        .map(|i| format!("line {i:06} .{}\r\n", "x".repeat(40)))
+        .collect();
+    let msg = message(
+        "a@ext.test",
+        "u@example.test",
+        "large@ext.test",
+        &format!(".starts with a dot\r\n{body}"),
+    );
+    sink.set_mode(SinkMode::Defer);
+    let mut c = Client::connect(gw.smtp).await;
+    assert_eq!(
+        c.send_message("a@ext.test", &["u@example.test"], &msg)
+            .await
+            .code,
+        250
+    );
+    let id = gw.queue_json()[0]["id"].as_str().unwrap().to_string();
+    let file = gw.data_dir().join("spool").join(format!("{id}.eml"));
+    assert!(file.exists(), "a large body is a spool file");
+    sink.set_mode(SinkMode::Accept);
+    assert!(
+        wait_until(15, || sink.count() == 1).await,
+        "log:\n{}",
+        gw.log()
+    );
+    assert!(
+        sink.all()[0].data.ends_with(&msg),
+        "large body altered in transit"
+    );
+    assert!(
+        wait_until(5, || !file.exists()).await,
+        "spool file left behind"
+    );
+}

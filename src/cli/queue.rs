@@ -4,7 +4,7 @@
 use clap::Subcommand;
 
 use crate::config::Config;
-use crate::queue::{QueueStore, QueuedMessage, body_path, is_valid_id};
+use crate::queue::{QueueStore, QueuedMessage, body_path, is_inline, is_valid_id};
 
 #[derive(Subcommand, Debug)]
 pub enum QueueAction {
@@ -85,10 +85,17 @@ pub async fn run(config: &Config, action: QueueAction) -> anyhow::Result<i32> {
                 println!("last_error:  {}", m.last_error.as_deref().unwrap_or("-"));
                 println!("client:      {} ({})", m.client_ip, m.helo);
                 println!("score:       {:.2} {}", m.score, m.symbols);
-                println!(
-                    "spool file:  {}",
-                    body_path(&config.data_dir.join("spool"), &m.id).display()
-                );
+                if is_inline(m.size) {
+                    println!(
+                        "body:        inline in {}",
+                        config.data_dir.join("queue.db").display()
+                    );
+                } else {
+                    println!(
+                        "body:        {}",
+                        body_path(&config.data_dir.join("spool"), &m.id).display()
+                    );
+                }
             }
             Ok(0)
         }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use mail_send::SmtpClient;
 use smtp_proto::{EXT_PIPELINING, EXT_START_TLS, Response};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -102,7 +102,18 @@ async fn transaction<T: AsyncRead + AsyncWrite + Unpin>(
     cmds.push("DATA\r\n".to_string());
     // RFC 2920: with PIPELINING the envelope goes in one round trip.
     let replies = if pipelining {
-        c.cmds(&cmds).await.map_err(|e| format!("{e}"))?
+        // One write for the whole envelope (mail-send's `cmds` writes each command alone).
+        let timeout = c.timeout;
+        tokio::time::timeout(timeout, async {
+            c.stream
+                .write_all(cmds.concat().as_bytes())
+                .await
+                .map_err(|e| format!("{e}"))?;
+            c.stream.flush().await.map_err(|e| format!("{e}"))?;
+            c.read_many(cmds.len()).await.map_err(|e| format!("{e}"))
+        })
+        .await
+        .map_err(|_| "timeout waiting for the envelope replies".to_string())??
     } else {
         let mut replies = Vec::new();
         for (i, cmd) in cmds.iter().enumerate() {
@@ -141,11 +152,13 @@ async fn transaction<T: AsyncRead + AsyncWrite + Unpin>(
                 let _ = tokio::time::timeout(c.timeout, c.read()).await;
                 return Ok(results);
             }
-            // mail-send ends the data with CRLF.CRLF itself: a body that already ends in
-            // CRLF would gain an empty line.
-            let body = body.strip_suffix(b"\r\n").unwrap_or(body);
+            let data = dot_stuffed(body);
             let final_reply = tokio::time::timeout(c.timeout, async {
-                c.write_message(body).await.map_err(|e| format!("{e}"))?;
+                c.stream
+                    .write_all(&data)
+                    .await
+                    .map_err(|e| format!("{e}"))?;
+                c.stream.flush().await.map_err(|e| format!("{e}"))?;
                 c.read().await.map_err(|e| format!("{e}"))
             })
             .await
@@ -173,6 +186,25 @@ async fn transaction<T: AsyncRead + AsyncWrite + Unpin>(
         None => {}
     }
     Ok(results)
+}
+
+/// The DATA payload in one buffer (one write): lines starting with "." get another ".",
+/// a missing final CRLF is added, and the terminating ".\r\n" follows (RFC 5321 §4.5.2).
+pub fn dot_stuffed(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + body.len() / 64 + 5);
+    let mut line_start = true;
+    for &b in body {
+        if line_start && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        line_start = b == b'\n';
+    }
+    if !body.is_empty() && !body.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    out
 }
 
 /// Opens connections to next hops.
@@ -264,5 +296,21 @@ impl Connector {
             inner: Inner::Plain(client),
             peer: addr,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dot_stuffed;
+
+    #[test]
+    fn dot_stuffing_and_termination() {
+        assert_eq!(
+            dot_stuffed(b"a\r\n.b\r\n..c\r\n"),
+            b"a\r\n..b\r\n...c\r\n.\r\n"
+        );
+        assert_eq!(dot_stuffed(b".x"), b"..x\r\n.\r\n");
+        assert_eq!(dot_stuffed(b"no crlf"), b"no crlf\r\n.\r\n");
+        assert_eq!(dot_stuffed(b""), b".\r\n");
     }
 }

@@ -24,8 +24,8 @@ use filters::Direction;
 use crate::config::{Config, parse_host_port};
 use crate::metrics::Metrics;
 use crate::queue::{
-    DeliveryJob, Op, Queue, QueueState, QueuedMessage, RcptStatus, Recipient, new_queue_id,
-    unix_now, write_body_file,
+    DeliveryJob, Op, Queue, QueueState, QueuedMessage, RcptStatus, Recipient, Stored, is_inline,
+    new_queue_id, unix_now, write_body_file,
 };
 use crate::smtp::address::domain_of;
 
@@ -135,11 +135,11 @@ impl Delivery {
         let mut message = job.message;
         let body = match job.body {
             Some(b) => b,
-            None => match tokio::fs::read(self.queue.body_path(&message.id)).await {
+            None => match self.queue.load_body(&message).await {
                 Ok(b) => Arc::new(b),
                 Err(e) => {
-                    tracing::error!(id = %message.id, error = %e, "cannot read spool file; will retry");
-                    let error = format!("451 4.3.0 spool file unreadable: {e}");
+                    tracing::error!(id = %message.id, error = %format!("{e:#}"), "cannot read message body; will retry");
+                    let error = format!("451 4.3.0 message body unreadable: {e}");
                     self.defer_all(&mut message, &error);
                     self.queue.settle(Op::Settle { message, dsn: None });
                     return;
@@ -329,13 +329,13 @@ impl Delivery {
         self.queue.settle(Op::Settle { message, dsn });
     }
 
-    /// Write a DSN for `failed` to the spool; the committer inserts its row.
+    /// Make a DSN for `failed`; the committer stores it with the outcome.
     async fn bounce(
         &self,
         message: &QueuedMessage,
         failed: &[(String, String)],
         body: &[u8],
-    ) -> Option<QueuedMessage> {
+    ) -> Option<Stored> {
         let list: Vec<dsn::FailedRecipient> = failed
             .iter()
             .map(|(a, d)| dsn::FailedRecipient {
@@ -353,14 +353,17 @@ impl Delivery {
             body,
         );
         let size = text.len() as u64;
-        if let Err(e) = write_body_file(self.queue.body_path(&id), Arc::new(text)).await {
-            // Without the DSN the sender would never learn: keep the failure visible.
-            tracing::error!(id = %message.id, error = %format!("{e:#}"), "cannot write DSN");
-            return None;
+        let text = Arc::new(text);
+        if !is_inline(size) {
+            if let Err(e) = write_body_file(self.queue.body_path(&id), text.clone()).await {
+                // Without the DSN the sender would never learn: keep the failure visible.
+                tracing::error!(id = %message.id, error = %format!("{e:#}"), "cannot write DSN");
+                return None;
+            }
         }
         self.metrics.delivery("bounce_sent", 1);
         let local_sender = self.config.is_local_domain(&domain_of(&message.mail_from));
-        Some(QueuedMessage {
+        let dsn = QueuedMessage {
             id,
             direction: if local_sender {
                 Direction::Inbound
@@ -379,7 +382,8 @@ impl Delivery {
             helo: String::new(),
             score: 0.0,
             symbols: String::new(),
-        })
+        };
+        Some((dsn, text))
     }
 }
 

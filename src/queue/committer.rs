@@ -2,38 +2,35 @@
 //! delivery workers waiting at a moment into one transaction (group commit).
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{DeliveryJob, QueueState, QueuedMessage, RcptStatus, body_path, store};
+use super::{DeliveryJob, QueueState, QueuedMessage, body_path, is_inline, store};
 use crate::metrics::Metrics;
 
 /// Largest group committed at once (bounds transaction time, keeps latency fair).
 const MAX_GROUP: usize = 512;
 
-/// A new message waiting for the commit, with its body (for delivery) and the session's ack.
-type PendingInsert = (
-    QueuedMessage,
-    Option<Arc<Vec<u8>>>,
-    Option<oneshot::Sender<Result<(), String>>>,
-);
+/// A message and its body. A large body is already fsync'd in the spool; a small one is
+/// written inline by the commit.
+pub type Stored = (QueuedMessage, Arc<Vec<u8>>);
 
 pub enum Op {
-    /// A new message whose body file is already fsync'd. `ack` hears the commit.
+    /// A new message. `ack` hears the commit.
     Insert {
         message: QueuedMessage,
-        body: Option<Arc<Vec<u8>>>,
-        ack: Option<oneshot::Sender<Result<(), String>>>,
+        body: Arc<Vec<u8>>,
+        ack: oneshot::Sender<Result<(), String>>,
     },
     /// A delivery attempt ended; `message` carries the new recipient states, attempts and
     /// next attempt time. Fully settled messages (no pending recipient) are removed.
     Settle {
         message: QueuedMessage,
-        /// Bounce (DSN) to insert in the same transaction; its body file is fsync'd.
-        dsn: Option<QueuedMessage>,
+        /// Bounce (DSN) to insert in the same transaction.
+        dsn: Option<Stored>,
     },
     /// Hand a stored message to delivery (used by the due-message scanner).
     Dispatch(DeliveryJob),
@@ -51,45 +48,55 @@ pub async fn run(
     while ops.recv_many(&mut group, MAX_GROUP).await > 0 {
         let mut dispatch = Vec::new();
         let mut inserts = Vec::new();
+        let mut acks = Vec::new();
         let mut settles = Vec::new();
         for op in group.drain(..) {
             match op {
                 Op::Dispatch(job) => dispatch.push(job),
-                Op::Insert { message, body, ack } => inserts.push((message, body, ack)),
+                Op::Insert { message, body, ack } => {
+                    inserts.push((message, body));
+                    acks.push(ack);
+                }
                 Op::Settle { message, dsn } => settles.push((message, dsn)),
             }
         }
-        let new_files = !inserts.is_empty() || settles.iter().any(|(_, d)| d.is_some());
-        let result = commit(&writer, &spool_dir, new_files, &inserts, &settles).await;
+        let result = commit(&writer, &spool_dir, &inserts, &settles).await;
         if let Err(e) = &result {
-            tracing::error!(error = %e, "queue commit failed");
+            tracing::error!(error = %format!("{e:#}"), "queue commit failed");
         }
         let committed = result.is_ok();
 
         // Acks: 250 for committed messages, 451 (via the error) for the others.
-        for (message, body, ack) in inserts {
-            if let Some(ack) = ack {
-                let _ = ack.send(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
-            }
+        for ack in acks {
+            let _ = ack.send(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+        }
+        let mut unlink = Vec::new();
+        for (message, body) in inserts {
             if committed && message.state == QueueState::Queued {
                 in_flight.lock().unwrap().insert(message.id.clone());
-                dispatch.push(DeliveryJob { message, body });
-            } else if !committed {
-                let _ = std::fs::remove_file(body_path(&spool_dir, &message.id));
+                dispatch.push(DeliveryJob {
+                    message,
+                    body: Some(body),
+                });
+            } else if !committed && !is_inline(message.size) {
+                unlink.push(body_path(&spool_dir, &message.id));
             }
         }
 
-        let mut removed = Vec::new();
+        let mut removed = 0;
         for (message, dsn) in settles {
             if committed {
                 if message.pending_recipients().next().is_none() {
-                    removed.push(message.id.clone());
+                    removed += 1;
+                    if !is_inline(message.size) {
+                        unlink.push(body_path(&spool_dir, &message.id));
+                    }
                 }
-                if let Some(dsn) = dsn {
+                if let Some((dsn, body)) = dsn {
                     in_flight.lock().unwrap().insert(dsn.id.clone());
                     dispatch.push(DeliveryJob {
                         message: dsn,
-                        body: None,
+                        body: Some(body),
                     });
                 }
             }
@@ -97,10 +104,14 @@ pub async fn run(
             // in the database when it is due (after a failed commit: the old state).
             in_flight.lock().unwrap().remove(&message.id);
         }
-        for id in &removed {
-            let _ = std::fs::remove_file(body_path(&spool_dir, id));
+        if !unlink.is_empty() {
+            tokio::task::spawn_blocking(move || {
+                for p in unlink {
+                    let _ = std::fs::remove_file(p);
+                }
+            });
         }
-        metrics.queue_removed(removed.len());
+        metrics.queue_removed(removed);
 
         for job in dispatch {
             if jobs.send(job).is_err() {
@@ -112,19 +123,31 @@ pub async fn run(
 
 async fn commit(
     writer: &SqlitePool,
-    spool_dir: &std::path::Path,
-    new_files: bool,
-    inserts: &[PendingInsert],
-    settles: &[(QueuedMessage, Option<QueuedMessage>)],
+    spool_dir: &Path,
+    inserts: &[Stored],
+    settles: &[(QueuedMessage, Option<Stored>)],
 ) -> anyhow::Result<()> {
+    let new_files = inserts.iter().any(|(m, _)| !is_inline(m.size))
+        || settles
+            .iter()
+            .any(|(_, d)| d.as_ref().is_some_and(|(m, _)| !is_inline(m.size)));
     if new_files {
         // One directory fsync makes all new spool file names of this group durable.
         let dir = spool_dir.to_path_buf();
         tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all()).await??;
     }
     let mut tx = writer.begin().await?;
-    for (message, _, _) in inserts {
-        store::insert(&mut tx, message).await?;
+    let insert = async |tx: &mut sqlx::SqliteConnection,
+                        (message, body): &Stored|
+           -> Result<(), sqlx::Error> {
+        store::insert(tx, message).await?;
+        if is_inline(message.size) {
+            store::insert_body(tx, &message.id, body).await?;
+        }
+        Ok(())
+    };
+    for stored in inserts {
+        insert(&mut tx, stored).await?;
     }
     let mut finished = Vec::new();
     for (message, dsn) in settles {
@@ -134,13 +157,10 @@ async fn commit(
             store::update_progress(&mut tx, message).await?;
         }
         if let Some(dsn) = dsn {
-            store::insert(&mut tx, dsn).await?;
+            insert(&mut tx, dsn).await?;
         }
     }
     store::delete_many(&mut tx, &finished).await?;
     tx.commit().await?;
-    debug_assert!(settles.iter().all(|(m, _)| {
-        m.recipients.iter().all(|r| r.status != RcptStatus::Pending) == finished.contains(&m.id)
-    }));
     Ok(())
 }

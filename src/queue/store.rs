@@ -155,13 +155,26 @@ impl QueueStore {
         Ok(r.rows_affected() > 0)
     }
 
-    /// Remove a message's row. The caller removes the body file afterwards.
+    /// Remove a message's row and inline body. The caller removes a spool file afterwards.
     pub async fn delete(&self, id: &str) -> anyhow::Result<bool> {
+        let mut tx = self.pool.begin().await?;
         let r = sqlx::query("DELETE FROM queue WHERE id = ?")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM bodies WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(r.rows_affected() > 0)
+    }
+
+    pub async fn inline_body(&self, id: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        Ok(sqlx::query_scalar("SELECT data FROM bodies WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 }
 
@@ -191,6 +204,19 @@ pub(crate) async fn insert(
     Ok(())
 }
 
+pub(crate) async fn insert_body(
+    conn: &mut sqlx::SqliteConnection,
+    id: &str,
+    body: &[u8],
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO bodies (id, data) VALUES (?, ?)")
+        .bind(id)
+        .bind(body)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 pub(crate) async fn update_progress(
     conn: &mut sqlx::SqliteConnection,
     m: &QueuedMessage,
@@ -214,12 +240,14 @@ pub(crate) async fn delete_many(
 ) -> Result<(), sqlx::Error> {
     for chunk in ids.chunks(200) {
         let placeholders = vec!["?"; chunk.len()].join(",");
-        let sql = format!("DELETE FROM queue WHERE id IN ({placeholders})");
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for id in chunk {
-            q = q.bind(id);
+        for table in ["queue", "bodies"] {
+            let sql = format!("DELETE FROM {table} WHERE id IN ({placeholders})");
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(id);
+            }
+            q.execute(&mut *conn).await?;
         }
-        q.execute(&mut *conn).await?;
     }
     Ok(())
 }
