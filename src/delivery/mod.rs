@@ -354,12 +354,12 @@ impl Delivery {
         );
         let size = text.len() as u64;
         let text = Arc::new(text);
-        if !is_inline(size) {
-            if let Err(e) = write_body_file(self.queue.body_path(&id), text.clone()).await {
-                // Without the DSN the sender would never learn: keep the failure visible.
-                tracing::error!(id = %message.id, error = %format!("{e:#}"), "cannot write DSN");
-                return None;
-            }
+        if !is_inline(size)
+            && let Err(e) = write_body_file(self.queue.body_path(&id), text.clone()).await
+        {
+            // Without the DSN the sender would never learn: keep the failure visible.
+            tracing::error!(id = %message.id, error = %format!("{e:#}"), "cannot write DSN");
+            return None;
         }
         self.metrics.delivery("bounce_sent", 1);
         let local_sender = self.config.is_local_domain(&domain_of(&message.mail_from));
