@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use crate::config::{Config, TlsMode};
 use crate::delivery::Delivery;
 use crate::metrics::{self, Metrics};
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, Resources};
 use crate::queue::Queue;
 use crate::smtp::listener;
 use crate::smtp::session::{ListenerSettings, Shared};
@@ -52,9 +52,17 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         Some(metrics::serve(config.metrics_bind.parse()?, metrics.clone()).await?)
     };
 
+    let resources = Resources::from_config(&config);
+    if let Some(clamd) = &resources.clamd {
+        spawn_clamd_health(
+            clamd.clone(),
+            config.clamav.health_interval_secs,
+            metrics.clone(),
+        );
+    }
     let shared = Arc::new(Shared {
         config: config.clone(),
-        pipeline: Arc::new(Pipeline::from_config(&config, metrics.clone())),
+        pipeline: Arc::new(Pipeline::from_config(&config, &resources, metrics.clone())),
         queue,
         metrics,
     });
@@ -112,6 +120,27 @@ fn spawn_queue_scanner(config: Arc<Config>, queue: Queue, metrics: Metrics) {
             }
             if let Ok((queued, held)) = queue.store.depth().await {
                 metrics.queue_depth(queued, held);
+            }
+        }
+    });
+}
+
+/// Probe clamd (VERSION) periodically: up/down, version, signature date, latency.
+fn spawn_clamd_health(
+    clamd: Arc<filters::clamav::clamd::Clamd>,
+    every_secs: u64,
+    metrics: Metrics,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(every_secs));
+        loop {
+            tick.tick().await;
+            match clamd.health().await {
+                Ok(h) => metrics.clamd_health(Some(&h)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "clamd health probe failed");
+                    metrics.clamd_health(None);
+                }
             }
         }
     });

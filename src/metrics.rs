@@ -32,6 +32,9 @@ struct Inner {
     queue_held: Gauge,
     queue_removed: Counter,
     deliveries: Family<Labels1, Counter>,
+    clamd_up: Gauge,
+    clamd_latency: Gauge<f64, std::sync::atomic::AtomicU64>,
+    clamd_info: Family<Vec<(String, String)>, Gauge>,
 }
 
 /// Cheap to clone; every clone updates the same counters.
@@ -108,6 +111,24 @@ impl Metrics {
             "Recipient delivery attempts by result (delivered, deferred, failed, bounce_sent)",
             deliveries.clone(),
         );
+        let clamd_up = Gauge::default();
+        registry.register(
+            "clamd_up",
+            "1 when the last clamd health probe answered",
+            clamd_up.clone(),
+        );
+        let clamd_latency = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "clamd_probe_latency_seconds",
+            "Time clamd took to answer the last VERSION probe",
+            clamd_latency.clone(),
+        );
+        let clamd_info = Family::<Vec<(String, String)>, Gauge>::default();
+        registry.register(
+            "clamd_info",
+            "clamd version and signature database (labels), value 1",
+            clamd_info.clone(),
+        );
         Metrics(Arc::new(Inner {
             registry,
             connections,
@@ -120,6 +141,9 @@ impl Metrics {
             queue_held,
             queue_removed,
             deliveries,
+            clamd_up,
+            clamd_latency,
+            clamd_info,
         }))
     }
 
@@ -171,6 +195,31 @@ impl Metrics {
             .deliveries
             .get_or_create(&[("result", result)])
             .inc_by(n as u64);
+    }
+
+    /// Record a clamd health probe (`None`: clamd did not answer).
+    pub fn clamd_health(&self, health: Option<&filters::clamav::clamd::Health>) {
+        let Some(h) = health else {
+            self.0.clamd_up.set(0);
+            return;
+        };
+        self.0.clamd_up.set(1);
+        self.0.clamd_latency.set(h.latency.as_secs_f64());
+        self.0.clamd_info.clear();
+        self.0
+            .clamd_info
+            .get_or_create(&vec![
+                ("version".to_string(), h.version.clone()),
+                (
+                    "signatures".to_string(),
+                    h.signatures.clone().unwrap_or_default(),
+                ),
+                (
+                    "signature_date".to_string(),
+                    h.signature_date.clone().unwrap_or_default(),
+                ),
+            ])
+            .set(1);
     }
 
     /// The Prometheus text exposition of all counters.

@@ -10,6 +10,7 @@
 
 mod harness;
 
+mod clamav;
 mod cli;
 mod delivery;
 mod durability;

@@ -18,6 +18,7 @@
 //! A stage that cannot do its job (a dependency is down) returns `Err(StageError)`; the
 //! pipeline applies the stage's configured fail mode (tempfail by default), never a silent pass.
 
+pub mod clamav;
 pub mod header_sanity;
 pub mod symbols;
 

@@ -2,38 +2,17 @@
 //! it means. Points are defaults; `[symbols]` in the gateway config overrides them.
 
 /// (name, default points, description)
+#[rustfmt::skip]
 pub const REGISTRY: &[(&str, f64, &str)] = &[
-    (
-        "HDR_MISSING_FROM",
-        3.0,
-        "no From: header (required by RFC 5322)",
-    ),
-    (
-        "HDR_MISSING_DATE",
-        1.0,
-        "no Date: header (required by RFC 5322)",
-    ),
+    ("HDR_MISSING_FROM",       3.0, "no From: header (required by RFC 5322)"),
+    ("HDR_MISSING_DATE",       1.0, "no Date: header (required by RFC 5322)"),
     ("HDR_MISSING_MESSAGE_ID", 1.0, "no Message-ID: header"),
-    (
-        "HDR_DUPLICATE",
-        2.0,
-        "a header that may occur once occurs more than once",
-    ),
-    (
-        "HDR_8BIT_NO_SMTPUTF8",
-        2.0,
-        "raw 8-bit bytes in headers without SMTPUTF8",
-    ),
-    (
-        "HDR_UNPARSEABLE",
-        5.0,
-        "the message has no parseable header block",
-    ),
-    (
-        "STAGE_FAILED_OPEN",
-        0.0,
-        "a stage failed and its fail mode let the message pass",
-    ),
+    ("HDR_DUPLICATE",          2.0, "a header that may occur once occurs more than once"),
+    ("HDR_8BIT_NO_SMTPUTF8",   2.0, "raw 8-bit bytes in headers without SMTPUTF8"),
+    ("HDR_UNPARSEABLE",        5.0, "the message has no parseable header block"),
+    ("STAGE_FAILED_OPEN",      0.0, "a stage failed and its fail mode let the message pass"),
+    ("CLAM_VIRUS",             0.0, "ClamAV found a virus (detail: signature); forces the configured action"),
+    ("CLAM_UNSCANNED",         0.0, "larger than clamd's stream limit, passed unscanned by config"),
 ];
 
 /// Default points of a registered symbol. An unregistered name is a programming error

@@ -40,6 +40,13 @@ pub enum Command {
     },
     /// List every symbol a stage can report, with default points.
     Symbols,
+    /// clamd health as the gateway sees it: version, signature date, latency.
+    ClamavStatus {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn load(config: &Option<PathBuf>) -> anyhow::Result<Config> {
@@ -69,6 +76,44 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Queue { config, action } => {
             let config = load(&config)?;
             runtime.block_on(queue::run(&config, action))
+        }
+        Command::ClamavStatus { config, json } => {
+            let config = load(&config)?;
+            let resources = crate::pipeline::Resources::from_config(&config);
+            let Some(clamd) = resources.clamd else {
+                anyhow::bail!("ClamAV is not enabled in this config ([clamav] enabled = true)");
+            };
+            let health = runtime
+                .block_on(clamd.health())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "endpoint": clamd.endpoint().to_string(),
+                        "version": health.version,
+                        "signatures": health.signatures,
+                        "signature_date": health.signature_date,
+                        "latency_ms": health.latency.as_secs_f64() * 1000.0,
+                    })
+                );
+            } else {
+                println!("endpoint:       {}", clamd.endpoint());
+                println!("version:        {}", health.version);
+                println!(
+                    "signatures:     {}",
+                    health.signatures.as_deref().unwrap_or("(not reported)")
+                );
+                println!(
+                    "signature date: {}",
+                    health.signature_date.as_deref().unwrap_or("(not reported)")
+                );
+                println!(
+                    "latency:        {:.1} ms",
+                    health.latency.as_secs_f64() * 1000.0
+                );
+            }
+            Ok(0)
         }
         Command::Symbols => {
             for (name, points, desc) in filters::symbols::REGISTRY {

@@ -54,3 +54,16 @@ pub const DELIVERY_IDLE_SECS: u64 = 10;
 pub const TAG_SCORE: f64 = 5.0;
 pub const QUARANTINE_SCORE: f64 = 8.0;
 pub const REJECT_SCORE: f64 = 12.0;
+
+/// clamd's usual TCP port (clamd.conf TCPSocket).
+pub const CLAMD_ADDRESS: &str = "127.0.0.1:3310";
+/// A local clamd answers a connect at once; waiting longer only delays the 451.
+pub const CLAMD_CONNECT_TIMEOUT_MS: u64 = 2000;
+/// A 25 MB message with archives takes seconds; a minute means clamd is stuck.
+pub const CLAMD_SCAN_TIMEOUT_SECS: u64 = 60;
+/// clamd's default MaxThreads is 10; stay below it so probes still get through.
+pub const CLAMD_MAX_CONNECTIONS: usize = 8;
+/// clamd's default StreamMaxLength (25 MB).
+pub const CLAMD_MAX_STREAM_SIZE: usize = 25 * 1024 * 1024;
+/// Health probe (VERSION) interval for the metrics.
+pub const CLAMD_HEALTH_SECS: u64 = 30;

@@ -150,6 +150,64 @@ impl Default for StageConfig {
     }
 }
 
+/// What to do with an infected message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VirusAction {
+    /// 554 5.7.1 in the dialog.
+    Reject,
+    /// Keep it held for an operator (250 to the client).
+    Quarantine,
+}
+
+/// What to do with a message larger than clamd's stream limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OversizeAction {
+    Tempfail,
+    Accept,
+    Reject,
+}
+
+/// `[clamav]`: virus scanning with a real clamd (INSTREAM).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClamavConfig {
+    /// Off in the embedded defaults (no clamd there); a production gateway turns it on.
+    pub enabled: bool,
+    /// clamd's TCP address ("host:port"); used when `socket` is not set.
+    pub address: String,
+    /// clamd's Unix socket; preferred when set.
+    pub socket: Option<PathBuf>,
+    pub connect_timeout_ms: u64,
+    pub scan_timeout_secs: u64,
+    /// Concurrent clamd connections (clamd's MaxThreads is the real limit).
+    pub max_connections: usize,
+    /// clamd's StreamMaxLength; larger messages get `oversize_action`.
+    pub max_stream_size: usize,
+    pub virus_action: VirusAction,
+    pub oversize_action: OversizeAction,
+    /// Seconds between health probes (version, signature date, latency) for the metrics.
+    pub health_interval_secs: u64,
+}
+
+impl Default for ClamavConfig {
+    fn default() -> Self {
+        ClamavConfig {
+            enabled: false,
+            address: defaults::CLAMD_ADDRESS.into(),
+            socket: None,
+            connect_timeout_ms: defaults::CLAMD_CONNECT_TIMEOUT_MS,
+            scan_timeout_secs: defaults::CLAMD_SCAN_TIMEOUT_SECS,
+            max_connections: defaults::CLAMD_MAX_CONNECTIONS,
+            max_stream_size: defaults::CLAMD_MAX_STREAM_SIZE,
+            virus_action: VirusAction::Reject,
+            oversize_action: OversizeAction::Tempfail,
+            health_interval_secs: defaults::CLAMD_HEALTH_SECS,
+        }
+    }
+}
+
 /// The configuration file as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -171,6 +229,7 @@ pub struct Config {
     pub limits: Limits,
     pub queue: QueueConfig,
     pub verdict: VerdictConfig,
+    pub clamav: ClamavConfig,
     /// Points overrides: `SYMBOL_NAME = points`.
     pub symbols: BTreeMap<String, f64>,
     /// Per-stage settings by stage name.
@@ -200,6 +259,7 @@ impl Default for Config {
             limits: Limits::default(),
             queue: QueueConfig::default(),
             verdict: VerdictConfig::default(),
+            clamav: ClamavConfig::default(),
             symbols: BTreeMap::new(),
             stages: BTreeMap::new(),
         }
@@ -207,7 +267,7 @@ impl Default for Config {
 }
 
 /// Names of the stages the pipeline knows; `[stages.X]` for any other name is an error.
-pub const KNOWN_STAGES: &[&str] = &["header_sanity"];
+pub const KNOWN_STAGES: &[&str] = &["header_sanity", "clamav"];
 
 impl Config {
     /// Read and validate a config file.
@@ -300,6 +360,23 @@ impl Config {
         ] {
             if v == 0 {
                 bail!("key `{key}`: must be greater than 0");
+            }
+        }
+        let c = &self.clamav;
+        if c.enabled {
+            if c.socket.is_none() {
+                parse_host_port(&c.address).with_context(|| "key `clamav.address`".to_string())?;
+            }
+            for (key, v) in [
+                ("clamav.connect_timeout_ms", c.connect_timeout_ms),
+                ("clamav.scan_timeout_secs", c.scan_timeout_secs),
+                ("clamav.max_connections", c.max_connections as u64),
+                ("clamav.max_stream_size", c.max_stream_size as u64),
+                ("clamav.health_interval_secs", c.health_interval_secs),
+            ] {
+                if v == 0 {
+                    bail!("key `{key}`: must be greater than 0");
+                }
             }
         }
         if l.max_command_line < 512 {

@@ -1,10 +1,10 @@
 //! THE inbound order (internet → local domains). One stage per line; adding a stage is
 //! adding a line. Stages of later issues are listed where they will go.
 
-use super::{ConfiguredStage, push_stage};
+use super::{ConfiguredStage, Resources, push_stage};
 use crate::config::Config;
 
-pub fn stages(config: &Config) -> Vec<ConfiguredStage> {
+pub fn stages(config: &Config, resources: &Resources) -> Vec<ConfiguredStage> {
     let mut s = Vec::new();
     // 1. smime::unwrap — decrypt, verify, harvest (issue #5)
     // 2. filters::auth — SPF, DKIM, DMARC, ARC (issue #3)
@@ -12,6 +12,10 @@ pub fn stages(config: &Config) -> Vec<ConfiguredStage> {
     // 4. filters::tls — TLS reputation and per-domain TLS policy (issue #3)
     // 5. Header sanity: the RFC 5322 shape of the message.
     push_stage(&mut s, config, filters::header_sanity::HeaderSanity);
-    // 6. filters::bayes, filters::clamav (issue #4)
+    // 6. filters::bayes (issue #4)
+    // 7. ClamAV: a virus is rejected in the dialog (or quarantined, by config).
+    if let Some(clamav) = resources.clamav_stage(config) {
+        push_stage(&mut s, config, clamav);
+    }
     s
 }

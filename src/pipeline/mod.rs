@@ -13,7 +13,13 @@ use std::time::Instant;
 
 use filters::{Action, Direction, Envelope, MessageContext, ScoreCard, Stage, Symbol};
 
-use crate::config::{Config, FailMode, VerdictConfig};
+use std::sync::Arc;
+use std::time::Duration;
+
+use filters::clamav::ClamavStage;
+use filters::clamav::clamd::{Clamd, Endpoint};
+
+use crate::config::{Config, FailMode, OversizeAction, VerdictConfig, VirusAction};
 use crate::metrics::Metrics;
 
 /// A stage with its configured fail mode.
@@ -42,6 +48,49 @@ pub struct Outcome {
     pub reason: String,
 }
 
+/// Clients shared by the stages of both directions, built once from the config.
+#[derive(Default)]
+pub struct Resources {
+    pub clamd: Option<Arc<Clamd>>,
+}
+
+impl Resources {
+    pub fn from_config(config: &Config) -> Resources {
+        let c = &config.clamav;
+        let clamd = c.enabled.then(|| {
+            let endpoint = match &c.socket {
+                Some(p) => Endpoint::Unix(p.clone()),
+                None => Endpoint::Tcp(c.address.clone()),
+            };
+            Arc::new(Clamd::new(
+                endpoint,
+                Duration::from_millis(c.connect_timeout_ms),
+                Duration::from_secs(c.scan_timeout_secs),
+                c.max_connections,
+            ))
+        });
+        Resources { clamd }
+    }
+
+    /// The ClamAV stage, when scanning is enabled.
+    pub fn clamav_stage(&self, config: &Config) -> Option<ClamavStage> {
+        let c = &config.clamav;
+        Some(ClamavStage {
+            clamd: self.clamd.clone()?,
+            virus_action: match c.virus_action {
+                VirusAction::Reject => Action::Reject,
+                VirusAction::Quarantine => Action::Quarantine,
+            },
+            max_stream_size: c.max_stream_size,
+            oversize_action: match c.oversize_action {
+                OversizeAction::Tempfail => filters::clamav::OversizeAction::Tempfail,
+                OversizeAction::Accept => filters::clamav::OversizeAction::Accept,
+                OversizeAction::Reject => filters::clamav::OversizeAction::Reject,
+            },
+        })
+    }
+}
+
 pub struct Pipeline {
     inbound: Vec<ConfiguredStage>,
     outbound: Vec<ConfiguredStage>,
@@ -51,10 +100,10 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn from_config(config: &Config, metrics: Metrics) -> Pipeline {
+    pub fn from_config(config: &Config, resources: &Resources, metrics: Metrics) -> Pipeline {
         Pipeline {
-            inbound: inbound::stages(config),
-            outbound: outbound::stages(config),
+            inbound: inbound::stages(config, resources),
+            outbound: outbound::stages(config, resources),
             thresholds: config.verdict.clone(),
             points: config.symbols.clone(),
             metrics,
@@ -149,7 +198,7 @@ mod tests {
     }
 
     fn pipeline(config: &Config, extra: Option<FailMode>) -> Pipeline {
-        let mut p = Pipeline::from_config(config, Metrics::new());
+        let mut p = Pipeline::from_config(config, &Resources::default(), Metrics::new());
         if let Some(fail_mode) = extra {
             p.inbound.push(ConfiguredStage {
                 stage: Box::new(Failing),

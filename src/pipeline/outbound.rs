@@ -1,14 +1,17 @@
 //! THE outbound order (internal networks → anywhere). One stage per line.
 
-use super::{ConfiguredStage, push_stage};
+use super::{ConfiguredStage, Resources, push_stage};
 use crate::config::Config;
 
-pub fn stages(config: &Config) -> Vec<ConfiguredStage> {
+pub fn stages(config: &Config, resources: &Resources) -> Vec<ConfiguredStage> {
     let mut s = Vec::new();
     // 1. policy: user-encrypted / user-signed mail where policy forbids it (issue #5)
     // 2. Header sanity: a broken client or a hijacked account shows here first.
     push_stage(&mut s, config, filters::header_sanity::HeaderSanity);
-    // 3. filters::clamav (issue #4)
+    // 3. ClamAV: no virus leaves the company either.
+    if let Some(clamav) = resources.clamav_stage(config) {
+        push_stage(&mut s, config, clamav);
+    }
     // 4. smime::wrap — sign and encrypt by policy (issue #5), then DKIM signing (issue #3)
     s
 }

@@ -3,6 +3,7 @@
 use filters::{Action, ScoreCard};
 
 use crate::config::VerdictConfig;
+use crate::smtp::received::printable;
 use crate::smtp::reply::{self, Reply};
 
 /// The action for a score card: a forced action wins, else the score against thresholds.
@@ -30,10 +31,23 @@ pub fn decide(card: &ScoreCard, t: &VerdictConfig) -> (Action, String) {
 }
 
 /// The DATA reply for a refusing action; `None` means the message is stored (250).
-pub fn refusal_reply(action: Action) -> Option<Reply> {
+/// A virus is named (the sender's admin needs to know); other reasons stay generic.
+pub fn refusal_reply(action: Action, card: &ScoreCard) -> Option<(Reply, String)> {
     match action {
-        Action::Reject => Some(reply::REJECTED),
-        Action::Tempfail => Some(reply::TEMPFAIL),
+        Action::Reject => Some(
+            match card
+                .symbols
+                .iter()
+                .find(|s| s.name == "CLAM_VIRUS" && s.forced_action == Some(Action::Reject))
+            {
+                Some(virus) => (
+                    reply::VIRUS,
+                    format!("{} ({})", reply::VIRUS.text, printable(&virus.detail)),
+                ),
+                None => (reply::REJECTED, reply::REJECTED.text.to_string()),
+            },
+        ),
+        Action::Tempfail => Some((reply::TEMPFAIL, reply::TEMPFAIL.text.to_string())),
         Action::Accept | Action::Tag | Action::Quarantine => None,
     }
 }
@@ -68,8 +82,12 @@ mod tests {
         let (a, why) = decide(&c, &VerdictConfig::default());
         assert_eq!(a, Action::Reject);
         assert!(why.contains("HDR_UNPARSEABLE"));
-        assert_eq!(refusal_reply(a).unwrap().code, 550);
-        assert_eq!(refusal_reply(Action::Tempfail).unwrap().code, 451);
-        assert!(refusal_reply(Action::Quarantine).is_none());
+        assert_eq!(refusal_reply(a, &c).unwrap().0.code, 550);
+        assert_eq!(refusal_reply(Action::Tempfail, &c).unwrap().0.code, 451);
+        assert!(refusal_reply(Action::Quarantine, &c).is_none());
+        c.add(Symbol::new("CLAM_VIRUS", "Eicar-Test-Signature").forcing(Action::Reject));
+        let (r, text) = refusal_reply(Action::Reject, &c).unwrap();
+        assert_eq!((r.code, r.enhanced), (554, "5.7.1"));
+        assert!(text.ends_with("(Eicar-Test-Signature)"), "{text}");
     }
 }

@@ -86,6 +86,7 @@ pub const ROUTING_DENIED: Reply = Reply::new(
     "Source routes and routing characters are not accepted",
 );
 pub const REJECTED: Reply = Reply::new(550, "5.7.1", "Message rejected by policy");
+pub const VIRUS: Reply = Reply::new(554, "5.7.1", "Message contains a virus");
 pub const DATA_THEN_BDAT: Reply = Reply::new(503, "5.5.1", "Do not mix DATA and BDAT");
 
 #[cfg(test)]
@@ -122,6 +123,7 @@ mod tests {
             NESTED_MAIL,
             NEED_MAIL,
             NEED_RCPT,
+            VIRUS,
             TLS_ACTIVE,
             TLS_UNAVAILABLE,
             MUST_STARTTLS,

@@ -627,8 +627,9 @@ impl Session {
         let outcome = self.shared.pipeline.run(&envelope, &tx.body).await;
         let id = new_queue_id();
         let mut stored = false;
-        match verdict::refusal_reply(outcome.action) {
-            Some(r) => self.reply(r),
+        let refusal = verdict::refusal_reply(outcome.action, &outcome.card);
+        match &refusal {
+            Some((r, text)) => write_reply(&mut self.out, r.code, r.enhanced, text),
             None => {
                 let body = self.trace_headers(&envelope, &id, &outcome);
                 let mut full = Vec::with_capacity(body.len() + tx.body.len());
@@ -666,7 +667,7 @@ impl Session {
                 }
             }
         }
-        let verdict = if stored || verdict::refusal_reply(outcome.action).is_some() {
+        let verdict = if stored || refusal.is_some() {
             outcome.action.as_str()
         } else {
             "tempfail"
