@@ -52,7 +52,31 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         Some(metrics::serve(config.metrics_bind.parse()?, metrics.clone()).await?)
     };
 
-    let resources = Resources::from_config(&config);
+    let mut resources = Resources::from_config(&config);
+    if config.bayes.enabled {
+        // The Bayes model lives in the queue database; reloaded when the CLI (or another
+        // gateway) learns.
+        let store = crate::bayes::BayesStore::new(queue.store.pool().clone());
+        let model = crate::bayes::load_shared(&store)
+            .await
+            .context("cannot load the Bayes model")?;
+        {
+            let m = model.read().unwrap_or_else(|e| e.into_inner());
+            tracing::info!(
+                tokens = m.len(),
+                ham = m.ham_msgs,
+                spam = m.spam_msgs,
+                ready = m.ready(config.bayes.min_ham, config.bayes.min_spam),
+                "Bayes model loaded"
+            );
+        }
+        crate::bayes::spawn_reloader(
+            store,
+            model.clone(),
+            Duration::from_secs(config.bayes.reload_secs),
+        );
+        resources.bayes = Some(model);
+    }
     if let Some(clamd) = &resources.clamd {
         spawn_clamd_health(
             clamd.clone(),

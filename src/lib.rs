@@ -11,9 +11,11 @@
 //! - [`pipeline`]: the inbound and outbound stage order, and the verdict.
 //! - [`queue`]: spool files + SQLite rows, group commit, delivery jobs.
 //! - [`delivery`]: SMTP client workers, MX lookup, retries, DSNs.
+//! - [`bayes`]: the Bayes model in the store, learning, training, eval and cross-validation.
 //! - [`metrics`]: Prometheus counters; [`telemetry`]: logs.
 //! - [`gateway`]: wires the parts together; [`cli`]: the `portcullis` command.
 
+pub mod bayes;
 pub mod cli;
 pub mod config;
 pub mod delivery;

@@ -7,9 +7,11 @@
 //! - `delivery`: to the next hop, retries while it is down, DSNs, held and rejected verdicts.
 //! - `durability`: kill -9 during a load; nothing acknowledged is lost.
 //! - `cli`: check-config and queue commands; metrics endpoint.
+//! - `bayes`: no opinion while untrained; `bayes train`/`learn` change the next verdict; eval.
 
 mod harness;
 
+mod bayes;
 mod clamav;
 mod cli;
 mod delivery;

@@ -18,6 +18,7 @@
 //! A stage that cannot do its job (a dependency is down) returns `Err(StageError)`; the
 //! pipeline applies the stage's configured fail mode (tempfail by default), never a silent pass.
 
+pub mod bayes;
 pub mod clamav;
 pub mod header_sanity;
 pub mod symbols;
@@ -117,6 +118,9 @@ pub struct Symbol {
     pub detail: String,
     /// A finding that decides by itself (a virus is rejected whatever the score says).
     pub forced_action: Option<Action>,
+    /// Factor applied to the points (1.0 unless [`Symbol::scaled`]); kept so a configured
+    /// points override is scaled too.
+    pub scale: f64,
 }
 
 impl Symbol {
@@ -128,7 +132,16 @@ impl Symbol {
             points: symbols::default_points(name),
             detail: detail.into(),
             forced_action: None,
+            scale: 1.0,
         }
+    }
+
+    /// Scale the points by `factor` (e.g. by a probability); a configured override of the
+    /// symbol's points is scaled the same way.
+    pub fn scaled(mut self, factor: f64) -> Self {
+        self.points *= factor;
+        self.scale *= factor;
+        self
     }
 
     pub fn forcing(mut self, action: Action) -> Self {

@@ -10,6 +10,8 @@ pub const REGISTRY: &[(&str, f64, &str)] = &[
     ("HDR_DUPLICATE",          2.0, "a header that may occur once occurs more than once"),
     ("HDR_8BIT_NO_SMTPUTF8",   2.0, "raw 8-bit bytes in headers without SMTPUTF8"),
     ("HDR_UNPARSEABLE",        5.0, "the message has no parseable header block"),
+    ("BAYES_SPAM",            10.0, "Bayes: spam probability at or above bayes.spam_threshold; half the points at the threshold (= tag), all at p=1 (detail: p)"),
+    ("BAYES_HAM",             -3.0, "Bayes: spam probability at or below bayes.ham_threshold; half the points at the threshold, all at p=0 (detail: p)"),
     ("STAGE_FAILED_OPEN",      0.0, "a stage failed and its fail mode let the message pass"),
     ("CLAM_VIRUS",             0.0, "ClamAV found a virus (detail: signature); forces the configured action"),
     ("CLAM_UNSCANNED",         0.0, "larger than clamd's stream limit, passed unscanned by config"),

@@ -1,5 +1,6 @@
 //! The `portcullis` command line. Every subcommand that a script may want has `--json`.
 
+mod bayes;
 mod queue;
 
 use std::path::PathBuf;
@@ -37,6 +38,13 @@ pub enum Command {
         config: Option<PathBuf>,
         #[command(subcommand)]
         action: queue::QueueAction,
+    },
+    /// The Bayesian spam filter: train, learn, eval, cross-validate, status.
+    Bayes {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: bayes::BayesAction,
     },
     /// List every symbol a stage can report, with default points.
     Symbols,
@@ -76,6 +84,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Queue { config, action } => {
             let config = load(&config)?;
             runtime.block_on(queue::run(&config, action))
+        }
+        Command::Bayes { config, action } => {
+            let config = load(&config)?;
+            runtime.block_on(bayes::run(&config, action))
         }
         Command::ClamavStatus { config, json } => {
             let config = load(&config)?;

@@ -67,3 +67,7 @@ pub const CLAMD_MAX_CONNECTIONS: usize = 8;
 pub const CLAMD_MAX_STREAM_SIZE: usize = 25 * 1024 * 1024;
 /// Health probe (VERSION) interval for the metrics.
 pub const CLAMD_HEALTH_SECS: u64 = 30;
+
+/// How often a running gateway checks whether the Bayes model changed (CLI learning,
+/// another gateway): a reload reads the whole token table, so not every message.
+pub const BAYES_RELOAD_SECS: u64 = 10;

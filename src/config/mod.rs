@@ -208,6 +208,100 @@ impl Default for ClamavConfig {
     }
 }
 
+/// `[bayes]`: the Bayesian spam filter (model in the data directory's SQLite database).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BayesConfig {
+    /// Load the model and run the stage (also `[stages.bayes] enabled`).
+    pub enabled: bool,
+    /// No opinion until the model has learned this many ham and spam messages.
+    pub min_ham: u64,
+    pub min_spam: u64,
+    /// Spam probability at or above which BAYES_SPAM is reported (and `bayes eval` counts
+    /// a message as spam).
+    pub spam_threshold: f64,
+    /// Spam probability at or below which BAYES_HAM is reported.
+    pub ham_threshold: f64,
+    /// "chi-square", "multinomial" or "combined".
+    pub scoring: String,
+    /// Seconds between checks for a changed model (learned by the CLI or another gateway).
+    pub reload_secs: u64,
+    /// Cautious autolearn: only very confident verdicts on authenticated senders, never
+    /// viruses. Needs sender authentication (issue #3); off by default.
+    pub autolearn: bool,
+    pub autolearn_spam_above: f64,
+    pub autolearn_ham_below: f64,
+}
+
+impl Default for BayesConfig {
+    fn default() -> Self {
+        let a = filters::bayes::AutolearnPolicy::default();
+        BayesConfig {
+            enabled: true,
+            min_ham: filters::bayes::DEFAULT_MIN_HAM,
+            min_spam: filters::bayes::DEFAULT_MIN_SPAM,
+            spam_threshold: filters::bayes::DEFAULT_SPAM_THRESHOLD,
+            ham_threshold: filters::bayes::DEFAULT_HAM_THRESHOLD,
+            scoring: filters::bayes::Params::default().scoring.as_str().into(),
+            reload_secs: defaults::BAYES_RELOAD_SECS,
+            autolearn: false,
+            autolearn_spam_above: a.spam_above,
+            autolearn_ham_below: a.ham_below,
+        }
+    }
+}
+
+impl BayesConfig {
+    /// The stage's settings (validated config: the scoring name parses).
+    pub fn settings(&self) -> filters::bayes::Settings {
+        filters::bayes::Settings {
+            min_ham: self.min_ham,
+            min_spam: self.min_spam,
+            spam_threshold: self.spam_threshold,
+            ham_threshold: self.ham_threshold,
+            params: filters::bayes::Params {
+                scoring: self.scoring.parse().unwrap_or_default(),
+                ..filters::bayes::Params::default()
+            },
+        }
+    }
+
+    pub fn autolearn_policy(&self) -> filters::bayes::AutolearnPolicy {
+        filters::bayes::AutolearnPolicy {
+            enabled: self.autolearn,
+            spam_above: self.autolearn_spam_above,
+            ham_below: self.autolearn_ham_below,
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        self.scoring
+            .parse::<filters::bayes::Scoring>()
+            .map_err(|e| anyhow::anyhow!("key `bayes.scoring`: {e}"))?;
+        for (key, v) in [
+            ("bayes.spam_threshold", self.spam_threshold),
+            ("bayes.ham_threshold", self.ham_threshold),
+            ("bayes.autolearn_spam_above", self.autolearn_spam_above),
+            ("bayes.autolearn_ham_below", self.autolearn_ham_below),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                bail!("key `{key}`: a probability between 0 and 1, got {v}");
+            }
+        }
+        if self.ham_threshold >= self.spam_threshold {
+            bail!(
+                "key `bayes.ham_threshold`: must be below bayes.spam_threshold ({} >= {})",
+                self.ham_threshold,
+                self.spam_threshold
+            );
+        }
+        if self.reload_secs == 0 {
+            bail!("key `bayes.reload_secs`: must be greater than 0");
+        }
+        Ok(())
+    }
+}
+
 /// The configuration file as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -230,6 +324,7 @@ pub struct Config {
     pub queue: QueueConfig,
     pub verdict: VerdictConfig,
     pub clamav: ClamavConfig,
+    pub bayes: BayesConfig,
     /// Points overrides: `SYMBOL_NAME = points`.
     pub symbols: BTreeMap<String, f64>,
     /// Per-stage settings by stage name.
@@ -260,6 +355,7 @@ impl Default for Config {
             queue: QueueConfig::default(),
             verdict: VerdictConfig::default(),
             clamav: ClamavConfig::default(),
+            bayes: BayesConfig::default(),
             symbols: BTreeMap::new(),
             stages: BTreeMap::new(),
         }
@@ -267,7 +363,7 @@ impl Default for Config {
 }
 
 /// Names of the stages the pipeline knows; `[stages.X]` for any other name is an error.
-pub const KNOWN_STAGES: &[&str] = &["header_sanity", "clamav"];
+pub const KNOWN_STAGES: &[&str] = &["header_sanity", "bayes", "clamav"];
 
 impl Config {
     /// Read and validate a config file.
@@ -362,6 +458,7 @@ impl Config {
                 bail!("key `{key}`: must be greater than 0");
             }
         }
+        self.bayes.validate()?;
         let c = &self.clamav;
         if c.enabled {
             if c.socket.is_none() {

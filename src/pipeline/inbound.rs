@@ -12,7 +12,10 @@ pub fn stages(config: &Config, resources: &Resources) -> Vec<ConfiguredStage> {
     // 4. filters::tls — TLS reputation and per-domain TLS policy (issue #3)
     // 5. Header sanity: the RFC 5322 shape of the message.
     push_stage(&mut s, config, filters::header_sanity::HeaderSanity);
-    // 6. filters::bayes (issue #4)
+    // 6. Bayes: spam probability from the learned model (no opinion until trained).
+    if let Some(bayes) = resources.bayes_stage(config) {
+        push_stage(&mut s, config, bayes);
+    }
     // 7. ClamAV: a virus is rejected in the dialog (or quarantined, by config).
     if let Some(clamav) = resources.clamav_stage(config) {
         push_stage(&mut s, config, clamav);

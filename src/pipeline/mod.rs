@@ -52,6 +52,8 @@ pub struct Outcome {
 #[derive(Default)]
 pub struct Resources {
     pub clamd: Option<Arc<Clamd>>,
+    /// The Bayes model (loaded from the store by the gateway); `None`: no Bayes stage.
+    pub bayes: Option<filters::bayes::SharedModel>,
 }
 
 impl Resources {
@@ -69,7 +71,13 @@ impl Resources {
                 c.max_connections,
             ))
         });
-        Resources { clamd }
+        Resources { clamd, bayes: None }
+    }
+
+    /// The Bayes stage, when `[bayes] enabled` and a model was loaded.
+    pub fn bayes_stage(&self, config: &Config) -> Option<filters::bayes::Bayes> {
+        let model = self.bayes.clone().filter(|_| config.bayes.enabled)?;
+        Some(filters::bayes::Bayes::new(model, config.bayes.settings()))
     }
 
     /// The ClamAV stage, when scanning is enabled.
@@ -163,7 +171,7 @@ impl Pipeline {
     /// Apply the configured points override of a symbol.
     fn weigh(&self, mut sym: Symbol) -> Symbol {
         if let Some(p) = self.points.get(sym.name) {
-            sym.points = *p;
+            sym.points = *p * sym.scale;
         }
         sym
     }

@@ -96,6 +96,12 @@ impl QueueStore {
         Ok(QueueStore { pool, options })
     }
 
+    /// The database's pool, for other parts of the gateway's state kept in the same
+    /// database (the Bayes model).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// The committer's own connection (one writer; `synchronous=FULL` so a commit is on disk).
     pub async fn open_writer(&self) -> anyhow::Result<SqlitePool> {
         SqlitePoolOptions::new()

@@ -1,0 +1,859 @@
+//! The mail tokenizer: one message → the set of its features, hashed to `u64`.
+//!
+//! What it looks at (each feature carries a short prefix so a word in the Subject is not the
+//! same feature as the same word in the body):
+//! - every text part, decoded (base64 / quoted-printable) and charset-converted by
+//!   mail-parser: lowercased words (`w:`), digit runs reduced to their length (`num:`),
+//!   money amounts (`money`), long words as a length bucket (`long:`);
+//! - HTML parts reduced to text (same word features) plus markup features (`html:`): the tags
+//!   used, hidden text (`display:none`, `visibility:hidden`, tiny fonts), the link/text ratio,
+//!   image-only messages, HTML without a plain-text alternative;
+//! - URLs in text and in `href`/`src`: host (`uh:`), registered domain (`ud:`), IP hosts,
+//!   URL count bucket;
+//! - selected headers: Subject words and shape (`s:`), From display name words (`fn:`) and
+//!   domain (`fd:`), Reply-To domain and whether it differs from From (`rt:`), the
+//!   Content-Type shape of the message and of each part (`ct:`, `pt:`, `cs:`, `cte:`),
+//!   X-Mailer / User-Agent words (`xm:`);
+//! - attachments: file extension and content type (`att:`).
+//!
+//! Never dates: Date, Received and every other header not listed above are ignored, digit
+//! runs become their length only, and month and weekday names are dropped — a filter that
+//! learns the calendar of its training mail does not generalise.
+//!
+//! Untrusted input: bounded work per message (at most [`MAX_TEXT_BYTES`] of text per part,
+//! [`MAX_PARTS`] parts, nested messages to depth 3).
+
+use std::collections::HashSet;
+
+use mail_parser::{Addr, Message, MessageParser, MimeHeaders, PartType};
+
+/// Text read from one part; the rest of a huge part adds nothing a filter needs.
+pub const MAX_TEXT_BYTES: usize = 200 * 1024;
+/// Parts looked at per message.
+pub const MAX_PARTS: usize = 64;
+const MAX_DEPTH: usize = 3;
+const MIN_WORD: usize = 2;
+const MAX_WORD: usize = 20;
+
+/// Month and weekday names (and their abbreviations): never features.
+const CALENDAR: &[&str] = &[
+    "jan",
+    "feb",
+    "mar",
+    "apr",
+    "may",
+    "jun",
+    "jul",
+    "aug",
+    "sep",
+    "sept",
+    "oct",
+    "nov",
+    "dec",
+    "january",
+    "february",
+    "march",
+    "april",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+    "mon",
+    "tue",
+    "tues",
+    "wed",
+    "thu",
+    "thur",
+    "thurs",
+    "fri",
+    "sat",
+    "sun",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "am",
+    "pm",
+    "gmt",
+    "utc",
+    "est",
+    "edt",
+    "pst",
+    "pdt",
+    "cst",
+    "cdt",
+    "mst",
+    "mdt",
+    "bst",
+    "cet",
+    "cest",
+    "ist",
+];
+
+/// 64-bit FNV-1a of `prefix` and `text`: stable across builds and machines, so hashes stored
+/// in the database stay valid.
+pub fn hash(prefix: &str, text: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in prefix.bytes().chain([0xff]).chain(text.bytes()) {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Collects features; keeps the readable form only when asked (tests, `bayes tokens`).
+struct Sink {
+    hashes: Vec<u64>,
+    names: Option<Vec<String>>,
+}
+
+impl Sink {
+    fn add(&mut self, prefix: &str, text: &str) {
+        self.hashes.push(hash(prefix, text));
+        if let Some(n) = &mut self.names {
+            n.push(format!("{prefix}{text}"));
+        }
+    }
+}
+
+/// The features of a message: sorted, unique hashes.
+pub fn tokenize(raw: &[u8], parsed: Option<&Message<'_>>) -> Vec<u64> {
+    let mut sink = Sink {
+        hashes: Vec::with_capacity(512),
+        names: None,
+    };
+    run(raw, parsed, &mut sink);
+    let mut h = sink.hashes;
+    h.sort_unstable();
+    h.dedup();
+    h
+}
+
+/// The features of a message in readable form (sorted, unique): for tests and debugging.
+pub fn token_names(raw: &[u8]) -> Vec<String> {
+    let mut sink = Sink {
+        hashes: Vec::new(),
+        names: Some(Vec::new()),
+    };
+    run(raw, None, &mut sink);
+    let mut n = sink.names.unwrap_or_default();
+    n.sort();
+    n.dedup();
+    n
+}
+
+/// Skip an mbox "From " separator line some archives (and the public corpora) keep.
+pub fn strip_mbox_line(raw: &[u8]) -> &[u8] {
+    if raw.starts_with(b"From ") {
+        match raw.iter().position(|&b| b == b'\n') {
+            Some(i) => &raw[i + 1..],
+            None => &raw[..0],
+        }
+    } else {
+        raw
+    }
+}
+
+fn run(raw: &[u8], parsed: Option<&Message<'_>>, sink: &mut Sink) {
+    let owned;
+    let msg = match parsed {
+        Some(m) => m,
+        None => match MessageParser::default().parse(strip_mbox_line(raw)) {
+            Some(m) => {
+                owned = m;
+                &owned
+            }
+            None => {
+                sink.add("msg:", "unparseable");
+                return;
+            }
+        },
+    };
+    let mut st = State::default();
+    headers(msg, sink);
+    body(msg, sink, &mut st, 0);
+    st.finish(sink);
+}
+
+/// Counters over the whole message for the shape features.
+#[derive(Default)]
+struct State {
+    parts: usize,
+    words: usize,
+    urls: usize,
+    html_parts: usize,
+    text_parts: usize,
+    html_links: usize,
+    html_images: usize,
+    html_words: usize,
+    hosts: HashSet<String>,
+}
+
+impl State {
+    fn finish(&self, sink: &mut Sink) {
+        sink.add("words:", bucket(self.words));
+        sink.add("urls:", bucket(self.urls));
+        if self.html_parts > 0 {
+            if self.text_parts == 0 {
+                sink.add("html:", "no-text-alternative");
+            }
+            if self.html_images > 0 && self.html_words < 10 {
+                sink.add("html:", "image-only");
+            }
+            let ratio = match (self.html_links * 100).checked_div(self.html_words) {
+                Some(r) => r.min(100),
+                None if self.html_links > 0 => 100,
+                None => 0,
+            };
+            let r = match ratio {
+                0 => "0",
+                1..=2 => "1-2",
+                3..=5 => "3-5",
+                6..=10 => "6-10",
+                11..=25 => "11-25",
+                _ => "26+",
+            };
+            sink.add("html:linkratio:", r);
+            sink.add("html:images:", bucket(self.html_images));
+        }
+        sink.add("hosts:", bucket(self.hosts.len()));
+    }
+}
+
+/// Coarse size bucket: 0, 1, 2, 3-4, 5-8, 9-16, ...
+fn bucket(n: usize) -> &'static str {
+    match n {
+        0 => "0",
+        1 => "1",
+        2 => "2",
+        3..=4 => "3-4",
+        5..=8 => "5-8",
+        9..=16 => "9-16",
+        17..=32 => "17-32",
+        33..=64 => "33-64",
+        65..=128 => "65-128",
+        129..=256 => "129-256",
+        257..=512 => "257-512",
+        513..=1024 => "513-1024",
+        _ => "1025+",
+    }
+}
+
+fn domain_of(address: &str) -> Option<String> {
+    let d = address.rsplit_once('@')?.1.trim_end_matches('>');
+    (!d.is_empty()).then(|| d.to_ascii_lowercase())
+}
+
+/// The last two labels (three when the second-level label is short, as in `co.uk`).
+fn registered_domain(host: &str) -> &str {
+    let labels: Vec<&str> = host.rsplitn(4, '.').collect();
+    if labels.len() < 3 {
+        return host;
+    }
+    let keep = if labels[1].len() <= 3 && labels[0].len() == 2 {
+        3
+    } else {
+        2
+    };
+    let cut: usize = labels[..keep].iter().map(|l| l.len() + 1).sum::<usize>() - 1;
+    &host[host.len() - cut..]
+}
+
+fn first_addr<'a>(a: Option<&'a mail_parser::Address<'a>>) -> Option<&'a Addr<'a>> {
+    a.and_then(|a| a.first())
+}
+
+fn headers(msg: &Message<'_>, sink: &mut Sink) {
+    match msg.subject() {
+        Some(s) => {
+            words(s, "s:", sink, &mut 0);
+            let letters = s.chars().filter(|c| c.is_alphabetic()).count();
+            let upper = s.chars().filter(|c| c.is_uppercase()).count();
+            if letters >= 6 && upper * 10 >= letters * 7 {
+                sink.add("s:", "SHOUTING");
+            }
+            if s.contains("!!") {
+                sink.add("s:", "!!");
+            }
+            if s.contains('$') {
+                sink.add("s:", "$");
+            }
+            if s.trim().is_empty() {
+                sink.add("s:", "EMPTY");
+            }
+            if !s.is_ascii() {
+                sink.add("s:", "NONASCII");
+            }
+        }
+        None => sink.add("s:", "MISSING"),
+    }
+    let from = first_addr(msg.from());
+    let from_domain = from.and_then(|a| a.address()).and_then(domain_of);
+    match from {
+        Some(a) => {
+            match a.name() {
+                Some(n) if !n.trim().is_empty() => words(n, "fn:", sink, &mut 0),
+                _ => sink.add("fn:", "NONE"),
+            }
+            match &from_domain {
+                Some(d) => {
+                    sink.add("fd:", d);
+                    sink.add("fd:", registered_domain(d));
+                }
+                None => sink.add("fd:", "NONE"),
+            }
+        }
+        None => sink.add("from:", "MISSING"),
+    }
+    if let Some(rt) = first_addr(msg.reply_to()) {
+        match rt.address().and_then(domain_of) {
+            Some(d) => {
+                sink.add("rt:", registered_domain(&d));
+                if from_domain.as_deref().map(registered_domain) != Some(registered_domain(&d)) {
+                    sink.add("rt:", "DIFFERS_FROM_FROM");
+                }
+            }
+            None => sink.add("rt:", "NOADDR"),
+        }
+    }
+    for name in ["X-Mailer", "User-Agent"] {
+        if let Some(v) = msg.header_raw(name) {
+            let mut n = 0;
+            words(v, "xm:", sink, &mut n);
+            if n == 0 {
+                sink.add("xm:", "EMPTY");
+            }
+        }
+    }
+    let root = msg.root_part();
+    match root.content_type() {
+        Some(ct) => {
+            sink.add(
+                "ct:",
+                &format!(
+                    "{}/{}",
+                    ct.ctype().to_ascii_lowercase(),
+                    ct.subtype().unwrap_or("").to_ascii_lowercase()
+                ),
+            );
+            if let Some(cs) = ct.attribute("charset") {
+                sink.add("cs:", &cs.to_ascii_lowercase());
+            }
+        }
+        None => sink.add("ct:", "NONE"),
+    }
+}
+
+fn body(msg: &Message<'_>, sink: &mut Sink, st: &mut State, depth: usize) {
+    for (i, part) in msg.parts.iter().enumerate() {
+        if st.parts >= MAX_PARTS {
+            sink.add("msg:", "too-many-parts");
+            return;
+        }
+        st.parts += 1;
+        let ct = part.content_type();
+        let shape = ct.map(|c| {
+            format!(
+                "{}/{}",
+                c.ctype().to_ascii_lowercase(),
+                c.subtype().unwrap_or("").to_ascii_lowercase()
+            )
+        });
+        if i > 0 {
+            if let Some(s) = &shape {
+                sink.add("pt:", s);
+            }
+            if let Some(cs) = ct.and_then(|c| c.attribute("charset")) {
+                sink.add("cs:", &cs.to_ascii_lowercase());
+            }
+        }
+        if let Some(cte) = part.content_transfer_encoding() {
+            sink.add("cte:", &cte.to_ascii_lowercase());
+        }
+        if part.is_encoding_problem {
+            sink.add("msg:", "encoding-problem");
+        }
+        match &part.body {
+            PartType::Text(t) => {
+                st.text_parts += 1;
+                text(clip(t), sink, st);
+            }
+            PartType::Html(h) => {
+                st.html_parts += 1;
+                html(clip(h), sink, st);
+            }
+            PartType::Binary(_) | PartType::InlineBinary(_) => {
+                let name = part.attachment_name().unwrap_or("");
+                match name.rsplit_once('.') {
+                    Some((_, ext)) if !ext.is_empty() && ext.len() <= 8 => {
+                        sink.add("att:ext:", &ext.to_ascii_lowercase())
+                    }
+                    _ => sink.add("att:ext:", "NONE"),
+                }
+                sink.add("att:ct:", shape.as_deref().unwrap_or("NONE"));
+            }
+            PartType::Message(m) => {
+                sink.add("att:", "message/rfc822");
+                if depth < MAX_DEPTH {
+                    body(m, sink, st, depth + 1);
+                }
+            }
+            PartType::Multipart(_) => {}
+        }
+    }
+}
+
+fn clip(s: &str) -> &str {
+    if s.len() <= MAX_TEXT_BYTES {
+        return s;
+    }
+    let mut end = MAX_TEXT_BYTES;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Plain text: URLs first (so their parts do not become words), then words.
+fn text(t: &str, sink: &mut Sink, st: &mut State) {
+    let mut rest = String::with_capacity(t.len());
+    let mut last = 0;
+    for (start, end) in find_urls(t) {
+        rest.push_str(&t[last..start]);
+        rest.push(' ');
+        url(&t[start..end], sink, st);
+        last = end;
+    }
+    rest.push_str(&t[last..]);
+    let mut n = 0;
+    words(&rest, "", sink, &mut n);
+    st.words += n;
+}
+
+/// Byte ranges of `http://`, `https://` and `www.` URLs.
+fn find_urls(t: &str) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let lower = t.as_bytes();
+    let mut i = 0;
+    while i < lower.len() {
+        let rest = &lower[i..];
+        let hit = starts_with_ci(rest, b"http://")
+            || starts_with_ci(rest, b"https://")
+            || (starts_with_ci(rest, b"www.") && (i == 0 || !lower[i - 1].is_ascii_alphanumeric()));
+        if hit {
+            let end = rest
+                .iter()
+                .position(|&b| {
+                    b.is_ascii_whitespace() || matches!(b, b'"' | b'\'' | b'<' | b'>' | b')')
+                })
+                .map(|p| i + p)
+                .unwrap_or(lower.len());
+            out.push((i, end));
+            i = end.max(i + 1);
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+fn starts_with_ci(hay: &[u8], needle: &[u8]) -> bool {
+    hay.len() >= needle.len() && hay[..needle.len()].eq_ignore_ascii_case(needle)
+}
+
+fn url(u: &str, sink: &mut Sink, st: &mut State) {
+    st.urls += 1;
+    let lower = u.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("http://")
+        .or_else(|| lower.strip_prefix("https://"))
+        .unwrap_or(&lower);
+    if lower.starts_with("https://") {
+        sink.add("url:", "https");
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let host = authority.rsplit('@').next().unwrap_or("");
+    let host = host.split(':').next().unwrap_or("").trim_end_matches('.');
+    if authority.contains('@') {
+        sink.add("url:", "userinfo");
+    }
+    if host.is_empty() {
+        return;
+    }
+    if host.parse::<std::net::Ipv4Addr>().is_ok() || host.chars().all(|c| c.is_ascii_digit()) {
+        sink.add("url:", "ip-host");
+    } else {
+        st.hosts.insert(host.to_string());
+        sink.add("uh:", host);
+        sink.add("ud:", registered_domain(host));
+    }
+    let path = &rest[end..];
+    if path.contains('%') {
+        sink.add("url:", "escaped");
+    }
+    let mut n = 0;
+    for piece in path.split(|c: char| !c.is_ascii_alphanumeric()) {
+        if (3..=MAX_WORD).contains(&piece.len()) && !piece.chars().all(|c| c.is_ascii_digit()) {
+            sink.add("up:", piece);
+            n += 1;
+            if n >= 8 {
+                break;
+            }
+        }
+    }
+}
+
+/// HTML: tags and attributes become markup features, text between tags becomes words.
+fn html(h: &str, sink: &mut Sink, st: &mut State) {
+    let mut visible = String::with_capacity(h.len() / 2);
+    let mut tags: HashSet<&str> = HashSet::new();
+    let mut hidden = false;
+    let mut skip_until: Option<&str> = None;
+    let mut i = 0;
+    let b = h.as_bytes();
+    while i < b.len() {
+        if b[i] == b'<' {
+            let end = match h[i..].find('>') {
+                Some(e) => i + e,
+                None => break,
+            };
+            let tag = &h[i + 1..end];
+            i = end + 1;
+            if tag.starts_with("!--") {
+                sink.add("html:", "comment");
+                if let Some(e) = h[end - tag.len() + 3..].find("-->") {
+                    i = (end - tag.len() + 3 + e + 3).max(i);
+                }
+                continue;
+            }
+            let name_end = tag
+                .find(|c: char| c.is_ascii_whitespace() || c == '/')
+                .unwrap_or(tag.len());
+            let name_raw = if let Some(t) = tag.strip_prefix('/') {
+                &t[..t.find(|c: char| c.is_ascii_whitespace()).unwrap_or(t.len())]
+            } else {
+                &tag[..name_end]
+            };
+            let name = name_raw.to_ascii_lowercase();
+            if let Some(until) = skip_until {
+                if tag.starts_with('/') && name == until {
+                    skip_until = None;
+                }
+                continue;
+            }
+            if tag.starts_with('/') {
+                visible.push(' ');
+                continue;
+            }
+            if name == "script" || name == "style" {
+                skip_until = Some(if name == "script" { "script" } else { "style" });
+                sink.add("html:tag:", &name);
+                continue;
+            }
+            if !name.is_empty()
+                && name.len() <= 10
+                && name.bytes().all(|c| c.is_ascii_alphanumeric())
+            {
+                if let Some(t) = KNOWN_TAGS.iter().find(|t| **t == name) {
+                    tags.insert(t);
+                } else {
+                    tags.insert("other");
+                }
+            }
+            let attrs = tag[name_end..].to_ascii_lowercase();
+            let compact: String = attrs.chars().filter(|c| !c.is_whitespace()).collect();
+            if compact.contains("display:none")
+                || compact.contains("visibility:hidden")
+                || compact.contains("font-size:0")
+                || compact.contains("font-size:1px")
+                || (name == "font"
+                    && (compact.contains("size=\"1\"") || compact.contains("size=1")))
+            {
+                hidden = true;
+            }
+            if name == "a" {
+                st.html_links += 1;
+            }
+            if name == "img" {
+                st.html_images += 1;
+            }
+            for key in ["href=", "src="] {
+                if let Some(p) = attrs.find(key) {
+                    let v = attrs[p + key.len()..].trim_start_matches(['"', '\'']);
+                    let v = &v[..v.find(['"', '\'', ' ', '>']).unwrap_or(v.len())];
+                    if v.starts_with("http") || v.starts_with("www.") {
+                        url(v, sink, st);
+                    } else if v.starts_with("mailto:") {
+                        sink.add("html:", "mailto");
+                    }
+                }
+            }
+            visible.push(' ');
+        } else {
+            let next = h[i..].find('<').map(|p| i + p).unwrap_or(b.len());
+            if skip_until.is_none() {
+                visible.push_str(&h[i..next]);
+            }
+            i = next;
+        }
+    }
+    if hidden {
+        sink.add("html:", "hidden-text");
+    }
+    for t in tags {
+        sink.add("html:tag:", t);
+    }
+    let decoded = decode_entities(&visible);
+    let before = st.words;
+    text(&decoded, sink, st);
+    st.html_words += st.words - before;
+}
+
+const KNOWN_TAGS: &[&str] = &[
+    "a",
+    "b",
+    "i",
+    "u",
+    "p",
+    "br",
+    "hr",
+    "div",
+    "span",
+    "font",
+    "table",
+    "tr",
+    "td",
+    "th",
+    "tbody",
+    "img",
+    "center",
+    "body",
+    "html",
+    "head",
+    "title",
+    "meta",
+    "form",
+    "input",
+    "iframe",
+    "object",
+    "embed",
+    "map",
+    "area",
+    "h1",
+    "h2",
+    "h3",
+    "ul",
+    "li",
+    "strong",
+    "em",
+    "blockquote",
+    "pre",
+    "small",
+    "big",
+    "base",
+    "link",
+    "o",
+];
+
+fn decode_entities(s: &str) -> String {
+    if !s.contains('&') {
+        return s.to_string();
+    }
+    s.replace("&nbsp;", " ")
+        .replace("&amp;", "&")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#36;", "$")
+}
+
+/// Words of `s` with `prefix`: lowercased runs of letters, digits, `'`, `$`, `-`; digit-only
+/// runs become `num:<length>`; `$` followed by digits becomes `money`.
+fn words(s: &str, prefix: &str, sink: &mut Sink, count: &mut usize) {
+    for raw in s.split(|c: char| !(c.is_alphanumeric() || c == '\'' || c == '$' || c == '-')) {
+        let w = raw.trim_matches(|c: char| c == '\'' || c == '-');
+        if w.is_empty() {
+            continue;
+        }
+        *count += 1;
+        if w.starts_with('$') && w[1..].starts_with(|c: char| c.is_ascii_digit()) {
+            sink.add(prefix, "money");
+            continue;
+        }
+        let w = w.trim_matches('$');
+        if w.is_empty() {
+            continue;
+        }
+        if w.chars().all(|c| c.is_ascii_digit()) {
+            sink.add(prefix, &format!("num:{}", w.len().min(9)));
+            continue;
+        }
+        let len = w.chars().count();
+        if len < MIN_WORD {
+            continue;
+        }
+        if len > MAX_WORD {
+            sink.add(prefix, &format!("long:{}", (len / 10 * 10).min(60)));
+            continue;
+        }
+        let lower = w.to_lowercase();
+        if CALENDAR.contains(&lower.as_str()) {
+            continue;
+        }
+        sink.add(prefix, &lower);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MSG: &str = "From someone@spam.example  Tue Aug  6 11:51:02 2002\r\n\
+Received: from mx.example (mx.example [192.0.2.1]) by gw; Tue, 6 Aug 2002 06:48:09 -0400\r\n\
+Date: Fri, 02 Aug 2002 23:37:59 +0530\r\n\
+From: \"Cheap Meds\" <deals@pharma.spam.example>\r\n\
+Reply-To: <orders@other.example>\r\n\
+To: you@example.test\r\n\
+Subject: FREE PILLS NOW!! only $5\r\n\
+X-Mailer: Mass Mailer 4.2\r\n\
+MIME-Version: 1.0\r\n\
+Content-Type: multipart/alternative; boundary=\"b\"\r\n\
+\r\n\
+--b\r\n\
+Content-Type: text/plain; charset=iso-8859-1\r\n\
+Content-Transfer-Encoding: quoted-printable\r\n\
+\r\n\
+Buy now at http://www.pills.spam.example/buy?id=3D1 for $19.99, caf=E9 2002 on Monday 12:30\r\n\
+--b\r\n\
+Content-Type: text/html\r\n\
+\r\n\
+<html><body><a href=\"http://click.tracker.example/x\"><img src=\"http://img.example/a.gif\"></a>\
+<div style=\"display: none\">hidden words</div><p>Hello &amp; welcome</p></body></html>\r\n\
+--b\r\n\
+Content-Type: application/octet-stream; name=\"invoice.exe\"\r\n\
+Content-Transfer-Encoding: base64\r\n\
+\r\n\
+TVqQAAMAAAAEAAAA\r\n\
+--b--\r\n";
+
+    #[test]
+    fn features_of_a_mail() {
+        let t = token_names(MSG.as_bytes());
+        for want in [
+            "s:free",
+            "s:pills",
+            "s:SHOUTING",
+            "s:!!",
+            "s:money",
+            "fn:cheap",
+            "fn:meds",
+            "fd:pharma.spam.example",
+            "fd:spam.example",
+            "rt:other.example",
+            "rt:DIFFERS_FROM_FROM",
+            "xm:mass",
+            "xm:mailer",
+            "ct:multipart/alternative",
+            "pt:text/html",
+            "cs:iso-8859-1",
+            "cte:quoted-printable",
+            "buy",
+            "café",
+            "money",
+            "uh:www.pills.spam.example",
+            "ud:spam.example",
+            "uh:click.tracker.example",
+            "up:buy",
+            "html:hidden-text",
+            "html:tag:img",
+            "html:tag:a",
+            "hello",
+            "welcome",
+            "att:ext:exe",
+            "att:ct:application/octet-stream",
+            "num:4",
+        ] {
+            assert!(t.contains(&want.to_string()), "missing {want} in {t:?}");
+        }
+        // URL pieces are not body words; markup is not text
+        assert!(!t.contains(&"http".to_string()), "{t:?}");
+        assert!(!t.contains(&"div".to_string()), "{t:?}");
+    }
+
+    #[test]
+    fn never_dates_or_received_timestamps() {
+        let t = token_names(MSG.as_bytes());
+        for banned in [
+            "2002",
+            "aug",
+            "tue",
+            "fri",
+            "monday",
+            "06",
+            "48",
+            "11",
+            "0530",
+            "0400",
+            "num:2002",
+            "mx.example",
+            "gw",
+        ] {
+            assert!(
+                !t.iter()
+                    .any(|x| x == banned || x.ends_with(&format!(":{banned}"))),
+                "date/received token {banned} in {t:?}"
+            );
+        }
+        // Changing only the dates and Received lines changes no feature.
+        let other = MSG
+            .replace("Tue Aug  6 11:51:02 2002", "Wed Jan  1 00:00:00 2031")
+            .replace(
+                "Tue, 6 Aug 2002 06:48:09 -0400",
+                "Wed, 1 Jan 2031 00:00:00 +0000",
+            )
+            .replace(
+                "Fri, 02 Aug 2002 23:37:59 +0530",
+                "Sun, 05 Mar 2028 10:11:12 -0800",
+            )
+            .replace("mx.example [192.0.2.1]", "relay.other [198.51.100.7]");
+        assert_eq!(
+            tokenize(MSG.as_bytes(), None),
+            tokenize(other.as_bytes(), None)
+        );
+    }
+
+    #[test]
+    fn hashes_are_stable_and_prefixed() {
+        assert_eq!(hash("", "free"), hash("", "free"));
+        assert_ne!(hash("s:", "free"), hash("", "free"));
+        assert_ne!(hash("s:", "free"), hash("s", ":free"));
+        // a fixed value: stored models depend on it
+        assert_eq!(hash("", "free"), 0xe608_3892_f845_c06c);
+    }
+
+    #[test]
+    fn registered_domains() {
+        assert_eq!(registered_domain("a.b.example.com"), "example.com");
+        assert_eq!(registered_domain("www.bbc.co.uk"), "bbc.co.uk");
+        assert_eq!(registered_domain("example.com"), "example.com");
+        assert_eq!(registered_domain("localhost"), "localhost");
+    }
+
+    #[test]
+    fn garbage_and_huge_input_are_bounded() {
+        assert!(!tokenize(b"\x00\x01 not a mail", None).is_empty());
+        let big = format!(
+            "From: a@b.example\r\nSubject: x\r\n\r\n{}",
+            "word ".repeat(200_000)
+        );
+        let t = tokenize(big.as_bytes(), None);
+        assert!(t.len() < 100);
+    }
+}

@@ -1,0 +1,311 @@
+//! The Bayesian spam filter, gateway side: the model in the store, the one learning entry
+//! point, training from directories, reloading in a running gateway, evaluation and
+//! cross-validation. The stage itself (tokenizer, model, scoring) is `filters::bayes`,
+//! which does no SQL: it reads a [`SharedModel`] this module loads and keeps current.
+//!
+//! Learning paths, all through [`learn`] / [`learn_batch`]:
+//! - `portcullis bayes train --ham DIR --spam DIR` and `bayes learn --ham|--spam FILE`;
+//! - quarantine actions (release = ham, delete-as-spam = spam) call [`learn`] once the
+//!   quarantine exists;
+//! - autolearn: [`autolearn`] applies `filters::bayes::autolearn`'s cautious policy (very
+//!   confident, authenticated sender, never a virus) and learns; it waits for sender
+//!   authentication (issue #3) to be wired in, and is off by default.
+
+pub mod corpus;
+pub mod store;
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use filters::bayes::model::{Class, Model};
+use filters::bayes::{AutolearnFacts, AutolearnPolicy, SharedModel, tokenizer};
+
+pub use store::{BayesStore, Delta};
+
+/// Open the model's store: the data directory's SQLite database, migrated.
+pub async fn open(data_dir: &Path) -> anyhow::Result<BayesStore> {
+    std::fs::create_dir_all(data_dir)?;
+    let q = crate::queue::store::QueueStore::open(data_dir).await?;
+    Ok(BayesStore::new(q.pool().clone()))
+}
+
+/// Load the stored model into a [`SharedModel`] for the stage.
+pub async fn load_shared(store: &BayesStore) -> anyhow::Result<SharedModel> {
+    Ok(Arc::new(RwLock::new(store.load().await?)))
+}
+
+/// Identity of a learned message: a digest of its token set (so a message re-sent with
+/// other Received lines or Date is the same message to the model).
+pub fn digest(tokens: &[u64]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for t in tokens {
+        for b in t.to_le_bytes() {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
+/// What [`learn`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Learned {
+    /// First time this message was learned.
+    New,
+    /// It had been learned as the other class: moved.
+    Moved,
+    /// Already learned as this class: nothing changed.
+    AlreadyKnown,
+}
+
+impl Learned {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Learned::New => "learned",
+            Learned::Moved => "moved from the other class",
+            Learned::AlreadyKnown => "already learned",
+        }
+    }
+}
+
+/// THE learning entry point: learn one raw message as `class`, in the store and, when the
+/// caller runs the stage, in its in-memory model too. Quarantine release calls it with
+/// `Class::Ham`, delete-as-spam with `Class::Spam`.
+pub async fn learn(
+    store: &BayesStore,
+    model: Option<&SharedModel>,
+    raw: &[u8],
+    class: Class,
+) -> anyhow::Result<Learned> {
+    let tokens = tokenizer::tokenize(raw, None);
+    Ok(learn_batch(store, model, &[(tokens, class)]).await?[0])
+}
+
+/// Learn many tokenized messages in one transaction (training).
+pub async fn learn_batch(
+    store: &BayesStore,
+    model: Option<&SharedModel>,
+    messages: &[(Vec<u64>, Class)],
+) -> anyhow::Result<Vec<Learned>> {
+    let known = if messages.len() > 16 {
+        store.learned().await?
+    } else {
+        let mut m = std::collections::HashMap::new();
+        for (t, _) in messages {
+            let d = digest(t);
+            if let Some(c) = store.learned_as(&d).await? {
+                m.insert(d, c);
+            }
+        }
+        m
+    };
+    let mut delta = Delta::default();
+    let mut outcome = Vec::with_capacity(messages.len());
+    let mut seen = std::collections::HashMap::new();
+    for (tokens, class) in messages {
+        let d = digest(tokens);
+        let before = seen.get(&d).or(known.get(&d)).copied();
+        let o = match before {
+            Some(c) if c == *class => Learned::AlreadyKnown,
+            Some(other) => {
+                delta.add(tokens, other, -1);
+                delta.add(tokens, *class, 1);
+                Learned::Moved
+            }
+            None => {
+                delta.add(tokens, *class, 1);
+                Learned::New
+            }
+        };
+        if o != Learned::AlreadyKnown {
+            delta.learned.push((d.clone(), *class));
+            seen.insert(d, *class);
+        }
+        outcome.push(o);
+    }
+    store.apply(&delta).await?;
+    if let Some(shared) = model {
+        let mut m = shared.write().unwrap_or_else(|e| e.into_inner());
+        for ((tokens, class), o) in messages.iter().zip(&outcome) {
+            match o {
+                Learned::AlreadyKnown => {}
+                Learned::New => m.learn(tokens, *class),
+                Learned::Moved => {
+                    let other = if *class == Class::Ham {
+                        Class::Spam
+                    } else {
+                        Class::Ham
+                    };
+                    m.unlearn(tokens, other);
+                    m.learn(tokens, *class);
+                }
+            }
+        }
+    }
+    Ok(outcome)
+}
+
+/// Cautious autolearn after a verdict (see `filters::bayes::autolearn` for the policy).
+/// Returns the class learned, if any.
+pub async fn autolearn(
+    store: &BayesStore,
+    model: Option<&SharedModel>,
+    policy: &AutolearnPolicy,
+    facts: &AutolearnFacts,
+    raw: &[u8],
+) -> anyhow::Result<Option<Class>> {
+    match filters::bayes::autolearn(policy, facts) {
+        Some(class) => {
+            learn(store, model, raw, class).await?;
+            Ok(Some(class))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Keep a running gateway's model current: every `every`, reload when the stored version
+/// moved (learning by the CLI or by another gateway sharing the database).
+pub fn spawn_reloader(store: BayesStore, model: SharedModel, every: Duration) {
+    tokio::spawn(async move {
+        let mut seen = store.version().await.ok();
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let v = match store.version().await {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "Bayes model version check failed");
+                    continue;
+                }
+            };
+            if Some(v) == seen {
+                continue;
+            }
+            match store.load().await {
+                Ok(m) => {
+                    tracing::info!(
+                        version = v,
+                        tokens = m.len(),
+                        ham = m.ham_msgs,
+                        spam = m.spam_msgs,
+                        "Bayes model reloaded"
+                    );
+                    *model.write().unwrap_or_else(|e| e.into_inner()) = m;
+                    seen = Some(v);
+                }
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "Bayes model reload failed"),
+            }
+        }
+    });
+}
+
+/// An empty model for stages built without a store (unit tests of the pipeline).
+pub fn empty() -> SharedModel {
+    Arc::new(RwLock::new(Model::new()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use filters::bayes::Params;
+
+    fn spam(i: usize) -> String {
+        format!(
+            "From: Deals <d@cheap.example>\r\nSubject: cheap pills {i}\r\n\r\nbuy cheap pills viagra now offer{i}\r\n"
+        )
+    }
+    fn ham(i: usize) -> String {
+        format!(
+            "From: Ann <ann@work.example>\r\nSubject: project meeting {i}\r\n\r\nagenda for the project meeting notes{i}\r\n"
+        )
+    }
+
+    #[tokio::test]
+    async fn persistence_round_trip_and_learning_semantics() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path()).await.unwrap();
+        let shared = load_shared(&store).await.unwrap();
+        assert!(shared.read().unwrap().is_empty());
+        for i in 0..5 {
+            assert_eq!(
+                learn(&store, Some(&shared), spam(i).as_bytes(), Class::Spam)
+                    .await
+                    .unwrap(),
+                Learned::New
+            );
+            learn(&store, Some(&shared), ham(i).as_bytes(), Class::Ham)
+                .await
+                .unwrap();
+        }
+        // the same message again: nothing changes
+        assert_eq!(
+            learn(&store, Some(&shared), spam(0).as_bytes(), Class::Spam)
+                .await
+                .unwrap(),
+            Learned::AlreadyKnown
+        );
+        let loaded = store.load().await.unwrap();
+        let mem = shared.read().unwrap().clone();
+        assert_eq!((loaded.ham_msgs, loaded.spam_msgs), (5, 5));
+        assert_eq!(loaded.len(), mem.len());
+        let mut a: Vec<_> = loaded.iter().collect();
+        let mut b: Vec<_> = mem.iter().collect();
+        a.sort_by_key(|x| x.0);
+        b.sort_by_key(|x| x.0);
+        assert_eq!(a, b, "store and memory agree token by token");
+        let p = Params::default();
+        let t = tokenizer::tokenize(spam(9).as_bytes(), None);
+        assert!(loaded.score(&t, &p) > 0.9);
+
+        // Moving a message to the other class is exact: learn ham(0) as spam, then back.
+        assert_eq!(
+            learn(&store, Some(&shared), ham(0).as_bytes(), Class::Spam)
+                .await
+                .unwrap(),
+            Learned::Moved
+        );
+        assert_eq!(store.meta().await.unwrap().0, 4);
+        learn(&store, Some(&shared), ham(0).as_bytes(), Class::Ham)
+            .await
+            .unwrap();
+        let back = store.load().await.unwrap();
+        let mut c: Vec<_> = back.iter().collect();
+        c.sort_by_key(|x| x.0);
+        assert_eq!(a, c);
+        // reopening the database gives the same model
+        drop(store);
+        let again = open(dir.path()).await.unwrap().load().await.unwrap();
+        assert_eq!(again.len(), back.len());
+        assert_eq!((again.ham_msgs, again.spam_msgs), (5, 5));
+    }
+
+    #[tokio::test]
+    async fn batch_training_matches_single_learning() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path()).await.unwrap();
+        let batch: Vec<_> = (0..20)
+            .map(|i| {
+                let (raw, c) = if i % 2 == 0 {
+                    (spam(i), Class::Spam)
+                } else {
+                    (ham(i), Class::Ham)
+                };
+                (tokenizer::tokenize(raw.as_bytes(), None), c)
+            })
+            .collect();
+        let out = learn_batch(&store, None, &batch).await.unwrap();
+        assert!(out.iter().all(|o| *o == Learned::New));
+        let mut single = Model::new();
+        for (t, c) in &batch {
+            single.learn(t, *c);
+        }
+        let stored = store.load().await.unwrap();
+        let mut a: Vec<_> = stored.iter().collect();
+        let mut b: Vec<_> = single.iter().collect();
+        a.sort_by_key(|x| x.0);
+        b.sort_by_key(|x| x.0);
+        assert_eq!(a, b);
+    }
+}

@@ -1,0 +1,237 @@
+//! The Bayesian spam filter in the real gateway: no opinion while untrained, and
+//! `portcullis bayes train` / `bayes learn` change the verdict of the next similar message
+//! (the running gateway reloads the model the CLI wrote). Fixtures are generated here.
+
+use std::path::Path;
+
+use crate::harness::{Client, Gateway, Sink, wait_until};
+
+const SPAM_WORDS: &[&str] = &[
+    "viagra",
+    "cheap",
+    "pills",
+    "winner",
+    "casino",
+    "bonus",
+    "lottery",
+    "prize",
+    "discount",
+    "pharmacy",
+    "guaranteed",
+    "unsubscribe",
+    "limited",
+    "exclusive",
+    "cash",
+];
+const HAM_WORDS: &[&str] = &[
+    "meeting",
+    "agenda",
+    "project",
+    "review",
+    "patch",
+    "release",
+    "schedule",
+    "notes",
+    "budget",
+    "team",
+    "design",
+    "quarterly",
+    "minutes",
+    "deadline",
+    "draft",
+];
+
+/// A generated message: words picked from `words` by `i`, sender and subject to match.
+fn generated(i: usize, spam: bool) -> String {
+    let words = if spam { SPAM_WORDS } else { HAM_WORDS };
+    let pick = |k: usize| words[(i * 7 + k * 3) % words.len()];
+    let body: Vec<&str> = (0..40).map(pick).collect();
+    let (from, subject, url) = if spam {
+        (
+            format!("\"Best Deals\" <promo{i}@deals-{}.example>", i % 3),
+            format!("{} {} {}!!", pick(1), pick(2), pick(3)).to_uppercase(),
+            format!("http://www.cheap-{}.example/buy?id={i}", i % 2),
+        )
+    } else {
+        (
+            format!("\"Ann Colleague\" <ann{}@partner.example>", i % 2),
+            format!("Re: {} {}", pick(1), pick(2)),
+            "https://wiki.partner.example/project/notes".to_string(),
+        )
+    };
+    format!(
+        "From: {from}\r\nTo: <u@example.test>\r\nSubject: {subject}\r\n\
+         Date: Sat, 28 Nov 2026 10:00:00 +0000\r\nMessage-ID: <gen{i}-{spam}@x.example>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
+         {}\r\n{url}\r\n",
+        body.join(" ")
+    )
+}
+
+fn write_set(dir: &Path, range: std::ops::Range<usize>, spam: bool) {
+    std::fs::create_dir_all(dir).unwrap();
+    for i in range {
+        std::fs::write(dir.join(format!("{i}.eml")), generated(i, spam)).unwrap();
+    }
+}
+
+/// Send one message and return the queue row the gateway stored for it (the next hop is
+/// dead, so every accepted message stays in the queue with its symbols).
+async fn send_and_row(gw: &Gateway, msg: &str) -> serde_json::Value {
+    let before = gw.queue_json().len();
+    let mut c = Client::connect(gw.smtp).await;
+    let r = c
+        .send_message("someone@ext.test", &["u@example.test"], msg)
+        .await;
+    assert_eq!(r.code, 250, "{r:?}; log:\n{}", gw.log());
+    assert!(wait_until(5, || gw.queue_json().len() == before + 1).await);
+    // queue ids sort by time: the newest row is this message's
+    gw.queue_json()
+        .into_iter()
+        .max_by_key(|m| m["id"].as_str().unwrap_or("").to_string())
+        .unwrap()
+}
+
+fn symbols(row: &serde_json::Value) -> String {
+    row["symbols"].as_str().unwrap_or("").to_string()
+}
+
+#[tokio::test]
+async fn untrained_model_gives_no_opinion() {
+    let gw = Gateway::start(Sink::dead_addr(), "[bayes]\nreload_secs = 1\n");
+    let row = send_and_row(&gw, &generated(1, true)).await;
+    assert!(!symbols(&row).contains("BAYES_"), "{row}");
+    assert_eq!(row["state"], "queued");
+
+    // A few learned messages are not enough (default: 200 of each class).
+    let dir = gw.dir.path().join("few");
+    write_set(&dir.join("ham"), 0..3, false);
+    write_set(&dir.join("spam"), 0..3, true);
+    let (code, out, err) = gw.cli(&[
+        "bayes",
+        "train",
+        "--ham",
+        dir.join("ham").to_str().unwrap(),
+        "--spam",
+        dir.join("spam").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("learned 3 ham and 3 spam"), "{out}");
+    assert!(
+        wait_until(10, || gw.log().contains("Bayes model reloaded")).await,
+        "{}",
+        gw.log()
+    );
+    let row = send_and_row(&gw, &generated(2, true)).await;
+    assert!(!symbols(&row).contains("BAYES_"), "{row}");
+    let (code, out, _) = gw.cli(&["bayes", "status", "--json"]);
+    assert_eq!(code, 0);
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["ham"], 3);
+    assert_eq!(status["spam"], 3);
+    assert_eq!(status["ready"], false);
+}
+
+#[tokio::test]
+async fn learning_changes_the_verdict_of_the_next_similar_message() {
+    let gw = Gateway::start(
+        Sink::dead_addr(),
+        "[bayes]\nmin_ham = 5\nmin_spam = 5\nreload_secs = 1\n",
+    );
+    // Before any learning: an ordinary accept, no Bayes symbol.
+    let row = send_and_row(&gw, &generated(100, true)).await;
+    assert!(!symbols(&row).contains("BAYES_"), "{row}");
+    assert_eq!(row["state"], "queued");
+
+    let dir = gw.dir.path().join("fixtures");
+    write_set(&dir.join("ham"), 0..6, false);
+    write_set(&dir.join("spam"), 0..4, true);
+    let (code, out, err) = gw.cli(&[
+        "bayes",
+        "train",
+        "--ham",
+        dir.join("ham").to_str().unwrap(),
+        "--spam",
+        dir.join("spam").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    // One more spam through `bayes learn` reaches min_spam = 5; learning it twice is a no-op.
+    let one = dir.join("one-spam.eml");
+    std::fs::write(&one, generated(4, true)).unwrap();
+    for expect in ["learned as spam", "already learned as spam"] {
+        let (code, out, err) = gw.cli(&["bayes", "learn", "--spam", one.to_str().unwrap()]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.contains(expect), "{out}");
+        assert!(out.contains("the model has 6 ham, 5 spam"), "{out}");
+    }
+    // The running gateway picks the model up (reload_secs = 1).
+    assert!(
+        wait_until(10, || gw.log().contains("spam=5")).await,
+        "no reload; log:\n{}",
+        gw.log()
+    );
+
+    // The next similar spam is no longer a plain accept: BAYES_SPAM, held in quarantine.
+    let row = send_and_row(&gw, &generated(101, true)).await;
+    assert!(symbols(&row).contains("BAYES_SPAM"), "{row}");
+    assert!(row["score"].as_f64().unwrap() >= 5.0, "{row}");
+    assert_eq!(row["state"], "held", "{row}");
+    // and a similar ham gets BAYES_HAM and is queued for delivery
+    let row = send_and_row(&gw, &generated(102, false)).await;
+    assert!(symbols(&row).contains("BAYES_HAM"), "{row}");
+    assert!(row["score"].as_f64().unwrap() < 0.0, "{row}");
+    assert_eq!(row["state"], "queued", "{row}");
+
+    // Moving a message to the other class (an operator's release = ham) is exact.
+    let (code, out, _) = gw.cli(&["bayes", "learn", "--ham", one.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(out.contains("moved from the other class as ham"), "{out}");
+    assert!(out.contains("the model has 7 ham, 4 spam"), "{out}");
+}
+
+#[tokio::test]
+async fn eval_reports_recall_fpr_auc_and_speed() {
+    let gw = Gateway::start(Sink::dead_addr(), "[bayes]\nmin_ham = 5\nmin_spam = 5\n");
+    let dir = gw.dir.path().join("fixtures");
+    write_set(&dir.join("train-ham"), 0..10, false);
+    write_set(&dir.join("train-spam"), 0..10, true);
+    write_set(&dir.join("test-ham"), 50..60, false);
+    write_set(&dir.join("test-spam"), 50..60, true);
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    let (code, out, err) = gw.cli(&[
+        "bayes",
+        "train",
+        "--ham",
+        &p("train-ham"),
+        "--spam",
+        &p("train-spam"),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = gw.cli(&[
+        "bayes",
+        "eval",
+        "--ham",
+        &p("test-ham"),
+        "--spam",
+        &p("test-spam"),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["spam_recall"], 1.0, "{r}");
+    assert_eq!(r["ham_fpr"], 0.0, "{r}");
+    assert_eq!(r["auc"], 1.0, "{r}");
+    assert!(r["msgs_per_sec"].as_f64().unwrap() > 0.0, "{r}");
+    assert_eq!(r["dirs"].as_array().unwrap().len(), 2, "{r}");
+    // the text form names each directory
+    let (code, out, _) = gw.cli(&[
+        "bayes",
+        "eval",
+        "--ham",
+        &p("test-ham"),
+        "--spam",
+        &p("test-spam"),
+    ]);
+    assert_eq!(code, 0);
+    assert!(out.contains("test-ham") && out.contains("ROC AUC"), "{out}");
+}
