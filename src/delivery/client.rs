@@ -191,15 +191,18 @@ async fn transaction<T: AsyncRead + AsyncWrite + Unpin>(
 /// The DATA payload in one buffer (one write): lines starting with "." get another ".",
 /// a missing final CRLF is added, and the terminating ".\r\n" follows (RFC 5321 §4.5.2).
 pub fn dot_stuffed(body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + body.len() / 64 + 5);
-    let mut line_start = true;
-    for &b in body {
-        if line_start && b == b'.' {
-            out.push(b'.');
-        }
-        out.push(b);
-        line_start = b == b'\n';
+    let mut out = Vec::with_capacity(body.len() + 16);
+    let mut rest = body;
+    if rest.first() == Some(&b'.') {
+        out.push(b'.');
     }
+    // Copy up to and including each "\n" that is followed by a dot, then add the stuffing.
+    while let Some(i) = memchr::memmem::find(rest, b"\n.") {
+        out.extend_from_slice(&rest[..=i]);
+        out.push(b'.');
+        rest = &rest[i + 1..];
+    }
+    out.extend_from_slice(rest);
     if !body.is_empty() && !body.ends_with(b"\r\n") {
         out.extend_from_slice(b"\r\n");
     }

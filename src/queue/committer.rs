@@ -14,6 +14,11 @@ use crate::metrics::Metrics;
 /// Largest group committed at once (bounds transaction time, keeps latency fair).
 const MAX_GROUP: usize = 512;
 
+/// How long delivery outcomes may wait to share a commit with what comes next. Outcomes
+/// are not urgent (nobody waits for them), and one commit per outcome costs more than the
+/// delivery itself at low rates.
+const SETTLE_LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// A message and its body. A large body is already fsync'd in the spool; a small one is
 /// written inline by the commit.
 pub type Stored = (QueuedMessage, Arc<Vec<u8>>);
@@ -45,7 +50,15 @@ pub async fn run(
     metrics: Metrics,
 ) {
     let mut group = Vec::with_capacity(MAX_GROUP);
+    let mut synchronous_full = true; // what the writer connection is set to now
     while ops.recv_many(&mut group, MAX_GROUP).await > 0 {
+        if group
+            .iter()
+            .all(|op| matches!(op, Op::Settle { dsn: None, .. }))
+        {
+            let room = MAX_GROUP - group.len();
+            let _ = tokio::time::timeout(SETTLE_LINGER, ops.recv_many(&mut group, room)).await;
+        }
         let mut dispatch = Vec::new();
         let mut inserts = Vec::new();
         let mut acks = Vec::new();
@@ -60,7 +73,14 @@ pub async fn run(
                 Op::Settle { message, dsn } => settles.push((message, dsn)),
             }
         }
-        let result = commit(&writer, &spool_dir, &inserts, &settles).await;
+        let result = commit(
+            &writer,
+            &spool_dir,
+            &inserts,
+            &settles,
+            &mut synchronous_full,
+        )
+        .await;
         if let Err(e) = &result {
             tracing::error!(error = %format!("{e:#}"), "queue commit failed");
         }
@@ -126,6 +146,7 @@ async fn commit(
     spool_dir: &Path,
     inserts: &[Stored],
     settles: &[(QueuedMessage, Option<Stored>)],
+    synchronous_full: &mut bool,
 ) -> anyhow::Result<()> {
     let new_files = inserts.iter().any(|(m, _)| !is_inline(m.size))
         || settles
@@ -136,6 +157,16 @@ async fn commit(
         let dir = spool_dir.to_path_buf();
         tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all()).await??;
     }
+    // A group of outcomes only (no new message, no DSN) needs no fsync of its own: losing
+    // it in a crash means a redelivery (at-least-once), and the next FULL commit syncs the
+    // WAL it is in anyway.
+    let outcomes_only = inserts.is_empty() && settles.iter().all(|(_, d)| d.is_none());
+    let sync = if outcomes_only {
+        "PRAGMA synchronous = NORMAL"
+    } else {
+        "PRAGMA synchronous = FULL"
+    };
+    sqlx::query(sync).execute(writer).await?;
     let mut tx = writer.begin().await?;
     let insert = async |tx: &mut sqlx::SqliteConnection,
                         (message, body): &Stored|
