@@ -22,11 +22,16 @@ pub struct Running {
     pub smtp_addrs: Vec<SocketAddr>,
     pub metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
+    listeners: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
-    pub fn stop_accepting(&self) {
+    /// Stop accepting, let sessions finish (within the grace period), then return.
+    pub async fn shut_down(self) {
         let _ = self.shutdown.send(true);
+        for l in self.listeners {
+            let _ = l.await;
+        }
     }
 }
 
@@ -92,6 +97,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut smtp_addrs = Vec::new();
+    let mut listeners = Vec::new();
     for l in &config.listeners {
         let acceptor = match l.tls {
             TlsMode::None => None,
@@ -115,18 +121,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             tls_mode: l.tls,
             acceptor,
         });
-        tokio::spawn(listener::serve(
+        listeners.push(tokio::spawn(listener::serve(
             socket,
             shared.clone(),
             settings,
             shutdown_rx.clone(),
-        ));
+        )));
         tracing::info!(%addr, tls = ?l.tls, "SMTP listener ready");
     }
     Ok(Running {
         smtp_addrs,
         metrics_addr,
         shutdown,
+        listeners,
     })
 }
 
@@ -184,8 +191,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         "shutting down: no new connections; unacknowledged messages stay with their senders"
     );
-    running.stop_accepting();
-    // Give the committer a moment to finish the group in flight.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    running.shut_down().await;
+    // Every 250 was sent after its commit; give the committer a moment for the outcomes
+    // of deliveries that just ended (a lost outcome only means a redelivery).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    tracing::info!("stopped");
     Ok(())
 }

@@ -150,3 +150,55 @@ async fn client_vanishing_mid_data_stores_and_sends_nothing() {
     assert!(spool.is_empty(), "spool has {spool:?}");
     assert_eq!(sink.count(), 0);
 }
+
+#[tokio::test]
+async fn sigterm_finishes_the_message_in_transfer_then_says_421() {
+    let sink = Sink::start().await;
+    let quick = "[queue]\nretry_initial_secs = 1\nscan_interval_secs = 1\n";
+    let mut gw = Gateway::start(crate::harness::Sink::dead_addr(), quick);
+    let mut idle = Client::greeted(gw.smtp).await;
+    idle.cmd("EHLO idle.test", 250).await;
+    let mut busy = Client::greeted(gw.smtp).await;
+    busy.envelope("a@ext.test", &["u@example.test"]).await;
+    busy.cmd("DATA", 354).await;
+    busy.send_raw(b"From: <a@ext.test>\r\nSubject: half\r\n")
+        .await;
+    let pid = gw.pid().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // the idle session is told at once
+    let r = idle.read_reply().await.expect("421 before close");
+    assert_eq!(r.code, 421, "{}", r.text);
+    assert!(r.text.contains("4.3.2"));
+    // the message in transfer is still accepted, then the session is closed with 421
+    busy.send_raw(b"Date: Sat, 28 Nov 2026 10:00:00 +0000\r\nMessage-ID: <term@ext.test>\r\n\r\nrest\r\n.\r\n").await;
+    assert_eq!(busy.expect(250).await.code, 250);
+    busy.send_raw(b"NOOP\r\n").await;
+    assert_eq!(busy.expect(421).await.code, 421);
+    let status = gw.terminate_and_wait(10);
+    assert!(status.success(), "clean exit: {status}");
+    // the accepted message survives the restart and is delivered to the (now reachable) hop
+    let text = std::fs::read_to_string(&gw.config_path).unwrap();
+    let old_hop = text
+        .lines()
+        .find(|l| l.starts_with("inbound_next_hop"))
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        &gw.config_path,
+        text.replace(&old_hop, &format!("inbound_next_hop = \"{}\"", sink.addr)),
+    )
+    .unwrap();
+    gw.spawn();
+    assert!(
+        wait_until(10, || sink.count() == 1).await,
+        "log:\n{}",
+        gw.log()
+    );
+    assert_eq!(sink.all()[0].message_id().as_deref(), Some("term@ext.test"));
+}

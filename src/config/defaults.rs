@@ -30,6 +30,8 @@ pub const MAX_CONNECTIONS_PER_IP: usize = 50;
 pub const IDLE_TIMEOUT_SECS: u64 = 300;
 /// A whole session may take at most 30 minutes, whatever the client does.
 pub const SESSION_TIMEOUT_SECS: u64 = 1800;
+/// On SIGTERM, sessions get this long to finish a message in transfer before the exit.
+pub const SHUTDOWN_GRACE_SECS: u64 = 30;
 
 /// Parallel outgoing SMTP connections; each keeps its connection for the next message.
 pub const DELIVERY_CONCURRENCY: usize = 16;

@@ -71,6 +71,7 @@ pub struct Limits {
     pub max_bad_commands: u32,
     pub idle_timeout_secs: u64,
     pub session_timeout_secs: u64,
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for Limits {
@@ -82,6 +83,7 @@ impl Default for Limits {
             max_bad_commands: defaults::MAX_BAD_COMMANDS,
             idle_timeout_secs: defaults::IDLE_TIMEOUT_SECS,
             session_timeout_secs: defaults::SESSION_TIMEOUT_SECS,
+            shutdown_grace_secs: defaults::SHUTDOWN_GRACE_SECS,
         }
     }
 }

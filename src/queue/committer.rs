@@ -161,12 +161,15 @@ async fn commit(
     // it in a crash means a redelivery (at-least-once), and the next FULL commit syncs the
     // WAL it is in anyway.
     let outcomes_only = inserts.is_empty() && settles.iter().all(|(_, d)| d.is_none());
-    let sync = if outcomes_only {
-        "PRAGMA synchronous = NORMAL"
-    } else {
-        "PRAGMA synchronous = FULL"
-    };
-    sqlx::query(sync).execute(writer).await?;
+    if *synchronous_full == outcomes_only {
+        let sync = if outcomes_only {
+            "PRAGMA synchronous = NORMAL"
+        } else {
+            "PRAGMA synchronous = FULL"
+        };
+        sqlx::query(sync).execute(writer).await?;
+        *synchronous_full = !outcomes_only;
+    }
     let mut tx = writer.begin().await?;
     let insert = async |tx: &mut sqlx::SqliteConnection,
                         (message, body): &Stored|

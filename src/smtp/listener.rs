@@ -92,7 +92,13 @@ pub async fn serve(
             refuse(tcp, reply::TOO_MANY_FROM_IP);
             continue;
         };
-        let session = Session::new(shared.clone(), settings.clone(), tcp, peer);
+        let session = Session::new(
+            shared.clone(),
+            settings.clone(),
+            tcp,
+            peer,
+            shutdown.clone(),
+        );
         let metrics = shared.metrics.clone();
         metrics.connection_opened();
         tokio::spawn(async move {
@@ -101,5 +107,15 @@ pub async fn serve(
             drop(ip_guard);
             drop(slot);
         });
+    }
+    // Stopped accepting: give the open sessions the grace period to finish (they say 421
+    // at their next command wait; a message in transfer is completed first).
+    let grace = std::time::Duration::from_secs(limits.shutdown_grace_secs);
+    let all = limits.max_connections.min(u32::MAX as usize) as u32;
+    if tokio::time::timeout(grace, slots.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!("sessions still open after the shutdown grace period; closing them");
     }
 }

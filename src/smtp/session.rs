@@ -15,6 +15,7 @@ use filters::{Action, Direction, Envelope, TlsFacts};
 use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, DummyDataReceiver};
 use smtp_proto::{Error as ParseError, MAIL_BODY_8BITMIME, MAIL_SMTPUTF8, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
 
 use super::address::{Refusal, classify_recipient};
 use super::received::{printable, received_header};
@@ -86,6 +87,8 @@ pub struct Session {
     deadline: Instant,
     /// A too-long line was refused; its remaining bytes up to the newline are skipped.
     skipping_line: bool,
+    /// Turns true when the gateway stops: the session says 421 at the next command wait.
+    shutdown: watch::Receiver<bool>,
 }
 
 impl Session {
@@ -94,6 +97,7 @@ impl Session {
         listener: Arc<ListenerSettings>,
         stream: tokio::net::TcpStream,
         peer: SocketAddr,
+        shutdown: watch::Receiver<bool>,
     ) -> Session {
         let internal = shared.config.is_internal(peer.ip());
         let deadline = Instant::now() + shared.config.session_timeout();
@@ -114,6 +118,7 @@ impl Session {
             bad_commands: 0,
             deadline,
             skipping_line: false,
+            shutdown,
         }
     }
 
@@ -151,6 +156,13 @@ impl Session {
                     tracing::debug!(client = %self.peer, error = %e, "read failed");
                     return;
                 }
+                Err(ReadError::Shutdown) => {
+                    // Between commands: nothing half-received is lost; an open envelope
+                    // was never acknowledged, so the client sends it again later.
+                    reply::SHUTTING_DOWN.write_to(&mut self.out);
+                    let _ = self.flush().await;
+                    break;
+                }
             }
         }
         if let Some(s) = self.stream.as_mut() {
@@ -171,8 +183,25 @@ impl Session {
             return Err(ReadError::Timeout);
         }
         let wait = self.config().idle_timeout().min(self.deadline - now);
+        // A message being transferred is finished first; a wait for a command is not.
+        let between_commands = matches!(self.mode, Mode::Command);
+        if between_commands && *self.shutdown.borrow() {
+            return Err(ReadError::Shutdown);
+        }
         let stream = self.stream.as_mut().ok_or(ReadError::Timeout)?;
-        match tokio::time::timeout(wait, stream.read_buf(&mut self.inbuf)).await {
+        let shutdown = &mut self.shutdown;
+        let stopping = async {
+            if between_commands {
+                let _ = shutdown.wait_for(|stop| *stop).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let read = tokio::select! {
+            r = tokio::time::timeout(wait, stream.read_buf(&mut self.inbuf)) => r,
+            _ = stopping => return Err(ReadError::Shutdown),
+        };
+        match read {
             Ok(Ok(n)) => Ok(n),
             Ok(Err(e)) => Err(ReadError::Io(e)),
             Err(_) => Err(ReadError::Timeout),
@@ -733,6 +762,7 @@ impl Session {
 
 enum ReadError {
     Timeout,
+    Shutdown,
     Io(std::io::Error),
 }
 

@@ -50,3 +50,28 @@ impl Gateway {
         }
     }
 }
+
+impl Gateway {
+    /// SIGTERM, as an init system stops the service; returns the exit status once it exited.
+    pub fn terminate_and_wait(&mut self, secs: u64) -> std::process::ExitStatus {
+        let pid = self.pid().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "gateway did not exit within {secs} s of SIGTERM"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
