@@ -40,10 +40,13 @@ pub struct Settings {
     pub params: Params,
 }
 
-/// Defaults, chosen by 10-fold cross-validation inside the public training corpus.
 pub const DEFAULT_MIN_HAM: u64 = 200;
 pub const DEFAULT_MIN_SPAM: u64 = 200;
-pub const DEFAULT_SPAM_THRESHOLD: f64 = 0.9;
+/// Chosen by 10-fold cross-validation inside the public training corpus, by a rule fixed
+/// before any test run: the lowest threshold of the grid (0.5, 0.6, … 0.9, 0.95, …) whose
+/// cross-validated ham false-positive rate is at most 0.05 % (1 in 2,000), leaving room for
+/// harder ham than the training set has. Combined scoring: 0.8 → 94.0 % recall, 0.04 % FPR.
+pub const DEFAULT_SPAM_THRESHOLD: f64 = 0.8;
 pub const DEFAULT_HAM_THRESHOLD: f64 = 0.1;
 
 impl Default for Settings {

@@ -677,6 +677,7 @@ fn decode_entities(s: &str) -> String {
 /// Words of `s` with `prefix`: lowercased runs of letters, digits, `'`, `$`, `-`; digit-only
 /// runs become `num:<length>`; `$` followed by digits becomes `money`.
 fn words(s: &str, prefix: &str, sink: &mut Sink, count: &mut usize) {
+    let mut prev: Option<String> = None;
     for raw in s.split(|c: char| !(c.is_alphanumeric() || c == '\'' || c == '$' || c == '-')) {
         let w = raw.trim_matches(|c: char| c == '\'' || c == '-');
         if w.is_empty() {
@@ -708,8 +709,18 @@ fn words(s: &str, prefix: &str, sink: &mut Sink, count: &mut usize) {
             continue;
         }
         sink.add(prefix, &lower);
+        if BIGRAMS && prefix.is_empty() {
+            if let Some(p) = &prev {
+                sink.add("bi:", &format!("{p} {lower}"));
+            }
+            prev = Some(lower);
+        }
     }
 }
+
+/// Word pairs of body text as features: off, 10-fold cross-validation inside TRAIN gave a
+/// lower ROC AUC with them (chi-square 0.9978 → 0.9959, multinomial 0.9988 → 0.9968).
+const BIGRAMS: bool = false;
 
 #[cfg(test)]
 mod tests {

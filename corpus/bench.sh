@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Benchmark of the Bayesian filter on the fixed public split (see corpus/fetch.sh):
+# train on TRAIN with the release binary, then score TEST once with the shipped defaults.
+# Prints training time, spam recall, ham false-positive rate per directory (easy / hard
+# ham) and overall, ROC AUC, msgs/s and CPU per message (tokenize + score, one thread).
+#
+#   corpus/bench.sh            the figures
+#   corpus/bench.sh --json     eval as JSON (keys spam_recall, ham_fpr, auc, msgs_per_sec, ...)
+#   corpus/bench.sh --cv       also the 10-fold cross-validation inside TRAIN (how the
+#                              defaults were chosen: scorings compared there)
+#   corpus/bench.sh --compare  also TEST figures of the other scorings (report only; the
+#                              defaults are never tuned on TEST)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+json=""; cv=""; compare=""
+for a in "$@"; do
+    case "$a" in
+        --json) json="--json" ;;
+        --cv) cv=1 ;;
+        --compare) compare=1 ;;
+        *) echo "usage: corpus/bench.sh [--json] [--cv] [--compare]" >&2; exit 2 ;;
+    esac
+done
+bash corpus/fetch.sh >&2
+cargo build --release --quiet >&2
+bin="$PWD/target/release/portcullis"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+printf 'data_dir = "%s"\nmetrics_bind = ""\n' "$tmp/data" > "$tmp/portcullis.toml"
+S=corpus/cache/split
+[ -n "$json" ] || echo "== train on TRAIN (easy-ham-1 + spam-1), release build"
+/usr/bin/time -f "train: %e s wall, %U s user + %S s sys CPU, %M KB peak RSS" \
+    "$bin" bayes --config "$tmp/portcullis.toml" train --ham $S/train/ham --spam $S/train/spam >&2
+[ -n "$json" ] || echo "== score TEST (easy-ham-2 + hard-ham-1 + spam-2) at the shipped default threshold"
+"$bin" bayes --config "$tmp/portcullis.toml" eval \
+    --ham $S/test/ham-easy $S/test/ham-hard --spam $S/test/spam $json
+if [ -n "$compare" ]; then
+    for s in chi-square multinomial combined; do
+        echo "== TEST with scoring $s (report only)"
+        "$bin" bayes --config "$tmp/portcullis.toml" eval --scoring "$s" \
+            --ham $S/test/ham-easy $S/test/ham-hard --spam $S/test/spam
+    done
+fi
+if [ -n "$cv" ]; then
+    echo "== 10-fold cross-validation inside TRAIN"
+    "$bin" bayes --config "$tmp/portcullis.toml" cv --ham $S/train/ham --spam $S/train/spam --folds 10
+fi
