@@ -163,14 +163,7 @@ async fn sigterm_finishes_the_message_in_transfer_then_says_421() {
     busy.cmd("DATA", 354).await;
     busy.send_raw(b"From: <a@ext.test>\r\nSubject: half\r\n")
         .await;
-    let pid = gw.pid().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    gw.send_sigterm();
     // the idle session is told at once
     let r = idle.read_reply().await.expect("421 before close");
     assert_eq!(r.code, 421, "{}", r.text);

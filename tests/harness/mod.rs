@@ -86,24 +86,7 @@ fn split_extra(extra: &str) -> (String, String) {
 impl Gateway {
     /// Start with the base config plus `extra`, delivering to `next_hop`.
     pub fn start(next_hop: SocketAddr, extra: &str) -> Gateway {
-        let dir = tempfile::tempdir().unwrap();
-        let smtp_port = free_port();
-        let metrics_port = free_port();
-        let config_path = dir.path().join("portcullis.toml");
-        std::fs::write(
-            &config_path,
-            config_text(dir.path(), smtp_port, metrics_port, next_hop, extra),
-        )
-        .unwrap();
-        let mut gw = Gateway {
-            dir,
-            smtp: format!("127.0.0.1:{smtp_port}").parse().unwrap(),
-            metrics: format!("127.0.0.1:{metrics_port}").parse().unwrap(),
-            config_path,
-            child: None,
-        };
-        gw.spawn();
-        gw
+        Gateway::start_custom(|dir, smtp, metrics| config_text(dir, smtp, metrics, next_hop, extra))
     }
 
     /// (Re)start the process on the same config and data dir.

@@ -52,16 +52,19 @@ impl Gateway {
 }
 
 impl Gateway {
-    /// SIGTERM, as an init system stops the service; returns the exit status once it exited.
-    pub fn terminate_and_wait(&mut self, secs: u64) -> std::process::ExitStatus {
+    /// SIGTERM, as an init system stops the service.
+    pub fn send_sigterm(&self) {
         let pid = self.pid().to_string();
-        assert!(
-            std::process::Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -TERM {pid} failed");
+    }
+
+    /// SIGTERM (again), then wait for the exit and return its status.
+    pub fn terminate_and_wait(&mut self, secs: u64) -> std::process::ExitStatus {
+        self.send_sigterm();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
