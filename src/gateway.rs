@@ -58,6 +58,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     };
 
     let mut resources = Resources::from_config(&config);
+    resources.build_auth(&config)?;
     if config.bayes.enabled {
         // The Bayes model lives in the queue database; reloaded when the CLI (or another
         // gateway) learns.

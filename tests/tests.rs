@@ -7,10 +7,13 @@
 //! - `delivery`: to the next hop, retries while it is down, DSNs, held and rejected verdicts.
 //! - `durability`: kill -9 during a load; nothing acknowledged is lost.
 //! - `cli`: check-config and queue commands; metrics endpoint.
+//! - `auth`: SPF, DKIM (dkimpy as the independent signer), DMARC policies, ARC, our
+//!   Authentication-Results; DNS from dnsmasq on loopback.
 //! - `bayes`: no opinion while untrained; `bayes train`/`learn` change the next verdict; eval.
 
 mod harness;
 
+mod auth;
 mod bayes;
 mod clamav;
 mod cli;

@@ -18,6 +18,7 @@
 //! A stage that cannot do its job (a dependency is down) returns `Err(StageError)`; the
 //! pipeline applies the stage's configured fail mode (tempfail by default), never a silent pass.
 
+pub mod auth;
 pub mod bayes;
 pub mod clamav;
 pub mod header_sanity;
@@ -203,6 +204,20 @@ impl std::error::Error for StageError {}
 pub type StageFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Vec<Symbol>, StageError>> + Send + 'a>>;
 
+/// What a stage reports through [`Stage::check_with_headers`]: its symbols, plus header
+/// fields it asks the gateway to add to the stored message.
+#[derive(Debug, Clone, Default)]
+pub struct Findings {
+    pub symbols: Vec<Symbol>,
+    /// Complete header fields (`Name: value`, folded with CRLF + tab, no final CRLF). The
+    /// gateway prepends them to an accepted message right after its own `Received:` line,
+    /// in stage order. A stage never edits the message itself.
+    pub headers: Vec<String>,
+}
+
+pub type FindingsFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Findings, StageError>> + Send + 'a>>;
+
 /// One step of the pipeline.
 ///
 /// Called once per message, after the end of DATA and before the reply, in the order
@@ -214,4 +229,17 @@ pub trait Stage: Send + Sync {
     /// Short name used in config (`[stages.NAME]`), logs and metrics.
     fn name(&self) -> &'static str;
     fn check<'a>(&'a self, ctx: &'a MessageContext<'a>) -> StageFuture<'a>;
+
+    /// [`Stage::check`] plus header fields to add (e.g. `Authentication-Results:`). The
+    /// pipeline calls this one; the default returns `check`'s symbols and no headers, so
+    /// only a stage that contributes a header overrides it (and then implements `check` as
+    /// "the symbols of `check_with_headers`").
+    fn check_with_headers<'a>(&'a self, ctx: &'a MessageContext<'a>) -> FindingsFuture<'a> {
+        Box::pin(async move {
+            Ok(Findings {
+                symbols: self.check(ctx).await?,
+                headers: Vec::new(),
+            })
+        })
+    }
 }

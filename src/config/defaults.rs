@@ -70,6 +70,14 @@ pub const CLAMD_MAX_STREAM_SIZE: usize = 25 * 1024 * 1024;
 /// Health probe (VERSION) interval for the metrics.
 pub const CLAMD_HEALTH_SECS: u64 = 30;
 
+/// One DNS query attempt (two attempts per server): a resolver that has not answered in
+/// 3 s is having trouble; the message is tempfailed rather than waited on.
+pub const AUTH_DNS_TIMEOUT_MS: u64 = 3000;
+/// All authentication lookups of one message (SPF may need ten lookups in a row).
+pub const AUTH_TIMEOUT_SECS: u64 = 20;
+/// Entries per record cache (TXT, MX, A, AAAA, PTR): a few MB at most.
+pub const AUTH_DNS_CACHE_ENTRIES: usize = 10_000;
+
 /// How often a running gateway checks whether the Bayes model changed (CLI learning,
 /// another gateway): a reload reads the whole token table, so not every message.
 pub const BAYES_RELOAD_SECS: u64 = 10;

@@ -210,6 +210,62 @@ impl Default for ClamavConfig {
     }
 }
 
+/// `[auth]`: SPF, DKIM, DMARC and ARC on inbound mail (`filters::auth`), with the DNS
+/// servers of `dns_servers` (else the system's).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Off in the embedded defaults (it needs working DNS); a production gateway turns it on.
+    pub enabled: bool,
+    /// A DMARC failure under the domain's `p=reject`.
+    pub dmarc_reject_action: PolicyAction,
+    /// A DMARC failure under the domain's `p=quarantine`.
+    pub dmarc_quarantine_action: PolicyAction,
+    /// One DNS query attempt.
+    pub dns_timeout_ms: u64,
+    /// All lookups of one message; past it the stage fails (its fail mode applies).
+    pub timeout_secs: u64,
+    /// Entries per DNS record cache; 0 turns the cache off.
+    pub dns_cache_entries: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            enabled: false,
+            dmarc_reject_action: PolicyAction::Reject,
+            dmarc_quarantine_action: PolicyAction::Quarantine,
+            dns_timeout_ms: defaults::AUTH_DNS_TIMEOUT_MS,
+            timeout_secs: defaults::AUTH_TIMEOUT_SECS,
+            dns_cache_entries: defaults::AUTH_DNS_CACHE_ENTRIES,
+        }
+    }
+}
+
+/// What a domain's policy (e.g. DMARC `p=reject`) makes us do with a failing message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyAction {
+    /// 550 5.7.1 in the dialog.
+    Reject,
+    /// Keep it held for an operator (250 to the client).
+    Quarantine,
+    /// Nothing forced: only the symbol's points count. (No "tag": a forced action wins
+    /// over the score, so a forced tag could lower a verdict the score made harder.)
+    None,
+}
+
+impl PolicyAction {
+    /// The forced action of the symbol; `None` = points only.
+    pub fn forced(self) -> Option<filters::Action> {
+        match self {
+            PolicyAction::Reject => Some(filters::Action::Reject),
+            PolicyAction::Quarantine => Some(filters::Action::Quarantine),
+            PolicyAction::None => None,
+        }
+    }
+}
+
 /// `[bayes]`: the Bayesian spam filter (model in the data directory's SQLite database).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -315,7 +371,8 @@ pub struct Config {
     pub listeners: Vec<ListenerConfig>,
     pub inbound_next_hop: String,
     pub outbound_smarthost: Option<String>,
-    /// DNS servers for MX lookups ("ip:port"); empty = the system resolver.
+    /// DNS servers for MX lookups and authentication ("ip:port"); empty = the system
+    /// resolver.
     pub dns_servers: Vec<SocketAddr>,
     pub max_message_size: usize,
     pub max_recipients: usize,
@@ -327,6 +384,7 @@ pub struct Config {
     pub verdict: VerdictConfig,
     pub clamav: ClamavConfig,
     pub bayes: BayesConfig,
+    pub auth: AuthConfig,
     /// Points overrides: `SYMBOL_NAME = points`.
     pub symbols: BTreeMap<String, f64>,
     /// Per-stage settings by stage name.
@@ -358,6 +416,7 @@ impl Default for Config {
             verdict: VerdictConfig::default(),
             clamav: ClamavConfig::default(),
             bayes: BayesConfig::default(),
+            auth: AuthConfig::default(),
             symbols: BTreeMap::new(),
             stages: BTreeMap::new(),
         }
@@ -365,7 +424,7 @@ impl Default for Config {
 }
 
 /// Names of the stages the pipeline knows; `[stages.X]` for any other name is an error.
-pub const KNOWN_STAGES: &[&str] = &["header_sanity", "bayes", "clamav"];
+pub const KNOWN_STAGES: &[&str] = &["auth", "header_sanity", "bayes", "clamav"];
 
 impl Config {
     /// Read and validate a config file.
@@ -461,6 +520,14 @@ impl Config {
             }
         }
         self.bayes.validate()?;
+        for (key, v) in [
+            ("auth.dns_timeout_ms", self.auth.dns_timeout_ms),
+            ("auth.timeout_secs", self.auth.timeout_secs),
+        ] {
+            if v == 0 {
+                bail!("key `{key}`: must be greater than 0");
+            }
+        }
         let c = &self.clamav;
         if c.enabled {
             if c.socket.is_none() {

@@ -7,7 +7,10 @@ use crate::config::Config;
 pub fn stages(config: &Config, resources: &Resources) -> Vec<ConfiguredStage> {
     let mut s = Vec::new();
     // 1. smime::unwrap — decrypt, verify, harvest (issue #5)
-    // 2. filters::auth — SPF, DKIM, DMARC, ARC (issue #3)
+    // 2. Auth: SPF, DKIM, ARC, DMARC → symbols and our Authentication-Results header.
+    if let Some(auth) = resources.auth_stage(config) {
+        push_stage(&mut s, config, auth);
+    }
     // 3. filters::trust — level of trust (issue #3)
     // 4. filters::tls — TLS reputation and per-domain TLS policy (issue #3)
     // 5. Header sanity: the RFC 5322 shape of the message.

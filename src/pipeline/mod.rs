@@ -46,6 +46,9 @@ pub struct Outcome {
     pub card: ScoreCard,
     /// For the log: which stage failed, or what decided.
     pub reason: String,
+    /// Header fields the stages contributed (e.g. Authentication-Results), in stage order;
+    /// the session prepends them after its Received line.
+    pub headers: Vec<String>,
 }
 
 /// Clients shared by the stages of both directions, built once from the config.
@@ -54,6 +57,9 @@ pub struct Resources {
     pub clamd: Option<Arc<Clamd>>,
     /// The Bayes model (loaded from the store by the gateway); `None`: no Bayes stage.
     pub bayes: Option<filters::bayes::SharedModel>,
+    /// Resolver + record caches of the auth stage ([`Resources::build_auth`]); `None`: no
+    /// auth stage.
+    pub auth_dns: Option<Arc<filters::auth::AuthDns>>,
 }
 
 impl Resources {
@@ -71,7 +77,39 @@ impl Resources {
                 c.max_connections,
             ))
         });
-        Resources { clamd, bayes: None }
+        Resources {
+            clamd,
+            bayes: None,
+            auth_dns: None,
+        }
+    }
+
+    /// Build the auth stage's resolver (from `dns_servers`, else the system's) when
+    /// `[auth] enabled`. Separate from [`Resources::from_config`] because it can fail (an
+    /// unreadable resolv.conf stops the gateway at start, rather than tempfailing all mail).
+    pub fn build_auth(&mut self, config: &Config) -> anyhow::Result<()> {
+        if config.auth.enabled {
+            let dns = filters::auth::AuthDns::new(
+                &config.dns_servers,
+                Duration::from_millis(config.auth.dns_timeout_ms),
+                config.auth.dns_cache_entries,
+            )
+            .map_err(|e| anyhow::anyhow!("[auth]: {e}"))?;
+            self.auth_dns = Some(Arc::new(dns));
+        }
+        Ok(())
+    }
+
+    /// The auth stage (SPF, DKIM, DMARC, ARC), when `[auth] enabled`.
+    pub fn auth_stage(&self, config: &Config) -> Option<filters::auth::AuthStage> {
+        let a = &config.auth;
+        Some(filters::auth::AuthStage {
+            dns: self.auth_dns.clone()?,
+            hostname: config.hostname.clone(),
+            dmarc_reject_action: a.dmarc_reject_action.forced(),
+            dmarc_quarantine_action: a.dmarc_quarantine_action.forced(),
+            timeout: Duration::from_secs(a.timeout_secs),
+        })
     }
 
     /// The Bayes stage, when `[bayes] enabled` and a model was loaded.
@@ -131,16 +169,18 @@ impl Pipeline {
             parsed: parsed.as_ref(),
         };
         let mut card = ScoreCard::default();
+        let mut headers = Vec::new();
         for s in stages {
             let started = Instant::now();
-            let result = s.stage.check(&ctx).await;
+            let result = s.stage.check_with_headers(&ctx).await;
             self.metrics
                 .stage_time(s.stage.name(), started.elapsed().as_secs_f64());
             match result {
-                Ok(symbols) => {
-                    for sym in symbols {
+                Ok(findings) => {
+                    for sym in findings.symbols {
                         card.add(self.weigh(sym));
                     }
+                    headers.extend(findings.headers);
                 }
                 Err(e) => match s.fail_mode {
                     FailMode::Tempfail => {
@@ -148,6 +188,7 @@ impl Pipeline {
                             action: Action::Tempfail,
                             card,
                             reason: format!("stage {} failed: {e}", s.stage.name()),
+                            headers,
                         };
                     }
                     FailMode::Open => {
@@ -165,6 +206,7 @@ impl Pipeline {
             action,
             card,
             reason,
+            headers,
         }
     }
 

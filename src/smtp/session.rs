@@ -661,9 +661,17 @@ impl Session {
             Some((r, text)) => write_reply(&mut self.out, r.code, r.enhanced, text),
             None => {
                 let body = self.trace_headers(&envelope, &id, &outcome);
-                let mut full = Vec::with_capacity(body.len() + tx.body.len());
+                // Inbound: an Authentication-Results field from outside that claims our
+                // authserv-id is forged (RFC 8601 §5); ours is in the trace headers.
+                let cleaned = (direction == Direction::Inbound)
+                    .then(|| {
+                        filters::auth::strip_our_auth_results(&tx.body, &self.config().hostname)
+                    })
+                    .flatten();
+                let message_body = cleaned.as_deref().unwrap_or(&tx.body);
+                let mut full = Vec::with_capacity(body.len() + message_body.len());
                 full.extend_from_slice(body.as_bytes());
-                full.extend_from_slice(&tx.body);
+                full.extend_from_slice(message_body);
                 let message = QueuedMessage {
                     id: id.clone(),
                     direction,
@@ -747,6 +755,10 @@ impl Session {
             single,
         );
         if envelope.direction == Direction::Inbound {
+            for field in &outcome.headers {
+                h.push_str(field);
+                h.push_str("\r\n");
+            }
             h.push_str(&format!(
                 "X-Portcullis-Score: {:.2} ({})\r\n",
                 outcome.card.score(),

@@ -56,6 +56,23 @@ impl Dns {
     }
 }
 
+/// A dnsmasq option serving `text` as the TXT record of `name`, split into the 255-byte
+/// character-strings DNS needs (a DKIM RSA-2048 key is longer); resolvers join them.
+/// dnsmasq separates the strings at commas (quotes are literal outside its config file),
+/// so `text` must not contain one.
+pub fn txt(name: &str, text: &str) -> String {
+    assert!(
+        !text.contains(','),
+        "dnsmasq TXT text cannot hold a comma: {text}"
+    );
+    let chunks: Vec<&str> = text
+        .as_bytes()
+        .chunks(255)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!("--txt-record={name},{}", chunks.join(","))
+}
+
 impl Drop for Dns {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -1,0 +1,459 @@
+//! Sender authentication: SPF, DKIM, DMARC and ARC (with mail-auth) → symbols and one
+//! `Authentication-Results:` header.
+//!
+//! Runs on inbound mail only (outbound mail is ours). For each message:
+//! - **SPF** (RFC 7208) for the MAIL FROM identity, or the HELO identity when MAIL FROM is
+//!   the null sender;
+//! - **DKIM** (RFC 6376): every `DKIM-Signature` is verified;
+//! - **ARC** (RFC 8617): the chain of `ARC-Seal`/`ARC-Message-Signature` sets;
+//! - **DMARC** (RFC 7489): alignment of the SPF and DKIM results with the From domain, and
+//!   the domain's policy. A failure under `p=reject` / `p=quarantine` carries the
+//!   configured forced action (reject / quarantine by default, see [`AuthStage`]);
+//! - one `Authentication-Results:` field (RFC 8601) with our host name as authserv-id,
+//!   returned through [`Stage::check_with_headers`]. Forged fields claiming our authserv-id
+//!   are removed by the gateway with [`strip_our_auth_results`].
+//!
+//! ## What is a stage failure and what is a symbol
+//! - **DNS trouble** (timeout, SERVFAIL, unreachable server: mail-auth's `TempError`) in SPF,
+//!   in any DKIM signature, in DMARC or in ARC is a *stage failure* (`Err(StageError)`), so
+//!   the stage's fail mode applies: `451` by default, `STAGE_FAILED_OPEN` with
+//!   `fail_mode = "open"`. Why: an undetermined result is neither pass nor fail; scoring it
+//!   as nothing would be a silent pass — a `p=reject` domain whose DNS is slow (or made
+//!   slow) would be delivered. The sending server retries, and the next try usually gets an
+//!   answer (or a cached one).
+//! - **Everything the DNS answered** is a *symbol*, including broken records (`PERMERROR`:
+//!   the domain owner's mistake, the same on every retry, so retrying would only delay the
+//!   mail), `NONE` (no record / no signature) and every failure.
+//! - The whole stage also runs under a deadline (`timeout`); hitting it is a stage failure.
+//!
+//! SECURITY: reads untrusted header fields of the message and untrusted DNS answers; both are
+//! parsed by mail-auth. Header values we write (domains, selectors) are sanitized by
+//! mail-auth's Authentication-Results writer. STANDARDS: RFC 7208, 6376, 7489, 8617, 8601.
+
+mod cache;
+
+pub use cache::TtlCache;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mail_auth::dmarc::Policy;
+use mail_auth::dmarc::verify::DmarcParameters;
+use mail_auth::hickory_resolver::TokioResolver;
+use mail_auth::hickory_resolver::config::{NameServerConfig, ResolverConfig};
+use mail_auth::hickory_resolver::net::runtime::TokioRuntimeProvider;
+use mail_auth::spf::verify::SpfParameters;
+use mail_auth::{
+    AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, MX, MessageAuthenticator,
+    Parameters, RecordSet, SpfResult, Txt,
+};
+
+use crate::{
+    Action, Direction, Findings, FindingsFuture, MessageContext, Stage, StageError, StageFuture,
+    Symbol,
+};
+
+/// The DNS side of authentication, built once and shared by all sessions: the resolver and
+/// a bounded cache per record type, consulted by mail-auth before it asks the resolver.
+/// The caches keep parsed records until their DNS TTL ends.
+pub struct AuthDns {
+    authenticator: MessageAuthenticator,
+    txt: TtlCache<Box<str>, Txt>,
+    mx: TtlCache<Box<str>, RecordSet<MX>>,
+    ipv4: TtlCache<Box<str>, RecordSet<Ipv4Addr>>,
+    ipv6: TtlCache<Box<str>, RecordSet<Ipv6Addr>>,
+    ptr: TtlCache<IpAddr, RecordSet<Box<str>>>,
+}
+
+type CachedParameters<'x, P> = Parameters<
+    'x,
+    P,
+    TtlCache<Box<str>, Txt>,
+    TtlCache<Box<str>, RecordSet<MX>>,
+    TtlCache<Box<str>, RecordSet<Ipv4Addr>>,
+    TtlCache<Box<str>, RecordSet<Ipv6Addr>>,
+    TtlCache<IpAddr, RecordSet<Box<str>>>,
+>;
+
+impl AuthDns {
+    /// A resolver asking `servers` (`ip:port`), else the system's (`/etc/resolv.conf`).
+    /// `timeout` is per query attempt (two attempts per server); `cache_entries` bounds each
+    /// of the five record caches.
+    pub fn new(
+        servers: &[SocketAddr],
+        timeout: Duration,
+        cache_entries: usize,
+    ) -> Result<AuthDns, String> {
+        let mut builder = if servers.is_empty() {
+            TokioResolver::builder_tokio()
+                .map_err(|e| format!("cannot read the system DNS configuration: {e}"))?
+        } else {
+            let name_servers = servers
+                .iter()
+                .map(|s| {
+                    let mut ns = NameServerConfig::udp_and_tcp(s.ip());
+                    for c in &mut ns.connections {
+                        c.port = s.port();
+                    }
+                    ns
+                })
+                .collect();
+            TokioResolver::builder_with_config(
+                ResolverConfig::from_name_servers(name_servers),
+                TokioRuntimeProvider::default(),
+            )
+        };
+        let opts = builder.options_mut();
+        opts.timeout = timeout;
+        opts.attempts = 2;
+        let resolver = builder
+            .build()
+            .map_err(|e| format!("cannot build the DNS resolver: {e}"))?;
+        Ok(AuthDns {
+            authenticator: MessageAuthenticator(resolver),
+            txt: TtlCache::new(cache_entries),
+            mx: TtlCache::new(cache_entries),
+            ipv4: TtlCache::new(cache_entries),
+            ipv6: TtlCache::new(cache_entries),
+            ptr: TtlCache::new(cache_entries),
+        })
+    }
+
+    /// mail-auth parameters with all our caches attached.
+    fn params<P>(&self, p: P) -> CachedParameters<'_, P> {
+        Parameters::new(p)
+            .with_txt_cache(&self.txt)
+            .with_mx_cache(&self.mx)
+            .with_ipv4_cache(&self.ipv4)
+            .with_ipv6_cache(&self.ipv6)
+            .with_ptr_cache(&self.ptr)
+    }
+
+    /// (entries, hits, misses) of the TXT cache, where SPF, DKIM keys and DMARC live.
+    pub fn txt_cache_stats(&self) -> (usize, u64, u64) {
+        self.txt.stats()
+    }
+}
+
+/// The authentication stage. See the module doc for what it checks and how it fails.
+pub struct AuthStage {
+    pub dns: Arc<AuthDns>,
+    /// Our host name: the authserv-id of our Authentication-Results, and SPF's receiver.
+    pub hostname: String,
+    /// Forced action for a DMARC failure under `p=reject`; `None`: points only.
+    pub dmarc_reject_action: Option<Action>,
+    /// Forced action for a DMARC failure under `p=quarantine`; `None`: points only.
+    pub dmarc_quarantine_action: Option<Action>,
+    /// Deadline for all lookups of one message.
+    pub timeout: Duration,
+}
+
+impl Stage for AuthStage {
+    fn name(&self) -> &'static str {
+        "auth"
+    }
+
+    fn check<'a>(&'a self, ctx: &'a MessageContext<'a>) -> StageFuture<'a> {
+        Box::pin(async move { Ok(self.check_with_headers(ctx).await?.symbols) })
+    }
+
+    fn check_with_headers<'a>(&'a self, ctx: &'a MessageContext<'a>) -> FindingsFuture<'a> {
+        Box::pin(async move {
+            if ctx.envelope.direction != Direction::Inbound {
+                return Ok(Findings::default());
+            }
+            match tokio::time::timeout(self.timeout, self.authenticate(ctx)).await {
+                Ok(r) => r,
+                Err(_) => Err(StageError(format!(
+                    "authentication lookups took longer than {} ms",
+                    self.timeout.as_millis()
+                ))),
+            }
+        })
+    }
+}
+
+impl AuthStage {
+    async fn authenticate(&self, ctx: &MessageContext<'_>) -> Result<Findings, StageError> {
+        let env = ctx.envelope;
+        let dns = &self.dns;
+        let auth = &dns.authenticator;
+        let ip = env.client_ip;
+        let helo = env.helo.as_str();
+        let mail_from = env.mail_from.as_str();
+        let mut found = Vec::new();
+        let mut temp_errors = Vec::new();
+
+        // SPF: MAIL FROM, or HELO for the null sender (RFC 7208 §2.3, §2.4).
+        let spf = if mail_from.is_empty() {
+            auth.verify_spf(dns.params(SpfParameters::verify_ehlo(ip, helo, &self.hostname)))
+                .await
+        } else {
+            auth.verify_spf(dns.params(SpfParameters::verify_mail_from(
+                ip,
+                helo,
+                &self.hostname,
+                mail_from,
+            )))
+            .await
+        };
+        let identity = if mail_from.is_empty() {
+            format!("smtp.helo={helo}")
+        } else {
+            format!("smtp.mailfrom={}", spf.domain())
+        };
+        let spf_symbol = match spf.result() {
+            SpfResult::Pass => "SPF_PASS",
+            SpfResult::Fail => "SPF_FAIL",
+            SpfResult::SoftFail => "SPF_SOFTFAIL",
+            SpfResult::Neutral => "SPF_NEUTRAL",
+            SpfResult::None => "SPF_NONE",
+            SpfResult::PermError => "SPF_PERMERROR",
+            SpfResult::TempError => {
+                temp_errors.push(format!("spf {identity}"));
+                ""
+            }
+        };
+        if !spf_symbol.is_empty() {
+            found.push(Symbol::new(spf_symbol, identity));
+        }
+
+        // The message as mail-auth sees it; unparseable → no DKIM/ARC/DMARC to evaluate.
+        let parsed = AuthenticatedMessage::parse(ctx.raw);
+        let empty = AuthenticatedMessage::default();
+        let msg = parsed.as_ref().unwrap_or(&empty);
+
+        // DKIM: every signature.
+        let dkim = auth.verify_dkim(dns.params(msg)).await;
+        let (mut pass, mut fail, mut perm) = (Vec::new(), Vec::new(), Vec::new());
+        for out in &dkim {
+            let d = out
+                .signature()
+                .map(|s| format!("d={} s={}", s.d, s.s))
+                .unwrap_or_default();
+            match out.result() {
+                DkimResult::Pass => pass.push(d),
+                // A changed body is `Neutral(FailedBodyHashMatch)` in mail-auth: a failure.
+                DkimResult::Fail(e) | DkimResult::Neutral(e) => fail.push(format!("{d} ({e})")),
+                DkimResult::PermError(e) => perm.push(format!("{d} ({e})")),
+                DkimResult::TempError(e) => temp_errors.push(format!("dkim {d} ({e})")),
+                DkimResult::None => {}
+            }
+        }
+        if !pass.is_empty() {
+            found.push(Symbol::new("DKIM_PASS", pass.join(", ")));
+        }
+        if !fail.is_empty() {
+            found.push(Symbol::new("DKIM_FAIL", fail.join(", ")));
+        }
+        if !perm.is_empty() {
+            found.push(Symbol::new("DKIM_PERMERROR", perm.join(", ")));
+        }
+        if dkim.is_empty() {
+            found.push(Symbol::new("DKIM_NONE", ""));
+        }
+
+        // ARC: the chain as a whole.
+        let arc = auth.verify_arc(dns.params(msg)).await;
+        match arc.result() {
+            DkimResult::Pass => {
+                found.push(Symbol::new("ARC_PASS", format!("i={}", arc.sets().len())))
+            }
+            DkimResult::None => found.push(Symbol::new("ARC_NONE", "")),
+            DkimResult::TempError(e) => temp_errors.push(format!("arc ({e})")),
+            DkimResult::Fail(e) | DkimResult::Neutral(e) | DkimResult::PermError(e) => {
+                found.push(Symbol::new("ARC_FAIL", e.to_string()))
+            }
+        }
+
+        // DMARC: alignment with the From domain and the domain's policy. The SPF domain is
+        // the MAIL FROM domain, or the HELO name for the null sender (RFC 7489 §3.1.2).
+        let spf_domain = if mail_from.is_empty() {
+            helo
+        } else {
+            spf.domain()
+        };
+        let dmarc = auth
+            .verify_dmarc(dns.params(DmarcParameters::new(msg, &dkim, spf_domain, &spf)))
+            .await;
+        let from_domain = dmarc.domain().to_string();
+        match dmarc.result() {
+            DmarcResult::Pass => found.push(Symbol::new("DMARC_PASS", from_domain)),
+            DmarcResult::None => found.push(Symbol::new("DMARC_NONE", from_domain)),
+            DmarcResult::PermError(e) => found.push(Symbol::new(
+                "DMARC_PERMERROR",
+                format!("{from_domain} ({e})"),
+            )),
+            DmarcResult::TempError(e) => temp_errors.push(format!("dmarc {from_domain} ({e})")),
+            DmarcResult::Fail(_) => {
+                let (name, forced) = match dmarc.policy() {
+                    Policy::Reject => ("DMARC_POLICY_REJECT", self.dmarc_reject_action),
+                    Policy::Quarantine => ("DMARC_POLICY_QUARANTINE", self.dmarc_quarantine_action),
+                    Policy::None | Policy::Unspecified => ("DMARC_POLICY_NONE", None),
+                };
+                let mut s = Symbol::new(name, from_domain);
+                if let Some(action) = forced {
+                    s = s.forcing(action);
+                }
+                found.push(s);
+            }
+        }
+
+        if !temp_errors.is_empty() {
+            return Err(StageError(format!(
+                "DNS temporary error: {}",
+                temp_errors.join("; ")
+            )));
+        }
+
+        // One Authentication-Results field (RFC 8601) with our authserv-id.
+        let header_from = msg.from.first().map(String::as_str).unwrap_or("");
+        let mut ar =
+            AuthenticationResults::new(&self.hostname).with_dkim_results(&dkim, header_from);
+        ar = if mail_from.is_empty() {
+            ar.with_spf_ehlo_result(&spf, ip, helo)
+        } else {
+            ar.with_spf_mailfrom_result(&spf, ip, mail_from, helo)
+        };
+        ar = ar.with_arc_result(&arc, ip).with_dmarc_result(&dmarc);
+        let mut header = format!("Authentication-Results: {ar}");
+        if dkim.is_empty() {
+            header.push_str(";\r\n\tdkim=none");
+        }
+        Ok(Findings {
+            symbols: found,
+            headers: vec![header],
+        })
+    }
+}
+
+/// Remove every `Authentication-Results:` field whose authserv-id is `authserv_id` (ours)
+/// from the header block of `raw` (RFC 8601 §5: such fields from outside are forgeries).
+/// `None` when there is none, so the caller keeps the original bytes.
+pub fn strip_our_auth_results(raw: &[u8], authserv_id: &str) -> Option<Vec<u8>> {
+    // Fields as (start, end) byte ranges of the header block, continuation lines included.
+    let mut fields: Vec<(usize, usize)> = Vec::new();
+    let mut pos = 0;
+    while pos < raw.len() {
+        let end = raw[pos..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(raw.len(), |i| pos + i + 1);
+        let line = &raw[pos..end];
+        if line == b"\r\n" || line == b"\n" {
+            break; // end of the header block
+        }
+        match (line.first(), fields.last_mut()) {
+            (Some(b' ' | b'\t'), Some(last)) => last.1 = end,
+            _ => fields.push((pos, end)),
+        }
+        pos = end;
+    }
+    let forged: Vec<(usize, usize)> = fields
+        .into_iter()
+        .filter(|&(s, e)| claims_authserv_id(&raw[s..e], authserv_id))
+        .collect();
+    if forged.is_empty() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(raw.len());
+    let mut last = 0;
+    for (s, e) in forged {
+        out.extend_from_slice(&raw[last..s]);
+        last = e;
+    }
+    out.extend_from_slice(&raw[last..]);
+    Some(out)
+}
+
+/// Is `field` an Authentication-Results field whose authserv-id is `id`?
+fn claims_authserv_id(field: &[u8], id: &str) -> bool {
+    let Some(colon) = field.iter().position(|&b| b == b':') else {
+        return false;
+    };
+    let name = &field[..colon];
+    if !name
+        .trim_ascii()
+        .eq_ignore_ascii_case(b"authentication-results")
+    {
+        return false;
+    }
+    // Skip folding whitespace and (nested) comments before the authserv-id.
+    let value = &field[colon + 1..];
+    let mut i = 0;
+    let mut depth = 0usize;
+    while i < value.len() {
+        match value[i] {
+            b'(' => depth += 1,
+            b')' if depth > 0 => depth -= 1,
+            b'\\' if depth > 0 => i += 1,
+            b' ' | b'\t' | b'\r' | b'\n' => {}
+            _ if depth > 0 => {}
+            _ => break,
+        }
+        i += 1;
+    }
+    let rest = &value[i.min(value.len())..];
+    let token_end = rest
+        .iter()
+        .position(|&b| matches!(b, b';' | b' ' | b'\t' | b'\r' | b'\n' | b'('))
+        .unwrap_or(rest.len());
+    let token = &rest[..token_end];
+    // A quoted authserv-id is allowed (value := token / quoted-string).
+    let token = token
+        .strip_prefix(b"\"")
+        .and_then(|t| t.strip_suffix(b"\""))
+        .unwrap_or(token);
+    token.eq_ignore_ascii_case(id.trim_end_matches('.').as_bytes())
+        || token.eq_ignore_ascii_case(id.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_forged_auth_results_are_removed_others_kept() {
+        let raw = b"Received: from x\r\n\
+Authentication-Results: gw.portcullis.test; spf=pass\r\n\
+Authentication-Results: other.example;\r\n\tdkim=pass header.d=x\r\n\
+authentication-results:  (comment (nested)) GW.Portcullis.Test;\r\n\tdmarc=pass\r\n\
+Subject: hi\r\n\
+\r\n\
+Authentication-Results: gw.portcullis.test; in the body stays\r\n";
+        let out = strip_our_auth_results(raw, "gw.portcullis.test").unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "Received: from x\r\n\
+Authentication-Results: other.example;\r\n\tdkim=pass header.d=x\r\n\
+Subject: hi\r\n\
+\r\n\
+Authentication-Results: gw.portcullis.test; in the body stays\r\n"
+        );
+    }
+
+    #[test]
+    fn nothing_to_remove_keeps_the_original() {
+        let raw = b"Subject: x\r\nAuthentication-Results: gw.portcullis.testing; none\r\n\r\nb\r\n";
+        assert!(strip_our_auth_results(raw, "gw.portcullis.test").is_none());
+        assert!(strip_our_auth_results(b"", "gw.portcullis.test").is_none());
+    }
+
+    #[test]
+    fn version_and_quoted_ids_are_recognised() {
+        assert!(claims_authserv_id(
+            b"Authentication-Results: gw.example 1; none\r\n",
+            "gw.example"
+        ));
+        assert!(claims_authserv_id(
+            b"Authentication-Results: \"gw.example\"; none\r\n",
+            "gw.example"
+        ));
+        assert!(!claims_authserv_id(
+            b"X-Authentication-Results: gw.example; none\r\n",
+            "gw.example"
+        ));
+    }
+}

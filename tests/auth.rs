@@ -1,0 +1,473 @@
+//! Sender authentication against real, independent parts: dnsmasq on loopback serves the SPF,
+//! DKIM and DMARC records; Python's dkimpy signs the messages; openssl makes the key. The
+//! gateway is the real binary with `[auth] enabled`.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use crate::harness::dns::{Dns, txt};
+use crate::harness::sink::Received;
+use crate::harness::tls::require_tool;
+use crate::harness::{Client, Gateway, Sink, message, wait_until};
+
+const OTHER_IP: &str = "127.0.0.3";
+
+/// A DKIM key pair made with openssl: the private key file and the `p=` value.
+struct Key {
+    _dir: tempfile::TempDir,
+    private: PathBuf,
+    public_b64: String,
+}
+
+fn rsa_key() -> Key {
+    require_tool("openssl", "openssl");
+    let dir = tempfile::tempdir().unwrap();
+    let private = dir.path().join("dkim.pem");
+    let ok = Command::new("openssl")
+        .args(["genrsa", "-traditional", "-out"])
+        .arg(&private)
+        .arg("2048")
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ok.success(), "openssl genrsa failed");
+    let der = Command::new("openssl")
+        .args(["rsa", "-pubout", "-outform", "DER", "-in"])
+        .arg(&private)
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(der.status.success(), "openssl rsa -pubout failed");
+    Key {
+        _dir: dir,
+        private,
+        public_b64: base64(&der.stdout),
+    }
+}
+
+fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Sign `msg` with dkimpy (the independent signer): returns the DKIM-Signature + message.
+fn dkimpy_sign(msg: &str, key: &Path, domain: &str, selector: &str) -> String {
+    let probe = Command::new("python3")
+        .args(["-c", "import dkim"])
+        .status()
+        .expect("python3 is required: run `bash .ci/install-deps`");
+    assert!(
+        probe.success(),
+        "Python's dkimpy is required by this test: run `bash .ci/install-deps` (pip install dkimpy)"
+    );
+    let script = r#"
+import sys, dkim
+key = open(sys.argv[1], 'rb').read()
+msg = sys.stdin.buffer.read()
+sig = dkim.sign(msg, sys.argv[3].encode(), sys.argv[2].encode(), key,
+                include_headers=[b'from', b'to', b'subject', b'date', b'message-id'])
+sys.stdout.buffer.write(sig + msg)
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .arg(key)
+        .args([domain, selector])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(msg.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "dkimpy failed to sign");
+    let signed = String::from_utf8(out.stdout).unwrap();
+    assert!(signed.starts_with("DKIM-Signature:"), "{signed}");
+    signed
+}
+
+/// The DNS world of these tests (all under `.test`, served by dnsmasq).
+fn dns(key: &Key) -> Dns {
+    let spf_here = "v=spf1 ip4:127.0.0.1 -all";
+    let spf_elsewhere = "v=spf1 ip4:192.0.2.1 -all";
+    Dns::start(&[
+        txt("signed.test", spf_here),
+        txt(
+            "sel._domainkey.signed.test",
+            &format!("v=DKIM1; k=rsa; p={}", key.public_b64),
+        ),
+        txt("_dmarc.signed.test", "v=DMARC1; p=reject"),
+        txt("soft.test", "v=spf1 ip4:127.0.0.1 ~all"),
+        txt("hard.test", spf_here),
+        txt("neutral.test", "v=spf1 ?all"),
+        txt("broken.test", "v=spf1 include:missing.test -all"),
+        txt("helo.test", spf_here),
+        txt("reject.test", spf_elsewhere),
+        txt("_dmarc.reject.test", "v=DMARC1; p=reject"),
+        txt("quarantine.test", spf_elsewhere),
+        txt("_dmarc.quarantine.test", "v=DMARC1; p=quarantine"),
+        txt("monitor.test", spf_elsewhere),
+        txt("_dmarc.monitor.test", "v=DMARC1; p=none"),
+    ])
+}
+
+fn auth_config(dns: &Dns, extra_auth: &str) -> String {
+    format!(
+        "dns_servers = [\"{}\"]\n[auth]\nenabled = true\ndns_timeout_ms = 1000\n{extra_auth}\n",
+        dns.addr
+    )
+}
+
+/// Send one message from `ip` (127.0.0.1 unless given) and return the reply code.
+async fn send(gw: &Gateway, from_ip: Option<&str>, mail_from: &str, msg: &str) -> u16 {
+    let mut c = match from_ip {
+        Some(ip) => Client::connect_from(gw.smtp, ip.parse::<IpAddr>().unwrap()).await,
+        None => Client::connect(gw.smtp).await,
+    };
+    c.send_message(mail_from, &["u@example.test"], msg)
+        .await
+        .code
+}
+
+/// The delivered copy with this Message-ID.
+async fn delivered(sink: &Sink, gw: &Gateway, id: &str) -> Received {
+    assert!(
+        wait_until(10, || sink
+            .all()
+            .iter()
+            .any(|m| m.message_id().as_deref() == Some(id)))
+        .await,
+        "{id} not delivered; log:\n{}",
+        gw.log()
+    );
+    sink.all()
+        .into_iter()
+        .find(|m| m.message_id().as_deref() == Some(id))
+        .unwrap()
+}
+
+/// Our Authentication-Results field(s) of a delivered message, unfolded.
+fn our_auth_results(m: &Received) -> Vec<String> {
+    let head = m.data.split("\r\n\r\n").next().unwrap();
+    let unfolded = head.replace("\r\n\t", " ").replace("\r\n ", " ");
+    unfolded
+        .lines()
+        .filter(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("authentication-results: gw.portcullis.test")
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// The symbols the gateway logged for the message from `mail_from`.
+fn logged_symbols(gw: &Gateway, mail_from: &str) -> String {
+    let log = gw.log();
+    log.lines()
+        .rev()
+        .filter(|l| l.contains(&format!("mail_from={mail_from} ")))
+        .find_map(|l| l.split("symbols=").nth(1))
+        .unwrap_or_else(|| panic!("no message line for {mail_from}; log:\n{log}"))
+        .to_string()
+}
+
+#[tokio::test]
+async fn dkimpy_signature_passes_and_an_altered_copy_fails() {
+    let key = rsa_key();
+    let dns = dns(&key);
+    let sink = Sink::start().await;
+    let gw = Gateway::start(sink.addr, &auth_config(&dns, ""));
+
+    let msg = message(
+        "a@signed.test",
+        "u@example.test",
+        "good@signed.test",
+        "hello",
+    );
+    let signed = dkimpy_sign(&msg, &key.private, "signed.test", "sel");
+    assert_eq!(send(&gw, None, "a@signed.test", &signed).await, 250);
+    let m = delivered(&sink, &gw, "good@signed.test").await;
+    let ar = our_auth_results(&m);
+    assert_eq!(ar.len(), 1, "{ar:?}");
+    for want in [
+        "dkim=pass header.i=@signed.test header.s=sel",
+        "spf=pass",
+        "smtp.mailfrom=a@signed.test",
+        "dmarc=pass header.from=signed.test",
+    ] {
+        assert!(ar[0].contains(want), "{want} missing in {}", ar[0]);
+    }
+    // Our A-R comes right after our Received line.
+    let head: Vec<&str> = m.data.lines().collect();
+    assert!(head[0].starts_with("Received: "), "{}", m.data);
+    assert!(
+        m.data.find("Authentication-Results:") < m.data.find("X-Portcullis-Score:"),
+        "{}",
+        m.data
+    );
+    let syms = logged_symbols(&gw, "a@signed.test");
+    for s in ["SPF_PASS", "DKIM_PASS", "DMARC_PASS", "ARC_NONE"] {
+        assert!(syms.contains(s), "{s} missing: {syms}");
+    }
+
+    // Altered after signing: the body changes, the signature breaks. SPF still passes
+    // aligned, so DMARC passes and the message is accepted, but DKIM reports the failure.
+    let signed2 = dkimpy_sign(
+        &message(
+            "b@signed.test",
+            "u@example.test",
+            "bad@signed.test",
+            "pay 10 EUR",
+        ),
+        &key.private,
+        "signed.test",
+        "sel",
+    );
+    let altered = signed2.replace("pay 10 EUR", "pay 1000 EUR");
+    assert_eq!(send(&gw, None, "b@signed.test", &altered).await, 250);
+    let m = delivered(&sink, &gw, "bad@signed.test").await;
+    let ar = our_auth_results(&m);
+    assert!(
+        !ar[0].contains("dkim=pass") && ar[0].contains("dkim="),
+        "{}",
+        ar[0]
+    );
+    let syms = logged_symbols(&gw, "b@signed.test");
+    assert!(
+        syms.contains("DKIM_FAIL") && !syms.contains("DKIM_PASS"),
+        "{syms}"
+    );
+
+    // Altered header (Subject is signed): fails too.
+    let signed3 = dkimpy_sign(
+        &message("c@signed.test", "u@example.test", "hdr@signed.test", "x"),
+        &key.private,
+        "signed.test",
+        "sel",
+    );
+    let altered = signed3.replace("Subject: test", "Subject: URGENT test");
+    assert_eq!(send(&gw, None, "c@signed.test", &altered).await, 250);
+    let syms = logged_symbols(&gw, "c@signed.test");
+    assert!(syms.contains("DKIM_FAIL"), "{syms}");
+
+    // From another IP with the signature intact: SPF fails, DKIM passes aligned → DMARC
+    // passes and p=reject does not apply.
+    let signed4 = dkimpy_sign(
+        &message("d@signed.test", "u@example.test", "fwd@signed.test", "x"),
+        &key.private,
+        "signed.test",
+        "sel",
+    );
+    assert_eq!(
+        send(&gw, Some(OTHER_IP), "d@signed.test", &signed4).await,
+        250
+    );
+    let syms = logged_symbols(&gw, "d@signed.test");
+    for s in ["SPF_FAIL", "DKIM_PASS", "DMARC_PASS"] {
+        assert!(syms.contains(s), "{s} missing: {syms}");
+    }
+}
+
+#[tokio::test]
+async fn spf_results_by_client_ip_and_helo_for_the_null_sender() {
+    let key = rsa_key();
+    let dns = dns(&key);
+    let sink = Sink::start().await;
+    let gw = Gateway::start(sink.addr, &auth_config(&dns, ""));
+    let cases = [
+        (None, "p@soft.test", "SPF_PASS", "spf=pass"),
+        (
+            Some(OTHER_IP),
+            "s@soft.test",
+            "SPF_SOFTFAIL",
+            "spf=softfail",
+        ),
+        (Some(OTHER_IP), "f@hard.test", "SPF_FAIL", "spf=fail"),
+        (None, "n@neutral.test", "SPF_NEUTRAL", "spf=neutral"),
+        (None, "x@broken.test", "SPF_PERMERROR", "spf=permerror"),
+        (None, "z@nospf.test", "SPF_NONE", "spf=none"),
+    ];
+    for (i, (ip, from, symbol, ar_text)) in cases.iter().enumerate() {
+        let id = format!("spf{i}@x.test");
+        let msg = message(from, "u@example.test", &id, "x");
+        assert_eq!(send(&gw, *ip, from, &msg).await, 250, "{from}");
+        let m = delivered(&sink, &gw, &id).await;
+        let ar = our_auth_results(&m);
+        assert!(ar[0].contains(ar_text), "{from}: {}", ar[0]);
+        let syms = logged_symbols(&gw, from);
+        assert!(syms.contains(symbol), "{from}: {syms}");
+    }
+
+    // Null sender: the HELO identity is checked.
+    let mut c = Client::connect(gw.smtp).await;
+    c.expect(220).await;
+    c.cmd("EHLO helo.test", 250).await;
+    c.cmd("MAIL FROM:<>", 250).await;
+    c.cmd("RCPT TO:<u@example.test>", 250).await;
+    let r = c
+        .data(&message(
+            "mailer-daemon@helo.test",
+            "u@example.test",
+            "dsn@helo.test",
+            "x",
+        ))
+        .await;
+    assert_eq!(r.code, 250);
+    let m = delivered(&sink, &gw, "dsn@helo.test").await;
+    let ar = our_auth_results(&m);
+    assert!(
+        ar[0].contains("spf=pass") && ar[0].contains("smtp.helo=helo.test"),
+        "{}",
+        ar[0]
+    );
+}
+
+#[tokio::test]
+async fn dmarc_reject_is_refused_in_the_dialog_quarantine_held_none_delivered() {
+    let key = rsa_key();
+    let dns = dns(&key);
+    let sink = Sink::start().await;
+    let gw = Gateway::start(sink.addr, &auth_config(&dns, ""));
+
+    // p=reject: 550 in the dialog, nothing queued or delivered.
+    let msg = message(
+        "ceo@reject.test",
+        "u@example.test",
+        "r@reject.test",
+        "wire money",
+    );
+    let mut c = Client::connect(gw.smtp).await;
+    let r = c
+        .send_message("ceo@reject.test", &["u@example.test"], &msg)
+        .await;
+    assert_eq!(r.code, 550, "{}", r.text);
+    assert!(r.text.contains("5.7.1"), "{}", r.text);
+    assert!(gw.queue_json().is_empty());
+    assert!(logged_symbols(&gw, "ceo@reject.test").contains("DMARC_POLICY_REJECT"));
+
+    // p=quarantine: accepted (250) and held.
+    let msg = message(
+        "q@quarantine.test",
+        "u@example.test",
+        "q@quarantine.test",
+        "x",
+    );
+    assert_eq!(send(&gw, None, "q@quarantine.test", &msg).await, 250);
+    let q = gw.queue_json();
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!(q[0]["state"], "held", "{:?}", q[0]);
+
+    // p=none: delivered, the failure only scores.
+    let msg = message("m@monitor.test", "u@example.test", "m@monitor.test", "x");
+    assert_eq!(send(&gw, None, "m@monitor.test", &msg).await, 250);
+    let m = delivered(&sink, &gw, "m@monitor.test").await;
+    let ar = our_auth_results(&m);
+    assert!(
+        ar[0].contains("dmarc=fail") && ar[0].contains("policy.dmarc=none"),
+        "{}",
+        ar[0]
+    );
+    assert!(logged_symbols(&gw, "m@monitor.test").contains("DMARC_POLICY_NONE"));
+    assert_eq!(sink.count(), 1, "the held message must not be delivered");
+}
+
+#[tokio::test]
+async fn dmarc_actions_are_configurable() {
+    let key = rsa_key();
+    let dns = dns(&key);
+    let sink = Sink::start().await;
+    let gw = Gateway::start(
+        sink.addr,
+        &auth_config(
+            &dns,
+            "dmarc_reject_action = \"quarantine\"\ndmarc_quarantine_action = \"none\"",
+        ),
+    );
+    let msg = message("ceo@reject.test", "u@example.test", "r2@reject.test", "x");
+    assert_eq!(send(&gw, None, "ceo@reject.test", &msg).await, 250);
+    let q = gw.queue_json();
+    assert_eq!(q.len(), 1, "{q:?}");
+    assert_eq!(q[0]["state"], "held");
+    // quarantine → none: only points (SPF_FAIL + DMARC_POLICY_QUARANTINE = 7 < 8), delivered.
+    let msg = message(
+        "q@quarantine.test",
+        "u@example.test",
+        "q2@quarantine.test",
+        "x",
+    );
+    assert_eq!(send(&gw, None, "q@quarantine.test", &msg).await, 250);
+    delivered(&sink, &gw, "q2@quarantine.test").await;
+}
+
+#[tokio::test]
+async fn forged_auth_results_with_our_authserv_id_are_removed() {
+    let key = rsa_key();
+    let dns = dns(&key);
+    let sink = Sink::start().await;
+    let gw = Gateway::start(sink.addr, &auth_config(&dns, ""));
+    let msg = format!(
+        "Authentication-Results: gw.portcullis.test; dkim=pass header.d=bank.test; dmarc=pass\r\n\
+         Authentication-Results: mx.elsewhere.test; spf=pass smtp.mailfrom=z@soft.test\r\n{}",
+        message(
+            "z@soft.test",
+            "u@example.test",
+            "forged@soft.test",
+            "trust me"
+        )
+    );
+    assert_eq!(send(&gw, None, "z@soft.test", &msg).await, 250);
+    let m = delivered(&sink, &gw, "forged@soft.test").await;
+    let ar = our_auth_results(&m);
+    assert_eq!(ar.len(), 1, "only ours is left: {ar:?}");
+    assert!(!ar[0].contains("bank.test"), "{}", ar[0]);
+    assert!(
+        m.data
+            .contains("Authentication-Results: mx.elsewhere.test;"),
+        "another server's field stays: {}",
+        m.data
+    );
+}
+
+#[tokio::test]
+async fn dns_failure_tempfails_unless_fail_mode_is_open() {
+    // A DNS server that does not answer (nothing listens on the port).
+    let dead = crate::harness::free_port();
+    let config = |extra: &str| {
+        format!(
+            "dns_servers = [\"127.0.0.1:{dead}\"]\n[auth]\nenabled = true\ndns_timeout_ms = 200\n{extra}"
+        )
+    };
+    let sink = Sink::start().await;
+    let gw = Gateway::start(sink.addr, &config(""));
+    let msg = message("a@soft.test", "u@example.test", "t@soft.test", "x");
+    let mut c = Client::connect(gw.smtp).await;
+    let r = c
+        .send_message("a@soft.test", &["u@example.test"], &msg)
+        .await;
+    assert_eq!(r.code, 451, "never a silent pass: {}", r.text);
+    assert!(gw.queue_json().is_empty());
+
+    let gw = Gateway::start(sink.addr, &config("[stages.auth]\nfail_mode = \"open\""));
+    assert_eq!(send(&gw, None, "a@soft.test", &msg).await, 250);
+    let m = delivered(&sink, &gw, "t@soft.test").await;
+    assert!(our_auth_results(&m).is_empty(), "{}", m.data);
+    assert!(logged_symbols(&gw, "a@soft.test").contains("STAGE_FAILED_OPEN"));
+}
