@@ -63,6 +63,10 @@ pub enum BayesAction {
         spam: Vec<PathBuf>,
         #[arg(long, default_value_t = 10)]
         folds: usize,
+        /// Keep each source (List-Id, else From domain) in one fold: validation on unseen
+        /// senders and lists.
+        #[arg(long)]
+        grouped: bool,
         /// Parameter overrides for every variant, e.g. `--param robinson_s=0.3`.
         #[arg(long = "param")]
         params: Vec<String>,
@@ -229,6 +233,7 @@ pub async fn run(config: &Config, action: BayesAction) -> anyhow::Result<i32> {
             ham,
             spam,
             folds,
+            grouped,
             params,
             json,
         } => {
@@ -251,7 +256,15 @@ pub async fn run(config: &Config, action: BayesAction) -> anyhow::Result<i32> {
             })
             .collect();
             let started = Instant::now();
-            let probs = corpus::cross_validate(&messages, folds, &variants)?;
+            let probs = if grouped {
+                let groups: Vec<String> = sets
+                    .iter()
+                    .flat_map(|(_, _, msgs)| msgs.iter().map(|m| corpus::source_group(m)))
+                    .collect();
+                corpus::cross_validate_grouped(&messages, &groups, folds, &variants)?
+            } else {
+                corpus::cross_validate(&messages, folds, &variants)?
+            };
             let thresholds = [
                 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999,
             ];
@@ -266,7 +279,8 @@ pub async fn run(config: &Config, action: BayesAction) -> anyhow::Result<i32> {
                 println!("{}", serde_json::to_string_pretty(&reports)?);
             } else {
                 println!(
-                    "{folds}-fold cross-validation of {} messages ({:.1} s), params {:?}",
+                    "{folds}-fold {}cross-validation of {} messages ({:.1} s), params {:?}",
+                    if grouped { "grouped " } else { "" },
                     messages.len(),
                     started.elapsed().as_secs_f64(),
                     base
