@@ -66,26 +66,36 @@ fn base64(data: &[u8]) -> String {
 
 /// Sign `msg` with dkimpy (the independent signer): returns the DKIM-Signature + message.
 fn dkimpy_sign(msg: &str, key: &Path, domain: &str, selector: &str) -> String {
+    dkimpy("dkim", msg, key, domain, selector)
+}
+
+/// `mode` "dkim": DKIM-sign; "arc": add an ARC set as the forwarder `domain` would (its
+/// ARC-Authentication-Results come from the message's Authentication-Results of `domain`).
+fn dkimpy(mode: &str, msg: &str, key: &Path, domain: &str, selector: &str) -> String {
     let probe = Command::new("python3")
-        .args(["-c", "import dkim"])
+        .args(["-c", "import dkim, authres"])
         .status()
         .expect("python3 is required: run `bash .ci/install-deps`");
     assert!(
         probe.success(),
-        "Python's dkimpy is required by this test: run `bash .ci/install-deps` (pip install dkimpy)"
+        "Python's dkimpy and authres are required by this test: run `bash .ci/install-deps` (pip install dkimpy authres)"
     );
     let script = r#"
 import sys, dkim
 key = open(sys.argv[1], 'rb').read()
+domain, selector, mode = sys.argv[2].encode(), sys.argv[3].encode(), sys.argv[4]
 msg = sys.stdin.buffer.read()
-sig = dkim.sign(msg, sys.argv[3].encode(), sys.argv[2].encode(), key,
-                include_headers=[b'from', b'to', b'subject', b'date', b'message-id'])
+signed = [b'from', b'to', b'subject', b'date', b'message-id']
+if mode == 'arc':
+    sig = b''.join(dkim.arc_sign(msg, selector, domain, key, domain, include_headers=signed))
+else:
+    sig = dkim.sign(msg, selector, domain, key, include_headers=signed)
 sys.stdout.buffer.write(sig + msg)
 "#;
     let mut child = Command::new("python3")
         .args(["-c", script])
         .arg(key)
-        .args([domain, selector])
+        .args([domain, selector, mode])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -100,7 +110,10 @@ sys.stdout.buffer.write(sig + msg)
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "dkimpy failed to sign");
     let signed = String::from_utf8(out.stdout).unwrap();
-    assert!(signed.starts_with("DKIM-Signature:"), "{signed}");
+    assert!(
+        signed.starts_with("DKIM-Signature:") || signed.starts_with("ARC-Seal:"),
+        "{signed}"
+    );
     signed
 }
 
@@ -115,6 +128,10 @@ fn dns(key: &Key) -> Dns {
             &format!("v=DKIM1; k=rsa; p={}", key.public_b64),
         ),
         txt("_dmarc.signed.test", "v=DMARC1; p=reject"),
+        txt(
+            "sel._domainkey.fwd.test",
+            &format!("v=DKIM1; k=rsa; p={}", key.public_b64),
+        ),
         txt("soft.test", "v=spf1 ip4:127.0.0.1 ~all"),
         txt("hard.test", spf_here),
         txt("neutral.test", "v=spf1 ?all"),
@@ -470,4 +487,43 @@ async fn dns_failure_tempfails_unless_fail_mode_is_open() {
     let m = delivered(&sink, &gw, "t@soft.test").await;
     assert!(our_auth_results(&m).is_empty(), "{}", m.data);
     assert!(logged_symbols(&gw, "a@soft.test").contains("STAGE_FAILED_OPEN"));
+}
+
+#[tokio::test]
+async fn arc_set_by_a_forwarder_verifies_and_a_broken_chain_fails() {
+    let key = rsa_key();
+    let dns = dns(&key);
+    let sink = Sink::start().await;
+    let gw = Gateway::start(sink.addr, &auth_config(&dns, ""));
+    // The forwarder fwd.test received the message, wrote its Authentication-Results and
+    // sealed it (dkimpy arc_sign, i=1, cv=none).
+    let at_forwarder = format!(
+        "Authentication-Results: fwd.test; spf=pass smtp.mailfrom=list@soft.test\r\n{}",
+        message(
+            "list@soft.test",
+            "u@example.test",
+            "arc@fwd.test",
+            "forwarded"
+        )
+    );
+    let sealed = dkimpy("arc", &at_forwarder, &key.private, "fwd.test", "sel");
+    assert!(sealed.contains("ARC-Message-Signature:"), "{sealed}");
+    assert_eq!(send(&gw, None, "list@soft.test", &sealed).await, 250);
+    let m = delivered(&sink, &gw, "arc@fwd.test").await;
+    assert!(our_auth_results(&m)[0].contains("arc=pass"), "{}", m.data);
+    assert!(logged_symbols(&gw, "list@soft.test").contains("ARC_PASS"));
+
+    // Changed after sealing: the ARC-Message-Signature no longer verifies.
+    let sealed = dkimpy(
+        "arc",
+        &at_forwarder.replace("arc@fwd.test", "arc2@fwd.test"),
+        &key.private,
+        "fwd.test",
+        "sel",
+    );
+    let broken = sealed.replace("Subject: test", "Subject: changed");
+    assert_eq!(send(&gw, None, "other@soft.test", &broken).await, 250);
+    let m = delivered(&sink, &gw, "arc2@fwd.test").await;
+    assert!(our_auth_results(&m)[0].contains("arc=fail"), "{}", m.data);
+    assert!(logged_symbols(&gw, "other@soft.test").contains("ARC_FAIL"));
 }
