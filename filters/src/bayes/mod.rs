@@ -73,9 +73,14 @@ impl Bayes {
 
     /// The spam probability of a message, or `None` while the model is not ready.
     pub fn probability(&self, ctx: &MessageContext<'_>) -> Option<f64> {
+        let ready = |m: &Model| m.ready(self.settings.min_ham, self.settings.min_spam);
+        // No tokenizing while the model has no opinion to give (an untrained gateway).
+        if !ready(&self.model.read().unwrap_or_else(|e| e.into_inner())) {
+            return None;
+        }
         let tokens = tokenizer::tokenize(ctx.raw, ctx.parsed);
         let model = self.model.read().unwrap_or_else(|e| e.into_inner());
-        if !model.ready(self.settings.min_ham, self.settings.min_spam) {
+        if !ready(&model) {
             return None;
         }
         Some(model.score(&tokens, &self.settings.params))
