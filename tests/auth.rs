@@ -73,12 +73,12 @@ fn dkimpy_sign(msg: &str, key: &Path, domain: &str, selector: &str) -> String {
 /// ARC-Authentication-Results come from the message's Authentication-Results of `domain`).
 fn dkimpy(mode: &str, msg: &str, key: &Path, domain: &str, selector: &str) -> String {
     let probe = Command::new("python3")
-        .args(["-c", "import dkim, authres"])
+        .args(["-c", "import dkim, authres, nacl"])
         .status()
         .expect("python3 is required: run `bash .ci/install-deps`");
     assert!(
         probe.success(),
-        "Python's dkimpy and authres are required by this test: run `bash .ci/install-deps` (pip install dkimpy authres)"
+        "Python's dkimpy, authres and pynacl are required by this test: run `bash .ci/install-deps` (pip install dkimpy authres pynacl)"
     );
     let script = r#"
 import sys, dkim
@@ -526,4 +526,140 @@ async fn arc_set_by_a_forwarder_verifies_and_a_broken_chain_fails() {
     let m = delivered(&sink, &gw, "arc2@fwd.test").await;
     assert!(our_auth_results(&m)[0].contains("arc=fail"), "{}", m.data);
     assert!(logged_symbols(&gw, "other@soft.test").contains("ARC_FAIL"));
+}
+
+/// Verify every DKIM-Signature of `msg` with dkimpy, the keys served from `records`
+/// (name → TXT); one "True"/"False" per signature, in order.
+fn dkimpy_verify(msg: &str, records: &[(&str, String)]) -> Vec<bool> {
+    let script = r#"
+import sys, json, dkim
+records = json.loads(sys.argv[1])
+def dnsfunc(name, timeout=5):
+    name = name.decode().rstrip('.')
+    return records.get(name, '').encode()
+msg = sys.stdin.buffer.read()
+n = sum(1 for l in msg.split(b'\r\n\r\n', 1)[0].split(b'\r\n') if l.lower().startswith(b'dkim-signature:'))
+def ok(i):
+    try:
+        return dkim.DKIM(msg).verify(idx=i, dnsfunc=dnsfunc)
+    except dkim.ValidationError:
+        return False
+print(' '.join(str(ok(i)) for i in range(n)))
+"#;
+    let json = format!(
+        "{{{}}}",
+        records
+            .iter()
+            .map(|(n, t)| format!("\"{n}\": \"{t}\""))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let mut child = Command::new("python3")
+        .args(["-c", script, &json])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(msg.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "dkimpy failed to verify");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .map(|w| w == "True")
+        .collect()
+}
+
+#[tokio::test]
+async fn outbound_mail_is_dkim_signed_rsa_and_ed25519_and_dkimpy_verifies_it() {
+    let rsa = rsa_key();
+    // Ed25519: p= is the raw 32-byte public key (RFC 8463), the tail of the SPKI DER.
+    let ed_dir = tempfile::tempdir().unwrap();
+    let ed_key = ed_dir.path().join("ed.pem");
+    assert!(
+        Command::new("openssl")
+            .args(["genpkey", "-algorithm", "ed25519", "-out"])
+            .arg(&ed_key)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let spki = Command::new("openssl")
+        .args(["pkey", "-pubout", "-outform", "DER", "-in"])
+        .arg(&ed_key)
+        .output()
+        .unwrap()
+        .stdout;
+    let ed_pub = base64(&spki[spki.len() - 32..]);
+
+    let inbound = Sink::start().await;
+    let smarthost = Sink::start().await;
+    let gw = Gateway::start(
+        inbound.addr,
+        &format!(
+            "outbound_smarthost = \"{}\"\n\
+             [[dkim_signing]]\ndomain = \"example.test\"\nselector = \"rsa\"\nkey = \"{}\"\n\
+             [[dkim_signing]]\ndomain = \"example.test\"\nselector = \"ed\"\nkey = \"{}\"\n",
+            smarthost.addr,
+            rsa.private.display(),
+            ed_key.display()
+        ),
+    );
+    let mut c = gw.internal_client().await;
+    let msg = message(
+        "me@example.test",
+        "partner@remote.test",
+        "signed-out@example.test",
+        "Our offer.\r\n.leading dot line\r\nRegards",
+    );
+    let r = c
+        .send_message("me@example.test", &["partner@remote.test"], &msg)
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert!(
+        wait_until(10, || smarthost.count() == 1).await,
+        "log:\n{}",
+        gw.log()
+    );
+    let out = smarthost.all()[0].data.clone();
+    assert_eq!(out.matches("DKIM-Signature:").count(), 2, "{out}");
+    assert!(
+        out.contains("a=rsa-sha256") && out.contains("a=ed25519-sha256"),
+        "{out}"
+    );
+    let records = [
+        (
+            "rsa._domainkey.example.test",
+            format!("v=DKIM1; k=rsa; p={}", rsa.public_b64),
+        ),
+        (
+            "ed._domainkey.example.test",
+            format!("v=DKIM1; k=ed25519; p={ed_pub}"),
+        ),
+    ];
+    assert_eq!(dkimpy_verify(&out, &records), vec![true, true], "{out}");
+    // The independent verifier is not fooled: a changed body fails both.
+    let tampered = out.replace("Our offer.", "Our new offer.");
+    assert_eq!(dkimpy_verify(&tampered, &records), vec![false, false]);
+
+    // Another sender domain has no key: unsigned.
+    let msg = message(
+        "me@other.test",
+        "partner@remote.test",
+        "unsigned@other.test",
+        "x",
+    );
+    let mut c = gw.internal_client().await;
+    let r = c
+        .send_message("me@other.test", &["partner@remote.test"], &msg)
+        .await;
+    assert_eq!(r.code, 250);
+    assert!(wait_until(10, || smarthost.count() == 2).await);
+    assert!(!smarthost.all()[1].data.contains("DKIM-Signature:"));
 }

@@ -242,6 +242,17 @@ impl Default for AuthConfig {
     }
 }
 
+/// `[[dkim_signing]]`: one outbound DKIM key for a sender (From:) domain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DkimSigningConfig {
+    pub domain: String,
+    /// The key is published at `<selector>._domainkey.<domain>`.
+    pub selector: String,
+    /// PEM private key: RSA (at least 2048 bits) or Ed25519, PKCS#8 or PKCS#1.
+    pub key: PathBuf,
+}
+
 /// What a domain's policy (e.g. DMARC `p=reject`) makes us do with a failing message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -385,6 +396,8 @@ pub struct Config {
     pub clamav: ClamavConfig,
     pub bayes: BayesConfig,
     pub auth: AuthConfig,
+    /// Outbound DKIM keys; empty = outbound mail is not signed.
+    pub dkim_signing: Vec<DkimSigningConfig>,
     /// Points overrides: `SYMBOL_NAME = points`.
     pub symbols: BTreeMap<String, f64>,
     /// Per-stage settings by stage name.
@@ -417,6 +430,7 @@ impl Default for Config {
             clamav: ClamavConfig::default(),
             bayes: BayesConfig::default(),
             auth: AuthConfig::default(),
+            dkim_signing: Vec::new(),
             symbols: BTreeMap::new(),
             stages: BTreeMap::new(),
         }
@@ -520,6 +534,25 @@ impl Config {
             }
         }
         self.bayes.validate()?;
+        for (i, d) in self.dkim_signing.iter().enumerate() {
+            if d.domain.is_empty() || d.domain.contains(['@', ' ', '[', ']']) {
+                bail!(
+                    "key `dkim_signing[{i}].domain`: {:?} is not a domain name",
+                    d.domain
+                );
+            }
+            if d.selector.is_empty()
+                || !d
+                    .selector
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+            {
+                bail!(
+                    "key `dkim_signing[{i}].selector`: {:?} is not a DNS label",
+                    d.selector
+                );
+            }
+        }
         for (key, v) in [
             ("auth.dns_timeout_ms", self.auth.dns_timeout_ms),
             ("auth.timeout_secs", self.auth.timeout_secs),

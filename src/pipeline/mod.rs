@@ -4,6 +4,7 @@
 //! symbols; [`verdict`] alone turns the score card into an action. A stage that fails is
 //! handled by its configured fail mode here, in one place.
 
+pub mod dkim_sign;
 pub mod inbound;
 pub mod outbound;
 pub mod verdict;
@@ -60,6 +61,8 @@ pub struct Resources {
     /// Resolver + record caches of the auth stage ([`Resources::build_auth`]); `None`: no
     /// auth stage.
     pub auth_dns: Option<Arc<filters::auth::AuthDns>>,
+    /// Outbound DKIM keys ([`Resources::build_auth`]); `None`: outbound mail is not signed.
+    pub dkim_signer: Option<Arc<dkim_sign::OutboundSigner>>,
 }
 
 impl Resources {
@@ -81,13 +84,20 @@ impl Resources {
             clamd,
             bayes: None,
             auth_dns: None,
+            dkim_signer: None,
         }
     }
 
     /// Build the auth stage's resolver (from `dns_servers`, else the system's) when
-    /// `[auth] enabled`. Separate from [`Resources::from_config`] because it can fail (an
-    /// unreadable resolv.conf stops the gateway at start, rather than tempfailing all mail).
+    /// `[auth] enabled`, and load the outbound DKIM keys. Separate from
+    /// [`Resources::from_config`] because it can fail (an unreadable resolv.conf or key file
+    /// stops the gateway at start, rather than tempfailing or mis-signing mail).
     pub fn build_auth(&mut self, config: &Config) -> anyhow::Result<()> {
+        if !config.dkim_signing.is_empty() {
+            self.dkim_signer = Some(Arc::new(dkim_sign::OutboundSigner::load(
+                &config.dkim_signing,
+            )?));
+        }
         if config.auth.enabled {
             let dns = filters::auth::AuthDns::new(
                 &config.dns_servers,
@@ -143,6 +153,7 @@ pub struct Pipeline {
     thresholds: VerdictConfig,
     points: BTreeMap<String, f64>,
     metrics: Metrics,
+    dkim_signer: Option<Arc<dkim_sign::OutboundSigner>>,
 }
 
 impl Pipeline {
@@ -153,6 +164,7 @@ impl Pipeline {
             thresholds: config.verdict.clone(),
             points: config.symbols.clone(),
             metrics,
+            dkim_signer: resources.dkim_signer.clone(),
         }
     }
 
@@ -202,6 +214,16 @@ impl Pipeline {
             }
         }
         let (action, reason) = verdict::decide(&card, &self.thresholds);
+        // Last step before the queue: outbound mail that will be stored gets signed.
+        if envelope.direction == Direction::Outbound
+            && matches!(action, Action::Accept | Action::Tag | Action::Quarantine)
+            && let Some(signer) = &self.dkim_signer
+        {
+            let started = Instant::now();
+            headers.extend(signer.sign(raw));
+            self.metrics
+                .stage_time("dkim_sign", started.elapsed().as_secs_f64());
+        }
         Outcome {
             action,
             card,

@@ -12,6 +12,8 @@ pub fn stages(config: &Config, resources: &Resources) -> Vec<ConfiguredStage> {
     if let Some(clamav) = resources.clamav_stage(config) {
         push_stage(&mut s, config, clamav);
     }
-    // 4. smime::wrap — sign and encrypt by policy (issue #5), then DKIM signing (issue #3)
+    // 4. smime::wrap — sign and encrypt by policy (issue #5)
+    // 5. DKIM signing is not a stage: Pipeline::run signs what the verdict lets through,
+    //    as the last step before the queue (dkim_sign.rs).
     s
 }

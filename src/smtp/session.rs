@@ -754,11 +754,13 @@ impl Session {
             id,
             single,
         );
+        // Header fields of the pipeline: Authentication-Results (inbound), DKIM-Signature
+        // (outbound).
+        for field in &outcome.headers {
+            h.push_str(field);
+            h.push_str("\r\n");
+        }
         if envelope.direction == Direction::Inbound {
-            for field in &outcome.headers {
-                h.push_str(field);
-                h.push_str("\r\n");
-            }
             h.push_str(&format!(
                 "X-Portcullis-Score: {:.2} ({})\r\n",
                 outcome.card.score(),
