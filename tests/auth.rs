@@ -663,3 +663,42 @@ async fn outbound_mail_is_dkim_signed_rsa_and_ed25519_and_dkimpy_verifies_it() {
     assert!(wait_until(10, || smarthost.count() == 2).await);
     assert!(!smarthost.all()[1].data.contains("DKIM-Signature:"));
 }
+
+#[test]
+fn check_config_names_an_unusable_dkim_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let short = dir.path().join("short.pem");
+    let ok = Command::new("openssl")
+        .args(["genrsa", "-out"])
+        .arg(&short)
+        .arg("1024")
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    for (key, want) in [
+        (dir.path().join("missing.pem"), "cannot read the key file"),
+        (short, "at least 2048"),
+    ] {
+        let config = dir.path().join("c.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[[dkim_signing]]\ndomain = \"example.test\"\nselector = \"s\"\nkey = \"{}\"\n",
+                key.display()
+            ),
+        )
+        .unwrap();
+        let out = Command::new(crate::harness::binary())
+            .args(["check-config", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("dkim_signing[0].key") && err.contains(want),
+            "{err}"
+        );
+    }
+}

@@ -77,7 +77,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::CheckConfig { config } => {
-            Config::load(&config)?;
+            let checked = Config::load(&config)?;
+            // Key files are read at start; a bad one should show here first.
+            crate::pipeline::dkim_sign::OutboundSigner::load(&checked.dkim_signing)?;
             println!("{}: ok", config.display());
             Ok(0)
         }
