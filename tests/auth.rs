@@ -355,6 +355,25 @@ async fn spf_results_by_client_ip_and_helo_for_the_null_sender() {
         "{}",
         ar[0]
     );
+
+    // Null sender and an address-literal HELO: no identity to check, but no 451 either.
+    let mut c = Client::connect(gw.smtp).await;
+    c.expect(220).await;
+    c.cmd("EHLO [127.0.0.1]", 250).await;
+    c.cmd("MAIL FROM:<>", 250).await;
+    c.cmd("RCPT TO:<u@example.test>", 250).await;
+    let r = c
+        .data(&message(
+            "mailer-daemon@x.test",
+            "u@example.test",
+            "lit@x.test",
+            "x",
+        ))
+        .await;
+    assert_eq!(r.code, 250, "{}; log:\n{}", r.text, gw.log());
+    let m = delivered(&sink, &gw, "lit@x.test").await;
+    let ar = our_auth_results(&m);
+    assert!(ar[0].contains("spf=none"), "{}", ar[0]);
 }
 
 #[tokio::test]
@@ -701,4 +720,36 @@ fn check_config_names_an_unusable_dkim_key() {
             "{err}"
         );
     }
+}
+
+#[tokio::test]
+async fn an_unresolvable_extra_signature_is_a_symbol_after_a_dmarc_pass_else_451() {
+    let key = rsa_key();
+    let dns = dns(&key);
+    let sink = Sink::start().await;
+    let gw = Gateway::start(sink.addr, &auth_config(&dns, ""));
+    // dnsmasq answers only for .test (no upstream): a key under .example is a DNS failure.
+    let msg = message("a@signed.test", "u@example.test", "two@signed.test", "x");
+    let signed = dkimpy_sign(&msg, &key.private, "signed.test", "sel");
+    let twice = dkimpy_sign(&signed, &key.private, "elsewhere.example", "sel");
+    assert_eq!(send(&gw, None, "a@signed.test", &twice).await, 250);
+    let syms = logged_symbols(&gw, "a@signed.test");
+    for s in ["DKIM_PASS", "DKIM_TEMPERROR", "DMARC_PASS"] {
+        assert!(syms.contains(s), "{s} missing: {syms}");
+    }
+    let m = delivered(&sink, &gw, "two@signed.test").await;
+    assert!(
+        our_auth_results(&m)[0].contains("dkim=temperror"),
+        "{}",
+        m.data
+    );
+
+    // Without a DMARC pass the same DNS failure defers the message.
+    let msg = message("b@soft.test", "u@example.test", "one@soft.test", "x");
+    let only = dkimpy_sign(&msg, &key.private, "elsewhere.example", "sel");
+    let mut c = Client::connect(gw.smtp).await;
+    let r = c
+        .send_message("b@soft.test", &["u@example.test"], &only)
+        .await;
+    assert_eq!(r.code, 451, "{}", r.text);
 }

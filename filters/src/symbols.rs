@@ -34,6 +34,9 @@ pub const REGISTRY: &[(&str, f64, &str)] = &[
     ("ARC_PASS",              -0.5, "ARC: the chain of ARC sets verifies (detail: number of sets)"),
     ("ARC_FAIL",               1.0, "ARC: the ARC chain is broken or does not verify"),
     ("ARC_NONE",               0.0, "ARC: no ARC sets"),
+    ("SPF_TEMPERROR",          0.0, "SPF: DNS trouble; reported only when DMARC passed anyway, else the auth stage fails"),
+    ("DKIM_TEMPERROR",         0.0, "DKIM: DNS trouble for a signature's key; only when DMARC passed anyway, else the stage fails"),
+    ("ARC_TEMPERROR",          0.0, "ARC: DNS trouble for an ARC key; only when DMARC passed anyway, else the stage fails"),
 ];
 
 /// Default points of a registered symbol. An unregistered name is a programming error

@@ -21,6 +21,11 @@
 //!   as nothing would be a silent pass — a `p=reject` domain whose DNS is slow (or made
 //!   slow) would be delivered. The sending server retries, and the next try usually gets an
 //!   answer (or a cached one).
+//! - **Except when DMARC passed anyway**: then the From domain is authenticated and the
+//!   undetermined check could only move a few points, so it becomes a `*_TEMPERROR` symbol
+//!   (0 points, shown in Authentication-Results). Otherwise one extra signature from a
+//!   domain with dead name servers (a permanent SERVFAIL) would defer authenticated mail
+//!   until it bounces.
 //! - **Everything the DNS answered** is a *symbol*, including broken records (`PERMERROR`:
 //!   the domain owner's mistake, the same on every retry, so retrying would only delay the
 //!   mail), `NONE` (no record / no signature) and every failure.
@@ -46,7 +51,7 @@ use mail_auth::hickory_resolver::net::runtime::TokioRuntimeProvider;
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{
     AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, MX, MessageAuthenticator,
-    Parameters, RecordSet, SpfResult, Txt,
+    Parameters, RecordSet, SpfOutput, SpfResult, Txt,
 };
 
 use crate::{
@@ -185,8 +190,12 @@ impl AuthStage {
         let mut found = Vec::new();
         let mut temp_errors = Vec::new();
 
-        // SPF: MAIL FROM, or HELO for the null sender (RFC 7208 §2.3, §2.4).
-        let spf = if mail_from.is_empty() {
+        // SPF: MAIL FROM, or HELO for the null sender (RFC 7208 §2.3, §2.4). An address
+        // literal or bare IP as HELO is no identity to check: "none" (not a permerror).
+        let helo_is_literal = helo.starts_with('[') || helo.parse::<IpAddr>().is_ok();
+        let spf = if mail_from.is_empty() && helo_is_literal {
+            SpfOutput::new(helo.to_string())
+        } else if mail_from.is_empty() {
             auth.verify_spf(dns.params(SpfParameters::verify_ehlo(ip, helo, &self.hostname)))
                 .await
         } else {
@@ -211,7 +220,7 @@ impl AuthStage {
             SpfResult::None => "SPF_NONE",
             SpfResult::PermError => "SPF_PERMERROR",
             SpfResult::TempError => {
-                temp_errors.push(format!("spf {identity}"));
+                temp_errors.push(("SPF_TEMPERROR", identity.clone()));
                 ""
             }
         };
@@ -237,7 +246,9 @@ impl AuthStage {
                 // A changed body is `Neutral(FailedBodyHashMatch)` in mail-auth: a failure.
                 DkimResult::Fail(e) | DkimResult::Neutral(e) => fail.push(format!("{d} ({e})")),
                 DkimResult::PermError(e) => perm.push(format!("{d} ({e})")),
-                DkimResult::TempError(e) => temp_errors.push(format!("dkim {d} ({e})")),
+                DkimResult::TempError(e) => {
+                    temp_errors.push(("DKIM_TEMPERROR", format!("{d} ({e})")))
+                }
                 DkimResult::None => {}
             }
         }
@@ -261,7 +272,7 @@ impl AuthStage {
                 found.push(Symbol::new("ARC_PASS", format!("i={}", arc.sets().len())))
             }
             DkimResult::None => found.push(Symbol::new("ARC_NONE", "")),
-            DkimResult::TempError(e) => temp_errors.push(format!("arc ({e})")),
+            DkimResult::TempError(e) => temp_errors.push(("ARC_TEMPERROR", e.to_string())),
             DkimResult::Fail(e) | DkimResult::Neutral(e) | DkimResult::PermError(e) => {
                 found.push(Symbol::new("ARC_FAIL", e.to_string()))
             }
@@ -285,7 +296,9 @@ impl AuthStage {
                 "DMARC_PERMERROR",
                 format!("{from_domain} ({e})"),
             )),
-            DmarcResult::TempError(e) => temp_errors.push(format!("dmarc {from_domain} ({e})")),
+            DmarcResult::TempError(e) => {
+                temp_errors.push(("DMARC_TEMPERROR", format!("{from_domain} ({e})")))
+            }
             DmarcResult::Fail(_) => {
                 let (name, forced) = match dmarc.policy() {
                     Policy::Reject => ("DMARC_POLICY_REJECT", self.dmarc_reject_action),
@@ -300,11 +313,20 @@ impl AuthStage {
             }
         }
 
-        if !temp_errors.is_empty() {
+        // DNS trouble: a stage failure, unless DMARC passed anyway (see the module doc).
+        let dmarc_passed = dmarc.result() == DmarcResult::Pass;
+        if !temp_errors.is_empty() && !dmarc_passed {
+            let what: Vec<String> = temp_errors
+                .iter()
+                .map(|(name, detail)| format!("{name} {detail}"))
+                .collect();
             return Err(StageError(format!(
                 "DNS temporary error: {}",
-                temp_errors.join("; ")
+                what.join("; ")
             )));
+        }
+        for (name, detail) in temp_errors {
+            found.push(Symbol::new(name, detail));
         }
 
         // One Authentication-Results field (RFC 8601) with our authserv-id.
