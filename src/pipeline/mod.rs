@@ -312,4 +312,56 @@ mod tests {
         let out = pipeline(&c, None).run(&envelope(), b"x").await;
         assert!(out.card.symbols.is_empty());
     }
+    #[tokio::test]
+    async fn bayes_points_scale_with_probability_and_overrides_scale_too() {
+        use filters::bayes::{Class, tokenizer};
+        let spam = b"From: d@cheap.example\r\nDate: x\r\nMessage-ID: <1@b>\r\nSubject: cheap pills\r\n\r\nbuy cheap pills now\r\n";
+        let ham = b"From: a@work.example\r\nDate: x\r\nMessage-ID: <2@b>\r\nSubject: meeting\r\n\r\nagenda of the meeting\r\n";
+        let model = crate::bayes::empty();
+        model
+            .write()
+            .unwrap()
+            .learn(&tokenizer::tokenize(spam, None), Class::Spam);
+        model
+            .write()
+            .unwrap()
+            .learn(&tokenizer::tokenize(ham, None), Class::Ham);
+        let resources = Resources {
+            bayes: Some(model),
+            ..Resources::default()
+        };
+        let run = |extra: &str| {
+            let c = Config::parse(&format!("[bayes]\nmin_ham = 1\nmin_spam = 1\n{extra}")).unwrap();
+            Pipeline::from_config(&c, &resources, Metrics::new())
+        };
+        let out = run("").run(&envelope(), spam).await;
+        let sym = out
+            .card
+            .symbols
+            .iter()
+            .find(|s| s.name == "BAYES_SPAM")
+            .unwrap();
+        assert!(sym.scale >= 0.5 && sym.scale <= 1.0, "{sym:?}");
+        assert!((sym.points - 10.0 * sym.scale).abs() < 1e-9, "{sym:?}");
+        let out = run("[symbols]\nBAYES_SPAM = 20.0\n")
+            .run(&envelope(), spam)
+            .await;
+        let over = out
+            .card
+            .symbols
+            .iter()
+            .find(|s| s.name == "BAYES_SPAM")
+            .unwrap();
+        assert!((over.points - 20.0 * sym.scale).abs() < 1e-9, "{over:?}");
+        // (a two-message model is not very sure of anything: widen the ham band)
+        let out = run("ham_threshold = 0.4\n").run(&envelope(), ham).await;
+        assert!(
+            out.card.symbols.iter().any(|s| s.name == "BAYES_HAM"),
+            "{out:?}"
+        );
+        for off in ["[stages.bayes]\nenabled = false\n", "enabled = false\n"] {
+            let out = run(off).run(&envelope(), spam).await;
+            assert!(!out.card.summary().contains("BAYES_"), "{off}: {out:?}");
+        }
+    }
 }
