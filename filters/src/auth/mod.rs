@@ -59,6 +59,9 @@ use crate::{
     Symbol,
 };
 
+/// Shortest time a negative DNS answer (NXDOMAIN / no record) is cached.
+const NEGATIVE_MIN_TTL: Duration = Duration::from_secs(30);
+
 /// The DNS side of authentication, built once and shared by all sessions: the resolver and
 /// a bounded cache per record type, consulted by mail-auth before it asks the resolver.
 /// The caches keep parsed records until their DNS TTL ends.
@@ -112,6 +115,11 @@ impl AuthDns {
         let opts = builder.options_mut();
         opts.timeout = timeout;
         opts.attempts = 2;
+        // mail-auth caches only records it found; "no such record" (the DMARC tree walk asks
+        // `_dmarc.<parent>` for every message) is left to hickory's cache, which keeps a
+        // negative answer for its SOA TTL — and not at all when the server sends no SOA.
+        // A short floor keeps those lookups off the wire under load.
+        opts.negative_min_ttl = Some(NEGATIVE_MIN_TTL);
         let resolver = builder
             .build()
             .map_err(|e| format!("cannot build the DNS resolver: {e}"))?;
