@@ -122,6 +122,8 @@ fn dns(key: &Key) -> Dns {
     let spf_here = "v=spf1 ip4:127.0.0.1 -all";
     let spf_elsewhere = "v=spf1 ip4:192.0.2.1 -all";
     Dns::start(&[
+        // dnsmasq gives its own records TTL 0 by default, which no cache keeps.
+        "--local-ttl=300".to_string(),
         txt("signed.test", spf_here),
         txt(
             "sel._domainkey.signed.test",
