@@ -755,3 +755,34 @@ async fn an_unresolvable_extra_signature_is_a_symbol_after_a_dmarc_pass_else_451
         .await;
     assert_eq!(r.code, 451, "{}", r.text);
 }
+
+#[tokio::test]
+async fn records_are_cached_for_their_ttl_and_shared_by_sessions() {
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = log_dir.path().join("queries.log");
+    let dns = Dns::start(&[
+        "--local-ttl=300".to_string(),
+        "--log-queries".to_string(),
+        format!("--log-facility={}", log.display()),
+        txt("signed.test", "v=spf1 ip4:127.0.0.1 -all"),
+        txt("_dmarc.signed.test", "v=DMARC1; p=none"),
+    ]);
+    let sink = Sink::start().await;
+    let gw = Gateway::start(sink.addr, &auth_config(&dns, ""));
+    for i in 0..3 {
+        let id = format!("c{i}@signed.test");
+        let msg = message("a@signed.test", "u@example.test", &id, "x");
+        assert_eq!(send(&gw, None, "a@signed.test", &msg).await, 250);
+    }
+    let queries = std::fs::read_to_string(&log).unwrap_or_default();
+    let asked = |name: &str| {
+        queries
+            .lines()
+            .filter(|l| l.contains("query[TXT]") && l.contains(&format!(" {name} from")))
+            .count()
+    };
+    assert_eq!(asked("signed.test"), 1, "SPF record:\n{queries}");
+    assert_eq!(asked("_dmarc.signed.test"), 1, "DMARC record:\n{queries}");
+    // Negative answers too (the DMARC tree walk's parent).
+    assert_eq!(asked("_dmarc.test"), 1, "negative answer:\n{queries}");
+}
