@@ -8,7 +8,8 @@
 //! or PKCS#1) and are loaded once at start; a bad key stops the gateway with its path.
 //!
 //! SECURITY: holds private keys in memory; reads only the From: header of our own users'
-//! mail to pick a key. Signing is ~1–2 ms of CPU for RSA-2048, so it runs inline.
+//! mail to pick a key. Signing is one private-key operation per key and message and runs
+//! inline; its time is in /metrics as `stage_duration_seconds{stage="dkim_sign"}`.
 
 use std::path::Path;
 
