@@ -21,6 +21,7 @@
 pub mod auth;
 pub mod bayes;
 pub mod clamav;
+pub mod dns;
 pub mod header_sanity;
 pub mod symbols;
 

@@ -3,8 +3,6 @@
 use std::net::{IpAddr, SocketAddr};
 
 use hickory_resolver::TokioResolver;
-use hickory_resolver::config::{NameServerConfig, ResolverConfig};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RData;
 
 /// A resolution failure: permanent ones bounce, temporary ones are retried.
@@ -20,28 +18,9 @@ const MAX_TARGETS: usize = 10;
 /// The resolver for MX lookups: the configured servers (`dns_servers`), else the
 /// system's (`/etc/resolv.conf`); an error says why there is none.
 pub fn resolver(servers: &[SocketAddr]) -> Result<TokioResolver, String> {
-    if servers.is_empty() {
-        return TokioResolver::builder_tokio()
-            .map_err(|e| format!("cannot read the system DNS configuration: {e}"))?
-            .build()
-            .map_err(|e| format!("cannot build the DNS resolver: {e}"));
-    }
-    let name_servers = servers
-        .iter()
-        .map(|s| {
-            let mut ns = NameServerConfig::udp_and_tcp(s.ip());
-            for c in &mut ns.connections {
-                c.port = s.port();
-            }
-            ns
-        })
-        .collect();
-    TokioResolver::builder_with_config(
-        ResolverConfig::from_name_servers(name_servers),
-        TokioRuntimeProvider::default(),
-    )
-    .build()
-    .map_err(|e| format!("cannot build the DNS resolver: {e}"))
+    filters::dns::resolver_builder(servers)?
+        .build()
+        .map_err(|e| format!("cannot build the DNS resolver: {e}"))
 }
 
 /// Addresses to try for `domain`, best first, each with the host name for TLS.

@@ -45,9 +45,6 @@ use std::time::Duration;
 
 use mail_auth::dmarc::Policy;
 use mail_auth::dmarc::verify::DmarcParameters;
-use mail_auth::hickory_resolver::TokioResolver;
-use mail_auth::hickory_resolver::config::{NameServerConfig, ResolverConfig};
-use mail_auth::hickory_resolver::net::runtime::TokioRuntimeProvider;
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{
     AuthenticatedMessage, AuthenticationResults, DkimResult, DmarcResult, MX, MessageAuthenticator,
@@ -93,25 +90,7 @@ impl AuthDns {
         timeout: Duration,
         cache_entries: usize,
     ) -> Result<AuthDns, String> {
-        let mut builder = if servers.is_empty() {
-            TokioResolver::builder_tokio()
-                .map_err(|e| format!("cannot read the system DNS configuration: {e}"))?
-        } else {
-            let name_servers = servers
-                .iter()
-                .map(|s| {
-                    let mut ns = NameServerConfig::udp_and_tcp(s.ip());
-                    for c in &mut ns.connections {
-                        c.port = s.port();
-                    }
-                    ns
-                })
-                .collect();
-            TokioResolver::builder_with_config(
-                ResolverConfig::from_name_servers(name_servers),
-                TokioRuntimeProvider::default(),
-            )
-        };
+        let mut builder = crate::dns::resolver_builder(servers)?;
         let opts = builder.options_mut();
         opts.timeout = timeout;
         opts.attempts = 2;
