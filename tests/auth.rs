@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use crate::harness::dns::{Dns, txt};
 use crate::harness::sink::Received;
 use crate::harness::tls::require_tool;
-use crate::harness::{Client, Gateway, Sink, message, wait_until};
+use crate::harness::{self, Client, Gateway, Sink, message, wait_until};
 
 const OTHER_IP: &str = "127.0.0.3";
 
@@ -92,24 +92,14 @@ else:
     sig = dkim.sign(msg, selector, domain, key, include_headers=signed)
 sys.stdout.buffer.write(sig + msg)
 "#;
-    let mut child = Command::new("python3")
-        .args(["-c", script])
-        .arg(key)
-        .args([domain, selector, mode])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(msg.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "dkimpy failed to sign");
-    let signed = String::from_utf8(out.stdout).unwrap();
+    let key = key.to_str().unwrap();
+    let out = harness::python(
+        script,
+        &[key, domain, selector, mode],
+        msg.as_bytes(),
+        "dkimpy signing",
+    );
+    let signed = String::from_utf8(out).unwrap();
     assert!(
         signed.starts_with("DKIM-Signature:") || signed.starts_with("ARC-Seal:"),
         "{signed}"
@@ -575,22 +565,8 @@ print(' '.join(str(ok(i)) for i in range(n)))
             .collect::<Vec<_>>()
             .join(",")
     );
-    let mut child = Command::new("python3")
-        .args(["-c", script, &json])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(msg.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "dkimpy failed to verify");
-    String::from_utf8(out.stdout)
+    let out = harness::python(script, &[&json], msg.as_bytes(), "dkimpy verifying");
+    String::from_utf8(out)
         .unwrap()
         .split_whitespace()
         .map(|w| w == "True")

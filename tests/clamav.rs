@@ -1,8 +1,6 @@
 //! ClamAV in the dialog, with a real clamd: viruses are refused before the 250, clamd
 //! trouble gives 451, nothing infected or unscanned is queued.
 
-use std::io::Write;
-
 use crate::harness::clamd::{Clamd, eicar};
 use crate::harness::{Client, Gateway, Sink, message, wait_until};
 
@@ -46,18 +44,13 @@ fn with_attachment(id: &str, content_type: &str, name: &str, data: &[u8]) -> Str
 fn eicar_zip() -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("e.zip");
-    let mut py = std::process::Command::new("python3")
-        .args(["-c", "import sys,zipfile\nz=zipfile.ZipFile(sys.argv[1],'w',zipfile.ZIP_DEFLATED)\nz.writestr('eicar.com', sys.stdin.read())\nz.close()"])
-        .arg(&path)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 is needed to build the zip fixture (apt-get install python3)");
-    py.stdin
-        .take()
-        .unwrap()
-        .write_all(eicar().as_bytes())
-        .unwrap();
-    assert!(py.wait().unwrap().success());
+    let script = "import sys,zipfile\nz=zipfile.ZipFile(sys.argv[1],'w',zipfile.ZIP_DEFLATED)\nz.writestr('eicar.com', sys.stdin.read())\nz.close()";
+    crate::harness::python(
+        script,
+        &[path.to_str().unwrap()],
+        eicar().as_bytes(),
+        "building the zip fixture",
+    );
     std::fs::read(path).unwrap()
 }
 

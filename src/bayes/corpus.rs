@@ -222,18 +222,29 @@ pub fn cross_validate(
         let (_, train) = pick(&train);
         let (ids, valid) = pick(&valid);
         let model = BayesParams.fit(&train)?;
-        for (v, params) in variants.iter().enumerate() {
-            let clf = Classifier {
-                model: &model,
-                params: *params,
-            };
-            let probs: Array1<Pr> = clf.predict(&valid);
-            for (i, p) in ids.iter().zip(probs.iter()) {
-                out[v][*i] = **p as f64;
-            }
-        }
+        score_fold(&model, &valid, &ids, variants, &mut out);
     }
     Ok(out)
+}
+
+/// Score one validation fold with every parameter set into `out[variant][message index]`.
+fn score_fold(
+    model: &Model,
+    valid: &DatasetBase<TokenRecords, Array1<bool>>,
+    ids: &[usize],
+    variants: &[Params],
+    out: &mut [Vec<f64>],
+) {
+    for (v, params) in variants.iter().enumerate() {
+        let clf = Classifier {
+            model,
+            params: *params,
+        };
+        let probs: Array1<Pr> = clf.predict(valid);
+        for (i, p) in ids.iter().zip(probs.iter()) {
+            out[v][*i] = **p as f64;
+        }
+    }
 }
 
 /// The source of a message for grouped cross-validation: its mailing list (List-Id) when
@@ -294,16 +305,7 @@ pub fn cross_validate_grouped(
             Array1::from(train_y),
         ))?;
         let valid = DatasetBase::new(TokenRecords(valid), Array1::from_elem(ids.len(), false));
-        for (v, params) in variants.iter().enumerate() {
-            let clf = Classifier {
-                model: &model,
-                params: *params,
-            };
-            let probs: Array1<Pr> = clf.predict(&valid);
-            for (i, p) in ids.iter().zip(probs.iter()) {
-                out[v][*i] = **p as f64;
-            }
-        }
+        score_fold(&model, &valid, &ids, variants, &mut out);
     }
     Ok(out)
 }

@@ -200,3 +200,20 @@ pub fn message(from: &str, to: &str, message_id: &str, body: &str) -> String {
         "From: <{from}>\r\nTo: <{to}>\r\nSubject: test {message_id}\r\nDate: Sat, 28 Nov 2026 10:00:00 +0000\r\nMessage-ID: <{message_id}>\r\n\r\n{body}\r\n"
     )
 }
+
+/// Run `python3 -c SCRIPT ARGS...` with `stdin`; its stdout, after asserting it succeeded
+/// (`what` names the step in the failure message).
+pub fn python(script: &str, args: &[&str], stdin: &[u8], what: &str) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run python3 ({e}): run `bash .ci/install-deps`"));
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "python3 failed: {what}");
+    out.stdout
+}
