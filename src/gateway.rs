@@ -107,7 +107,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                     (Some(c), Some(k)) => (c.clone(), k.clone()),
                     _ => tls::ensure_self_signed(&config.data_dir, &config.hostname)?,
                 };
-                Some(tls::acceptor(&cert, &key)?)
+                Some(tls::acceptor(&cert, &key, l.client_ca.as_deref())?)
             }
         };
         let socket = TcpListener::bind(l.bind).await.with_context(|| {

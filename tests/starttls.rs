@@ -2,9 +2,7 @@
 //! plaintext injected ahead of the handshake, a listener that requires TLS, and swaks as an
 //! independent client.
 
-use std::process::Command;
-
-use crate::harness::tls::require_tool;
+use crate::harness::tls::swaks;
 use crate::harness::{Client, Gateway, Sink, message, wait_until};
 
 /// The Received: line the gateway put on a delivered message (up to its date).
@@ -172,23 +170,6 @@ async fn listener_requiring_tls_refuses_mail_before_starttls() {
 }
 
 /// swaks: (exit code, stdout + stderr).
-async fn swaks(args: Vec<String>) -> (i32, String) {
-    let swaks = require_tool("swaks", "swaks");
-    tokio::task::spawn_blocking(move || {
-        let out = Command::new(swaks).args(&args).output().expect("run swaks");
-        (
-            out.status.code().unwrap_or(-1),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
-    })
-    .await
-    .unwrap()
-}
-
 fn swaks_args(gw: &Gateway, subject: &str, extra: &[&str]) -> Vec<String> {
     let mut a: Vec<String> = [
         "--server",

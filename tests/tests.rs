@@ -23,3 +23,4 @@ mod limits;
 mod relay;
 mod smtp_dialog;
 mod starttls;
+mod tls_policy;

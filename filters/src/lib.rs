@@ -24,6 +24,7 @@ pub mod clamav;
 pub mod dns;
 pub mod header_sanity;
 pub mod symbols;
+pub mod tls;
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -59,6 +60,11 @@ pub struct TlsFacts {
     pub cipher: String,
     /// SHA-256 fingerprint of the client certificate, if one was presented.
     pub peer_cert_sha256: Option<String>,
+    /// The client certificate's chain verified against the trust store (system roots plus
+    /// the listener's `client_ca`).
+    pub peer_cert_verified: bool,
+    /// DNS names of the client certificate (subjectAltName dNSName, else CN), lowercase.
+    pub peer_cert_names: Vec<String>,
 }
 
 /// The SMTP envelope and session facts of one message.

@@ -56,6 +56,23 @@ pub struct ListenerConfig {
     pub cert: Option<PathBuf>,
     /// PEM private key for `cert`.
     pub key: Option<PathBuf>,
+    /// Extra CA certificates (PEM) trusted for client certificates, besides the system roots
+    /// (e.g. a partner's or a company CA).
+    pub client_ca: Option<PathBuf>,
+}
+
+/// `[[tls_policy]]`: what a sender domain must show on the SMTP session (inbound).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsPolicy {
+    /// The sender (MAIL FROM) domain; a leading "." also matches its subdomains.
+    pub domain: String,
+    /// MAIL FROM this domain without STARTTLS is refused (530 5.7.0).
+    #[serde(default)]
+    pub require_tls: bool,
+    /// ... and without a client certificate whose chain verifies (530 5.7.0).
+    #[serde(default)]
+    pub require_verified_cert: bool,
 }
 
 fn default_tls() -> TlsMode {
@@ -385,6 +402,8 @@ pub struct Config {
     /// DNS servers for MX lookups and authentication ("ip:port"); empty = the system
     /// resolver.
     pub dns_servers: Vec<SocketAddr>,
+    /// Per sender domain TLS requirements (inbound).
+    pub tls_policy: Vec<TlsPolicy>,
     pub max_message_size: usize,
     pub max_recipients: usize,
     /// "" disables the metrics endpoint.
@@ -416,10 +435,12 @@ impl Default for Config {
                 tls: TlsMode::Starttls,
                 cert: None,
                 key: None,
+                client_ca: None,
             }],
             inbound_next_hop: defaults::INBOUND_NEXT_HOP.into(),
             outbound_smarthost: None,
             dns_servers: Vec::new(),
+            tls_policy: Vec::new(),
             max_message_size: defaults::MAX_MESSAGE_SIZE,
             max_recipients: defaults::MAX_RECIPIENTS,
             metrics_bind: defaults::METRICS_BIND.into(),
@@ -438,7 +459,7 @@ impl Default for Config {
 }
 
 /// Names of the stages the pipeline knows; `[stages.X]` for any other name is an error.
-pub const KNOWN_STAGES: &[&str] = &["auth", "header_sanity", "bayes", "clamav"];
+pub const KNOWN_STAGES: &[&str] = &["auth", "header_sanity", "tls_reputation", "bayes", "clamav"];
 
 impl Config {
     /// Read and validate a config file.
@@ -479,6 +500,18 @@ impl Config {
             }
             if l.tls == TlsMode::None && l.cert.is_some() {
                 bail!("key `listeners[{i}].cert`: set, but `tls = \"none\"` would not use it");
+            }
+        }
+        for (i, p) in self.tls_policy.iter().enumerate() {
+            let d = p.domain.trim_start_matches('.');
+            if d.is_empty() || d.contains(['@', ' ', '[', ']']) {
+                bail!(
+                    "key `tls_policy[{i}].domain`: {:?} is not a domain name",
+                    p.domain
+                );
+            }
+            if p.require_verified_cert && !p.require_tls {
+                bail!("key `tls_policy[{i}]`: require_verified_cert needs require_tls = true");
             }
         }
         for d in &self.local_domains {
@@ -607,6 +640,26 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The TLS policy for a sender domain (lowercase): an exact entry, else the nearest
+    /// ".parent" entry.
+    pub fn tls_policy_for(&self, domain: &str) -> Option<&TlsPolicy> {
+        let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+        self.tls_policy
+            .iter()
+            .find(|p| p.domain.eq_ignore_ascii_case(&domain))
+            .or_else(|| {
+                self.tls_policy
+                    .iter()
+                    .filter(|p| p.domain.starts_with('.'))
+                    .find(|p| {
+                        domain.len() > p.domain.len()
+                            && domain
+                                .to_ascii_lowercase()
+                                .ends_with(&p.domain.to_ascii_lowercase())
+                    })
+            })
     }
 
     pub fn stage(&self, name: &str) -> StageConfig {

@@ -12,7 +12,9 @@ pub fn stages(config: &Config, resources: &Resources) -> Vec<ConfiguredStage> {
         push_stage(&mut s, config, auth);
     }
     // 3. filters::trust — level of trust (issue #3)
-    // 4. filters::tls — TLS reputation and per-domain TLS policy (issue #3)
+    // 4. TLS reputation: a verified client certificate that names the sender earns trust
+    //    (the per-domain TLS *requirement* is enforced at MAIL FROM by the session).
+    push_stage(&mut s, config, filters::tls::TlsReputation);
     // 5. Header sanity: the RFC 5322 shape of the message.
     push_stage(&mut s, config, filters::header_sanity::HeaderSanity);
     // 6. Bayes: spam probability from the learned model (no opinion until trained).

@@ -76,6 +76,8 @@ pub const NEED_RCPT: Reply = Reply::new(554, "5.5.1", "No valid recipients");
 pub const TLS_ACTIVE: Reply = Reply::new(503, "5.5.1", "TLS already active");
 pub const TLS_UNAVAILABLE: Reply = Reply::new(454, "4.7.0", "TLS not available");
 pub const MUST_STARTTLS: Reply = Reply::new(530, "5.7.0", "Must issue a STARTTLS command first");
+pub const NEED_VERIFIED_CERT: Reply =
+    Reply::new(530, "5.7.0", "A verified client certificate is required");
 pub const UNSUPPORTED_PARAM: Reply = Reply::new(555, "5.5.4", "Unsupported MAIL or RCPT parameter");
 pub const UTF8_WITHOUT_EHLO: Reply = Reply::new(555, "5.5.4", "SMTPUTF8 requires EHLO");
 pub const TOO_BIG: Reply = Reply::new(552, "5.3.4", "Message size exceeds fixed limit");
@@ -127,6 +129,7 @@ mod tests {
             TLS_ACTIVE,
             TLS_UNAVAILABLE,
             MUST_STARTTLS,
+            NEED_VERIFIED_CERT,
             UNSUPPORTED_PARAM,
             UTF8_WITHOUT_EHLO,
             TOO_BIG,

@@ -444,6 +444,24 @@ impl Session {
         Next::Continue
     }
 
+    /// `[[tls_policy]]` of the sender's domain: no STARTTLS, or no verified client
+    /// certificate where one is required, and MAIL FROM is refused.
+    fn tls_policy_refusal(&self, sender: &str) -> Option<Reply> {
+        let domain = sender.rsplit_once('@').map(|(_, d)| d)?;
+        let policy = self.config().tls_policy_for(domain)?;
+        let refusal = match &self.tls {
+            None if policy.require_tls => Some(reply::MUST_STARTTLS),
+            Some(t) if policy.require_verified_cert && !t.peer_cert_verified => {
+                Some(reply::NEED_VERIFIED_CERT)
+            }
+            _ => None,
+        };
+        if refusal.is_some() {
+            tracing::info!(client = %self.peer, sender = %printable(sender), "refused by the sender domain's TLS policy");
+        }
+        refusal
+    }
+
     fn tls_required_but_absent(&self) -> bool {
         self.listener.tls_mode == TlsMode::Required && self.tls.is_none()
     }
@@ -467,6 +485,9 @@ impl Session {
         }
         if !smtputf8 && !from.address.is_ascii() {
             return self.bad(reply::BAD_SENDER);
+        }
+        if let Some(refusal) = self.tls_policy_refusal(&from.address) {
+            return self.bad(refusal);
         }
         self.tx = Some(Transaction {
             mail_from: from.address,

@@ -9,16 +9,17 @@ use anyhow::Context;
 use openssl::asn1::Asn1Time;
 use openssl::bn::{BigNum, MsbOption};
 use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
 use openssl::pkey::PKey;
 use openssl::rsa::Rsa;
 use openssl::ssl::{SslAcceptor, SslMethod, SslVerifyMode};
 use openssl::x509::extension::{BasicConstraints, ExtendedKeyUsage, SubjectAlternativeName};
-use openssl::x509::{X509, X509NameBuilder};
+use openssl::x509::{X509, X509NameBuilder, X509VerifyResult};
 
 use filters::TlsFacts;
 
 /// Build the acceptor for one listener from PEM files.
-pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<SslAcceptor> {
+pub fn acceptor(cert: &Path, key: &Path, client_ca: Option<&Path>) -> anyhow::Result<SslAcceptor> {
     let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;
     b.set_certificate_chain_file(cert)
         .with_context(|| format!("cannot load TLS certificate chain {}", cert.display()))?;
@@ -31,6 +32,13 @@ pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<SslAcceptor> {
             cert.display()
         )
     })?;
+    // Client certificates are checked against the system roots plus `client_ca`; the
+    // result is recorded (verify_result), never enforced in the handshake.
+    b.set_default_verify_paths()?;
+    if let Some(ca) = client_ca {
+        b.set_ca_file(ca)
+            .with_context(|| format!("cannot load client CA file {}", ca.display()))?;
+    }
     // Ask for a client certificate, accept any (or none): reputation, not access control.
     b.set_verify_callback(SslVerifyMode::PEER, |_, _| true);
     Ok(b.build())
@@ -99,15 +107,38 @@ pub fn self_signed(hostname: &str) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
 
 /// What the session records of a finished handshake.
 pub fn facts(ssl: &openssl::ssl::SslRef) -> TlsFacts {
+    let peer = ssl.peer_certificate();
     TlsFacts {
         version: ssl.version_str().to_string(),
         cipher: ssl
             .current_cipher()
             .map(|c| c.name().to_string())
             .unwrap_or_default(),
-        peer_cert_sha256: ssl
-            .peer_certificate()
+        peer_cert_sha256: peer
+            .as_ref()
             .and_then(|c| c.digest(MessageDigest::sha256()).ok())
             .map(|d| d.iter().map(|b| format!("{b:02x}")).collect()),
+        peer_cert_verified: peer.is_some() && ssl.verify_result() == X509VerifyResult::OK,
+        peer_cert_names: peer.as_deref().map(dns_names).unwrap_or_default(),
     }
+}
+
+/// subjectAltName dNSNames, else the CN (RFC 6125), lowercase.
+fn dns_names(cert: &X509) -> Vec<String> {
+    let sans: Vec<String> = cert
+        .subject_alt_names()
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(|n| n.dnsname().map(str::to_ascii_lowercase))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !sans.is_empty() {
+        return sans;
+    }
+    cert.subject_name()
+        .entries_by_nid(Nid::COMMONNAME)
+        .filter_map(|e| e.data().to_string().ok().map(|s| s.to_ascii_lowercase()))
+        .collect()
 }

@@ -137,3 +137,24 @@ pub fn require_tool(name: &str, package: &str) -> std::path::PathBuf {
     );
     path.into()
 }
+
+/// Run swaks (an independent SMTP client) with `args`; (exit code, stdout + stderr).
+pub async fn swaks(args: Vec<String>) -> (i32, String) {
+    let swaks = require_tool("swaks", "swaks");
+    tokio::task::spawn_blocking(move || {
+        let out = std::process::Command::new(swaks)
+            .args(&args)
+            .output()
+            .expect("run swaks");
+        (
+            out.status.code().unwrap_or(-1),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    })
+    .await
+    .unwrap()
+}

@@ -1,0 +1,186 @@
+//! TLS reputation and per-domain TLS policy, with certificates made by the `openssl`
+//! command line and swaks as the sending client.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::harness::tls::{require_tool, swaks};
+use crate::harness::{Gateway, Sink, config_text};
+
+/// A CA, a client certificate it signed for mx.partner.test, and a self-signed one.
+fn make_certs(dir: &Path) {
+    let openssl = require_tool("openssl", "openssl");
+    let run = |args: &[&str]| {
+        let out = Command::new(&openssl)
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Partner Test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "client.key",
+        "-out",
+        "client.csr",
+        "-subj",
+        "/CN=mx.partner.test",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:mx.partner.test\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "client.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "client.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "self.key",
+        "-out",
+        "self.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=mx.partner.test",
+        "-addext",
+        "subjectAltName=DNS:mx.partner.test",
+    ]);
+}
+
+fn send(gw: &Gateway, from: &str, helo: &str, extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "--server",
+        &gw.smtp.to_string(),
+        "--helo",
+        helo,
+        "--from",
+        from,
+        "--to",
+        "u@example.test",
+        "--timeout",
+        "10",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+#[tokio::test]
+async fn partner_policy_and_certificate_reputation() {
+    let certs = tempfile::tempdir().unwrap();
+    make_certs(certs.path());
+    let ca = certs.path().join("ca.crt");
+    let policy = "[[tls_policy]]\ndomain = \"partner.test\"\nrequire_tls = true\nrequire_verified_cert = true\n";
+    let gw = Gateway::start_custom(|dir, smtp, metrics| {
+        config_text(dir, smtp, metrics, Sink::dead_addr(), policy).replacen(
+            "tls = \"starttls\"\n",
+            &format!("tls = \"starttls\"\nclient_ca = \"{}\"\n", ca.display()),
+            1,
+        )
+    });
+    let cert = |name: &str| certs.path().join(name).to_str().unwrap().to_string();
+
+    // the partner without TLS, with TLS but no certificate, with a self-signed one: refused
+    for (what, extra) in [
+        ("plaintext", vec![]),
+        ("TLS, no certificate", vec!["--tls".to_string()]),
+        (
+            "self-signed certificate",
+            vec![
+                "--tls".into(),
+                "--tls-cert".into(),
+                cert("self.crt"),
+                "--tls-key".into(),
+                cert("self.key"),
+            ],
+        ),
+    ] {
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let (code, out) = swaks(send(&gw, "a@partner.test", "mx.partner.test", &extra)).await;
+        assert_ne!(code, 0, "{what}: accepted?\n{out}");
+        assert!(out.contains("530 5.7.0"), "{what}:\n{out}");
+    }
+    assert!(gw.queue_json().is_empty());
+
+    // with the CA-signed certificate: accepted, and the name match earns the bonus
+    let (code, out) = swaks(send(
+        &gw,
+        "a@partner.test",
+        "mx.partner.test",
+        &[
+            "--tls",
+            "--tls-cert",
+            &cert("client.crt"),
+            "--tls-key",
+            &cert("client.key"),
+        ],
+    ))
+    .await;
+    assert_eq!(code, 0, "{out}");
+    // a sender without a policy may still use plaintext
+    let (code, out) = swaks(send(&gw, "b@other.test", "mx.other.test", &[])).await;
+    assert_eq!(code, 0, "{out}");
+    let q = gw.queue_json();
+    assert_eq!(q.len(), 2);
+    let symbols = |from: &str| {
+        q.iter().find(|m| m["mail_from"] == from).unwrap()["symbols"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        symbols("a@partner.test").contains("TLS_CERT_NAME_MATCH(-1.50)"),
+        "{}",
+        symbols("a@partner.test")
+    );
+    assert!(
+        symbols("b@other.test").contains("TLS_NONE"),
+        "{}",
+        symbols("b@other.test")
+    );
+}
