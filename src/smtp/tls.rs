@@ -14,7 +14,7 @@ use openssl::pkey::PKey;
 use openssl::rsa::Rsa;
 use openssl::ssl::{SslAcceptor, SslMethod, SslVerifyMode};
 use openssl::x509::extension::{BasicConstraints, ExtendedKeyUsage, SubjectAlternativeName};
-use openssl::x509::{X509, X509NameBuilder, X509VerifyResult};
+use openssl::x509::{X509, X509NameBuilder, X509Ref, X509VerifyResult};
 
 use filters::TlsFacts;
 
@@ -124,7 +124,7 @@ pub fn facts(ssl: &openssl::ssl::SslRef) -> TlsFacts {
 }
 
 /// subjectAltName dNSNames, else the CN (RFC 6125), lowercase.
-fn dns_names(cert: &X509) -> Vec<String> {
+fn dns_names(cert: &X509Ref) -> Vec<String> {
     let sans: Vec<String> = cert
         .subject_alt_names()
         .map(|names| {
