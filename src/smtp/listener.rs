@@ -103,9 +103,10 @@ pub async fn serve(
         metrics.connection_opened();
         tokio::spawn(async move {
             session.run().await;
-            metrics.connection_closed();
+            // Release the slots first: once the gauge says a session is gone, its slots are.
             drop(ip_guard);
             drop(slot);
+            metrics.connection_closed();
         });
     }
     // Stopped accepting: give the open sessions the grace period to finish (they say 421

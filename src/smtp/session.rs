@@ -167,6 +167,20 @@ impl Session {
         }
         if let Some(s) = self.stream.as_mut() {
             let _ = s.shutdown().await;
+            // Closing with unread input makes the kernel reset the connection, which can
+            // destroy our last reply (a 421) before the client reads it: read and drop what
+            // the client still sends, briefly and boundedly, until it closes too.
+            let mut scratch = [0u8; 4096];
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+                let mut total = 0;
+                while total < 256 * 1024 {
+                    match s.read(&mut scratch).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => total += n,
+                    }
+                }
+            })
+            .await;
         }
     }
 

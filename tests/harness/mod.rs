@@ -106,7 +106,7 @@ impl Gateway {
             .expect("start the portcullis binary");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(self.smtp).is_err() {
+        while !self.probe() {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("gateway exited with {status}; log:\n{}", self.log());
             }
@@ -117,6 +117,22 @@ impl Gateway {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// One complete session (greeting, QUIT, close): when it returns true the gateway
+    /// serves, and this probe no longer holds a connection slot on its side.
+    fn probe(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(self.smtp) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        let mut buf = [0u8; 512];
+        let greeted = matches!(s.read(&mut buf), Ok(n) if n >= 3 && &buf[..3] == b"220");
+        let _ = s.write_all(b"QUIT\r\n");
+        // read until the gateway closes: its session has ended
+        while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
+        greeted
     }
 
     /// kill -9: no chance to flush anything.
