@@ -169,29 +169,12 @@ async fn listener_requiring_tls_refuses_mail_before_starttls() {
     assert!(received_line(&got.data).contains("with ESMTPS"));
 }
 
-/// swaks: (exit code, stdout + stderr).
+/// swaks arguments for one message from a@ext.test with `subject`.
 fn swaks_args(gw: &Gateway, subject: &str, extra: &[&str]) -> Vec<String> {
-    let mut a: Vec<String> = [
-        "--server",
-        &gw.smtp.to_string(),
-        "--helo",
-        "swaks.test",
-        "--from",
-        "a@ext.test",
-        "--to",
-        "u@example.test",
-        "--header",
-        &format!("Subject: {subject}"),
-        "--body",
-        "sent by swaks",
-        "--timeout",
-        "10",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    a.extend(extra.iter().map(|s| s.to_string()));
-    a
+    let subject = format!("Subject: {subject}");
+    let mut all = vec!["--header", &subject, "--body", "sent by swaks"];
+    all.extend(extra);
+    crate::harness::tls::swaks_args(gw, "swaks.test", "a@ext.test", &all)
 }
 
 #[tokio::test]

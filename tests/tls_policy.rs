@@ -4,110 +4,50 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::harness::tls::{require_tool, swaks};
+use crate::harness::tls::{require_tool, swaks, swaks_args};
 use crate::harness::{Gateway, Sink, config_text};
 
 /// A CA, a client certificate it signed for mx.partner.test, and a self-signed one.
 fn make_certs(dir: &Path) {
     let openssl = require_tool("openssl", "openssl");
-    let run = |args: &[&str]| {
-        let out = Command::new(&openssl)
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
+    // `args` split at spaces; `subj` separately (it may hold spaces)
+    let run = |args: &str, subj: Option<&str>| {
+        let mut cmd = Command::new(&openssl);
+        cmd.args(args.split_whitespace()).current_dir(dir);
+        if let Some(subj) = subj {
+            cmd.args(["-subj", subj]);
+        }
+        let out = cmd.output().unwrap();
         assert!(
             out.status.success(),
-            "openssl {args:?}: {}",
+            "openssl {args}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=Partner Test CA",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "client.key",
-        "-out",
-        "client.csr",
-        "-subj",
-        "/CN=mx.partner.test",
-    ]);
+    let new_key = "-newkey rsa:2048 -nodes -days 2";
+    run(
+        &format!("req -x509 {new_key} -keyout ca.key -out ca.crt"),
+        Some("/CN=Partner Test CA"),
+    );
+    run(
+        "req -newkey rsa:2048 -nodes -keyout client.key -out client.csr",
+        Some("/CN=mx.partner.test"),
+    );
     std::fs::write(
         dir.join("ext.cnf"),
         "subjectAltName=DNS:mx.partner.test\nextendedKeyUsage=clientAuth\n",
     )
     .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "client.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "client.crt",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-    ]);
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "self.key",
-        "-out",
-        "self.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=mx.partner.test",
-        "-addext",
-        "subjectAltName=DNS:mx.partner.test",
-    ]);
-}
-
-fn send(gw: &Gateway, from: &str, helo: &str, extra: &[&str]) -> Vec<String> {
-    let mut a: Vec<String> = [
-        "--server",
-        &gw.smtp.to_string(),
-        "--helo",
-        helo,
-        "--from",
-        from,
-        "--to",
-        "u@example.test",
-        "--timeout",
-        "10",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    a.extend(extra.iter().map(|s| s.to_string()));
-    a
+    run(
+        "x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out client.crt -days 2 -extfile ext.cnf",
+        None,
+    );
+    run(
+        &format!(
+            "req -x509 {new_key} -keyout self.key -out self.crt -addext subjectAltName=DNS:mx.partner.test"
+        ),
+        Some("/CN=mx.partner.test"),
+    );
 }
 
 #[tokio::test]
@@ -141,17 +81,17 @@ async fn partner_policy_and_certificate_reputation() {
         ),
     ] {
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-        let (code, out) = swaks(send(&gw, "a@partner.test", "mx.partner.test", &extra)).await;
+        let (code, out) = swaks(swaks_args(&gw, "mx.partner.test", "a@partner.test", &extra)).await;
         assert_ne!(code, 0, "{what}: accepted?\n{out}");
         assert!(out.contains("530 5.7.0"), "{what}:\n{out}");
     }
     assert!(gw.queue_json().is_empty());
 
     // with the CA-signed certificate: accepted, and the name match earns the bonus
-    let (code, out) = swaks(send(
+    let (code, out) = swaks(swaks_args(
         &gw,
-        "a@partner.test",
         "mx.partner.test",
+        "a@partner.test",
         &[
             "--tls",
             "--tls-cert",
@@ -163,7 +103,7 @@ async fn partner_policy_and_certificate_reputation() {
     .await;
     assert_eq!(code, 0, "{out}");
     // a sender without a policy may still use plaintext
-    let (code, out) = swaks(send(&gw, "b@other.test", "mx.other.test", &[])).await;
+    let (code, out) = swaks(swaks_args(&gw, "mx.other.test", "b@other.test", &[])).await;
     assert_eq!(code, 0, "{out}");
     let q = gw.queue_json();
     assert_eq!(q.len(), 2);

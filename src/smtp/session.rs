@@ -86,7 +86,7 @@ pub struct Session {
     bad_commands: u32,
     deadline: Instant,
     /// A too-long line was refused; its remaining bytes up to the newline are skipped.
-    skipping_line: bool,
+    discarding_long_line: bool,
     /// Turns true when the gateway stops: the session says 421 at the next command wait.
     shutdown: watch::Receiver<bool>,
 }
@@ -117,7 +117,7 @@ impl Session {
             tx: None,
             bad_commands: 0,
             deadline,
-            skipping_line: false,
+            discarding_long_line: false,
             shutdown,
         }
     }
@@ -266,8 +266,8 @@ impl Session {
                 Some(i) => {
                     let line = avail[..=i].to_vec();
                     self.pos += i + 1;
-                    if self.skipping_line {
-                        self.skipping_line = false;
+                    if self.discarding_long_line {
+                        self.discarding_long_line = false;
                         continue;
                     }
                     if line.len() > self.config().limits.max_command_line {
@@ -278,10 +278,10 @@ impl Session {
                 None => {
                     if avail.len() > self.config().limits.max_command_line {
                         self.pos = self.inbuf.len();
-                        if self.skipping_line {
+                        if self.discarding_long_line {
                             return None;
                         }
-                        self.skipping_line = true;
+                        self.discarding_long_line = true;
                         return Some(Err(()));
                     }
                     return None;

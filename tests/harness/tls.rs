@@ -158,3 +158,21 @@ pub async fn swaks(args: Vec<String>) -> (i32, String) {
     .await
     .unwrap()
 }
+
+/// swaks arguments for one message to u@example.test through `gw`, plus `extra`.
+pub fn swaks_args(gw: &Gateway, helo: &str, from: &str, extra: &[&str]) -> Vec<String> {
+    let server = gw.smtp.to_string();
+    let base = [
+        "--server",
+        &server,
+        "--helo",
+        helo,
+        "--from",
+        from,
+        "--to",
+        "u@example.test",
+        "--timeout",
+        "10",
+    ];
+    base.iter().chain(extra).map(|s| s.to_string()).collect()
+}
