@@ -92,6 +92,19 @@ async fn send_and_row(gw: &Gateway, msg: &str) -> serde_json::Value {
         .unwrap()
 }
 
+/// `portcullis bayes train` on `dir/ham` and `dir/spam`: (exit code, stdout, stderr).
+fn train(gw: &Gateway, dir: &std::path::Path) -> (i32, String, String) {
+    let (ham, spam) = (dir.join("ham"), dir.join("spam"));
+    gw.cli(&[
+        "bayes",
+        "train",
+        "--ham",
+        ham.to_str().unwrap(),
+        "--spam",
+        spam.to_str().unwrap(),
+    ])
+}
+
 fn symbols(row: &serde_json::Value) -> String {
     row["symbols"].as_str().unwrap_or("").to_string()
 }
@@ -107,14 +120,7 @@ async fn untrained_model_gives_no_opinion() {
     let dir = gw.dir.path().join("few");
     write_set(&dir.join("ham"), 0..3, false);
     write_set(&dir.join("spam"), 0..3, true);
-    let (code, out, err) = gw.cli(&[
-        "bayes",
-        "train",
-        "--ham",
-        dir.join("ham").to_str().unwrap(),
-        "--spam",
-        dir.join("spam").to_str().unwrap(),
-    ]);
+    let (code, out, err) = train(&gw, &dir);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("learned 3 ham and 3 spam"), "{out}");
     assert!(
@@ -146,14 +152,7 @@ async fn learning_changes_the_verdict_of_the_next_similar_message() {
     let dir = gw.dir.path().join("fixtures");
     write_set(&dir.join("ham"), 0..6, false);
     write_set(&dir.join("spam"), 0..4, true);
-    let (code, out, err) = gw.cli(&[
-        "bayes",
-        "train",
-        "--ham",
-        dir.join("ham").to_str().unwrap(),
-        "--spam",
-        dir.join("spam").to_str().unwrap(),
-    ]);
+    let (code, out, err) = train(&gw, &dir);
     assert_eq!(code, 0, "{out}{err}");
     // One more spam through `bayes learn` reaches min_spam = 5; learning it twice is a no-op.
     let one = dir.join("one-spam.eml");
