@@ -22,6 +22,7 @@ use filters::clamav::clamd::{Clamd, Endpoint};
 
 use crate::config::{Config, FailMode, OversizeAction, VerdictConfig, VirusAction};
 use crate::metrics::Metrics;
+use crate::smime::inbound::{InboundResult, SmimeInbound};
 
 /// A stage with its configured fail mode.
 pub struct ConfiguredStage {
@@ -47,8 +48,24 @@ pub struct Outcome {
     pub card: ScoreCard,
     /// For the log: which stage failed, or what decided.
     pub reason: String,
-    /// Header fields the stages contributed (e.g. Authentication-Results), in stage order;
-    /// the session prepends them after its Received line.
+    /// Header fields the stages contributed (e.g. Authentication-Results,
+    /// X-Portcullis-SMIME), in stage order; the session prepends them after its Received
+    /// line, to every copy.
+    pub headers: Vec<String>,
+    /// What to store: at least one copy. Inbound: one, holding the S/MIME plaintext when
+    /// the message was decrypted. Outbound: one per S/MIME treatment (e.g. a copy encrypted
+    /// for each recipient certificate, a clear one for the rest).
+    pub copies: Vec<MessageCopy>,
+}
+
+/// One message to queue for (some of) the envelope recipients.
+#[derive(Debug, Clone, Default)]
+pub struct MessageCopy {
+    /// Recipients of this copy; `None`: every envelope recipient.
+    pub recipients: Option<Vec<String>>,
+    /// The message to store; `None`: the message as received.
+    pub body: Option<Vec<u8>>,
+    /// Header fields of this copy only (its DKIM-Signature), after the common ones.
     pub headers: Vec<String>,
 }
 
@@ -63,6 +80,8 @@ pub struct Resources {
     pub auth_dns: Option<Arc<filters::auth::AuthDns>>,
     /// Outbound DKIM keys ([`Resources::build_auth`]); `None`: outbound mail is not signed.
     pub dkim_signer: Option<Arc<dkim_sign::OutboundSigner>>,
+    /// Keys and certificates for S/MIME (the certificate store); `None`: no S/MIME.
+    pub keyring: Option<Arc<dyn crate::smime::keyring::Keyring>>,
 }
 
 impl Resources {
@@ -85,6 +104,7 @@ impl Resources {
             bayes: None,
             auth_dns: None,
             dkim_signer: None,
+            keyring: None,
         }
     }
 
@@ -154,6 +174,9 @@ pub struct Pipeline {
     points: BTreeMap<String, f64>,
     metrics: Metrics,
     dkim_signer: Option<Arc<dkim_sign::OutboundSigner>>,
+    /// S/MIME unwrapping, before every inbound stage (`[smime] enabled` and a keyring).
+    smime_in: Option<SmimeInbound>,
+    smime_fail_mode: FailMode,
 }
 
 impl Pipeline {
@@ -165,6 +188,12 @@ impl Pipeline {
             points: config.symbols.clone(),
             metrics,
             dkim_signer: resources.dkim_signer.clone(),
+            smime_in: resources
+                .keyring
+                .clone()
+                .filter(|_| config.smime.enabled && config.stage("smime").enabled)
+                .map(|k| SmimeInbound::new(k, config.smime.clone())),
+            smime_fail_mode: config.stage("smime").fail_mode,
         }
     }
 
@@ -174,14 +203,45 @@ impl Pipeline {
             Direction::Inbound => &self.inbound,
             Direction::Outbound => &self.outbound,
         };
-        let parsed = mail_parser::MessageParser::default().parse(raw);
-        let ctx = MessageContext {
-            envelope,
-            raw,
-            parsed: parsed.as_ref(),
-        };
         let mut card = ScoreCard::default();
         let mut headers = Vec::new();
+        // Inbound S/MIME first: every later stage judges the plaintext.
+        let mut unwrapped = InboundResult::default();
+        if envelope.direction == Direction::Inbound
+            && let Some(smime) = &self.smime_in
+        {
+            let started = Instant::now();
+            let result = smime.unwrap(envelope, raw).await;
+            self.metrics
+                .stage_time("smime", started.elapsed().as_secs_f64());
+            match result {
+                Ok(r) => unwrapped = r,
+                Err(e) => {
+                    if let Some(out) = self.stage_failed(
+                        "smime",
+                        self.smime_fail_mode,
+                        &format!("{e:#}"),
+                        &mut card,
+                        &headers,
+                    ) {
+                        return out;
+                    }
+                }
+            }
+            for sym in std::mem::take(&mut unwrapped.symbols) {
+                card.add(self.weigh(sym));
+            }
+            headers.extend(unwrapped.header.take());
+        }
+        let judged = unwrapped.replacement.as_deref().unwrap_or(raw);
+        let parsed = mail_parser::MessageParser::default().parse(judged);
+        let ctx = MessageContext {
+            envelope,
+            raw: judged,
+            // DKIM covers what was sent (the encrypted form); keep it for the auth stage.
+            wire: raw,
+            parsed: parsed.as_ref(),
+        };
         for s in stages {
             let started = Instant::now();
             let result = s.stage.check_with_headers(&ctx).await;
@@ -194,33 +254,48 @@ impl Pipeline {
                     }
                     headers.extend(findings.headers);
                 }
-                Err(e) => match s.fail_mode {
-                    FailMode::Tempfail => {
-                        return Outcome {
-                            action: Action::Tempfail,
-                            card,
-                            reason: format!("stage {} failed: {e}", s.stage.name()),
-                            headers,
-                        };
+                Err(e) => {
+                    if let Some(out) = self.stage_failed(
+                        s.stage.name(),
+                        s.fail_mode,
+                        &e.to_string(),
+                        &mut card,
+                        &headers,
+                    ) {
+                        return out;
                     }
-                    FailMode::Open => {
-                        tracing::warn!(stage = s.stage.name(), error = %e, "stage failed, passing (fail_mode = open)");
-                        card.add(Symbol::new(
-                            "STAGE_FAILED_OPEN",
-                            format!("{}: {e}", s.stage.name()),
-                        ));
-                    }
-                },
+                }
             }
         }
         let (action, reason) = verdict::decide(&card, &self.thresholds);
-        // Last step before the queue: outbound mail that will be stored gets signed.
+        // Partners' certificates are learnt only from mail we let through.
+        if matches!(action, Action::Accept | Action::Tag)
+            && !unwrapped.harvestable.is_empty()
+            && let Some(smime) = &self.smime_in
+        {
+            let message_id = parsed
+                .as_ref()
+                .and_then(|m| m.message_id())
+                .unwrap_or_default()
+                .to_string();
+            smime.harvest(&unwrapped.harvestable, &message_id).await;
+        }
+        let mut copies = vec![MessageCopy {
+            recipients: None,
+            body: unwrapped.replacement,
+            headers: Vec::new(),
+        }];
+        // Last step before the queue: outbound mail that will be stored gets DKIM-signed,
+        // each copy as it will leave.
         if envelope.direction == Direction::Outbound
             && matches!(action, Action::Accept | Action::Tag | Action::Quarantine)
             && let Some(signer) = &self.dkim_signer
         {
             let started = Instant::now();
-            headers.extend(signer.sign(raw));
+            for copy in &mut copies {
+                copy.headers
+                    .extend(signer.sign(copy.body.as_deref().unwrap_or(raw)));
+            }
             self.metrics
                 .stage_time("dkim_sign", started.elapsed().as_secs_f64());
         }
@@ -229,6 +304,37 @@ impl Pipeline {
             card,
             reason,
             headers,
+            copies,
+        }
+    }
+
+    /// A stage could not do its job: its fail mode decides. `Some`: stop with this outcome
+    /// (tempfail); `None`: go on, with `STAGE_FAILED_OPEN` on the card.
+    fn stage_failed(
+        &self,
+        name: &str,
+        fail_mode: FailMode,
+        error: &str,
+        card: &mut ScoreCard,
+        headers: &[String],
+    ) -> Option<Outcome> {
+        match fail_mode {
+            FailMode::Tempfail => Some(Outcome {
+                action: Action::Tempfail,
+                card: card.clone(),
+                reason: format!("stage {name} failed: {error}"),
+                headers: headers.to_vec(),
+                copies: vec![MessageCopy::default()],
+            }),
+            FailMode::Open => {
+                tracing::warn!(
+                    stage = name,
+                    error,
+                    "stage failed, passing (fail_mode = open)"
+                );
+                card.add(Symbol::new("STAGE_FAILED_OPEN", format!("{name}: {error}")));
+                None
+            }
         }
     }
 

@@ -211,6 +211,7 @@ mod tests {
         let ctx = MessageContext {
             envelope: &env,
             raw: spam.as_bytes(),
+            wire: spam.as_bytes(),
             parsed: None,
         };
         assert!(stage.check(&ctx).await.unwrap().is_empty());
@@ -232,6 +233,7 @@ mod tests {
         let ctx = MessageContext {
             envelope: &env,
             raw: ham.as_bytes(),
+            wire: ham.as_bytes(),
             parsed: None,
         };
         assert_eq!(stage.check(&ctx).await.unwrap()[0].name, "BAYES_HAM");
