@@ -11,6 +11,7 @@
 //! - [`pipeline`]: the inbound and outbound stage order, and the verdict.
 //! - [`queue`]: spool files + SQLite rows, group commit, delivery jobs.
 //! - [`delivery`]: SMTP client workers, MX lookup, retries, DSNs.
+//! - [`smime`]: S/MIME certificate and key store.
 //! - [`bayes`]: the Bayes model in the store, learning, training, eval and cross-validation.
 //! - [`metrics`]: Prometheus counters; [`telemetry`]: logs.
 //! - [`gateway`]: wires the parts together; [`cli`]: the `portcullis` command.
@@ -23,5 +24,6 @@ pub mod gateway;
 pub mod metrics;
 pub mod pipeline;
 pub mod queue;
+pub mod smime;
 pub mod smtp;
 pub mod telemetry;
