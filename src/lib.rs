@@ -11,8 +11,8 @@
 //! - [`pipeline`]: the inbound and outbound stage order, and the verdict.
 //! - [`queue`]: spool files + SQLite rows, group commit, delivery jobs.
 //! - [`delivery`]: SMTP client workers, MX lookup, retries, DSNs.
-//! - [`smime`]: S/MIME — the CMS engine (decrypt, verify, sign, encrypt) and its pipeline
-//!   steps; certificates and keys in the store.
+//! - [`smime`]: S/MIME — the certificate and key store, the CMS engine (decrypt, verify,
+//!   sign, encrypt) and its pipeline steps.
 //! - [`bayes`]: the Bayes model in the store, learning, training, eval and cross-validation.
 //! - [`metrics`]: Prometheus counters; [`telemetry`]: logs.
 //! - [`gateway`]: wires the parts together; [`cli`]: the `portcullis` command.

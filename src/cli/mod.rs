@@ -1,6 +1,7 @@
 //! The `portcullis` command line. Every subcommand that a script may want has `--json`.
 
 mod bayes;
+mod certs;
 mod queue;
 
 use std::path::PathBuf;
@@ -46,6 +47,14 @@ pub enum Command {
         #[command(subcommand)]
         action: bayes::BayesAction,
     },
+    /// The S/MIME certificate and key store: import, list, show, export, delete, trust-ca.
+    Certs {
+        /// Also accepted after the action (`certs list --config F`).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: certs::CertsAction,
+    },
     /// List every symbol a stage can report, with default points.
     Symbols,
     /// clamd health as the gateway sees it: version, signature date, latency.
@@ -90,6 +99,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Bayes { config, action } => {
             let config = load(&config)?;
             runtime.block_on(bayes::run(&config, action))
+        }
+        Command::Certs { config, action } => {
+            let config = load(&config)?;
+            runtime.block_on(certs::run(&config, action))
         }
         Command::ClamavStatus { config, json } => {
             let config = load(&config)?;

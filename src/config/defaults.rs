@@ -81,3 +81,8 @@ pub const AUTH_DNS_CACHE_ENTRIES: usize = 10_000;
 /// How often a running gateway checks whether the Bayes model changed (CLI learning,
 /// another gateway): a reload reads the whole token table, so not every message.
 pub const BAYES_RELOAD_SECS: u64 = 10;
+
+/// S/MIME master key file, inside data_dir.
+pub const CERTS_KEY_FILE: &str = "smime-master.key";
+/// Seconds between checks for certificate store changes made elsewhere.
+pub const CERTS_RELOAD_SECS: u64 = 2;

@@ -463,6 +463,33 @@ impl Default for SmimeConfig {
     }
 }
 
+/// `[certs]`: the S/MIME certificate and key store (`crate::smime::store`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CertsConfig {
+    /// The master key file that seals stored private keys; relative paths are inside
+    /// `data_dir`. Made with mode 0600 on first use; refused when group/world readable.
+    pub key_file: PathBuf,
+    /// Extra trusted CA certificate files (PEM, DER or PKCS#7), e.g. a company CA or a
+    /// DFN-style sub-CA (trusted as an anchor without its root).
+    pub extra_ca: Vec<PathBuf>,
+    /// Trust the system's root CAs (OpenSSL's default certificate paths).
+    pub system_roots: bool,
+    /// Seconds between checks for changes made by the CLI or another gateway.
+    pub reload_secs: u64,
+}
+
+impl Default for CertsConfig {
+    fn default() -> Self {
+        CertsConfig {
+            key_file: defaults::CERTS_KEY_FILE.into(),
+            extra_ca: Vec::new(),
+            system_roots: true,
+            reload_secs: defaults::CERTS_RELOAD_SECS,
+        }
+    }
+}
+
 /// The (sign, encrypt) rules for one sender.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SmimeRules {
@@ -528,6 +555,13 @@ impl SmimeConfig {
     }
 }
 
+impl CertsConfig {
+    /// The key file's path: `key_file`, inside `data_dir` when relative.
+    pub fn key_path(&self, data_dir: &Path) -> PathBuf {
+        data_dir.join(&self.key_file)
+    }
+}
+
 /// The configuration file as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -555,6 +589,7 @@ pub struct Config {
     pub clamav: ClamavConfig,
     pub bayes: BayesConfig,
     pub auth: AuthConfig,
+    pub certs: CertsConfig,
     /// Outbound DKIM keys; empty = outbound mail is not signed.
     pub dkim_signing: Vec<DkimSigningConfig>,
     pub smime: SmimeConfig,
@@ -592,6 +627,7 @@ impl Default for Config {
             clamav: ClamavConfig::default(),
             bayes: BayesConfig::default(),
             auth: AuthConfig::default(),
+            certs: CertsConfig::default(),
             dkim_signing: Vec::new(),
             smime: SmimeConfig::default(),
             symbols: BTreeMap::new(),
@@ -739,6 +775,7 @@ impl Config {
         for (key, v) in [
             ("auth.dns_timeout_ms", self.auth.dns_timeout_ms),
             ("auth.timeout_secs", self.auth.timeout_secs),
+            ("certs.reload_secs", self.certs.reload_secs),
         ] {
             if v == 0 {
                 bail!("key `{key}`: must be greater than 0");
@@ -883,6 +920,9 @@ mod tests {
         assert_eq!(c.max_message_size, d.max_message_size);
         assert_eq!(c.limits.max_bad_commands, d.limits.max_bad_commands);
         assert_eq!(c.queue.retry_initial_secs, d.queue.retry_initial_secs);
+        assert_eq!(c.certs.key_file, d.certs.key_file);
+        assert_eq!(c.certs.system_roots, d.certs.system_roots);
+        assert_eq!(c.certs.reload_secs, d.certs.reload_secs);
     }
 
     #[test]

@@ -18,7 +18,8 @@ use super::keyring::{Identity, Keyring};
 use super::mime;
 use crate::config::SmimeConfig;
 
-/// How long a built trust store is reused (building one reads the system roots).
+/// How long a built trust store is reused while the store's version stays (building one
+/// reads the system roots; the TTL catches CA files changed on disk).
 const TRUST_TTL: Duration = Duration::from_secs(10);
 
 /// What the inbound step found.
@@ -36,7 +37,8 @@ pub struct InboundResult {
 pub struct SmimeInbound {
     keyring: Arc<dyn Keyring>,
     config: SmimeConfig,
-    trust: Mutex<Option<(Instant, Arc<X509Store>)>>,
+    /// (built at, store version, trust store)
+    trust: Mutex<Option<(Instant, i64, Arc<X509Store>)>>,
 }
 
 impl SmimeInbound {
@@ -49,14 +51,16 @@ impl SmimeInbound {
     }
 
     fn trust_store(&self) -> anyhow::Result<Arc<X509Store>> {
+        let version = self.keyring.version();
         let mut cached = self.trust.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((at, store)) = cached.as_ref()
+        if let Some((at, v, store)) = cached.as_ref()
             && at.elapsed() < TRUST_TTL
+            && *v == version
         {
             return Ok(store.clone());
         }
         let store = Arc::new(self.keyring.trust_store()?);
-        *cached = Some((Instant::now(), store.clone()));
+        *cached = Some((Instant::now(), version, store.clone()));
         Ok(store)
     }
 

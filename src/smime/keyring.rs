@@ -9,21 +9,7 @@ use std::pin::Pin;
 use openssl::x509::X509;
 use openssl::x509::store::X509Store;
 
-/// A certificate with its private key and chain (same shape as the store's).
-#[derive(Clone)]
-pub struct Identity {
-    pub cert: X509,
-    pub key: openssl::pkey::PKey<openssl::pkey::Private>,
-    pub chain: Vec<X509>,
-}
-
-/// A recipient's certificate usable for encryption now (same shape as the store's).
-#[derive(Clone)]
-pub struct EncryptionCert {
-    pub cert: X509,
-    pub fingerprint: String,
-    pub aes_gcm_capable: bool,
-}
+pub use super::store::{EncryptionCert, Identity};
 
 pub type KeyFuture<'a, T> = Pin<Box<dyn Future<Output = anyhow::Result<T>> + Send + 'a>>;
 
@@ -37,6 +23,10 @@ pub trait Keyring: Send + Sync {
     -> KeyFuture<'a, Option<EncryptionCert>>;
     /// System roots plus the configured and explicitly trusted CAs.
     fn trust_store(&self) -> anyhow::Result<X509Store>;
+    /// Moves when the store changed (a trust store built before is then stale).
+    fn version(&self) -> i64 {
+        0
+    }
     /// Remember a partner's verified certificate (and chain, capabilities) for encryption.
     fn harvest<'a>(
         &'a self,
@@ -45,6 +35,42 @@ pub trait Keyring: Send + Sync {
         message_id: &'a str,
         capabilities: &'a [String],
     ) -> KeyFuture<'a, ()>;
+}
+
+impl Keyring for super::store::CertStore {
+    fn decryption_identities<'a>(&'a self, rcpt: &'a str) -> KeyFuture<'a, Vec<Identity>> {
+        Box::pin(super::store::CertStore::decryption_identities(self, rcpt))
+    }
+    fn signing_identity<'a>(&'a self, sender: &'a str) -> KeyFuture<'a, Option<Identity>> {
+        Box::pin(super::store::CertStore::signing_identity(self, sender))
+    }
+    fn encryption_certificate<'a>(
+        &'a self,
+        rcpt: &'a str,
+    ) -> KeyFuture<'a, Option<EncryptionCert>> {
+        Box::pin(super::store::CertStore::encryption_certificate(self, rcpt))
+    }
+    fn trust_store(&self) -> anyhow::Result<X509Store> {
+        super::store::CertStore::trust_store(self)
+    }
+    fn version(&self) -> i64 {
+        super::store::CertStore::version(self)
+    }
+    fn harvest<'a>(
+        &'a self,
+        signer: &'a X509,
+        chain: &'a [X509],
+        message_id: &'a str,
+        capabilities: &'a [String],
+    ) -> KeyFuture<'a, ()> {
+        Box::pin(super::store::CertStore::harvest(
+            self,
+            signer,
+            chain,
+            message_id,
+            capabilities,
+        ))
+    }
 }
 
 /// In-memory keyring for unit tests: identities by address or "@domain".
