@@ -23,6 +23,7 @@ use filters::clamav::clamd::{Clamd, Endpoint};
 use crate::config::{Config, FailMode, OversizeAction, VerdictConfig, VirusAction};
 use crate::metrics::Metrics;
 use crate::smime::inbound::{InboundResult, SmimeInbound};
+use crate::smime::outbound::SmimeOutbound;
 
 /// A stage with its configured fail mode.
 pub struct ConfiguredStage {
@@ -176,6 +177,8 @@ pub struct Pipeline {
     dkim_signer: Option<Arc<dkim_sign::OutboundSigner>>,
     /// S/MIME unwrapping, before every inbound stage (`[smime] enabled` and a keyring).
     smime_in: Option<SmimeInbound>,
+    /// S/MIME by policy on outbound mail, and the RCPT TO check of the session.
+    smime_out: Option<Arc<SmimeOutbound>>,
     smime_fail_mode: FailMode,
 }
 
@@ -193,8 +196,18 @@ impl Pipeline {
                 .clone()
                 .filter(|_| config.smime.enabled && config.stage("smime").enabled)
                 .map(|k| SmimeInbound::new(k, config.smime.clone())),
+            smime_out: resources
+                .keyring
+                .clone()
+                .filter(|_| config.smime.enabled && config.stage("smime").enabled)
+                .map(|k| Arc::new(SmimeOutbound::new(k, config.smime.clone()))),
             smime_fail_mode: config.stage("smime").fail_mode,
         }
+    }
+
+    /// Outbound S/MIME (for the session's RCPT TO check); `None` when S/MIME is off.
+    pub fn smime_outbound(&self) -> Option<&SmimeOutbound> {
+        self.smime_out.as_deref()
     }
 
     /// Run every stage of the message's direction, in order, and decide.
@@ -232,6 +245,29 @@ impl Pipeline {
                 card.add(self.weigh(sym));
             }
             headers.extend(unwrapped.header.take());
+        }
+        // Outbound: mail the user protected already, or a required signature we cannot make.
+        if envelope.direction == Direction::Outbound
+            && let Some(smime) = &self.smime_out
+        {
+            match smime.precheck(envelope, raw).await {
+                Ok(symbols) => {
+                    for sym in symbols {
+                        card.add(self.weigh(sym));
+                    }
+                }
+                Err(e) => {
+                    if let Some(out) = self.stage_failed(
+                        "smime",
+                        self.smime_fail_mode,
+                        &format!("{e:#}"),
+                        &mut card,
+                        &headers,
+                    ) {
+                        return out;
+                    }
+                }
+            }
         }
         let judged = unwrapped.replacement.as_deref().unwrap_or(raw);
         let parsed = mail_parser::MessageParser::default().parse(judged);
@@ -285,6 +321,38 @@ impl Pipeline {
             body: unwrapped.replacement,
             headers: Vec::new(),
         }];
+        // Outbound S/MIME: sign and encrypt what will be stored, copy by copy.
+        if envelope.direction == Direction::Outbound
+            && matches!(action, Action::Accept | Action::Tag | Action::Quarantine)
+            && let Some(smime) = &self.smime_out
+        {
+            let started = Instant::now();
+            let result = smime.protect(envelope, raw).await;
+            self.metrics
+                .stage_time("smime", started.elapsed().as_secs_f64());
+            match result {
+                Ok(Some(protected)) => {
+                    copies = protected.copies;
+                    for sym in protected.symbols {
+                        card.add(self.weigh(sym));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    // Always 451 here, whatever the fail mode: passing would send in clear
+                    // what policy wants signed or encrypted.
+                    if let Some(out) = self.stage_failed(
+                        "smime",
+                        FailMode::Tempfail,
+                        &format!("{e:#}"),
+                        &mut card,
+                        &headers,
+                    ) {
+                        return out;
+                    }
+                }
+            }
+        }
         // Last step before the queue: outbound mail that will be stored gets DKIM-signed,
         // each copy as it will leave.
         if envelope.direction == Direction::Outbound

@@ -14,6 +14,7 @@
 //! - [`mime`]: the MIME around the CMS blobs (split, base64, multipart/signed).
 //! - [`inbound`]: the first inbound step (unwrap before the filters, harvest after the
 //!   verdict).
+//! - [`outbound`]: signing and encryption by policy (RCPT check, precheck, copies).
 //! - [`keyring`]: what the steps need from the certificate store, as one trait.
 //! - [`cms_info`]: typed reads of CMS structures with the `cms` crate (signers,
 //!   SMIMECapabilities, recipients).
@@ -35,6 +36,7 @@ pub mod engine;
 pub mod inbound;
 pub mod keyring;
 pub mod mime;
+pub mod outbound;
 
 #[cfg(test)]
 pub mod test_pki;

@@ -386,7 +386,7 @@ impl Session {
             Request::Ehlo { host } => self.ehlo(host, true),
             Request::Helo { host } => self.ehlo(host, false),
             Request::Mail { from } => self.mail(from),
-            Request::Rcpt { to } => self.rcpt(to, line),
+            Request::Rcpt { to } => self.rcpt(to, line).await,
             Request::Data => self.data(),
             Request::Bdat {
                 chunk_size,
@@ -516,7 +516,7 @@ impl Session {
         Next::Continue
     }
 
-    fn rcpt(&mut self, to: smtp_proto::RcptTo<String>, line: &[u8]) -> Next {
+    async fn rcpt(&mut self, to: smtp_proto::RcptTo<String>, line: &[u8]) -> Next {
         if self.tls_required_but_absent() {
             return self.bad(reply::MUST_STARTTLS);
         }
@@ -540,6 +540,9 @@ impl Session {
             &format!("{}>", raw_path.trim()),
         ) {
             Ok(accepted) => {
+                if let Some(refusal) = self.smime_refusal(&accepted.address).await {
+                    return self.bad(refusal);
+                }
                 let tx = self.tx.as_mut().expect("checked above");
                 if !tx
                     .rcpts
@@ -558,6 +561,28 @@ impl Session {
                     Refusal::HiddenRoute => reply::ROUTING_DENIED,
                     Refusal::RelayDenied => reply::RELAY_DENIED,
                 })
+            }
+        }
+    }
+
+    /// Outbound `encrypt = "require"` and no certificate for this recipient: refused here,
+    /// so that it is never sent in clear (550 5.7.1 naming the reason; 451 when the
+    /// certificate store cannot be read).
+    async fn smime_refusal(&self, rcpt: &str) -> Option<Reply> {
+        if !self.internal {
+            return None;
+        }
+        let smime = self.shared.pipeline.smime_outbound()?;
+        let mail_from = self.tx.as_ref()?.mail_from.clone();
+        match smime.recipient_refusal(&mail_from, rcpt).await {
+            Ok(None) => None,
+            Ok(Some(why)) => {
+                tracing::info!(client = %self.peer, rcpt = %printable(rcpt), reason = %why, "recipient refused by S/MIME policy");
+                Some(reply::SMIME_NO_CERTIFICATE)
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "certificate store unavailable at RCPT TO");
+                Some(reply::TEMPFAIL)
             }
         }
     }
