@@ -9,6 +9,8 @@
 //! - `cli`: check-config and queue commands; metrics endpoint.
 //! - `auth`: SPF, DKIM (dkimpy as the independent signer), DMARC policies, ARC, our
 //!   Authentication-Results; DNS from dnsmasq on loopback.
+//! - `smime`: S/MIME interop with `openssl cms` and `gpgsm` both ways, policy refusals,
+//!   an encrypted virus, broken CMS.
 //! - `bayes`: no opinion while untrained; `bayes train`/`learn` change the next verdict; eval.
 
 mod harness;
@@ -21,6 +23,7 @@ mod delivery;
 mod durability;
 mod limits;
 mod relay;
+mod smime;
 mod smtp_dialog;
 mod starttls;
 mod tls_policy;
