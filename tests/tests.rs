@@ -10,11 +10,14 @@
 //! - `auth`: SPF, DKIM (dkimpy as the independent signer), DMARC policies, ARC, our
 //!   Authentication-Results; DNS from dnsmasq on loopback.
 //! - `bayes`: no opinion while untrained; `bayes train`/`learn` change the next verdict; eval.
+//! - `certs`: the S/MIME certificate store CLI on openssl-made fixtures (legacy PKCS#12,
+//!   expired and wrong-usage certificates, sealed keys, trust anchors).
 
 mod harness;
 
 mod auth;
 mod bayes;
+mod certs;
 mod clamav;
 mod cli;
 mod delivery;

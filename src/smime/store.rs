@@ -239,6 +239,32 @@ pub fn normalize_domain(domain: &str) -> anyhow::Result<String> {
     Ok(d)
 }
 
+/// The certificates of `certs.extra_ca` (relative paths inside `data_dir`).
+fn load_extra_ca(data_dir: &Path, config: &CertsConfig) -> anyhow::Result<Vec<X509>> {
+    let mut out = Vec::new();
+    for path in &config.extra_ca {
+        let path = data_dir.join(path);
+        let bytes = std::fs::read(&path)
+            .with_context(|| format!("key `certs.extra_ca`: cannot read {}", path.display()))?;
+        out.extend(
+            parse::read_certificates(&bytes, &path.display().to_string())
+                .context("key `certs.extra_ca`")?,
+        );
+    }
+    Ok(out)
+}
+
+/// What `check-config` can tell about `[certs]` without opening the database: the extra
+/// CA files parse, and an existing key file is a key file only the owner can read.
+pub fn check_config(data_dir: &Path, config: &CertsConfig) -> anyhow::Result<()> {
+    load_extra_ca(data_dir, config)?;
+    let key_path = config.key_path(data_dir);
+    if key_path.exists() {
+        MasterKey::load_or_create(&key_path, false)?;
+    }
+    Ok(())
+}
+
 fn json_list(v: &[String]) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
 }
@@ -266,16 +292,7 @@ impl CertStore {
             );
         }
         let master = MasterKey::load_or_create(&key_path, sealed_keys == 0)?;
-        let mut extra_ca = Vec::new();
-        for path in &config.extra_ca {
-            let path = data_dir.join(path);
-            let bytes = std::fs::read(&path)
-                .with_context(|| format!("key `certs.extra_ca`: cannot read {}", path.display()))?;
-            extra_ca.extend(
-                parse::read_certificates(&bytes, &path.display().to_string())
-                    .context("key `certs.extra_ca`")?,
-            );
-        }
+        let extra_ca = load_extra_ca(data_dir, config)?;
         let store = CertStore {
             inner: Arc::new(Inner {
                 pool,
