@@ -44,7 +44,12 @@ impl Setup {
 
     /// Run `portcullis certs ARGS --config ...`: (exit code, stdout, stderr).
     fn certs(&self, args: &[&str]) -> (i32, String, String) {
+        self.certs_env(args, &[])
+    }
+
+    fn certs_env(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
         let out = Command::new(binary())
+            .envs(env.iter().copied())
             .arg("certs")
             .args(args)
             .arg("--config")
@@ -282,6 +287,13 @@ fn legacy_pkcs12_imports_with_its_password_and_the_key_stays_sealed() {
     assert!(err.contains("wrong password"), "{err}");
     let err = s.fails(&["import", &p12]);
     assert!(err.contains("--password-file"), "{err}");
+    // without OpenSSL's legacy module the error says so (not "wrong password")
+    let (code, _, err) = s.certs_env(
+        &["import", &p12, "--password-file", &good],
+        &[("OPENSSL_MODULES", "/nonexistent")],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("legacy provider is unavailable"), "{err}");
 
     let out = s.ok(&["import", &p12, "--password-file", &good]);
     let fp = s.fingerprint("alice.pem");
@@ -612,4 +624,22 @@ fn a_configured_key_file_and_extra_ca_are_used() {
         true,
         "extra_ca makes the chain trusted: {list}"
     );
+}
+
+#[test]
+fn modern_pkcs12_imports_without_the_legacy_provider() {
+    let s = Setup::new();
+    s.ca("Root");
+    s.user("bob", "bob@example.test", "Root", "emailProtection", 30);
+    s.openssl(&[
+        "pkcs12", "-export", "-in", "bob.pem", "-inkey", "bob.key", "-out", "bob.p12", "-passout",
+        "pass:pw",
+    ]);
+    let pw = s.write("pw", "pw\n");
+    let (code, out, err) = s.certs_env(
+        &["import", &s.p("bob.p12"), "--password-file", &pw],
+        &[("OPENSSL_MODULES", "/nonexistent")],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("private key stored (encrypted)"), "{out}");
 }
