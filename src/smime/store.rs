@@ -156,6 +156,8 @@ struct Index {
     by_address: HashMap<String, Vec<Arc<CertRecord>>>,
     /// Domain → its gateway certificates, newest first.
     gateways: HashMap<String, Vec<Arc<CertRecord>>>,
+    /// The signature-verification trust store of this state (see `shared_trust_store`).
+    trust: Option<Arc<X509Store>>,
 }
 
 struct Inner {
@@ -379,8 +381,8 @@ impl CertStore {
     }
 
     /// A trust store for verifying signatures: system roots + extra CAs + trusted CAs
-    /// (validity times are checked). Built anew on each call (a few ms with the system
-    /// roots): keep it, and call again when [`version`](Self::version) moves.
+    /// (validity times are checked). Built anew on each call (milliseconds with the system
+    /// roots): per message use [`shared_trust_store`](Self::shared_trust_store).
     pub fn trust_store(&self) -> anyhow::Result<X509Store> {
         let anchors: Vec<X509> = self
             .current()
@@ -390,6 +392,15 @@ impl CertStore {
             .map(|r| r.cert.clone())
             .collect();
         self.inner.anchors.store(&anchors, false)
+    }
+
+    /// The same trust store as [`trust_store`](Self::trust_store), built once per change of
+    /// the store and shared: the one to use per message (building one costs milliseconds).
+    pub fn shared_trust_store(&self) -> anyhow::Result<Arc<X509Store>> {
+        match &self.current().trust {
+            Some(t) => Ok(t.clone()),
+            None => Ok(Arc::new(self.trust_store()?)),
+        }
     }
 
     /// CA certificates the store knows but does not trust (from imported chains and
@@ -941,6 +952,7 @@ fn build_index(
         .map(|(_, c, _)| c.clone())
         .collect();
     let checker = configured.store(&anchors, true)?;
+    let trust = Arc::new(configured.store(&anchors, false)?);
     let mut intermediates = Stack::new()?;
     for (_, cert, facts) in &parsed {
         if facts.is_ca {
@@ -950,6 +962,7 @@ fn build_index(
 
     let mut index = Index {
         version,
+        trust: Some(trust),
         ..Index::default()
     };
     let mut status_changes = Vec::new();
@@ -1138,14 +1151,22 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
-        // the signature-verification store has the same anchors
-        let trust = t.store.trust_store().unwrap();
+        // the signature-verification stores have the same anchors, and check validity
+        let expired = sub.issue(UserSpec {
+            days: (-30, -1),
+            ..UserSpec::email("old@example.test")
+        });
         let chain = Stack::new().unwrap();
-        let mut ctx = openssl::x509::X509StoreContext::new().unwrap();
-        assert!(
-            ctx.init(&trust, &bob.cert, &chain, |c| c.verify_cert())
-                .unwrap()
-        );
+        let verify = |store: &openssl::x509::store::X509StoreRef, cert: &X509| {
+            let mut ctx = openssl::x509::X509StoreContext::new().unwrap();
+            ctx.init(store, cert, &chain, |c| c.verify_cert()).unwrap()
+        };
+        let fresh = t.store.trust_store().unwrap();
+        let shared = t.store.shared_trust_store().unwrap();
+        for store in [&*fresh, &**shared] {
+            assert!(verify(store, &bob.cert));
+            assert!(!verify(store, &expired.cert), "expired: not valid now");
+        }
     }
 
     #[tokio::test]
