@@ -12,11 +12,14 @@
 //! - `smime`: S/MIME interop with `openssl cms` and `gpgsm` both ways, policy refusals,
 //!   an encrypted virus, broken CMS.
 //! - `bayes`: no opinion while untrained; `bayes train`/`learn` change the next verdict; eval.
+//! - `certs`: the S/MIME certificate store CLI on openssl-made fixtures (legacy PKCS#12,
+//!   expired and wrong-usage certificates, sealed keys, trust anchors).
 
 mod harness;
 
 mod auth;
 mod bayes;
+mod certs;
 mod clamav;
 mod cli;
 mod delivery;

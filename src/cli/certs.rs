@@ -174,10 +174,15 @@ fn list(all: &[Arc<CertRecord>], domain: Option<&str>, json: bool) -> anyhow::Re
             certs.len()
         );
         for r in certs {
-            let who = if r.gateway_domains.contains(d) {
-                format!("[gateway] {}", r.facts.subject)
+            let names = if r.facts.addresses.is_empty() {
+                r.facts.subject.clone()
             } else {
                 r.facts.addresses.join(", ")
+            };
+            let who = if r.gateway_domains.contains(d) {
+                format!("[gateway] {names}")
+            } else {
+                names
             };
             let problems = r.encryption_problems(now);
             let encryption = if problems.is_empty() {
@@ -231,7 +236,14 @@ fn show(r: &CertRecord, json: bool) -> anyhow::Result<()> {
     println!("subject:        {}", f.subject);
     println!("issuer:         {}", f.issuer);
     println!("serial:         {}", f.serial);
-    println!("addresses:      {}", f.addresses.join(", "));
+    let none = |v: String| {
+        if v.is_empty() {
+            "(none)".to_string()
+        } else {
+            v
+        }
+    };
+    println!("addresses:      {}", none(f.addresses.join(", ")));
     let domains: Vec<String> = r
         .domains
         .iter()
@@ -243,7 +255,7 @@ fn show(r: &CertRecord, json: bool) -> anyhow::Result<()> {
             }
         })
         .collect();
-    println!("domains:        {}", domains.join(", "));
+    println!("domains:        {}", none(domains.join(", ")));
     println!(
         "valid:          {} to {}",
         date_text(f.not_before),

@@ -7,20 +7,14 @@
 //! certificates waits for the verdict ([`SmimeInbound::harvest`]): mail rejected or held as
 //! spam or virus teaches us nothing.
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use filters::{Envelope, Symbol};
-use openssl::x509::store::X509Store;
 
 use super::engine::{self, KeyPair, SignatureResult, SignatureStatus, SmimeError, Unwrapped};
 use super::keyring::{Identity, Keyring};
 use super::mime;
 use crate::config::SmimeConfig;
-
-/// How long a built trust store is reused while the store's version stays (building one
-/// reads the system roots; the TTL catches CA files changed on disk).
-const TRUST_TTL: Duration = Duration::from_secs(10);
 
 /// What the inbound step found.
 #[derive(Default)]
@@ -37,31 +31,11 @@ pub struct InboundResult {
 pub struct SmimeInbound {
     keyring: Arc<dyn Keyring>,
     config: SmimeConfig,
-    /// (built at, store version, trust store)
-    trust: Mutex<Option<(Instant, i64, Arc<X509Store>)>>,
 }
 
 impl SmimeInbound {
     pub fn new(keyring: Arc<dyn Keyring>, config: SmimeConfig) -> SmimeInbound {
-        SmimeInbound {
-            keyring,
-            config,
-            trust: Mutex::new(None),
-        }
-    }
-
-    fn trust_store(&self) -> anyhow::Result<Arc<X509Store>> {
-        let version = self.keyring.version();
-        let mut cached = self.trust.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((at, v, store)) = cached.as_ref()
-            && at.elapsed() < TRUST_TTL
-            && *v == version
-        {
-            return Ok(store.clone());
-        }
-        let store = Arc::new(self.keyring.trust_store()?);
-        *cached = Some((Instant::now(), version, store.clone()));
-        Ok(store)
+        SmimeInbound { keyring, config }
     }
 
     /// Unwrap `raw` when it is S/MIME. `Err` only when the store cannot be read (the
@@ -78,7 +52,7 @@ impl SmimeInbound {
                 }
             }
         }
-        let trust = self.trust_store()?;
+        let trust = self.keyring.trust_store()?;
         let message = raw.to_vec();
         // RSA private-key operations take milliseconds: off the reactor.
         let result = tokio::task::spawn_blocking(move || {

@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use openssl::x509::X509;
 use openssl::x509::store::X509Store;
@@ -21,12 +22,9 @@ pub trait Keyring: Send + Sync {
     /// A certificate usable now to encrypt to `rcpt` (own, else the domain's gateway's).
     fn encryption_certificate<'a>(&'a self, rcpt: &'a str)
     -> KeyFuture<'a, Option<EncryptionCert>>;
-    /// System roots plus the configured and explicitly trusted CAs.
-    fn trust_store(&self) -> anyhow::Result<X509Store>;
-    /// Moves when the store changed (a trust store built before is then stale).
-    fn version(&self) -> i64 {
-        0
-    }
+    /// System roots plus the configured and explicitly trusted CAs, shared (built once per
+    /// change of the store: building one costs milliseconds).
+    fn trust_store(&self) -> anyhow::Result<Arc<X509Store>>;
     /// Remember a partner's verified certificate (and chain, capabilities) for encryption.
     fn harvest<'a>(
         &'a self,
@@ -50,11 +48,8 @@ impl Keyring for super::store::CertStore {
     ) -> KeyFuture<'a, Option<EncryptionCert>> {
         Box::pin(super::store::CertStore::encryption_certificate(self, rcpt))
     }
-    fn trust_store(&self) -> anyhow::Result<X509Store> {
-        super::store::CertStore::trust_store(self)
-    }
-    fn version(&self) -> i64 {
-        super::store::CertStore::version(self)
+    fn trust_store(&self) -> anyhow::Result<Arc<X509Store>> {
+        super::store::CertStore::shared_trust_store(self)
     }
     fn harvest<'a>(
         &'a self,
@@ -136,12 +131,12 @@ impl Keyring for MemoryKeyring {
             }))
         })
     }
-    fn trust_store(&self) -> anyhow::Result<X509Store> {
+    fn trust_store(&self) -> anyhow::Result<Arc<X509Store>> {
         let mut b = openssl::x509::store::X509StoreBuilder::new()?;
         for c in &self.trusted {
             b.add_cert(c.clone())?;
         }
-        Ok(b.build())
+        Ok(Arc::new(b.build()))
     }
     fn harvest<'a>(
         &'a self,

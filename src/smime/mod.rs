@@ -6,6 +6,7 @@
 //! - [`store`]: rows in SQLite, an in-memory index, the lookups, import/harvest/delete.
 //! - [`keys`]: private keys sealed at rest with AES-256-GCM under a 0600 master key file.
 //! - [`parse`]: reading PEM/DER/PKCS#7/PKCS#12 files (the legacy provider for RC2-40).
+//! - [`trust`]: trust anchors (system roots, `certs.extra_ca`, `certs trust-ca`) and chains.
 //! - [`info`]: facts read from a certificate and the usable-for-encryption/signing rules.
 //!
 //! The engine and its pipeline steps:
@@ -27,6 +28,7 @@ pub mod parse;
 pub mod store;
 #[cfg(test)]
 pub(crate) mod testpki;
+pub mod trust;
 
 pub use store::{CertStore, EncryptionCert, Identity};
 

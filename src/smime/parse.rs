@@ -153,14 +153,13 @@ fn read_pem(bytes: &[u8], name: &str, password: Option<&str>) -> anyhow::Result<
 /// loaded once into the process. Only PKCS#12 import needs it, so the gateway itself never
 /// loads it. Err: why it is unavailable.
 fn legacy_provider() -> Result<(), String> {
-    static PROVIDERS: OnceLock<Result<(Provider, Provider), String>> = OnceLock::new();
-    PROVIDERS
-        .get_or_init(|| {
-            // Loading any provider explicitly turns off the implicit default: load it too.
-            let default = Provider::try_load(None, "default", true).map_err(|e| e.to_string())?;
-            let legacy = Provider::try_load(None, "legacy", true).map_err(|e| e.to_string())?;
-            Ok((default, legacy))
-        })
+    static DEFAULT: OnceLock<Option<Provider>> = OnceLock::new();
+    static LEGACY: OnceLock<Result<Provider, String>> = OnceLock::new();
+    // Loading a provider explicitly can end the implicit default: load it too, and keep it
+    // loaded whether or not the legacy one is there (modern files need only the default).
+    DEFAULT.get_or_init(|| Provider::try_load(None, "default", true).ok());
+    LEGACY
+        .get_or_init(|| Provider::try_load(None, "legacy", true).map_err(|e| e.to_string()))
         .as_ref()
         .map(|_| ())
         .map_err(|e| e.clone())

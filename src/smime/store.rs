@@ -14,12 +14,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use openssl::error::ErrorStack;
 use openssl::pkey::{PKey, Private};
 use openssl::stack::Stack;
-use openssl::x509::store::{X509Store, X509StoreBuilder, X509StoreRef};
-use openssl::x509::verify::X509VerifyFlags;
-use openssl::x509::{X509, X509Ref, X509StoreContext};
+use openssl::x509::store::X509Store;
+use openssl::x509::{X509, X509Ref};
 use serde::Serialize;
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
@@ -28,6 +26,8 @@ pub use crate::config::CertsConfig;
 use super::info::{self, CertFacts, domain_of, normalize_address};
 use super::keys::MasterKey;
 use super::parse::{self, Bundle};
+use super::trust::{self, Anchors};
+pub use super::trust::{ChainLink, ChainStatus};
 
 /// A certificate with its private key, for decrypting and signing.
 pub struct Identity {
@@ -71,34 +71,6 @@ impl Source {
             "harvested" => Source::Harvested,
             "trusted" => Source::Trusted,
             _ => Source::Imported,
-        }
-    }
-}
-
-/// One certificate of a chain, as shown to people.
-#[derive(Debug, Clone, Serialize)]
-pub struct ChainLink {
-    pub subject: String,
-    pub fingerprint: String,
-}
-
-/// The certificate's chain against the trust store (time ignored: validity is judged
-/// separately, so an expired certificate still shows whether its issuer is trusted).
-#[derive(Debug, Clone, Serialize)]
-pub struct ChainStatus {
-    pub trusted: bool,
-    /// The anchor's subject when trusted, else OpenSSL's reason.
-    pub detail: String,
-    /// The certificates above this one, up to the anchor (or as far as it could be built).
-    pub chain: Vec<ChainLink>,
-}
-
-impl ChainStatus {
-    fn text(&self) -> String {
-        if self.trusted {
-            format!("trusted (anchor: {})", self.detail)
-        } else {
-            format!("untrusted: {}", self.detail)
         }
     }
 }
@@ -184,14 +156,15 @@ struct Index {
     by_address: HashMap<String, Vec<Arc<CertRecord>>>,
     /// Domain → its gateway certificates, newest first.
     gateways: HashMap<String, Vec<Arc<CertRecord>>>,
+    /// The signature-verification trust store of this state (see `shared_trust_store`).
+    trust: Option<Arc<X509Store>>,
 }
 
 struct Inner {
     pool: SqlitePool,
     master: MasterKey,
-    /// Anchors from `certs.extra_ca`, read at open.
-    extra_ca: Vec<X509>,
-    system_roots: bool,
+    /// System roots (if configured) and `certs.extra_ca`, read at open.
+    anchors: Anchors,
     reload_every: Duration,
     index: RwLock<Arc<Index>>,
     last_check: Mutex<Instant>,
@@ -239,6 +212,32 @@ pub fn normalize_domain(domain: &str) -> anyhow::Result<String> {
     Ok(d)
 }
 
+/// The certificates of `certs.extra_ca` (relative paths inside `data_dir`).
+fn load_extra_ca(data_dir: &Path, config: &CertsConfig) -> anyhow::Result<Vec<X509>> {
+    let mut out = Vec::new();
+    for path in &config.extra_ca {
+        let path = data_dir.join(path);
+        let bytes = std::fs::read(&path)
+            .with_context(|| format!("key `certs.extra_ca`: cannot read {}", path.display()))?;
+        out.extend(
+            parse::read_certificates(&bytes, &path.display().to_string())
+                .context("key `certs.extra_ca`")?,
+        );
+    }
+    Ok(out)
+}
+
+/// What `check-config` can tell about `[certs]` without opening the database: the extra
+/// CA files parse, and an existing key file is a key file only the owner can read.
+pub fn check_config(data_dir: &Path, config: &CertsConfig) -> anyhow::Result<()> {
+    load_extra_ca(data_dir, config)?;
+    let key_path = config.key_path(data_dir);
+    if key_path.exists() {
+        MasterKey::load_or_create(&key_path, false)?;
+    }
+    Ok(())
+}
+
 fn json_list(v: &[String]) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
 }
@@ -266,22 +265,15 @@ impl CertStore {
             );
         }
         let master = MasterKey::load_or_create(&key_path, sealed_keys == 0)?;
-        let mut extra_ca = Vec::new();
-        for path in &config.extra_ca {
-            let path = data_dir.join(path);
-            let bytes = std::fs::read(&path)
-                .with_context(|| format!("key `certs.extra_ca`: cannot read {}", path.display()))?;
-            extra_ca.extend(
-                parse::read_certificates(&bytes, &path.display().to_string())
-                    .context("key `certs.extra_ca`")?,
-            );
-        }
+        let extra_ca = load_extra_ca(data_dir, config)?;
         let store = CertStore {
             inner: Arc::new(Inner {
                 pool,
                 master,
-                extra_ca,
-                system_roots: config.system_roots,
+                anchors: Anchors {
+                    system_roots: config.system_roots,
+                    extra_ca,
+                },
                 reload_every: Duration::from_secs(config.reload_secs),
                 index: RwLock::new(Arc::new(Index {
                     version: -1,
@@ -358,93 +350,10 @@ impl CertStore {
             gateway_of.entry(fp).or_default().push(domain);
         }
 
-        let mut parsed = Vec::with_capacity(rows.len());
-        for row in rows {
-            let cert = match X509::from_der(&row.der) {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(fingerprint = %row.fingerprint, error = %e, "stored certificate does not parse; skipped");
-                    continue;
-                }
-            };
-            let facts = CertFacts::of(&cert)?;
-            parsed.push((row, cert, facts));
-        }
-        let anchors: Vec<X509> = parsed
-            .iter()
-            .filter(|(row, _, _)| row.trusted)
-            .map(|(_, c, _)| c.clone())
-            .collect();
-        let checker = self.build_trust_store(&anchors, true)?;
-        let mut intermediates = Stack::new()?;
-        for (_, cert, facts) in &parsed {
-            if facts.is_ca {
-                intermediates.push(cert.clone())?;
-            }
-        }
-
-        let mut index = Index {
-            version,
-            ..Index::default()
-        };
-        let mut status_changes = Vec::new();
-        for (row, cert, facts) in parsed {
-            let chain = check_chain(&checker, &intermediates, &cert);
-            if chain.text() != row.chain_status {
-                status_changes.push((row.fingerprint.clone(), chain.text()));
-            }
-            let mut gateway_domains = gateway_of.remove(&row.fingerprint).unwrap_or_default();
-            gateway_domains.sort();
-            let mut domains = facts.address_domains();
-            domains.extend(gateway_domains.iter().cloned());
-            domains.sort();
-            domains.dedup();
-            let record = Arc::new(CertRecord {
-                cert,
-                domains,
-                gateway_domains,
-                source: Source::parse(&row.source),
-                message_id: row.message_id,
-                added_at: row.added_at,
-                capabilities: row
-                    .capabilities
-                    .and_then(|c| serde_json::from_str::<Vec<String>>(&c).ok()),
-                explicitly_trusted: row.trusted,
-                has_private_key: row.has_key,
-                chain,
-                facts,
-            });
-            if !record.facts.is_ca {
-                for a in &record.facts.addresses {
-                    index
-                        .by_address
-                        .entry(a.clone())
-                        .or_default()
-                        .push(record.clone());
-                }
-                for d in &record.gateway_domains {
-                    index
-                        .gateways
-                        .entry(d.clone())
-                        .or_default()
-                        .push(record.clone());
-                }
-            }
-            index.records.insert(row.fingerprint, record);
-        }
-        let newest_first = |a: &Arc<CertRecord>, b: &Arc<CertRecord>| {
-            (b.facts.not_before, b.facts.not_after, b.fingerprint()).cmp(&(
-                a.facts.not_before,
-                a.facts.not_after,
-                a.fingerprint(),
-            ))
-        };
-        for list in index.by_address.values_mut() {
-            list.sort_by(newest_first);
-        }
-        for list in index.gateways.values_mut() {
-            list.sort_by(newest_first);
-        }
+        let anchors = self.inner.anchors.clone();
+        let (index, status_changes) =
+            tokio::task::spawn_blocking(move || build_index(version, rows, gateway_of, &anchors))
+                .await??;
         if !status_changes.is_empty() {
             // The column shows people the last result; not a change of the store itself.
             let mut tx = pool.begin().await?;
@@ -471,28 +380,9 @@ impl CertStore {
         Ok(())
     }
 
-    /// System roots (if configured) + `certs.extra_ca` + `anchors`. Any of them is an
-    /// anchor (PARTIAL_CHAIN: a configured sub-CA is trusted without its root).
-    fn build_trust_store(&self, anchors: &[X509], ignore_time: bool) -> anyhow::Result<X509Store> {
-        let mut b = X509StoreBuilder::new()?;
-        if self.inner.system_roots {
-            b.set_default_paths()
-                .context("cannot load the system's root CAs")?;
-        }
-        for c in self.inner.extra_ca.iter().chain(anchors) {
-            add_anchor(&mut b, c)?;
-        }
-        let mut flags = X509VerifyFlags::PARTIAL_CHAIN;
-        if ignore_time {
-            flags |= X509VerifyFlags::NO_CHECK_TIME;
-        }
-        b.set_flags(flags)?;
-        Ok(b.build())
-    }
-
     /// A trust store for verifying signatures: system roots + extra CAs + trusted CAs
-    /// (validity times are checked). Built anew on each call (a few ms with the system
-    /// roots): keep it, and call again when [`version`](Self::version) moves.
+    /// (validity times are checked). Built anew on each call (milliseconds with the system
+    /// roots): per message use [`shared_trust_store`](Self::shared_trust_store).
     pub fn trust_store(&self) -> anyhow::Result<X509Store> {
         let anchors: Vec<X509> = self
             .current()
@@ -501,7 +391,16 @@ impl CertStore {
             .filter(|r| r.explicitly_trusted)
             .map(|r| r.cert.clone())
             .collect();
-        self.build_trust_store(&anchors, false)
+        self.inner.anchors.store(&anchors, false)
+    }
+
+    /// The same trust store as [`trust_store`](Self::trust_store), built once per change of
+    /// the store and shared: the one to use per message (building one costs milliseconds).
+    pub fn shared_trust_store(&self) -> anyhow::Result<Arc<X509Store>> {
+        match &self.current().trust {
+            Some(t) => Ok(t.clone()),
+            None => Ok(Arc::new(self.trust_store()?)),
+        }
     }
 
     /// CA certificates the store knows but does not trust (from imported chains and
@@ -1027,55 +926,104 @@ impl Default for Upsert<'_> {
     }
 }
 
-fn add_anchor(b: &mut X509StoreBuilder, cert: &X509) -> anyhow::Result<()> {
-    match b.add_cert(cert.clone()) {
-        Ok(()) => Ok(()),
-        // Already there (e.g. a system root also given in extra_ca): fine.
-        Err(e)
-            if e.errors().iter().any(|x| {
-                x.reason()
-                    .is_some_and(|r| r.contains("already in hash table"))
-            }) =>
-        {
-            Ok(())
-        }
-        Err(e) => Err(e.into()),
+/// The index of all rows, with every chain status computed (CPU work: run it off the
+/// async threads). Also returns the rows whose stored chain status text changed.
+fn build_index(
+    version: i64,
+    rows: Vec<Row>,
+    mut gateway_of: HashMap<String, Vec<String>>,
+    configured: &Anchors,
+) -> anyhow::Result<(Index, Vec<(String, String)>)> {
+    let mut parsed = Vec::with_capacity(rows.len());
+    for row in rows {
+        let cert = match X509::from_der(&row.der) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(fingerprint = %row.fingerprint, error = %e, "stored certificate does not parse; skipped");
+                continue;
+            }
+        };
+        let facts = CertFacts::of(&cert)?;
+        parsed.push((row, cert, facts));
     }
-}
+    let anchors: Vec<X509> = parsed
+        .iter()
+        .filter(|(row, _, _)| row.trusted)
+        .map(|(_, c, _)| c.clone())
+        .collect();
+    let checker = configured.store(&anchors, true)?;
+    let trust = Arc::new(configured.store(&anchors, false)?);
+    let mut intermediates = Stack::new()?;
+    for (_, cert, facts) in &parsed {
+        if facts.is_ca {
+            intermediates.push(cert.clone())?;
+        }
+    }
 
-fn check_chain(store: &X509StoreRef, intermediates: &Stack<X509>, cert: &X509Ref) -> ChainStatus {
-    let link = |c: &X509Ref| ChainLink {
-        subject: info::name_text(c.subject_name()),
-        fingerprint: info::fingerprint(c).unwrap_or_default(),
+    let mut index = Index {
+        version,
+        trust: Some(trust),
+        ..Index::default()
     };
-    let result = (|| -> Result<ChainStatus, ErrorStack> {
-        let mut ctx = X509StoreContext::new()?;
-        ctx.init(store, cert, intermediates, |c| {
-            let ok = c.verify_cert()?;
-            let chain: Vec<ChainLink> = c
-                .chain()
-                .map(|s| s.iter().skip(1).map(link).collect())
-                .unwrap_or_default();
-            let detail = if ok {
-                chain
-                    .last()
-                    .map(|l| l.subject.clone())
-                    .unwrap_or_else(|| "itself".into())
-            } else {
-                c.error().error_string().to_string()
-            };
-            Ok(ChainStatus {
-                trusted: ok,
-                detail,
-                chain,
-            })
-        })
-    })();
-    result.unwrap_or_else(|e| ChainStatus {
-        trusted: false,
-        detail: e.to_string(),
-        chain: Vec::new(),
-    })
+    let mut status_changes = Vec::new();
+    for (row, cert, facts) in parsed {
+        let chain = trust::check_chain(&checker, &intermediates, &cert);
+        if chain.text() != row.chain_status {
+            status_changes.push((row.fingerprint.clone(), chain.text()));
+        }
+        let mut gateway_domains = gateway_of.remove(&row.fingerprint).unwrap_or_default();
+        gateway_domains.sort();
+        let mut domains = facts.address_domains();
+        domains.extend(gateway_domains.iter().cloned());
+        domains.sort();
+        domains.dedup();
+        let record = Arc::new(CertRecord {
+            cert,
+            domains,
+            gateway_domains,
+            source: Source::parse(&row.source),
+            message_id: row.message_id,
+            added_at: row.added_at,
+            capabilities: row
+                .capabilities
+                .and_then(|c| serde_json::from_str::<Vec<String>>(&c).ok()),
+            explicitly_trusted: row.trusted,
+            has_private_key: row.has_key,
+            chain,
+            facts,
+        });
+        if !record.facts.is_ca {
+            for a in &record.facts.addresses {
+                index
+                    .by_address
+                    .entry(a.clone())
+                    .or_default()
+                    .push(record.clone());
+            }
+            for d in &record.gateway_domains {
+                index
+                    .gateways
+                    .entry(d.clone())
+                    .or_default()
+                    .push(record.clone());
+            }
+        }
+        index.records.insert(row.fingerprint, record);
+    }
+    let newest_first = |a: &Arc<CertRecord>, b: &Arc<CertRecord>| {
+        (b.facts.not_before, b.facts.not_after, b.fingerprint()).cmp(&(
+            a.facts.not_before,
+            a.facts.not_after,
+            a.fingerprint(),
+        ))
+    };
+    for list in index.by_address.values_mut() {
+        list.sort_by(newest_first);
+    }
+    for list in index.gateways.values_mut() {
+        list.sort_by(newest_first);
+    }
+    Ok((index, status_changes))
 }
 
 #[cfg(test)]
@@ -1203,14 +1151,22 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
-        // the signature-verification store has the same anchors
-        let trust = t.store.trust_store().unwrap();
+        // the signature-verification stores have the same anchors, and check validity
+        let expired = sub.issue(UserSpec {
+            days: (-30, -1),
+            ..UserSpec::email("old@example.test")
+        });
         let chain = Stack::new().unwrap();
-        let mut ctx = X509StoreContext::new().unwrap();
-        assert!(
-            ctx.init(&trust, &bob.cert, &chain, |c| c.verify_cert())
-                .unwrap()
-        );
+        let verify = |store: &openssl::x509::store::X509StoreRef, cert: &X509| {
+            let mut ctx = openssl::x509::X509StoreContext::new().unwrap();
+            ctx.init(store, cert, &chain, |c| c.verify_cert()).unwrap()
+        };
+        let fresh = t.store.trust_store().unwrap();
+        let shared = t.store.shared_trust_store().unwrap();
+        for store in [&*fresh, &**shared] {
+            assert!(verify(store, &bob.cert));
+            assert!(!verify(store, &expired.cert), "expired: not valid now");
+        }
     }
 
     #[tokio::test]
