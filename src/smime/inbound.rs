@@ -16,6 +16,9 @@ use super::keyring::{Identity, Keyring};
 use super::mime;
 use crate::config::SmimeConfig;
 
+/// The result header field.
+const RESULT_FIELD: &str = "X-Portcullis-SMIME";
+
 /// What the inbound step found.
 #[derive(Default)]
 pub struct InboundResult {
@@ -41,6 +44,17 @@ impl SmimeInbound {
     /// Unwrap `raw` when it is S/MIME. `Err` only when the store cannot be read (the
     /// pipeline applies `[stages.smime] fail_mode`); bad S/MIME is a symbol.
     pub async fn unwrap(&self, envelope: &Envelope, raw: &[u8]) -> anyhow::Result<InboundResult> {
+        let mut result = self.unwrap_smime(envelope, raw).await?;
+        // Our result header is ours alone: one from outside (or from inside the encrypted
+        // part) could fake "signed by <ceo>, chain trusted".
+        let judged = result.replacement.as_deref().unwrap_or(raw);
+        if let Some(clean) = mime::without_field(judged, RESULT_FIELD) {
+            result.replacement = Some(clean);
+        }
+        Ok(result)
+    }
+
+    async fn unwrap_smime(&self, envelope: &Envelope, raw: &[u8]) -> anyhow::Result<InboundResult> {
         if !engine::is_smime(raw) {
             return Ok(InboundResult::default());
         }
@@ -165,7 +179,7 @@ fn header(text: &str) -> String {
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
-    format!("X-Portcullis-SMIME: {clean}")
+    format!("{RESULT_FIELD}: {clean}")
 }
 
 #[cfg(test)]
@@ -293,6 +307,25 @@ mod tests {
                 "alice@partner.test".to_string(),
                 "lunch@partner.test".to_string()
             )]
+        );
+        // a result header that came with the message is removed, ours is the only one
+        let forged = [
+            b"X-Portcullis-SMIME: signed by <ceo@example.test>, chain trusted\r\n".as_slice(),
+            &raw,
+        ]
+        .concat();
+        let out = pipeline(&w, "").run(&envelope(), &forged).await;
+        let text = String::from_utf8_lossy(out.copies[0].body.as_ref().unwrap()).into_owned();
+        assert!(!text.contains("ceo@"), "{text}");
+        let out = pipeline(&w, "")
+            .run(
+                &envelope(),
+                b"X-Portcullis-SMIME: decrypted\r\nSubject: plain\r\n\r\nhi\r\n",
+            )
+            .await;
+        assert_eq!(
+            out.copies[0].body.as_deref(),
+            Some(&b"Subject: plain\r\n\r\nhi\r\n"[..])
         );
         // keep_signature (the default): the signed entity is delivered, decrypted
         let out = pipeline(&w, "").run(&envelope(), &raw).await;

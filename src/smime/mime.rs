@@ -327,6 +327,25 @@ pub fn assemble(outer: &[u8], extra: &[String], entity: &[u8]) -> Vec<u8> {
     out
 }
 
+/// `message` without the top-level header fields named `name` (case-insensitive);
+/// `None` when it has none.
+pub fn without_field(message: &[u8], name: &str) -> Option<Vec<u8>> {
+    let s = split(message);
+    let all = fields(s.header);
+    let name = name.to_ascii_lowercase();
+    if !all.iter().any(|f| field_name(f) == name) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(message.len());
+    for f in all {
+        if field_name(f) != name {
+            out.extend_from_slice(f);
+        }
+    }
+    out.extend_from_slice(&message[s.header.len()..]);
+    Some(out)
+}
+
 /// A boundary that does not occur in `content` (RFC 2046 §5.1.1 needs that).
 pub fn boundary_for(content: &[u8]) -> String {
     let mut n = 0u32;
@@ -393,6 +412,16 @@ mod tests {
         );
         let whole = assemble(&p.outer, &["X-A: 1".into()], &p.entity);
         assert!(whole.starts_with(b"X-A: 1\r\nFrom: a@b\r\nMIME-Version: 1.0\r\nContent-Type"));
+    }
+
+    #[test]
+    fn without_field_removes_only_that_top_level_field() {
+        let m = b"X-Portcullis-SMIME: forged\r\nFrom: a@b\r\nx-portcullis-smime: again\r\n folded\r\n\r\nX-Portcullis-SMIME: body text\r\n";
+        assert_eq!(
+            without_field(m, "X-Portcullis-SMIME").unwrap(),
+            b"From: a@b\r\n\r\nX-Portcullis-SMIME: body text\r\n"
+        );
+        assert!(without_field(b"From: a@b\r\n\r\nx\r\n", "X-Portcullis-SMIME").is_none());
     }
 
     #[test]

@@ -87,6 +87,21 @@ impl Pki {
     /// A user certificate for `email`, valid from `from_days` to `to_days` (relative to now;
     /// a negative `to_days` makes an expired certificate).
     pub fn user_valid(&self, email: &str, from_days: i64, to_days: i64) -> User {
+        self.issue(email, from_days, to_days, None)
+    }
+
+    /// A user certificate carrying one more extension (e.g. an unknown critical one).
+    pub fn user_with(&self, email: &str, extra: openssl::x509::X509Extension) -> User {
+        self.issue(email, -1, 365, Some(extra))
+    }
+
+    fn issue(
+        &self,
+        email: &str,
+        from_days: i64,
+        to_days: i64,
+        extra: Option<openssl::x509::X509Extension>,
+    ) -> User {
         let key = rsa();
         let mut b = X509::builder().unwrap();
         b.set_version(2).unwrap();
@@ -121,6 +136,9 @@ impl Pki {
             .build(&b.x509v3_context(Some(&self.ca), None))
             .unwrap();
         b.append_extension(san).unwrap();
+        if let Some(e) = extra {
+            b.append_extension(e).unwrap();
+        }
         b.sign(&self.ca_key, MessageDigest::sha256()).unwrap();
         let cert = b.build();
         let cert_path = self.dir.path().join(format!("{email}.crt"));

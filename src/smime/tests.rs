@@ -207,7 +207,7 @@ fn verifies_detached_and_opaque_signatures_of_openssl_cms() {
 }
 
 #[test]
-fn untrusted_expired_and_tampered_signatures_are_told_apart() {
+fn untrusted_expired_unknown_critical_and_tampered_signatures_are_told_apart() {
     let pki = Pki::new("Test CA");
     let stranger_ca = Pki::new("Stranger CA");
     let mallory = stranger_ca.user("mallory@elsewhere.test");
@@ -223,6 +223,22 @@ fn untrusted_expired_and_tampered_signatures_are_told_apart() {
     match &u.signatures[0].status {
         SignatureStatus::UntrustedChain(why) => assert!(why.contains("expired"), "{why}"),
         other => panic!("expected UntrustedChain (expired), got {other:?}"),
+    }
+    // a signer certificate with a critical extension nobody knows
+    let ext = openssl::x509::X509Extension::new_from_der(
+        &openssl::asn1::Asn1Object::from_str("1.3.6.1.4.1.55555.7").unwrap(),
+        true,
+        &openssl::asn1::Asn1OctetString::new_from_bytes(&[0x05, 0x00]).unwrap(),
+    )
+    .unwrap();
+    let odd = pki.user_with("odd@partner.test", ext);
+    let msg = outer(&cli_sign(&pki, &odd, &[], ENTITY));
+    let u = unwrap_ok(&msg, &[], &pki);
+    match &u.signatures[0].status {
+        SignatureStatus::UntrustedChain(why) => {
+            assert!(why.contains("critical extension"), "{why}")
+        }
+        other => panic!("expected UntrustedChain (critical extension), got {other:?}"),
     }
     let alice = pki.user("alice@partner.test");
     let msg = outer(&cli_sign(&pki, &alice, &[], ENTITY));
