@@ -33,8 +33,9 @@ pub struct Protected {
     pub symbols: Vec<Symbol>,
 }
 
-/// The address whose policy and identity apply: the From: header's (what the recipient's
-/// client compares with the signer certificate), else the envelope sender.
+/// The address whose identity signs: the From: header's (what the recipient's client
+/// compares with the signer certificate), else the envelope sender. Policy goes by the
+/// envelope sender (MAIL FROM), the one address known already at RCPT TO.
 pub fn sender_of(envelope: &Envelope, raw: &[u8]) -> String {
     let from = mail_parser::MessageParser::default()
         .parse_headers(raw)
@@ -55,6 +56,11 @@ impl SmimeOutbound {
 
     pub fn rules(&self, sender: &str) -> SmimeRules {
         self.config.rules_for(sender)
+    }
+
+    /// No policy and nothing to block: outbound S/MIME has nothing to do.
+    fn idle(&self) -> bool {
+        self.config.policy.is_empty() && !self.config.block_user_protected
     }
 
     /// The reason to refuse `rcpt` at RCPT TO, if its sender's policy requires encryption
@@ -79,6 +85,9 @@ impl SmimeOutbound {
     /// blocked) or for `sign = "require"` without an identity.
     pub async fn precheck(&self, envelope: &Envelope, raw: &[u8]) -> anyhow::Result<Vec<Symbol>> {
         let mut out = Vec::new();
+        if self.idle() {
+            return Ok(out);
+        }
         if engine::is_smime(raw) {
             if self.config.block_user_protected {
                 out.push(
@@ -92,7 +101,7 @@ impl SmimeOutbound {
             return Ok(out);
         }
         let sender = sender_of(envelope, raw);
-        if self.rules(&sender).sign == SmimeRule::Require
+        if self.rules(&envelope.mail_from).sign == SmimeRule::Require
             && self.keyring.signing_identity(&sender).await?.is_none()
         {
             out.push(
@@ -115,14 +124,14 @@ impl SmimeOutbound {
         raw: &[u8],
     ) -> anyhow::Result<Option<Protected>> {
         // Mail the user protected is passed as is (or was refused by the precheck).
-        if engine::is_smime(raw) {
+        if self.idle() || engine::is_smime(raw) {
             return Ok(None);
         }
-        let sender = sender_of(envelope, raw);
-        let rules = self.rules(&sender);
+        let rules = self.rules(&envelope.mail_from);
         if rules.sign == SmimeRule::Forbid && rules.encrypt == SmimeRule::Forbid {
             return Ok(None);
         }
+        let sender = sender_of(envelope, raw);
         let signer = match rules.sign {
             SmimeRule::Forbid => None,
             _ => self.keyring.signing_identity(&sender).await?,
