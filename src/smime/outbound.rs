@@ -398,3 +398,79 @@ mod tests {
         assert!(out.copies[0].body.is_none());
     }
 }
+
+#[cfg(test)]
+mod dkim_tests {
+    use std::sync::Arc;
+
+    use filters::{Direction, Envelope};
+    use openssl::pkey::PKey;
+
+    use crate::config::{Config, DkimSigningConfig};
+    use crate::metrics::Metrics;
+    use crate::pipeline::dkim_sign::OutboundSigner;
+    use crate::pipeline::{Pipeline, Resources};
+    use crate::smime::keyring::MemoryKeyring;
+    use crate::smime::test_pki::Pki;
+
+    fn bh(sig: &str) -> String {
+        let i = sig.find("bh=").unwrap() + 3;
+        sig[i..]
+            .split(';')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn each_copy_is_dkim_signed_as_it_leaves_after_smime() {
+        let pki = Pki::new("Test CA");
+        let bob = pki.user("bob@partner.test");
+        let mut k = MemoryKeyring::default();
+        k.encryption
+            .insert("bob@partner.test".into(), (bob.cert.clone(), false));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ed.pem");
+        let key = PKey::generate_ed25519().unwrap();
+        std::fs::write(&path, key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+        let signer = Arc::new(
+            OutboundSigner::load(&[DkimSigningConfig {
+                domain: "example.test".into(),
+                selector: "ed".into(),
+                key: path,
+            }])
+            .unwrap(),
+        );
+        let c = Config::parse("[[smime.policy]]\ndomain = \"example.test\"\nencrypt = \"allow\"\n")
+            .unwrap();
+        let r = Resources {
+            keyring: Some(Arc::new(k)),
+            dkim_signer: Some(signer.clone()),
+            ..Resources::default()
+        };
+        let p = Pipeline::from_config(&c, &r, Metrics::new());
+        let env = Envelope {
+            direction: Direction::Outbound,
+            client_ip: "10.0.0.5".parse().unwrap(),
+            helo: "pc".into(),
+            mail_from: "alice@example.test".into(),
+            rcpt_to: vec!["bob@partner.test".into(), "carol@other.test".into()],
+            smtputf8: false,
+            body_8bit: false,
+            tls: None,
+        };
+        let raw = b"From: <alice@example.test>\r\nTo: bob@partner.test\r\nSubject: s\r\nDate: Sat, 28 Nov 2026 10:00:00 +0000\r\nMessage-ID: <d@example.test>\r\n\r\nhello\r\n";
+        let out = p.run(&env, raw).await;
+        assert_eq!(out.copies.len(), 2);
+        let encrypted = out.copies[0].body.as_deref().unwrap();
+        let clear = out.copies[1].body.as_deref().unwrap_or(raw);
+        let sig_enc = &out.copies[0].headers[0];
+        let sig_clear = &out.copies[1].headers[0];
+        // the body hash is the one of the bytes that leave: the ciphertext for bob
+        assert_eq!(bh(sig_enc), bh(&signer.sign(encrypted)[0]));
+        assert_eq!(bh(sig_clear), bh(&signer.sign(clear)[0]));
+        assert_ne!(bh(sig_enc), bh(sig_clear));
+        assert!(out.headers.iter().all(|h| !h.starts_with("DKIM-Signature")));
+    }
+}
