@@ -6,6 +6,7 @@ RSA-2048 private-key rate on this machine, same run.
       127.0.0.2) to bob@partner.test; policy sign = encrypt = "require", so every message is
       signed with alice's key (one RSA private-key operation) and encrypted to bob's
       certificate (AES-256-CBC, one public-key operation)
+  (p) for reference, the same load without S/MIME (a sender domain without policy)
   (i) inbound decrypt+verify: 10 KB messages signed by carol@partner.test and encrypted to
       bob@example.test (made with `openssl cms` before the timing; a pool of distinct ones,
       sent round-robin), decrypted with bob's key (one private-key operation), verified
@@ -180,7 +181,7 @@ def main():
     if args.json:
         bench.OUT = sys.stderr
     workdir = tempfile.mkdtemp(prefix="portcullis-smime-bench.", dir=os.environ.get("BENCH_TMPDIR", "/var/tmp"))
-    rates = {"o": [], "i": []}
+    rates = {"o": [], "i": [], "p": []}
     speeds = []
     try:
         pki = Pki(workdir)
@@ -229,6 +230,11 @@ def main():
             rates["i"].append(timed_load(port, "127.0.0.1", "carol@partner.test", "bob@example.test", msgs,
                                          sink, args.timeout))
             bench.log(f"  round {rnd} (i) inbound decrypt+verify  {rates['i'][-1]:8,.0f} msg/s delivered")
+            msgs = [plain_message(rnd * 10_000_000 + 5_000_000 + i, "ann@plain.test", "bob@partner.test")
+                    for i in range(args.messages)]
+            rates["p"].append(timed_load(port, "127.0.0.2", "ann@plain.test", "bob@partner.test", msgs,
+                                         sink, args.timeout))
+            bench.log(f"  round {rnd} (p) same load, no S/MIME    {rates['p'][-1]:8,.0f} msg/s delivered")
         speeds.append(openssl_speed())
         bench.log(f"  openssl speed rsa2048 (2 cores): {speeds[-1]:8,.0f} private-key ops/s (sign/s)")
         n = args.rounds * args.messages
@@ -243,11 +249,13 @@ def main():
         bench.cleanup_all()
         subprocess.run(["rm", "-rf", workdir])
     o, i, s = statistics.median(rates["o"]), statistics.median(rates["i"]), statistics.mean(speeds)
+    p = statistics.median(rates["p"])
     summary = {"outbound_sign_encrypt_msgs_per_sec": o, "inbound_decrypt_verify_msgs_per_sec": i,
+               "plain_msgs_per_sec": p,
                "openssl_rsa2048_sign_per_sec": s, "ratio_outbound": o / s, "ratio_inbound": i / s,
                "rounds": args.rounds, "messages": args.messages}
     bench.log(f"\nmedians: outbound sign+encrypt {o:,.0f} msg/s, inbound decrypt+verify {i:,.0f} msg/s; "
-              f"openssl rsa2048 {s:,.0f} private-key ops/s")
+              f"openssl rsa2048 {s:,.0f} private-key ops/s; the same load without S/MIME {p:,.0f} msg/s")
     bench.log(f"ratio outbound {o / s:.3f}, inbound {i / s:.3f} (target >= 0.70)")
     if args.json:
         print(json.dumps(summary, indent=2))

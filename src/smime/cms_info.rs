@@ -46,6 +46,18 @@ pub fn normalize(ber: &[u8]) -> Result<Vec<u8>, String> {
         })
 }
 
+/// Run a typed read on DER as it is, else on its DER re-encoding (BER from real clients):
+/// the re-encoding costs a full parse, so only input that needs it pays for it.
+pub fn read<T>(bytes: &[u8], f: impl Fn(&[u8]) -> Result<T, String>) -> Result<T, String> {
+    match f(bytes) {
+        Ok(v) => Ok(v),
+        Err(first) => match normalize(bytes) {
+            Ok(der) => f(&der),
+            Err(_) => Err(first),
+        },
+    }
+}
+
 /// What a CMS ContentInfo holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

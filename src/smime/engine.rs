@@ -187,8 +187,7 @@ pub fn unwrap(
                 let body = mime::split(&current).body;
                 let der = mime::decode_body(body, &ct.transfer_encoding)
                     .map_err(|e| SmimeError::Malformed(format!("pkcs7-mime body: {e}")))?;
-                let normalized = cms_info::normalize(&der).map_err(SmimeError::Malformed)?;
-                match cms_info::kind(&normalized).map_err(SmimeError::Malformed)? {
+                match cms_info::read(&der, cms_info::kind).map_err(SmimeError::Malformed)? {
                     Kind::Signed => {
                         let (content, results) = verify(&der, None, trust, true)?;
                         out.signatures.extend(results);
@@ -260,9 +259,7 @@ fn verify(
     trust: &X509StoreRef,
     opaque: bool,
 ) -> Result<(Vec<u8>, Vec<SignatureResult>), SmimeError> {
-    let info = cms_info::normalize(der)
-        .and_then(|d| cms_info::signed_info(&d))
-        .map_err(SmimeError::Malformed)?;
+    let info = cms_info::read(der, cms_info::signed_info).map_err(SmimeError::Malformed)?;
     if info.signers.is_empty() {
         return Err(SmimeError::Malformed("signed-data without a signer".into()));
     }

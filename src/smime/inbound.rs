@@ -7,7 +7,9 @@
 //! certificates waits for the verdict ([`SmimeInbound::harvest`]): mail rejected or held as
 //! spam or virus teaches us nothing.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use filters::{Envelope, Symbol};
 
@@ -34,11 +36,23 @@ pub struct InboundResult {
 pub struct SmimeInbound {
     keyring: Arc<dyn Keyring>,
     config: SmimeConfig,
+    /// Signers harvested lately (digest of certificate, chain and capabilities → when): a
+    /// partner who writes often is not looked up in the store for every message.
+    recent: Mutex<HashMap<Vec<u8>, Instant>>,
 }
+
+/// How long a harvested signer is not harvested again (unchanged).
+const HARVEST_AGAIN_AFTER: Duration = Duration::from_secs(600);
+/// Bound of [`SmimeInbound::recent`]; past it the memory starts over.
+const RECENT_MAX: usize = 10_000;
 
 impl SmimeInbound {
     pub fn new(keyring: Arc<dyn Keyring>, config: SmimeConfig) -> SmimeInbound {
-        SmimeInbound { keyring, config }
+        SmimeInbound {
+            keyring,
+            config,
+            recent: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Unwrap `raw` when it is S/MIME. `Err` only when the store cannot be read (the
@@ -161,15 +175,44 @@ impl SmimeInbound {
     pub async fn harvest(&self, signatures: &[SignatureResult], message_id: &str) {
         for s in signatures {
             let Some(signer) = &s.signer else { continue };
+            let key = harvest_key(s);
+            if let Some(k) = &key {
+                let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+                if recent
+                    .get(k)
+                    .is_some_and(|at| at.elapsed() < HARVEST_AGAIN_AFTER)
+                {
+                    continue;
+                }
+            }
             if let Err(e) = self
                 .keyring
                 .harvest(signer, &s.chain, message_id, &s.capabilities)
                 .await
             {
                 tracing::warn!(error = %format!("{e:#}"), signer = ?s.signer_address, "cannot harvest the signer's certificate");
+            } else if let Some(k) = key {
+                let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+                if recent.len() >= RECENT_MAX {
+                    recent.clear();
+                }
+                recent.insert(k, Instant::now());
             }
         }
     }
+}
+
+/// What makes a harvest the same as an earlier one: the certificates and capabilities.
+fn harvest_key(s: &SignatureResult) -> Option<Vec<u8>> {
+    let mut h = openssl::sha::Sha256::new();
+    for c in s.signer.iter().chain(s.chain.iter()) {
+        h.update(&c.to_der().ok()?);
+    }
+    for c in &s.capabilities {
+        h.update(c.as_bytes());
+        h.update(b",");
+    }
+    Some(h.finish().to_vec())
 }
 
 /// The result header, one line (folded by the reader if long); control characters from

@@ -261,6 +261,10 @@ pub fn base64_lines(data: &[u8]) -> String {
 
 /// Bare LF → CRLF (a CMS producer may have used Unix line ends inside; SMTP needs CRLF).
 pub fn to_crlf(data: &[u8]) -> Vec<u8> {
+    // Nearly always already CRLF: a copy, not a byte loop.
+    if memchr::memchr_iter(b'\n', data).all(|i| i > 0 && data[i - 1] == b'\r') {
+        return data.to_vec();
+    }
     let mut out = Vec::with_capacity(data.len() + data.len() / 40);
     let mut prev = 0u8;
     for &c in data {
