@@ -14,7 +14,6 @@ use cms::enveloped_data::{EnvelopedData, RecipientIdentifier, RecipientInfo};
 use cms::signed_data::{SignedData, SignerIdentifier};
 use der::asn1::ObjectIdentifier;
 use der::{Decode, Encode};
-use openssl::x509::X509;
 
 pub const OID_SIGNED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.2");
 pub const OID_ENVELOPED_DATA: ObjectIdentifier =
@@ -89,6 +88,8 @@ pub enum SignerId {
 #[derive(Debug, Clone)]
 pub struct SignerMeta {
     pub id: SignerId,
+    /// Index of the signer's certificate in [`SignedInfo::certificates`], if it is there.
+    pub cert: Option<usize>,
     /// Digest algorithm OID, dotted.
     pub digest_oid: String,
     /// SMIMECapabilities (RFC 8551 §2.5.2) announced in the signed attributes: the
@@ -96,11 +97,60 @@ pub struct SignerMeta {
     pub capabilities: Vec<String>,
 }
 
+/// One embedded certificate, kept as DER: OpenSSL 3 parses a certificate slowly (as long as
+/// half an RSA signature: the public key goes through its decoder framework), so an
+/// `X509` is made only where one is needed (harvest, chain diagnosis).
+#[derive(Debug, Clone)]
+pub struct CertDer {
+    pub der: Vec<u8>,
+    /// subjectAltName rfc822Name, else the subject's emailAddress; lowercase.
+    pub email: Option<String>,
+}
+
 /// The certificates and signers of a SignedData.
 #[derive(Debug, Clone, Default)]
 pub struct SignedInfo {
-    pub certificates: Vec<X509>,
+    pub certificates: Vec<CertDer>,
     pub signers: Vec<SignerMeta>,
+}
+
+const OID_SUBJECT_KEY_ID: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.14");
+const OID_SUBJECT_ALT_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.17");
+const OID_EMAIL_ADDRESS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.1");
+
+/// The e-mail address a certificate is issued to (see [`CertDer::email`]).
+fn email_of(cert: &cms::cert::x509::Certificate) -> Option<String> {
+    use cms::cert::x509::ext::pkix::SubjectAltName;
+    use cms::cert::x509::ext::pkix::name::GeneralName;
+    let exts = cert
+        .tbs_certificate
+        .extensions
+        .as_deref()
+        .unwrap_or_default();
+    for e in exts.iter().filter(|e| e.extn_id == OID_SUBJECT_ALT_NAME) {
+        if let Ok(san) = SubjectAltName::from_der(e.extn_value.as_bytes()) {
+            for n in san.0 {
+                if let GeneralName::Rfc822Name(m) = n {
+                    return Some(m.to_string().to_ascii_lowercase());
+                }
+            }
+        }
+    }
+    for rdn in cert.tbs_certificate.subject.0.iter() {
+        for atv in rdn.0.iter().filter(|a| a.oid == OID_EMAIL_ADDRESS) {
+            if let Ok(v) = atv.value.decode_as::<der::asn1::Ia5StringRef<'_>>() {
+                return Some(v.to_string().to_ascii_lowercase());
+            }
+        }
+    }
+    None
+}
+
+fn subject_key_id(cert: &cms::cert::x509::Certificate) -> Option<Vec<u8>> {
+    let exts = cert.tbs_certificate.extensions.as_deref()?;
+    let e = exts.iter().find(|e| e.extn_id == OID_SUBJECT_KEY_ID)?;
+    let ski = der::asn1::OctetString::from_der(e.extn_value.as_bytes()).ok()?;
+    Some(ski.as_bytes().to_vec())
 }
 
 fn strip_zeros(b: &[u8]) -> Vec<u8> {
@@ -118,13 +168,17 @@ pub fn signed_info(der: &[u8]) -> Result<SignedInfo, String> {
         .decode_as()
         .map_err(|e| format!("corrupt signed-data: {e}"))?;
     let mut out = SignedInfo::default();
+    let mut parsed = Vec::new();
     for c in sd.certificates.iter().flat_map(|s| s.0.iter()) {
         if let CertificateChoices::Certificate(x) = c {
             let der = x
                 .to_der()
                 .map_err(|e| format!("embedded certificate: {e}"))?;
-            out.certificates
-                .push(X509::from_der(&der).map_err(|e| format!("embedded certificate: {e}"))?);
+            out.certificates.push(CertDer {
+                der,
+                email: email_of(x),
+            });
+            parsed.push(x);
         }
     }
     for si in sd.signer_infos.0.iter() {
@@ -151,33 +205,21 @@ pub fn signed_info(der: &[u8]) -> Result<SignedInfo, String> {
                 capabilities.extend(caps.iter().map(|c| c.oid.to_string()));
             }
         }
+        let cert = parsed.iter().position(|c| match &id {
+            SignerId::IssuerSerial(issuer, serial) => {
+                c.tbs_certificate.issuer.to_der().ok().as_ref() == Some(issuer)
+                    && strip_zeros(c.tbs_certificate.serial_number.as_bytes()) == *serial
+            }
+            SignerId::SubjectKeyId(ski) => subject_key_id(c).as_ref() == Some(ski),
+        });
         out.signers.push(SignerMeta {
             id,
+            cert,
             digest_oid: si.digest_alg.oid.to_string(),
             capabilities,
         });
     }
     Ok(out)
-}
-
-impl SignerId {
-    /// Whether `cert` is the certificate this signer names.
-    pub fn matches(&self, cert: &X509) -> bool {
-        match self {
-            SignerId::IssuerSerial(issuer, serial) => {
-                let Ok(cert_issuer) = cert.issuer_name().to_der() else {
-                    return false;
-                };
-                let Ok(cert_serial) = cert.serial_number().to_bn() else {
-                    return false;
-                };
-                &cert_issuer == issuer && strip_zeros(&cert_serial.to_vec()) == *serial
-            }
-            SignerId::SubjectKeyId(ski) => cert
-                .subject_key_id()
-                .is_some_and(|k| k.as_slice() == ski.as_slice()),
-        }
-    }
 }
 
 /// Who an EnvelopedData is addressed to, for an error message ("issuer / serial" or

@@ -62,10 +62,11 @@ pub enum SignatureStatus {
 #[derive(Debug, Clone)]
 pub struct SignatureResult {
     pub status: SignatureStatus,
-    /// The signer's certificate, when the message carries it.
-    pub signer: Option<X509>,
-    /// The other certificates the message carries (the signer's chain, as sent).
-    pub chain: Vec<X509>,
+    /// The signer's certificate (DER), when the message carries it; [`Self::signer`].
+    pub signer_der: Option<Vec<u8>>,
+    /// The other certificates the message carries (the signer's chain, as sent; DER);
+    /// [`Self::chain`].
+    pub chain_der: Vec<Vec<u8>>,
     /// The signer certificate's e-mail address (subjectAltName, else subject emailAddress).
     pub signer_address: Option<String>,
     /// SMIMECapabilities the signer announced (dotted OIDs, preference order).
@@ -74,6 +75,23 @@ pub struct SignatureResult {
     pub digest: String,
     /// Opaque signed-data rather than multipart/signed.
     pub opaque: bool,
+}
+
+impl SignatureResult {
+    /// The signer's certificate as an OpenSSL object (parsed now: see `cms_info::CertDer`).
+    pub fn signer(&self) -> Option<X509> {
+        self.signer_der
+            .as_deref()
+            .and_then(|d| X509::from_der(d).ok())
+    }
+
+    /// The chain as sent, as OpenSSL objects (unparseable ones left out).
+    pub fn chain(&self) -> Vec<X509> {
+        self.chain_der
+            .iter()
+            .filter_map(|d| X509::from_der(d).ok())
+            .collect()
+    }
 }
 
 /// One S/MIME layer, outermost first.
@@ -313,26 +331,27 @@ fn verify(
         .signers
         .iter()
         .map(|s| {
-            let signer = info.certificates.iter().find(|c| s.id.matches(c)).cloned();
-            let chain: Vec<X509> = info
+            let signer = s.cert.map(|i| &info.certificates[i]);
+            let chain_der: Vec<Vec<u8>> = info
                 .certificates
                 .iter()
-                .filter(|c| !s.id.matches(c))
-                .cloned()
+                .enumerate()
+                .filter(|(i, _)| Some(*i) != s.cert)
+                .map(|(_, c)| c.der.clone())
                 .collect();
-            let status = match (&status, &signer) {
+            let status = match (&status, signer) {
                 (SignatureStatus::UntrustedChain(why), Some(cert)) => {
                     SignatureStatus::UntrustedChain(
-                        chain_error(cert, &chain, trust).unwrap_or(why.clone()),
+                        chain_error(&cert.der, &chain_der, trust).unwrap_or(why.clone()),
                     )
                 }
                 (st, _) => st.clone(),
             };
             SignatureResult {
                 status,
-                signer_address: signer.as_ref().and_then(email_of),
-                signer,
-                chain,
+                signer_address: signer.and_then(|c| c.email.clone()),
+                signer_der: signer.map(|c| c.der.clone()),
+                chain_der,
                 capabilities: s.capabilities.clone(),
                 digest: cms_info::digest_name(&s.digest_oid).to_string(),
                 opaque,
@@ -344,14 +363,15 @@ fn verify(
 
 /// Why `cert` does not verify against `trust` (e.g. "certificate has expired");
 /// `None` when it does.
-fn chain_error(cert: &X509, chain: &[X509], trust: &X509StoreRef) -> Option<String> {
+fn chain_error(cert: &[u8], chain: &[Vec<u8>], trust: &X509StoreRef) -> Option<String> {
+    let cert = X509::from_der(cert).ok()?;
     let mut stack = Stack::new().ok()?;
     for c in chain {
-        stack.push(c.clone()).ok()?;
+        stack.push(X509::from_der(c).ok()?).ok()?;
     }
     let mut ctx = X509StoreContext::new().ok()?;
     let result = ctx
-        .init(trust, cert, &stack, |c| {
+        .init(trust, &cert, &stack, |c| {
             let ok = c.verify_cert()?;
             Ok((ok, c.error()))
         })

@@ -83,7 +83,7 @@ impl SmimeInbound {
         let trust = self.keyring.trust_store()?;
         let message = raw.to_vec();
         // RSA private-key operations take milliseconds: off the reactor.
-        let result = tokio::task::spawn_blocking(move || {
+        let result = super::cpu::run(move || {
             let keys: Vec<KeyPair> = identities
                 .iter()
                 .map(|i| KeyPair {
@@ -93,8 +93,7 @@ impl SmimeInbound {
                 .collect();
             engine::unwrap(&message, &keys, &trust)
         })
-        .await
-        .map_err(|e| anyhow::anyhow!("S/MIME task failed: {e}"))?;
+        .await?;
         Ok(match result {
             Ok(None) => InboundResult::default(),
             Ok(Some(u)) => self.unwrapped(raw, u),
@@ -174,7 +173,9 @@ impl SmimeInbound {
     /// teaches us the certificate.
     pub async fn harvest(&self, signatures: &[SignatureResult], message_id: &str) {
         for s in signatures {
-            let Some(signer) = &s.signer else { continue };
+            if s.signer_der.is_none() {
+                continue;
+            }
             let key = harvest_key(s);
             if let Some(k) = &key {
                 let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
@@ -185,9 +186,11 @@ impl SmimeInbound {
                     continue;
                 }
             }
+            let Some(signer) = s.signer() else { continue };
+            let chain = s.chain();
             if let Err(e) = self
                 .keyring
-                .harvest(signer, &s.chain, message_id, &s.capabilities)
+                .harvest(&signer, &chain, message_id, &s.capabilities)
                 .await
             {
                 tracing::warn!(error = %format!("{e:#}"), signer = ?s.signer_address, "cannot harvest the signer's certificate");
@@ -205,8 +208,8 @@ impl SmimeInbound {
 /// What makes a harvest the same as an earlier one: the certificates and capabilities.
 fn harvest_key(s: &SignatureResult) -> Option<Vec<u8>> {
     let mut h = openssl::sha::Sha256::new();
-    for c in s.signer.iter().chain(s.chain.iter()) {
-        h.update(&c.to_der().ok()?);
+    for c in s.signer_der.iter().chain(s.chain_der.iter()) {
+        h.update(c);
     }
     for c in &s.capabilities {
         h.update(c.as_bytes());

@@ -17,6 +17,7 @@
 //!   verdict).
 //! - [`outbound`]: signing and encryption by policy (RCPT check, precheck, copies).
 //! - [`keyring`]: what the steps need from the certificate store, as one trait.
+//! - [`cpu`]: the crypto runs on the blocking pool, one job per core.
 //! - [`cms_info`]: typed reads of CMS structures with the `cms` crate (signers,
 //!   SMIMECapabilities, recipients).
 
@@ -34,6 +35,7 @@ pub use store::{CertStore, EncryptionCert, Identity};
 
 // the engine
 pub mod cms_info;
+pub mod cpu;
 pub mod engine;
 pub mod inbound;
 pub mod keyring;

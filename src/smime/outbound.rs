@@ -168,9 +168,8 @@ impl SmimeOutbound {
         }
         let message = raw.to_vec();
         // Private-key and bulk cipher work: off the reactor.
-        tokio::task::spawn_blocking(move || build(&message, signer.as_ref(), groups, clear))
-            .await
-            .map_err(|e| anyhow::anyhow!("S/MIME task failed: {e}"))?
+        super::cpu::run(move || build(&message, signer.as_ref(), groups, clear))
+            .await?
             .map(Some)
     }
 }

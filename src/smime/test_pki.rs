@@ -136,6 +136,10 @@ impl Pki {
             .build(&b.x509v3_context(Some(&self.ca), None))
             .unwrap();
         b.append_extension(san).unwrap();
+        let ski = SubjectKeyIdentifier::new()
+            .build(&b.x509v3_context(Some(&self.ca), None))
+            .unwrap();
+        b.append_extension(ski).unwrap();
         if let Some(e) = extra {
             b.append_extension(e).unwrap();
         }

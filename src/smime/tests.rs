@@ -181,7 +181,7 @@ fn verifies_detached_and_opaque_signatures_of_openssl_cms() {
     let s = &u.signatures[0];
     assert_eq!(s.status, SignatureStatus::Valid);
     assert_eq!(s.signer_address.as_deref(), Some("alice@partner.test"));
-    assert_eq!(s.signer.as_ref().unwrap(), &alice.cert);
+    assert_eq!(s.signer().unwrap(), alice.cert);
     assert_eq!(s.digest, "sha256");
     assert!(
         s.capabilities
@@ -191,6 +191,15 @@ fn verifies_detached_and_opaque_signatures_of_openssl_cms() {
         s.capabilities
     );
     assert!(u.signed_entity.is_some());
+    // the signer named by subject key identifier instead of issuer and serial
+    let msg = outer(&cli_sign(&pki, &alice, &["-keyid"], ENTITY));
+    let u = unwrap_ok(&msg, &[], &pki);
+    assert_eq!(u.signatures[0].status, SignatureStatus::Valid);
+    assert_eq!(
+        u.signatures[0].signer_address.as_deref(),
+        Some("alice@partner.test")
+    );
+    assert_eq!(u.signatures[0].signer().unwrap(), alice.cert);
     // opaque signed-data with SHA-1, as old Outlook sends it
     let msg = outer(&cli_sign(
         &pki,
