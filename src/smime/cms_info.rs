@@ -45,18 +45,6 @@ pub fn normalize(ber: &[u8]) -> Result<Vec<u8>, String> {
         })
 }
 
-/// Run a typed read on DER as it is, else on its DER re-encoding (BER from real clients):
-/// the re-encoding costs a full parse, so only input that needs it pays for it.
-pub fn read<T>(bytes: &[u8], f: impl Fn(&[u8]) -> Result<T, String>) -> Result<T, String> {
-    match f(bytes) {
-        Ok(v) => Ok(v),
-        Err(first) => match normalize(bytes) {
-            Ok(der) => f(&der),
-            Err(_) => Err(first),
-        },
-    }
-}
-
 /// What a CMS ContentInfo holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -66,9 +54,27 @@ pub enum Kind {
     Other,
 }
 
-pub fn kind(der: &[u8]) -> Result<Kind, String> {
-    let ci = ContentInfo::from_der(der).map_err(|e| format!("not a CMS structure: {e}"))?;
-    Ok(match ci.content_type {
+/// The content type of a CMS blob, DER or BER (the OID comes first, so the indefinite
+/// lengths real clients use do not matter): `ContentInfo ::= SEQUENCE { contentType OID, ...`.
+/// Whether the rest is sound is for the parse that follows.
+pub fn kind(ber: &[u8]) -> Result<Kind, String> {
+    let bad = || "not a CMS structure (no ContentInfo at the start)".to_string();
+    if ber.first() != Some(&0x30) {
+        return Err(bad());
+    }
+    // skip the SEQUENCE's length: short form, long form, or 0x80 (indefinite)
+    let len = *ber.get(1).ok_or_else(bad)?;
+    let mut i = 2;
+    if len > 0x80 {
+        i += (len & 0x7f) as usize;
+    }
+    if ber.get(i) != Some(&0x06) {
+        return Err(bad());
+    }
+    let oid_len = *ber.get(i + 1).ok_or_else(bad)? as usize;
+    let oid_bytes = ber.get(i + 2..i + 2 + oid_len).ok_or_else(bad)?;
+    let content_type = ObjectIdentifier::from_bytes(oid_bytes).map_err(|_| bad())?;
+    Ok(match content_type {
         OID_SIGNED_DATA => Kind::Signed,
         OID_ENVELOPED_DATA => Kind::Enveloped,
         OID_AUTH_ENVELOPED_DATA => Kind::AuthEnveloped,

@@ -205,7 +205,7 @@ pub fn unwrap(
                 let body = mime::split(&current).body;
                 let der = mime::decode_body(body, &ct.transfer_encoding)
                     .map_err(|e| SmimeError::Malformed(format!("pkcs7-mime body: {e}")))?;
-                match cms_info::read(&der, cms_info::kind).map_err(SmimeError::Malformed)? {
+                match cms_info::kind(&der).map_err(SmimeError::Malformed)? {
                     Kind::Signed => {
                         let (content, results) = verify(&der, None, trust, true)?;
                         out.signatures.extend(results);
@@ -277,17 +277,27 @@ fn verify(
     trust: &X509StoreRef,
     opaque: bool,
 ) -> Result<(Vec<u8>, Vec<SignatureResult>), SmimeError> {
-    let info = cms_info::read(der, cms_info::signed_info).map_err(SmimeError::Malformed)?;
-    if info.signers.is_empty() {
-        return Err(SmimeError::Malformed("signed-data without a signer".into()));
-    }
     let parse = || {
         CmsContentInfo::from_der(der)
             .map_err(|e| SmimeError::Malformed(format!("corrupt signed data: {e}")))
     };
+    // One OpenSSL parse serves both: the typed read gets its DER re-encoding when the
+    // input is BER (real clients), and the first verification uses it.
+    let mut first = parse()?;
+    let info = match cms_info::signed_info(der) {
+        Ok(info) => info,
+        Err(_) => first
+            .to_der()
+            .map_err(|e| e.to_string())
+            .and_then(|d| cms_info::signed_info(&d))
+            .map_err(SmimeError::Malformed)?,
+    };
+    if info.signers.is_empty() {
+        return Err(SmimeError::Malformed("signed-data without a signer".into()));
+    }
     let mut content = Vec::new();
     // 1. Everything: signatures, content digest, signer chain against the trust store.
-    let full = parse()?.verify(
+    let full = first.verify(
         None,
         Some(trust),
         detached,
