@@ -12,6 +12,7 @@
 //! - [`queue`]: spool files + SQLite rows, group commit, delivery jobs.
 //! - [`delivery`]: SMTP client workers, MX lookup, retries, DSNs.
 //! - [`bayes`]: the Bayes model in the store, learning, training, eval and cross-validation.
+//! - [`trust`]: the level of trust's tables, and learning from stored messages.
 //! - [`metrics`]: Prometheus counters; [`telemetry`]: logs.
 //! - [`gateway`]: wires the parts together; [`cli`]: the `portcullis` command.
 
@@ -25,3 +26,4 @@ pub mod pipeline;
 pub mod queue;
 pub mod smtp;
 pub mod telemetry;
+pub mod trust;

@@ -14,13 +14,13 @@ use crate::harness::{self, Client, Gateway, Sink, message, wait_until};
 const OTHER_IP: &str = "127.0.0.3";
 
 /// A DKIM key pair made with openssl: the private key file and the `p=` value.
-struct Key {
+pub(crate) struct Key {
     _dir: tempfile::TempDir,
-    private: PathBuf,
-    public_b64: String,
+    pub(crate) private: PathBuf,
+    pub(crate) public_b64: String,
 }
 
-fn rsa_key() -> Key {
+pub(crate) fn rsa_key() -> Key {
     require_tool("openssl", "openssl");
     let dir = tempfile::tempdir().unwrap();
     let private = dir.path().join("dkim.pem");
@@ -65,7 +65,7 @@ fn base64(data: &[u8]) -> String {
 }
 
 /// Sign `msg` with dkimpy (the independent signer): returns the DKIM-Signature + message.
-fn dkimpy_sign(msg: &str, key: &Path, domain: &str, selector: &str) -> String {
+pub(crate) fn dkimpy_sign(msg: &str, key: &Path, domain: &str, selector: &str) -> String {
     dkimpy("dkim", msg, key, domain, selector)
 }
 
@@ -146,7 +146,7 @@ fn auth_config(dns: &Dns, extra_auth: &str) -> String {
 }
 
 /// Send one message from `ip` (127.0.0.1 unless given) and return the reply code.
-async fn send(gw: &Gateway, from_ip: Option<&str>, mail_from: &str, msg: &str) -> u16 {
+pub(crate) async fn send(gw: &Gateway, from_ip: Option<&str>, mail_from: &str, msg: &str) -> u16 {
     let mut c = match from_ip {
         Some(ip) => Client::connect_from(gw.smtp, ip.parse::<IpAddr>().unwrap()).await,
         None => Client::connect(gw.smtp).await,
@@ -157,7 +157,7 @@ async fn send(gw: &Gateway, from_ip: Option<&str>, mail_from: &str, msg: &str) -
 }
 
 /// The delivered copy with this Message-ID.
-async fn delivered(sink: &Sink, gw: &Gateway, id: &str) -> Received {
+pub(crate) async fn delivered(sink: &Sink, gw: &Gateway, id: &str) -> Received {
     assert!(
         wait_until(10, || sink
             .all()
@@ -188,7 +188,7 @@ fn our_auth_results(m: &Received) -> Vec<String> {
 }
 
 /// The symbols the gateway logged for the message from `mail_from`.
-fn logged_symbols(gw: &Gateway, mail_from: &str) -> String {
+pub(crate) fn logged_symbols(gw: &Gateway, mail_from: &str) -> String {
     let log = gw.log();
     log.lines()
         .rev()

@@ -10,6 +10,7 @@
 //! - `auth`: SPF, DKIM (dkimpy as the independent signer), DMARC policies, ARC, our
 //!   Authentication-Results; DNS from dnsmasq on loopback.
 //! - `bayes`: no opinion while untrained; `bayes train`/`learn` change the next verdict; eval.
+//! - `trust`: a conversation earns trust for authenticated senders only; pins via the CLI.
 
 mod harness;
 
@@ -24,3 +25,4 @@ mod relay;
 mod smtp_dialog;
 mod starttls;
 mod tls_policy;
+mod trust;

@@ -2,6 +2,7 @@
 
 mod bayes;
 mod queue;
+mod trust;
 
 use std::path::PathBuf;
 
@@ -45,6 +46,13 @@ pub enum Command {
         config: Option<PathBuf>,
         #[command(subcommand)]
         action: bayes::BayesAction,
+    },
+    /// The level of trust: what was learned per domain, and operators' pins.
+    Trust {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: trust::TrustAction,
     },
     /// List every symbol a stage can report, with default points.
     Symbols,
@@ -90,6 +98,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Bayes { config, action } => {
             let config = load(&config)?;
             runtime.block_on(bayes::run(&config, action))
+        }
+        Command::Trust { config, action } => {
+            let config = load(&config)?;
+            runtime.block_on(trust::run(&config, action))
         }
         Command::ClamavStatus { config, json } => {
             let config = load(&config)?;

@@ -81,3 +81,5 @@ pub const AUTH_DNS_CACHE_ENTRIES: usize = 10_000;
 /// How often a running gateway checks whether the Bayes model changed (CLI learning,
 /// another gateway): a reload reads the whole token table, so not every message.
 pub const BAYES_RELOAD_SECS: u64 = 10;
+/// Operators' trust pins are re-read this often by a running gateway.
+pub const TRUST_PIN_RELOAD_SECS: u64 = 30;

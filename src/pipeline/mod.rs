@@ -6,13 +6,14 @@
 
 pub mod dkim_sign;
 pub mod inbound;
+pub mod learning;
 pub mod outbound;
 pub mod verdict;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use filters::{Action, Direction, Envelope, MessageContext, ScoreCard, Stage, Symbol};
+use filters::{Action, Direction, Envelope, Facts, MessageContext, ScoreCard, Stage, Symbol};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +51,8 @@ pub struct Outcome {
     /// Header fields the stages contributed (e.g. Authentication-Results), in stage order;
     /// the session prepends them after its Received line.
     pub headers: Vec<String>,
+    /// What the stages established (authenticated sender, spam probability), for learning.
+    pub facts: Facts,
 }
 
 /// Clients shared by the stages of both directions, built once from the config.
@@ -63,6 +66,10 @@ pub struct Resources {
     pub auth_dns: Option<Arc<filters::auth::AuthDns>>,
     /// Outbound DKIM keys ([`Resources::build_auth`]); `None`: outbound mail is not signed.
     pub dkim_signer: Option<Arc<dkim_sign::OutboundSigner>>,
+    /// The trust memory (loaded by the gateway); `None`: no trust stage, no TLS history.
+    pub trust: Option<Arc<filters::trust::TrustBook>>,
+    /// What stored messages teach (trust, Bayes autolearn); built by the gateway.
+    pub learning: learning::Learning,
 }
 
 impl Resources {
@@ -82,9 +89,7 @@ impl Resources {
         });
         Resources {
             clamd,
-            bayes: None,
-            auth_dns: None,
-            dkim_signer: None,
+            ..Resources::default()
         }
     }
 
@@ -122,6 +127,23 @@ impl Resources {
         })
     }
 
+    /// The trust stage, when `[trust] enabled` and the book was loaded.
+    pub fn trust_stage(&self, config: &Config) -> Option<filters::trust::TrustStage> {
+        let book = self.trust.clone().filter(|_| config.trust.enabled)?;
+        Some(filters::trust::TrustStage {
+            book,
+            now: filters::trust::unix_now,
+        })
+    }
+
+    /// TLS reputation, with the domains' TLS history and reverse DNS when available.
+    pub fn tls_stage(&self) -> filters::tls::TlsReputation {
+        filters::tls::TlsReputation {
+            book: self.trust.clone(),
+            dns: self.auth_dns.clone(),
+        }
+    }
+
     /// The Bayes stage, when `[bayes] enabled` and a model was loaded.
     pub fn bayes_stage(&self, config: &Config) -> Option<filters::bayes::Bayes> {
         let model = self.bayes.clone().filter(|_| config.bayes.enabled)?;
@@ -154,6 +176,7 @@ pub struct Pipeline {
     points: BTreeMap<String, f64>,
     metrics: Metrics,
     dkim_signer: Option<Arc<dkim_sign::OutboundSigner>>,
+    learning: learning::Learning,
 }
 
 impl Pipeline {
@@ -165,7 +188,13 @@ impl Pipeline {
             points: config.symbols.clone(),
             metrics,
             dkim_signer: resources.dkim_signer.clone(),
+            learning: resources.learning.clone(),
         }
+    }
+
+    /// A message was stored (not refused): let the gateway learn from it. Returns at once.
+    pub fn learn(&self, envelope: &Envelope, outcome: &Outcome, message: &[u8]) {
+        self.learning.after_stored(envelope, outcome, message);
     }
 
     /// Run every stage of the message's direction, in order, and decide.
@@ -175,15 +204,17 @@ impl Pipeline {
             Direction::Outbound => &self.outbound,
         };
         let parsed = mail_parser::MessageParser::default().parse(raw);
-        let ctx = MessageContext {
-            envelope,
-            raw,
-            parsed: parsed.as_ref(),
-        };
         let mut card = ScoreCard::default();
         let mut headers = Vec::new();
+        let mut facts = Facts::default();
         for s in stages {
             let started = Instant::now();
+            let ctx = MessageContext {
+                envelope,
+                raw,
+                parsed: parsed.as_ref(),
+                facts: &facts,
+            };
             let result = s.stage.check_with_headers(&ctx).await;
             self.metrics
                 .stage_time(s.stage.name(), started.elapsed().as_secs_f64());
@@ -193,6 +224,7 @@ impl Pipeline {
                         card.add(self.weigh(sym));
                     }
                     headers.extend(findings.headers);
+                    facts.merge(findings.facts);
                 }
                 Err(e) => match s.fail_mode {
                     FailMode::Tempfail => {
@@ -201,6 +233,7 @@ impl Pipeline {
                             card,
                             reason: format!("stage {} failed: {e}", s.stage.name()),
                             headers,
+                            facts,
                         };
                     }
                     FailMode::Open => {
@@ -229,6 +262,7 @@ impl Pipeline {
             card,
             reason,
             headers,
+            facts,
         }
     }
 

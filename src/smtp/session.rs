@@ -462,7 +462,9 @@ impl Session {
     /// certificate where one is required, and MAIL FROM is refused.
     fn tls_policy_refusal(&self, sender: &str) -> Option<Reply> {
         let domain = sender.rsplit_once('@').map(|(_, d)| d)?;
-        let policy = self.config().tls_policy_for(domain)?;
+        let policy = self
+            .config()
+            .tls_policy_for(domain, filters::Direction::Inbound)?;
         let refusal = match &self.tls {
             None if policy.require_tls => Some(reply::MUST_STARTTLS),
             Some(t) if policy.require_verified_cert && !t.peer_cert_verified => {
@@ -730,6 +732,9 @@ impl Session {
                 match self.shared.queue.store(message, Arc::new(full)).await {
                     Ok(()) => {
                         stored = true;
+                        self.shared
+                            .pipeline
+                            .learn(&envelope, &outcome, message_body);
                         write_reply(&mut self.out, 250, "2.0.0", &format!("Ok: queued as {id}"));
                     }
                     Err(e) => {

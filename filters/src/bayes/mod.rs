@@ -23,7 +23,7 @@ use std::sync::{Arc, RwLock};
 
 pub use model::{Class, Model, Params, Scoring};
 
-use crate::{MessageContext, Stage, StageFuture, Symbol};
+use crate::{Facts, Findings, FindingsFuture, MessageContext, Stage, StageFuture, Symbol};
 
 /// The model the stage reads; replaced whole on reload, updated in place on learning.
 pub type SharedModel = Arc<RwLock<Model>>;
@@ -109,14 +109,26 @@ impl Stage for Bayes {
     }
 
     fn check<'a>(&'a self, ctx: &'a MessageContext<'a>) -> StageFuture<'a> {
+        Box::pin(async move { Ok(self.check_with_headers(ctx).await?.symbols) })
+    }
+
+    fn check_with_headers<'a>(&'a self, ctx: &'a MessageContext<'a>) -> FindingsFuture<'a> {
         // Tokenize + score is well under a millisecond for ordinary mail (bounded for huge
-        // mail by the tokenizer's limits), so it runs inline.
+        // mail by the tokenizer's limits), so it runs inline. The probability is also a
+        // fact: autolearn after the verdict needs it.
         Box::pin(async move {
-            Ok(self
-                .probability(ctx)
-                .and_then(|p| symbol_for(p, &self.settings))
-                .into_iter()
-                .collect())
+            let p = self.probability(ctx);
+            Ok(Findings {
+                symbols: p
+                    .and_then(|p| symbol_for(p, &self.settings))
+                    .into_iter()
+                    .collect(),
+                facts: Facts {
+                    spam_probability: p,
+                    ..Facts::default()
+                },
+                ..Findings::default()
+            })
         })
     }
 }
@@ -212,6 +224,7 @@ mod tests {
             envelope: &env,
             raw: spam.as_bytes(),
             parsed: None,
+            facts: &crate::Facts::default(),
         };
         assert!(stage.check(&ctx).await.unwrap().is_empty());
         for _ in 0..3 {
@@ -233,6 +246,7 @@ mod tests {
             envelope: &env,
             raw: ham.as_bytes(),
             parsed: None,
+            facts: &crate::Facts::default(),
         };
         assert_eq!(stage.check(&ctx).await.unwrap()[0].name, "BAYES_HAM");
     }
