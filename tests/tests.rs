@@ -5,6 +5,7 @@
 //! - `limits`: size, recipients, line length, bad commands, timeouts, connection caps.
 //! - `starttls`: TLS upgrade, state reset, command injection, swaks as independent client.
 //! - `delivery`: to the next hop, retries while it is down, DSNs, held and rejected verdicts.
+//! - `delivery_tls`: outbound `[[tls_policy]]`: no plaintext fallback, verified chains and names.
 //! - `durability`: kill -9 during a load; nothing acknowledged is lost.
 //! - `cli`: check-config and queue commands; metrics endpoint.
 //! - `auth`: SPF, DKIM (dkimpy as the independent signer), DMARC policies, ARC, our
@@ -19,6 +20,7 @@ mod bayes;
 mod clamav;
 mod cli;
 mod delivery;
+mod delivery_tls;
 mod durability;
 mod limits;
 mod relay;
