@@ -3,8 +3,10 @@
 //! autolearn. Runs after the 250 and never delays it: memory is updated at once, the
 //! database in the background.
 //!
-//! Only stored, deliverable verdicts teach (accept, tag): a refused message teaches nothing,
-//! and a quarantined one waits for the operator, whose release or delete is the lesson.
+//! Trust is only taught by stored, deliverable verdicts (accept, tag): a refused message
+//! teaches nothing, and a quarantined one waits for the operator. Bayes autolearn learns
+//! ham only from delivered mail, spam also from mail that was refused or quarantined (a very
+//! confident spam is exactly what gets refused); never from a tempfail.
 
 use std::sync::Arc;
 
@@ -31,13 +33,21 @@ pub struct Learning {
 }
 
 impl Learning {
-    pub fn after_stored(&self, envelope: &Envelope, outcome: &Outcome, message: &[u8]) {
-        if !matches!(outcome.action, Action::Accept | Action::Tag) {
-            return;
-        }
+    /// After the final answer to a message: `stored` = it is in the queue (250).
+    pub fn after_verdict(
+        &self,
+        envelope: &Envelope,
+        outcome: &Outcome,
+        stored: bool,
+        message: &[u8],
+    ) {
+        let deliverable = stored && matches!(outcome.action, Action::Accept | Action::Tag);
         let facts = &outcome.facts;
         match envelope.direction {
             Direction::Outbound => {
+                if !deliverable {
+                    return;
+                }
                 if let Some(trust) = &self.trust {
                     let local = &self.local_domains;
                     trust.outbound(&envelope.mail_from, &envelope.rcpt_to, |d| {
@@ -46,7 +56,9 @@ impl Learning {
                 }
             }
             Direction::Inbound => {
-                if let (Some(trust), Some(domain)) = (&self.trust, &facts.authenticated_domain) {
+                if let (true, Some(trust), Some(domain)) =
+                    (deliverable, &self.trust, &facts.authenticated_domain)
+                {
                     let verified = envelope
                         .tls
                         .as_ref()
@@ -60,7 +72,12 @@ impl Learning {
                         sender_authenticated: facts.authenticated_domain.is_some(),
                         virus: outcome.card.symbols.iter().any(|s| s.name == "CLAM_VIRUS"),
                     };
-                    if filters::bayes::autolearn(&a.policy, &facts).is_some() {
+                    let allowed = match filters::bayes::autolearn(&a.policy, &facts) {
+                        Some(filters::bayes::Class::Ham) => deliverable,
+                        Some(filters::bayes::Class::Spam) => outcome.action != Action::Tempfail,
+                        None => false,
+                    };
+                    if allowed {
                         let a = a.clone();
                         let message = message.to_vec();
                         tokio::spawn(async move {

@@ -192,9 +192,11 @@ impl Pipeline {
         }
     }
 
-    /// A message was stored (not refused): let the gateway learn from it. Returns at once.
-    pub fn learn(&self, envelope: &Envelope, outcome: &Outcome, message: &[u8]) {
-        self.learning.after_stored(envelope, outcome, message);
+    /// The message got its final answer (`stored`: 250 after the commit): let the gateway
+    /// learn from it. Returns at once.
+    pub fn learn(&self, envelope: &Envelope, outcome: &Outcome, stored: bool, message: &[u8]) {
+        self.learning
+            .after_verdict(envelope, outcome, stored, message);
     }
 
     /// Run every stage of the message's direction, in order, and decide.

@@ -732,9 +732,6 @@ impl Session {
                 match self.shared.queue.store(message, Arc::new(full)).await {
                     Ok(()) => {
                         stored = true;
-                        self.shared
-                            .pipeline
-                            .learn(&envelope, &outcome, message_body);
                         write_reply(&mut self.out, 250, "2.0.0", &format!("Ok: queued as {id}"));
                     }
                     Err(e) => {
@@ -743,6 +740,11 @@ impl Session {
                     }
                 }
             }
+        }
+        if stored || refusal.is_some() {
+            self.shared
+                .pipeline
+                .learn(&envelope, &outcome, stored, &tx.body);
         }
         let verdict = if stored || refusal.is_some() {
             outcome.action.as_str()

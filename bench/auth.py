@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Authentication benchmark (stdlib + dkimpy): the cost of SPF, DKIM, DMARC, ARC and trust.
+
+In one invocation, alternating round by round:
+  (core) the gateway with its core pipeline only ([auth] off, [trust] off)
+  (auth) the same gateway with [auth] on (SPF, DKIM, ARC, DMARC; DNS from a local dnsmasq,
+         cached by the gateway) and the trust stage on (relationships, known servers)
+Both get the same 10 KB messages, DKIM-signed (RSA-2048) by dkimpy for bench.test, whose
+SPF passes for 127.0.0.1 and whose DMARC is p=reject: every message authenticates.
+20 SMTP sessions with PIPELINING, delivered to smtp-sink; rate = N / (time from the load's
+start until the sink counted N). Prints medians and the ratio auth/core (target >= 0.75).
+Usually run through bench/run-auth.
+"""
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402  (process, port and smtp-sink helpers)
+import clamav  # noqa: E402  (unique_message, smtp_session)
+
+DOMAIN = "bench.test"
+SELECTOR = "b2026"
+SESSIONS = 20
+SIGNED = 200  # distinct signed messages, cycled (dkimpy signs in pure Python: slow)
+
+
+def make_key(workdir):
+    key = os.path.join(workdir, "dkim.pem")
+    bench.run_quiet(["openssl", "genrsa", "-traditional", "-out", key, "2048"], "openssl genrsa")
+    der = subprocess.run(["openssl", "rsa", "-in", key, "-pubout", "-outform", "DER"],
+                         capture_output=True, check=True).stdout
+    return key, base64.b64encode(der).decode()
+
+
+def signed_messages(key):
+    import dkim
+    priv = open(key, "rb").read()
+    out = []
+    for i in range(SIGNED):
+        msg = clamav.unique_message(i).replace(b"<sender@external.test>", f"<sender@{DOMAIN}>".encode())
+        sig = dkim.sign(msg, SELECTOR.encode(), DOMAIN.encode(), priv,
+                        include_headers=[b"from", b"to", b"subject", b"date", b"message-id"])
+        out.append(sig + msg)
+    return out
+
+
+class Dnsmasq:
+    def __init__(self, workdir, pubkey):
+        self.port = bench.free_port()
+        key_txt = f"v=DKIM1; k=rsa; p={pubkey}"
+        chunks = ",".join(key_txt[i:i + 255] for i in range(0, len(key_txt), 255))
+        argv = ["dnsmasq", "--keep-in-foreground", "--no-resolv", "--no-hosts", "--conf-file=/dev/null",
+                "--bind-interfaces", "--listen-address=127.0.0.1", "--local=/test/", "--user=root",
+                "--pid-file=", f"--port={self.port}", "--local-ttl=300",
+                f"--txt-record={DOMAIN},v=spf1 ip4:127.0.0.1 -all",
+                f"--txt-record={SELECTOR}._domainkey.{DOMAIN},{chunks}",
+                f"--txt-record=_dmarc.{DOMAIN},v=DMARC1; p=reject"]
+        self.proc = bench.spawn(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        bench.wait_listening(self.port, 10, "dnsmasq", self.proc)
+
+
+async def session(port, queue):
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    await clamav.read_reply(r)
+    w.write(b"EHLO mx.bench.test\r\n")
+    await clamav.read_reply(r)
+    while queue:
+        msg = queue.pop()
+        w.write(f"MAIL FROM:<sender@{DOMAIN}>\r\nRCPT TO:<rcpt@example.test>\r\nDATA\r\n".encode())
+        for want in (250, 250, 354):
+            code, line = await clamav.read_reply(r)
+            if code != want:
+                raise bench.BenchError(f"gateway said {line!r}")
+        w.write(msg.replace(b"\r\n.", b"\r\n..") + b".\r\n")
+        code, line = await clamav.read_reply(r)
+        if code != 250:
+            raise bench.BenchError(f"gateway refused a message: {line!r}")
+    w.write(b"QUIT\r\n")
+    w.close()
+
+
+def gateway_rate(args, workdir, tag, dns_port, msgs, with_auth):
+    sink = bench.Sink(workdir, tag)
+    gw = None
+    try:
+        gwdir = os.path.join(workdir, f"gw-{tag}")
+        os.makedirs(os.path.join(gwdir, "data"))
+        gwport = bench.free_port()
+        cfg = os.path.join(gwdir, "portcullis.toml")
+        stages = (f'[auth]\nenabled = true\n[trust]\nenabled = true\n' if with_auth
+                  else '[auth]\nenabled = false\n[trust]\nenabled = false\n')
+        with open(cfg, "w") as f:
+            f.write(f'hostname = "gw.bench.test"\ndata_dir = "{gwdir}/data"\nlocal_domains = ["example.test"]\n'
+                    f'internal_networks = []\ninbound_next_hop = "127.0.0.1:{sink.port}"\nmetrics_bind = ""\n'
+                    f'dns_servers = ["127.0.0.1:{dns_port}"]\n'
+                    f'[[listeners]]\nbind = "127.0.0.1:{gwport}"\ntls = "none"\n[limits]\nmax_connections_per_ip = 100\n'
+                    f'{stages}')
+        log = os.path.join(gwdir, "portcullis.log")
+        with open(log, "wb") as lf:
+            gw = bench.spawn([args.gateway, "run", "--config", cfg], stdout=lf, stderr=subprocess.STDOUT)
+        bench.wait_listening(gwport, 30, "the gateway", gw, log)
+        sink.expect(len(msgs))
+        queue = list(msgs)
+        t = time.monotonic()
+
+        async def load():
+            await asyncio.wait_for(asyncio.gather(*(session(gwport, queue) for _ in range(SESSIONS))),
+                                   args.timeout)
+        asyncio.run(load())
+        done = sink.wait_for(len(msgs), time.monotonic() + args.timeout)
+        if done is None:
+            raise bench.BenchError(f"sink counted {sink.count} of {len(msgs)}; gateway log:\n{bench.tail(log)}")
+        if with_auth:
+            # prove the auth run authenticated: the message log lines carry the symbols
+            with open(log, "rb") as lf:
+                text = lf.read().decode("utf-8", "replace")
+            passed = text.count("DMARC_PASS")
+            if passed < len(msgs):
+                raise bench.BenchError(f"only {passed} of {len(msgs)} messages logged DMARC_PASS:\n"
+                                       f"{bench.tail(log)}")
+        return len(msgs) / (done - t)
+    finally:
+        if gw is not None:
+            bench.kill_proc(gw, grace=5.0)
+        sink.stop()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--gateway", required=True, help="path of the portcullis release binary")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--messages", type=int, default=5000)
+    ap.add_argument("--timeout", type=float, default=180)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    if args.json:
+        bench.OUT = sys.stderr
+    workdir = tempfile.mkdtemp(prefix="portcullis-auth-bench.", dir=os.environ.get("BENCH_TMPDIR", "/var/tmp"))
+    rates = {"core": [], "auth": []}
+    try:
+        key, pub = make_key(workdir)
+        bench.log(f"signing {SIGNED} distinct 10 KB messages with dkimpy (RSA-2048) ...")
+        signed = signed_messages(key)
+        msgs = [signed[i % SIGNED] for i in range(args.messages)]
+        dns = Dnsmasq(workdir, pub)
+        for rnd in range(1, args.rounds + 1):
+            for case in ("core", "auth"):
+                rates[case].append(gateway_rate(args, workdir, f"{case}{rnd}", dns.port, msgs, case == "auth"))
+                what = "core pipeline only" if case == "core" else "auth + trust on     "
+                bench.log(f"  round {rnd} ({case}) {what}  {rates[case][-1]:8,.0f} msg/s delivered")
+    finally:
+        bench.cleanup_all()
+        subprocess.run(["rm", "-rf", workdir])
+    core, auth = statistics.median(rates["core"]), statistics.median(rates["auth"])
+    summary = {"core_msgs_per_sec": core, "auth_msgs_per_sec": auth, "ratio": auth / core,
+               "rounds": args.rounds, "messages": args.messages, "runs": rates}
+    bench.log(f"\nmedians: core {core:,.0f} msg/s, auth + trust {auth:,.0f} msg/s; "
+              f"ratio auth/core = {auth / core:.3f} (target >= 0.75)")
+    if args.json:
+        print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
