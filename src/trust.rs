@@ -300,6 +300,18 @@ impl TrustStore {
     }
 }
 
+/// The table row a change rewrites.
+fn row_key(c: &Change) -> String {
+    match c {
+        Change::Pair { local, remote, .. } => format!("p {local} {remote}"),
+        Change::Domain { domain, .. } => format!("d {domain}"),
+        Change::Server {
+            domain, network, ..
+        } => format!("s {domain} {network}"),
+        Change::Tls { domain, .. } => format!("t {domain}"),
+    }
+}
+
 /// What a stored message teaches, handed to the writer task.
 #[derive(Clone)]
 pub struct Learner {
@@ -313,21 +325,29 @@ impl Learner {
         let (writes, mut rx) = mpsc::unbounded_channel::<Vec<Change>>();
         let writer = store.clone();
         tokio::spawn(async move {
-            let mut pending = Vec::new();
+            // Rows changed since the last write, by key: each change carries the row's whole
+            // new state, so only the last one per row is written (a busy partner's server
+            // row changes with every message; it is written once a second).
+            let mut pending: HashMap<String, Change> = HashMap::new();
+            let mut add = |pending: &mut HashMap<String, Change>, changes: Vec<Change>| {
+                for c in changes {
+                    pending.insert(row_key(&c), c);
+                }
+            };
             loop {
                 // Wait for the first change, then collect for up to FLUSH_EVERY.
                 match rx.recv().await {
-                    Some(c) => pending.extend(c),
+                    Some(c) => add(&mut pending, c),
                     None => break,
                 }
                 let deadline = tokio::time::Instant::now() + FLUSH_EVERY;
                 while let Ok(Some(c)) = tokio::time::timeout_at(deadline, rx.recv()).await {
-                    pending.extend(c);
+                    add(&mut pending, c);
                 }
-                if let Err(e) = writer.apply(&pending).await {
-                    tracing::warn!(error = %format!("{e:#}"), rows = pending.len(), "cannot save trust changes");
+                let rows: Vec<Change> = pending.drain().map(|(_, c)| c).collect();
+                if let Err(e) = writer.apply(&rows).await {
+                    tracing::warn!(error = %format!("{e:#}"), rows = rows.len(), "cannot save trust changes");
                 }
-                pending.clear();
             }
         });
         let pins_book = book.clone();
