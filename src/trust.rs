@@ -329,7 +329,7 @@ impl Learner {
             // new state, so only the last one per row is written (a busy partner's server
             // row changes with every message; it is written once a second).
             let mut pending: HashMap<String, Change> = HashMap::new();
-            let mut add = |pending: &mut HashMap<String, Change>, changes: Vec<Change>| {
+            let add = |pending: &mut HashMap<String, Change>, changes: Vec<Change>| {
                 for c in changes {
                     pending.insert(row_key(&c), c);
                 }
