@@ -348,6 +348,36 @@ async fn spf_results_by_client_ip_and_helo_for_the_null_sender() {
         ar[0]
     );
 
+    // A sender with a HELO name whose SPF disowns the client: checked separately.
+    let mut c = Client::connect_from(gw.smtp, OTHER_IP.parse::<IpAddr>().unwrap()).await;
+    c.expect(220).await;
+    c.cmd("EHLO hard.test", 250).await;
+    c.cmd("MAIL FROM:<h@neutral.test>", 250).await;
+    c.cmd("RCPT TO:<u@example.test>", 250).await;
+    let r = c
+        .data(&message(
+            "h@neutral.test",
+            "u@example.test",
+            "helo@x.test",
+            "x",
+        ))
+        .await;
+    assert_eq!(r.code, 250);
+    let m = delivered(&sink, &gw, "helo@x.test").await;
+    let ar = our_auth_results(&m);
+    assert!(
+        ar[0].contains("spf=neutral")
+            && ar[0].contains("spf=fail")
+            && ar[0].contains("smtp.helo=hard.test"),
+        "{}",
+        ar[0]
+    );
+    let syms = logged_symbols(&gw, "h@neutral.test");
+    assert!(
+        syms.contains("SPF_NEUTRAL") && syms.contains("SPF_HELO_FAIL"),
+        "{syms}"
+    );
+
     // Null sender and an address-literal HELO: no identity to check, but no 451 either.
     let mut c = Client::connect(gw.smtp).await;
     c.expect(220).await;

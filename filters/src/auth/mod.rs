@@ -242,6 +242,27 @@ impl AuthStage {
         if !spf_symbol.is_empty() {
             found.push(Symbol::new(spf_symbol, identity));
         }
+        // The HELO identity too, separately (RFC 7208 §2.3 recommends it): a server whose
+        // own name's SPF record disowns it is suspect whatever the MAIL FROM says. Only a
+        // clear verdict is reported; "none" is the common case and DNS trouble here is no
+        // reason to hold mail up.
+        let helo_spf = if !mail_from.is_empty() && !helo_is_literal && helo.contains('.') {
+            let out = auth
+                .verify_spf(dns.params(SpfParameters::verify_ehlo(ip, helo, &self.hostname)))
+                .await;
+            let name = match out.result() {
+                SpfResult::Pass => Some("SPF_HELO_PASS"),
+                SpfResult::Fail => Some("SPF_HELO_FAIL"),
+                SpfResult::SoftFail => Some("SPF_HELO_SOFTFAIL"),
+                _ => None,
+            };
+            if let Some(name) = name {
+                found.push(Symbol::new(name, format!("smtp.helo={helo}")));
+            }
+            name.map(|_| out)
+        } else {
+            None
+        };
 
         // The message as mail-auth sees it; unparseable → no DKIM/ARC/DMARC to evaluate.
         let parsed = AuthenticatedMessage::parse(ctx.raw);
@@ -353,6 +374,9 @@ impl AuthStage {
         } else {
             ar.with_spf_mailfrom_result(&spf, ip, mail_from, helo)
         };
+        if let Some(helo_spf) = &helo_spf {
+            ar = ar.with_spf_ehlo_result(helo_spf, ip, helo);
+        }
         ar = ar.with_arc_result(&arc, ip).with_dmarc_result(&dmarc);
         let mut header = format!("Authentication-Results: {ar}");
         if dkim.is_empty() {
