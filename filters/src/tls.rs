@@ -36,13 +36,12 @@ impl Stage for TlsReputation {
         Box::pin(async move {
             let env = ctx.envelope;
             let mut proof = assess(env);
+            // Only a verified certificate that named nothing else is worth a PTR lookup.
             if proof.name == "TLS_CERT_VALID"
                 && let Some(dns) = &self.dns
                 && let Some(rdns) = dns.confirmed_reverse_name(env.client_ip).await
-                && let Some(tls) = &env.tls
-                && let Some(name) = tls.peer_cert_names.iter().find(|n| name_covers(n, &rdns))
             {
-                proof = Symbol::new("TLS_CERT_NAME_MATCH", format!("{name} (reverse DNS)"));
+                proof = match_reverse_name(env, &rdns).unwrap_or(proof);
             }
             let mut found = vec![proof];
             if let Some(book) = &self.book {
@@ -56,6 +55,17 @@ impl Stage for TlsReputation {
             Ok(found)
         })
     }
+}
+
+/// `TLS_CERT_NAME_MATCH` when the verified certificate names the client's (forward-
+/// confirmed) reverse DNS name.
+fn match_reverse_name(env: &Envelope, rdns: &str) -> Option<Symbol> {
+    let tls = env.tls.as_ref().filter(|t| t.peer_cert_verified)?;
+    let name = tls.peer_cert_names.iter().find(|n| name_covers(n, rdns))?;
+    Some(Symbol::new(
+        "TLS_CERT_NAME_MATCH",
+        format!("{name} (reverse DNS {rdns})"),
+    ))
 }
 
 /// Change or downgrade against the domain's history of verified certificates.
@@ -263,6 +273,26 @@ mod tests {
         // once an unverified session was authenticated for it, there is no habit to break
         book.learn_inbound("p.test", ip, None, 0);
         assert!(compare_with_history(&env(None, "h", "a@p.test"), "p.test", &book).is_none());
+    }
+
+    #[test]
+    fn the_reverse_dns_name_is_a_match_candidate_for_verified_certificates_only() {
+        let e = env(
+            Some(facts(true, true, &["*.relay.test"])),
+            "unknown",
+            "a@x.test",
+        );
+        assert_eq!(assess(&e).name, "TLS_CERT_VALID");
+        let m = match_reverse_name(&e, "out7.relay.test").unwrap();
+        assert_eq!(m.name, "TLS_CERT_NAME_MATCH");
+        assert!(
+            m.detail.contains("reverse DNS out7.relay.test"),
+            "{}",
+            m.detail
+        );
+        assert!(match_reverse_name(&e, "relay.test.evil.test").is_none());
+        let unverified = env(Some(facts(true, false, &["*.relay.test"])), "h", "a@x.test");
+        assert!(match_reverse_name(&unverified, "out7.relay.test").is_none());
     }
 
     #[test]
