@@ -107,6 +107,17 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         resources.learning.local_domains = Arc::new(config.local_domains.clone());
         resources.trust = Some(book);
     }
+    if config.smime.enabled {
+        // The certificate store lives in the queue database, like the Bayes model.
+        let store = crate::smime::CertStore::open(
+            queue.store.pool().clone(),
+            &config.data_dir,
+            &config.certs,
+        )
+        .await
+        .context("cannot open the S/MIME certificate store")?;
+        resources.keyring = Some(Arc::new(store));
+    }
     if let Some(clamd) = &resources.clamd {
         spawn_clamd_health(
             clamd.clone(),

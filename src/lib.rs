@@ -11,6 +11,8 @@
 //! - [`pipeline`]: the inbound and outbound stage order, and the verdict.
 //! - [`queue`]: spool files + SQLite rows, group commit, delivery jobs.
 //! - [`delivery`]: SMTP client workers, MX lookup, retries, DSNs.
+//! - [`smime`]: S/MIME — the certificate and key store, the CMS engine (decrypt, verify,
+//!   sign, encrypt) and its pipeline steps.
 //! - [`bayes`]: the Bayes model in the store, learning, training, eval and cross-validation.
 //! - [`trust`]: the level of trust's tables, and learning from stored messages.
 //! - [`metrics`]: Prometheus counters; [`telemetry`]: logs.
@@ -24,6 +26,7 @@ pub mod gateway;
 pub mod metrics;
 pub mod pipeline;
 pub mod queue;
+pub mod smime;
 pub mod smtp;
 pub mod telemetry;
 pub mod trust;

@@ -10,13 +10,18 @@
 //! - `cli`: check-config and queue commands; metrics endpoint.
 //! - `auth`: SPF, DKIM (dkimpy as the independent signer), DMARC policies, ARC, our
 //!   Authentication-Results; DNS from dnsmasq on loopback.
+//! - `smime`: S/MIME interop with `openssl cms` and `gpgsm` both ways, policy refusals,
+//!   an encrypted virus, broken CMS.
 //! - `bayes`: no opinion while untrained; `bayes train`/`learn` change the next verdict; eval.
 //! - `trust`: a conversation earns trust for authenticated senders only; pins via the CLI.
+//! - `certs`: the S/MIME certificate store CLI on openssl-made fixtures (legacy PKCS#12,
+//!   expired and wrong-usage certificates, sealed keys, trust anchors).
 
 mod harness;
 
 mod auth;
 mod bayes;
+mod certs;
 mod clamav;
 mod cli;
 mod delivery;
@@ -24,6 +29,7 @@ mod delivery_tls;
 mod durability;
 mod limits;
 mod relay;
+mod smime;
 mod smtp_dialog;
 mod starttls;
 mod tls_policy;

@@ -87,8 +87,13 @@ pub struct Envelope {
 /// Everything a stage may look at. Read-only: stages never change the message.
 pub struct MessageContext<'a> {
     pub envelope: &'a Envelope,
-    /// The message exactly as received (CRLF line ends, dot-unstuffed).
+    /// The message the content stages judge: as received (CRLF line ends, dot-unstuffed),
+    /// or its plaintext when the gateway decrypted S/MIME.
     pub raw: &'a [u8],
+    /// The message exactly as it came over the wire, before any S/MIME unwrapping. DKIM and
+    /// ARC signatures cover these bytes (a sender signs the encrypted form), so the auth
+    /// stage verifies them; everything else looks at `raw`.
+    pub wire: &'a [u8],
     /// The message parsed once for every stage; `None` when it is not parseable as MIME.
     pub parsed: Option<&'a mail_parser::Message<'a>>,
     /// What earlier stages established (e.g. the authenticated sender domain).

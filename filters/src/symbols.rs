@@ -53,6 +53,16 @@ pub const REGISTRY: &[(&str, f64, &str)] = &[
     ("SPF_TEMPERROR",          0.0, "SPF: DNS trouble; reported only when DMARC passed anyway, else the auth stage fails"),
     ("DKIM_TEMPERROR",         0.0, "DKIM: DNS trouble for a signature's key; only when DMARC passed anyway, else the stage fails"),
     ("ARC_TEMPERROR",          0.0, "ARC: DNS trouble for an ARC key; only when DMARC passed anyway, else the stage fails"),
+    ("SMIME_SIGNED_VALID",    -1.0, "S/MIME: a signature verifies and its chain leads to a trusted CA (detail: signer)"),
+    ("SMIME_SIGNED_UNTRUSTED_CHAIN", 0.5, "S/MIME: the signature verifies, the signer's certificate does not (unknown CA, expired; detail: signer, why)"),
+    ("SMIME_SIGNED_INVALID",   3.0, "S/MIME: a signature does not verify (content changed or forged; detail: why)"),
+    ("SMIME_DECRYPTED",        0.0, "S/MIME: decrypted with our key; the filters saw the plaintext (detail: layers)"),
+    ("SMIME_UNDECRYPTABLE",    0.0, "S/MIME: encrypted, and none of our keys opens it; forces smime.undecryptable_action"),
+    ("SMIME_MALFORMED",        1.0, "S/MIME: broken, truncated or garbled CMS; forces smime.undecryptable_action"),
+    ("SMIME_USER_PROTECTED",   0.0, "S/MIME (outbound): the user encrypted or signed the mail already; forces reject with smime.block_user_protected"),
+    ("SMIME_NO_SIGNING_KEY",   0.0, "S/MIME (outbound): policy requires signing and the sender has no signing identity; forces reject"),
+    ("SMIME_SIGNED_OUT",       0.0, "S/MIME (outbound): signed by the gateway (detail: certificate's address)"),
+    ("SMIME_ENCRYPTED_OUT",    0.0, "S/MIME (outbound): encrypted by the gateway (detail: recipients and ciphers)"),
 ];
 
 /// Default points of a registered symbol. An unregistered name is a programming error

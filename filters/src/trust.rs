@@ -525,6 +525,7 @@ mod tests {
         let ctx = MessageContext {
             envelope: e,
             raw: b"",
+            wire: b"",
             parsed: None,
             facts: &facts,
         };

@@ -1,6 +1,7 @@
 //! The `portcullis` command line. Every subcommand that a script may want has `--json`.
 
 mod bayes;
+mod certs;
 mod queue;
 mod trust;
 
@@ -54,6 +55,14 @@ pub enum Command {
         #[command(subcommand)]
         action: trust::TrustAction,
     },
+    /// The S/MIME certificate and key store: import, list, show, export, delete, trust-ca.
+    Certs {
+        /// Also accepted after the action (`certs list --config F`).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: certs::CertsAction,
+    },
     /// List every symbol a stage can report, with default points.
     Symbols,
     /// clamd health as the gateway sees it: version, signature date, latency.
@@ -88,6 +97,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             let checked = Config::load(&config)?;
             // Key files are read at start; a bad one should show here first.
             crate::pipeline::dkim_sign::OutboundSigner::load(&checked.dkim_signing)?;
+            crate::smime::store::check_config(&checked.data_dir, &checked.certs)?;
             println!("{}: ok", config.display());
             Ok(0)
         }
@@ -102,6 +112,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Trust { config, action } => {
             let config = load(&config)?;
             runtime.block_on(trust::run(&config, action))
+        }
+        Command::Certs { config, action } => {
+            let config = load(&config)?;
+            runtime.block_on(certs::run(&config, action))
         }
         Command::ClamavStatus { config, json } => {
             let config = load(&config)?;

@@ -83,3 +83,8 @@ pub const AUTH_DNS_CACHE_ENTRIES: usize = 10_000;
 pub const BAYES_RELOAD_SECS: u64 = 10;
 /// Operators' trust pins are re-read this often by a running gateway.
 pub const TRUST_PIN_RELOAD_SECS: u64 = 30;
+
+/// S/MIME master key file, inside data_dir.
+pub const CERTS_KEY_FILE: &str = "smime-master.key";
+/// Seconds between checks for certificate store changes made elsewhere.
+pub const CERTS_RELOAD_SECS: u64 = 2;

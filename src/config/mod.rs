@@ -438,6 +438,180 @@ impl BayesConfig {
     }
 }
 
+/// `[smime] undecryptable_action`: what happens to S/MIME mail we cannot open or read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UndecryptableAction {
+    /// Deliver it as received (the recipient's own client may have the key).
+    Deliver,
+    /// Hold it for an operator.
+    Quarantine,
+    /// 550 5.7.1 in the dialog.
+    Reject,
+}
+
+impl UndecryptableAction {
+    pub fn forced(self) -> Option<filters::Action> {
+        match self {
+            UndecryptableAction::Deliver => None,
+            UndecryptableAction::Quarantine => Some(filters::Action::Quarantine),
+            UndecryptableAction::Reject => Some(filters::Action::Reject),
+        }
+    }
+}
+
+/// One S/MIME rule for outbound mail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SmimeRule {
+    /// Never (the default: mail leaves as the user wrote it).
+    #[default]
+    Forbid,
+    /// When a key or certificate is there.
+    Allow,
+    /// Always; without a key/certificate the mail (or recipient) is refused.
+    Require,
+}
+
+/// `[[smime.policy]]`: outbound signing and encryption for a sender domain or one user.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmimePolicy {
+    /// Sender domain; a leading "." also matches its subdomains.
+    pub domain: Option<String>,
+    /// One sender address (wins over its domain's entry).
+    pub user: Option<String>,
+    pub sign: Option<SmimeRule>,
+    pub encrypt: Option<SmimeRule>,
+}
+
+/// `[smime]`: S/MIME on both directions (keys and certificates live in the store, `[certs]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmimeConfig {
+    /// Inbound unwrapping (decrypt, verify, harvest) and the outbound policies.
+    pub enabled: bool,
+    /// Malformed or undecryptable inbound S/MIME.
+    pub undecryptable_action: UndecryptableAction,
+    /// Deliver verified mail with its signature (true) or as plain MIME (false).
+    pub keep_signature: bool,
+    /// Refuse outbound mail the user already encrypted or signed (550 5.7.1), so archive,
+    /// antivirus and compliance can see the content.
+    pub block_user_protected: bool,
+    pub policy: Vec<SmimePolicy>,
+}
+
+impl Default for SmimeConfig {
+    fn default() -> Self {
+        SmimeConfig {
+            enabled: true,
+            undecryptable_action: UndecryptableAction::Deliver,
+            keep_signature: true,
+            block_user_protected: false,
+            policy: Vec::new(),
+        }
+    }
+}
+
+/// `[certs]`: the S/MIME certificate and key store (`crate::smime::store`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CertsConfig {
+    /// The master key file that seals stored private keys; relative paths are inside
+    /// `data_dir`. Made with mode 0600 on first use; refused when group/world readable.
+    pub key_file: PathBuf,
+    /// Extra trusted CA certificate files (PEM, DER or PKCS#7), e.g. a company CA or a
+    /// DFN-style sub-CA (trusted as an anchor without its root).
+    pub extra_ca: Vec<PathBuf>,
+    /// Trust the system's root CAs (OpenSSL's default certificate paths).
+    pub system_roots: bool,
+    /// Seconds between checks for changes made by the CLI or another gateway.
+    pub reload_secs: u64,
+}
+
+impl Default for CertsConfig {
+    fn default() -> Self {
+        CertsConfig {
+            key_file: defaults::CERTS_KEY_FILE.into(),
+            extra_ca: Vec::new(),
+            system_roots: true,
+            reload_secs: defaults::CERTS_RELOAD_SECS,
+        }
+    }
+}
+
+/// The (sign, encrypt) rules for one sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SmimeRules {
+    pub sign: SmimeRule,
+    pub encrypt: SmimeRule,
+}
+
+impl SmimeConfig {
+    /// Most specific wins, per rule: the user's entry, else the sender domain's (exact,
+    /// else the nearest ".parent"), else forbid.
+    pub fn rules_for(&self, sender: &str) -> SmimeRules {
+        let sender = sender.to_ascii_lowercase();
+        let domain = sender.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+        let user = self.policy.iter().find(|p| {
+            p.user
+                .as_deref()
+                .is_some_and(|u| u.eq_ignore_ascii_case(&sender))
+        });
+        let exact = self.policy.iter().find(|p| {
+            p.domain
+                .as_deref()
+                .is_some_and(|d| d.eq_ignore_ascii_case(domain))
+        });
+        let parent = self
+            .policy
+            .iter()
+            .filter_map(|p| Some((p, p.domain.as_deref()?.to_ascii_lowercase())))
+            .filter(|(_, d)| d.starts_with('.') && domain.ends_with(d.as_str()))
+            .max_by_key(|(_, d)| d.len())
+            .map(|(p, _)| p);
+        let chain = [user, exact, parent];
+        let pick = |f: fn(&SmimePolicy) -> Option<SmimeRule>| {
+            chain
+                .iter()
+                .flatten()
+                .find_map(|p| f(p))
+                .unwrap_or_default()
+        };
+        SmimeRules {
+            sign: pick(|p| p.sign),
+            encrypt: pick(|p| p.encrypt),
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        for (i, p) in self.policy.iter().enumerate() {
+            match (&p.domain, &p.user) {
+                (Some(d), None) => {
+                    let d = d.trim_start_matches('.');
+                    if d.is_empty() || d.contains(['@', ' ', '[', ']']) {
+                        bail!("key `smime.policy[{i}].domain`: {d:?} is not a domain name");
+                    }
+                }
+                (None, Some(u)) => {
+                    if !u.contains('@') || u.contains(' ') {
+                        bail!("key `smime.policy[{i}].user`: {u:?} is not an e-mail address");
+                    }
+                }
+                _ => bail!("key `smime.policy[{i}]`: give exactly one of `domain` or `user`"),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl CertsConfig {
+    /// The key file's path: `key_file`, inside `data_dir` when relative.
+    pub fn key_path(&self, data_dir: &Path) -> PathBuf {
+        data_dir.join(&self.key_file)
+    }
+}
+
 /// The configuration file as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -469,8 +643,10 @@ pub struct Config {
     pub bayes: BayesConfig,
     pub auth: AuthConfig,
     pub trust: TrustConfig,
+    pub certs: CertsConfig,
     /// Outbound DKIM keys; empty = outbound mail is not signed.
     pub dkim_signing: Vec<DkimSigningConfig>,
+    pub smime: SmimeConfig,
     /// Points overrides: `SYMBOL_NAME = points`.
     pub symbols: BTreeMap<String, f64>,
     /// Per-stage settings by stage name.
@@ -507,7 +683,9 @@ impl Default for Config {
             bayes: BayesConfig::default(),
             auth: AuthConfig::default(),
             trust: TrustConfig::default(),
+            certs: CertsConfig::default(),
             dkim_signing: Vec::new(),
+            smime: SmimeConfig::default(),
             symbols: BTreeMap::new(),
             stages: BTreeMap::new(),
         }
@@ -516,6 +694,7 @@ impl Default for Config {
 
 /// Names of the stages the pipeline knows; `[stages.X]` for any other name is an error.
 pub const KNOWN_STAGES: &[&str] = &[
+    "smime",
     "auth",
     "trust",
     "header_sanity",
@@ -639,6 +818,7 @@ impl Config {
             }
         }
         self.bayes.validate()?;
+        self.smime.validate()?;
         for (i, d) in self.dkim_signing.iter().enumerate() {
             if d.domain.is_empty() || d.domain.contains(['@', ' ', '[', ']']) {
                 bail!(
@@ -661,6 +841,7 @@ impl Config {
         for (key, v) in [
             ("auth.dns_timeout_ms", self.auth.dns_timeout_ms),
             ("auth.timeout_secs", self.auth.timeout_secs),
+            ("certs.reload_secs", self.certs.reload_secs),
         ] {
             if v == 0 {
                 bail!("key `{key}`: must be greater than 0");
@@ -810,6 +991,9 @@ mod tests {
         assert_eq!(c.max_message_size, d.max_message_size);
         assert_eq!(c.limits.max_bad_commands, d.limits.max_bad_commands);
         assert_eq!(c.queue.retry_initial_secs, d.queue.retry_initial_secs);
+        assert_eq!(c.certs.key_file, d.certs.key_file);
+        assert_eq!(c.certs.system_roots, d.certs.system_roots);
+        assert_eq!(c.certs.reload_secs, d.certs.reload_secs);
     }
 
     #[test]
@@ -841,6 +1025,36 @@ mod tests {
         assert!(e.contains("internal_networks"), "{e}");
         let e = format!("{:#}", Config::parse("[symbols]\nNOPE = 1.0").unwrap_err());
         assert!(e.contains("symbols.NOPE"), "{e}");
+    }
+
+    #[test]
+    fn smime_policy_most_specific_wins_per_rule() {
+        let c = Config::parse(
+            "[[smime.policy]]\ndomain = \".corp.test\"\nsign = \"allow\"\nencrypt = \"allow\"\n\
+             [[smime.policy]]\ndomain = \"example.test\"\nsign = \"require\"\n\
+             [[smime.policy]]\nuser = \"Boss@example.test\"\nencrypt = \"require\"\n",
+        )
+        .unwrap();
+        let r = |s: &str| c.smime.rules_for(s);
+        assert_eq!(
+            (r("boss@example.test").sign, r("boss@example.test").encrypt),
+            (SmimeRule::Require, SmimeRule::Require)
+        );
+        assert_eq!(r("ann@example.test").encrypt, SmimeRule::Forbid);
+        assert_eq!(r("ann@example.test").sign, SmimeRule::Require);
+        assert_eq!(r("x@mail.corp.test").sign, SmimeRule::Allow);
+        assert_eq!(r("x@corp.test").sign, SmimeRule::Forbid);
+        assert_eq!(r("x@other.test"), SmimeRules::default());
+        let e = format!(
+            "{:#}",
+            Config::parse("[[smime.policy]]\nsign = \"allow\"").unwrap_err()
+        );
+        assert!(e.contains("smime.policy[0]"), "{e}");
+        let e = format!(
+            "{:#}",
+            Config::parse("[smime]\nundecryptable_action = \"drop\"").unwrap_err()
+        );
+        assert!(e.contains("undecryptable_action"), "{e}");
     }
 
     #[test]

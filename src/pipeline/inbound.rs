@@ -6,7 +6,8 @@ use crate::config::Config;
 
 pub fn stages(config: &Config, resources: &Resources) -> Vec<ConfiguredStage> {
     let mut s = Vec::new();
-    // 1. smime::unwrap — decrypt, verify, harvest (issue #5)
+    // 1. S/MIME unwrapping is not in this list: Pipeline::run decrypts and verifies before
+    //    it (every stage below judges the plaintext) and harvests after the verdict.
     // 2. Auth: SPF, DKIM, ARC, DMARC → symbols and our Authentication-Results header.
     if let Some(auth) = resources.auth_stage(config) {
         push_stage(&mut s, config, auth);

@@ -23,6 +23,27 @@ use filters::clamav::clamd::{Clamd, Endpoint};
 
 use crate::config::{Config, FailMode, OversizeAction, VerdictConfig, VirusAction};
 use crate::metrics::Metrics;
+use crate::smime::inbound::{InboundResult, SmimeInbound};
+use crate::smime::outbound::SmimeOutbound;
+
+/// The From domain, when a valid signature with a trusted chain names the From address.
+fn smime_authenticated_domain(
+    unwrapped: &InboundResult,
+    parsed: Option<&mail_parser::Message<'_>>,
+) -> Option<String> {
+    let from = parsed?.from()?.first()?.address()?.to_ascii_lowercase();
+    unwrapped
+        .harvestable
+        .iter()
+        .any(|sig| {
+            sig.status == crate::smime::engine::SignatureStatus::Valid
+                && sig
+                    .signer_address
+                    .as_deref()
+                    .is_some_and(|a| a.eq_ignore_ascii_case(&from))
+        })
+        .then(|| filters::trust::domain_of(&from))
+}
 
 /// A stage with its configured fail mode.
 pub struct ConfiguredStage {
@@ -48,11 +69,27 @@ pub struct Outcome {
     pub card: ScoreCard,
     /// For the log: which stage failed, or what decided.
     pub reason: String,
-    /// Header fields the stages contributed (e.g. Authentication-Results), in stage order;
-    /// the session prepends them after its Received line.
+    /// Header fields the stages contributed (e.g. Authentication-Results,
+    /// X-Portcullis-SMIME), in stage order; the session prepends them after its Received
+    /// line, to every copy.
     pub headers: Vec<String>,
+    /// What to store: at least one copy. Inbound: one, holding the S/MIME plaintext when
+    /// the message was decrypted. Outbound: one per S/MIME treatment (e.g. a copy encrypted
+    /// for each recipient certificate, a clear one for the rest).
+    pub copies: Vec<MessageCopy>,
     /// What the stages established (authenticated sender, spam probability), for learning.
     pub facts: Facts,
+}
+
+/// One message to queue for (some of) the envelope recipients.
+#[derive(Debug, Clone, Default)]
+pub struct MessageCopy {
+    /// Recipients of this copy; `None`: every envelope recipient.
+    pub recipients: Option<Vec<String>>,
+    /// The message to store; `None`: the message as received.
+    pub body: Option<Vec<u8>>,
+    /// Header fields of this copy only (its DKIM-Signature), after the common ones.
+    pub headers: Vec<String>,
 }
 
 /// Clients shared by the stages of both directions, built once from the config.
@@ -70,6 +107,8 @@ pub struct Resources {
     pub trust: Option<Arc<filters::trust::TrustBook>>,
     /// What stored messages teach (trust, Bayes autolearn); built by the gateway.
     pub learning: learning::Learning,
+    /// Keys and certificates for S/MIME (the certificate store); `None`: no S/MIME.
+    pub keyring: Option<Arc<dyn crate::smime::keyring::Keyring>>,
 }
 
 impl Resources {
@@ -177,6 +216,11 @@ pub struct Pipeline {
     metrics: Metrics,
     dkim_signer: Option<Arc<dkim_sign::OutboundSigner>>,
     learning: learning::Learning,
+    /// S/MIME unwrapping, before every inbound stage (`[smime] enabled` and a keyring).
+    smime_in: Option<SmimeInbound>,
+    /// S/MIME by policy on outbound mail, and the RCPT TO check of the session.
+    smime_out: Option<Arc<SmimeOutbound>>,
+    smime_fail_mode: FailMode,
 }
 
 impl Pipeline {
@@ -189,6 +233,17 @@ impl Pipeline {
             metrics,
             dkim_signer: resources.dkim_signer.clone(),
             learning: resources.learning.clone(),
+            smime_in: resources
+                .keyring
+                .clone()
+                .filter(|_| config.smime.enabled && config.stage("smime").enabled)
+                .map(|k| SmimeInbound::new(k, config.smime.clone())),
+            smime_out: resources
+                .keyring
+                .clone()
+                .filter(|_| config.smime.enabled && config.stage("smime").enabled)
+                .map(|k| Arc::new(SmimeOutbound::new(k, config.smime.clone()))),
+            smime_fail_mode: config.stage("smime").fail_mode,
         }
     }
 
@@ -199,21 +254,85 @@ impl Pipeline {
             .after_verdict(envelope, outcome, stored, message);
     }
 
+    /// Outbound S/MIME (for the session's RCPT TO check); `None` when S/MIME is off.
+    pub fn smime_outbound(&self) -> Option<&SmimeOutbound> {
+        self.smime_out.as_deref()
+    }
+
     /// Run every stage of the message's direction, in order, and decide.
     pub async fn run(&self, envelope: &Envelope, raw: &[u8]) -> Outcome {
         let stages = match envelope.direction {
             Direction::Inbound => &self.inbound,
             Direction::Outbound => &self.outbound,
         };
-        let parsed = mail_parser::MessageParser::default().parse(raw);
         let mut card = ScoreCard::default();
         let mut headers = Vec::new();
-        let mut facts = Facts::default();
+        // Inbound S/MIME first: every later stage judges the plaintext.
+        let mut unwrapped = InboundResult::default();
+        if envelope.direction == Direction::Inbound
+            && let Some(smime) = &self.smime_in
+        {
+            let started = Instant::now();
+            let result = smime.unwrap(envelope, raw).await;
+            self.metrics
+                .stage_time("smime", started.elapsed().as_secs_f64());
+            match result {
+                Ok(r) => unwrapped = r,
+                Err(e) => {
+                    if let Some(out) = self.stage_failed(
+                        "smime",
+                        self.smime_fail_mode,
+                        &format!("{e:#}"),
+                        &mut card,
+                        &headers,
+                    ) {
+                        return out;
+                    }
+                }
+            }
+            for sym in std::mem::take(&mut unwrapped.symbols) {
+                card.add(self.weigh(sym));
+            }
+            headers.extend(unwrapped.header.take());
+        }
+        // Outbound: mail the user protected already, or a required signature we cannot make.
+        if envelope.direction == Direction::Outbound
+            && let Some(smime) = &self.smime_out
+        {
+            match smime.precheck(envelope, raw).await {
+                Ok(symbols) => {
+                    for sym in symbols {
+                        card.add(self.weigh(sym));
+                    }
+                }
+                Err(e) => {
+                    if let Some(out) = self.stage_failed(
+                        "smime",
+                        self.smime_fail_mode,
+                        &format!("{e:#}"),
+                        &mut card,
+                        &headers,
+                    ) {
+                        return out;
+                    }
+                }
+            }
+        }
+        let judged = unwrapped.replacement.as_deref().unwrap_or(raw);
+        let parsed = mail_parser::MessageParser::default().parse(judged);
+        // What the stages establish for each other; a valid, trusted S/MIME signature of the
+        // From address authenticates its domain like an aligned DKIM signature.
+        let mut facts = Facts {
+            authenticated_domain: smime_authenticated_domain(&unwrapped, parsed.as_ref()),
+            ..Facts::default()
+        };
         for s in stages {
             let started = Instant::now();
             let ctx = MessageContext {
                 envelope,
-                raw,
+                raw: judged,
+                // DKIM covers what was sent (the encrypted form); kept for the auth stage.
+                wire: raw,
                 parsed: parsed.as_ref(),
                 facts: &facts,
             };
@@ -228,34 +347,80 @@ impl Pipeline {
                     headers.extend(findings.headers);
                     facts.merge(findings.facts);
                 }
-                Err(e) => match s.fail_mode {
-                    FailMode::Tempfail => {
-                        return Outcome {
-                            action: Action::Tempfail,
-                            card,
-                            reason: format!("stage {} failed: {e}", s.stage.name()),
-                            headers,
-                            facts,
-                        };
+                Err(e) => {
+                    if let Some(out) = self.stage_failed(
+                        s.stage.name(),
+                        s.fail_mode,
+                        &e.to_string(),
+                        &mut card,
+                        &headers,
+                    ) {
+                        return out;
                     }
-                    FailMode::Open => {
-                        tracing::warn!(stage = s.stage.name(), error = %e, "stage failed, passing (fail_mode = open)");
-                        card.add(Symbol::new(
-                            "STAGE_FAILED_OPEN",
-                            format!("{}: {e}", s.stage.name()),
-                        ));
-                    }
-                },
+                }
             }
         }
         let (action, reason) = verdict::decide(&card, &self.thresholds);
-        // Last step before the queue: outbound mail that will be stored gets signed.
+        // Partners' certificates are learnt only from mail we let through.
+        if matches!(action, Action::Accept | Action::Tag)
+            && !unwrapped.harvestable.is_empty()
+            && let Some(smime) = &self.smime_in
+        {
+            let message_id = parsed
+                .as_ref()
+                .and_then(|m| m.message_id())
+                .unwrap_or_default()
+                .to_string();
+            smime.harvest(&unwrapped.harvestable, &message_id).await;
+        }
+        let mut copies = vec![MessageCopy {
+            recipients: None,
+            body: unwrapped.replacement,
+            headers: Vec::new(),
+        }];
+        // Outbound S/MIME: sign and encrypt what will be stored, copy by copy.
+        if envelope.direction == Direction::Outbound
+            && matches!(action, Action::Accept | Action::Tag | Action::Quarantine)
+            && let Some(smime) = &self.smime_out
+        {
+            let started = Instant::now();
+            let result = smime.protect(envelope, raw).await;
+            self.metrics
+                .stage_time("smime", started.elapsed().as_secs_f64());
+            match result {
+                Ok(Some(protected)) => {
+                    copies = protected.copies;
+                    for sym in protected.symbols {
+                        card.add(self.weigh(sym));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    // Always 451 here, whatever the fail mode: passing would send in clear
+                    // what policy wants signed or encrypted.
+                    if let Some(out) = self.stage_failed(
+                        "smime",
+                        FailMode::Tempfail,
+                        &format!("{e:#}"),
+                        &mut card,
+                        &headers,
+                    ) {
+                        return out;
+                    }
+                }
+            }
+        }
+        // Last step before the queue: outbound mail that will be stored gets DKIM-signed,
+        // each copy as it will leave.
         if envelope.direction == Direction::Outbound
             && matches!(action, Action::Accept | Action::Tag | Action::Quarantine)
             && let Some(signer) = &self.dkim_signer
         {
             let started = Instant::now();
-            headers.extend(signer.sign(raw));
+            for copy in &mut copies {
+                copy.headers
+                    .extend(signer.sign(copy.body.as_deref().unwrap_or(raw)));
+            }
             self.metrics
                 .stage_time("dkim_sign", started.elapsed().as_secs_f64());
         }
@@ -265,6 +430,38 @@ impl Pipeline {
             reason,
             headers,
             facts,
+            copies,
+        }
+    }
+
+    /// A stage could not do its job: its fail mode decides. `Some`: stop with this outcome
+    /// (tempfail); `None`: go on, with `STAGE_FAILED_OPEN` on the card.
+    fn stage_failed(
+        &self,
+        name: &str,
+        fail_mode: FailMode,
+        error: &str,
+        card: &mut ScoreCard,
+        headers: &[String],
+    ) -> Option<Outcome> {
+        match fail_mode {
+            FailMode::Tempfail => Some(Outcome {
+                action: Action::Tempfail,
+                card: card.clone(),
+                reason: format!("stage {name} failed: {error}"),
+                headers: headers.to_vec(),
+                copies: vec![MessageCopy::default()],
+                facts: Facts::default(),
+            }),
+            FailMode::Open => {
+                tracing::warn!(
+                    stage = name,
+                    error,
+                    "stage failed, passing (fail_mode = open)"
+                );
+                card.add(Symbol::new("STAGE_FAILED_OPEN", format!("{name}: {error}")));
+                None
+            }
         }
     }
 

@@ -44,7 +44,21 @@ pub fn refusal_reply(action: Action, card: &ScoreCard) -> Option<(Reply, String)
                     reply::VIRUS,
                     format!("{} ({})", reply::VIRUS.text, printable(&virus.detail)),
                 ),
-                None => (reply::REJECTED, reply::REJECTED.text.to_string()),
+                None => {
+                    let forced_by = |name: &str| {
+                        card.symbols
+                            .iter()
+                            .any(|s| s.name == name && s.forced_action == Some(Action::Reject))
+                    };
+                    let r = if forced_by("SMIME_USER_PROTECTED") {
+                        reply::SMIME_USER_PROTECTED
+                    } else if forced_by("SMIME_NO_SIGNING_KEY") {
+                        reply::SMIME_NO_SIGNING_KEY
+                    } else {
+                        reply::REJECTED
+                    };
+                    (r, r.text.to_string())
+                }
             },
         ),
         Action::Tempfail => Some((reply::TEMPFAIL, reply::TEMPFAIL.text.to_string())),

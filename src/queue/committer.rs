@@ -23,11 +23,13 @@ const SETTLE_LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 /// written inline by the commit.
 pub type Stored = (QueuedMessage, Arc<Vec<u8>>);
 
+// Ops are moved once through the channel; boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Op {
-    /// A new message. `ack` hears the commit.
+    /// New messages (one, or the copies of one SMTP transaction): committed in the same
+    /// transaction, so all or none. `ack` hears the commit.
     Insert {
-        message: QueuedMessage,
-        body: Arc<Vec<u8>>,
+        messages: Vec<Stored>,
         ack: oneshot::Sender<Result<(), String>>,
     },
     /// A delivery attempt ended; `message` carries the new recipient states, attempts and
@@ -66,8 +68,8 @@ pub async fn run(
         for op in group.drain(..) {
             match op {
                 Op::Dispatch(job) => dispatch.push(job),
-                Op::Insert { message, body, ack } => {
-                    inserts.push((message, body));
+                Op::Insert { messages, ack } => {
+                    inserts.extend(messages);
                     acks.push(ack);
                 }
                 Op::Settle { message, dsn } => settles.push((message, dsn)),

@@ -206,13 +206,31 @@ impl Queue {
     /// Store a new message durably. Returns once the body and its row are on disk; only
     /// then may the session say 250. `message.size` must be `body.len()`.
     pub async fn store(&self, message: QueuedMessage, body: Arc<Vec<u8>>) -> anyhow::Result<()> {
-        debug_assert_eq!(message.size, body.len() as u64);
-        if !is_inline(message.size) {
-            write_body_file(self.body_path(&message.id), body.clone()).await?;
+        self.store_many(vec![(message, body)]).await
+    }
+
+    /// Store several messages (the copies of one transaction, e.g. one per S/MIME
+    /// recipient) in one commit: all are on disk, or none is (the session then says 451
+    /// and no copy goes out twice on the client's retry).
+    pub async fn store_many(&self, messages: Vec<Stored>) -> anyhow::Result<()> {
+        let mut written = Vec::new();
+        for (message, body) in &messages {
+            debug_assert_eq!(message.size, body.len() as u64);
+            if !is_inline(message.size) {
+                let path = self.body_path(&message.id);
+                if let Err(e) = write_body_file(path.clone(), body.clone()).await {
+                    // none of the copies is acknowledged: leave no orphan file behind
+                    for p in written {
+                        let _ = std::fs::remove_file(p);
+                    }
+                    return Err(e);
+                }
+                written.push(path);
+            }
         }
         let (ack, done) = oneshot::channel();
         self.ops
-            .send(Op::Insert { message, body, ack })
+            .send(Op::Insert { messages, ack })
             .map_err(|_| anyhow::anyhow!("queue committer has stopped"))?;
         done.await
             .map_err(|_| anyhow::anyhow!("queue committer has stopped"))?

@@ -89,6 +89,22 @@ pub const ROUTING_DENIED: Reply = Reply::new(
 );
 pub const REJECTED: Reply = Reply::new(550, "5.7.1", "Message rejected by policy");
 pub const VIRUS: Reply = Reply::new(554, "5.7.1", "Message contains a virus");
+// S/MIME policy refusals go to our own users (internal clients): they name the reason.
+pub const SMIME_NO_CERTIFICATE: Reply = Reply::new(
+    550,
+    "5.7.1",
+    "Encryption required by policy, but there is no usable S/MIME certificate for this recipient",
+);
+pub const SMIME_USER_PROTECTED: Reply = Reply::new(
+    550,
+    "5.7.1",
+    "Message already encrypted or signed by you; policy requires the gateway to sign/encrypt (send it unprotected)",
+);
+pub const SMIME_NO_SIGNING_KEY: Reply = Reply::new(
+    550,
+    "5.7.1",
+    "Signing required by policy, but there is no S/MIME signing certificate for your address or domain",
+);
 pub const DATA_THEN_BDAT: Reply = Reply::new(503, "5.5.1", "Do not mix DATA and BDAT");
 
 #[cfg(test)]

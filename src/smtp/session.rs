@@ -386,7 +386,7 @@ impl Session {
             Request::Ehlo { host } => self.ehlo(host, true),
             Request::Helo { host } => self.ehlo(host, false),
             Request::Mail { from } => self.mail(from),
-            Request::Rcpt { to } => self.rcpt(to, line),
+            Request::Rcpt { to } => self.rcpt(to, line).await,
             Request::Data => self.data(),
             Request::Bdat {
                 chunk_size,
@@ -518,7 +518,7 @@ impl Session {
         Next::Continue
     }
 
-    fn rcpt(&mut self, to: smtp_proto::RcptTo<String>, line: &[u8]) -> Next {
+    async fn rcpt(&mut self, to: smtp_proto::RcptTo<String>, line: &[u8]) -> Next {
         if self.tls_required_but_absent() {
             return self.bad(reply::MUST_STARTTLS);
         }
@@ -542,6 +542,9 @@ impl Session {
             &format!("{}>", raw_path.trim()),
         ) {
             Ok(accepted) => {
+                if let Some(refusal) = self.smime_refusal(&accepted.address).await {
+                    return self.bad(refusal);
+                }
                 let tx = self.tx.as_mut().expect("checked above");
                 if !tx
                     .rcpts
@@ -560,6 +563,28 @@ impl Session {
                     Refusal::HiddenRoute => reply::ROUTING_DENIED,
                     Refusal::RelayDenied => reply::RELAY_DENIED,
                 })
+            }
+        }
+    }
+
+    /// Outbound `encrypt = "require"` and no certificate for this recipient: refused here,
+    /// so that it is never sent in clear (550 5.7.1 naming the reason; 451 when the
+    /// certificate store cannot be read).
+    async fn smime_refusal(&self, rcpt: &str) -> Option<Reply> {
+        if !self.internal {
+            return None;
+        }
+        let smime = self.shared.pipeline.smime_outbound()?;
+        let mail_from = self.tx.as_ref()?.mail_from.clone();
+        match smime.recipient_refusal(&mail_from, rcpt).await {
+            Ok(None) => None,
+            Ok(Some(why)) => {
+                tracing::info!(client = %self.peer, rcpt = %printable(rcpt), reason = %why, "recipient refused by S/MIME policy");
+                Some(reply::SMIME_NO_CERTIFICATE)
+            }
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "certificate store unavailable at RCPT TO");
+                Some(reply::TEMPFAIL)
             }
         }
     }
@@ -697,42 +722,64 @@ impl Session {
         match &refusal {
             Some((r, text)) => write_reply(&mut self.out, r.code, r.enhanced, text),
             None => {
-                let body = self.trace_headers(&envelope, &id, &outcome);
-                // Inbound: an Authentication-Results field from outside that claims our
-                // authserv-id is forged (RFC 8601 §5); ours is in the trace headers.
-                let cleaned = (direction == Direction::Inbound)
-                    .then(|| {
-                        filters::auth::strip_our_auth_results(&tx.body, &self.config().hostname)
-                    })
-                    .flatten();
-                let message_body = cleaned.as_deref().unwrap_or(&tx.body);
-                let mut full = Vec::with_capacity(body.len() + message_body.len());
-                full.extend_from_slice(body.as_bytes());
-                full.extend_from_slice(message_body);
-                let message = QueuedMessage {
-                    id: id.clone(),
-                    direction,
-                    state: if outcome.action == Action::Quarantine {
-                        QueueState::Held
-                    } else {
-                        QueueState::Queued
-                    },
-                    mail_from: envelope.mail_from.clone(),
-                    recipients: envelope.rcpt_to.iter().map(Recipient::pending).collect(),
-                    received_at: unix_now(),
-                    size: full.len() as u64,
-                    attempts: 0,
-                    next_attempt: 0,
-                    last_error: None,
-                    client_ip: self.peer.ip().to_string(),
-                    helo: envelope.helo.clone(),
-                    score: outcome.card.score(),
-                    symbols: outcome.card.summary(),
-                };
-                match self.shared.queue.store(message, Arc::new(full)).await {
+                let mut copies = Vec::with_capacity(outcome.copies.len());
+                let mut ids = Vec::with_capacity(outcome.copies.len());
+                for (i, copy) in outcome.copies.iter().enumerate() {
+                    let copy_id = if i == 0 { id.clone() } else { new_queue_id() };
+                    let recipients = copy.recipients.as_ref().unwrap_or(&envelope.rcpt_to);
+                    let message_body = copy.body.as_deref().unwrap_or(&tx.body);
+                    // Inbound: an Authentication-Results field from outside that claims our
+                    // authserv-id is forged (RFC 8601 §5); ours is in the trace headers.
+                    let cleaned = (direction == Direction::Inbound)
+                        .then(|| {
+                            filters::auth::strip_our_auth_results(
+                                message_body,
+                                &self.config().hostname,
+                            )
+                        })
+                        .flatten();
+                    let message_body = cleaned.as_deref().unwrap_or(message_body);
+                    let mut head = self.trace_headers(&envelope, recipients, &copy_id, &outcome);
+                    for field in &copy.headers {
+                        head.push_str(field);
+                        head.push_str("\r\n");
+                    }
+                    let mut full = Vec::with_capacity(head.len() + message_body.len());
+                    full.extend_from_slice(head.as_bytes());
+                    full.extend_from_slice(message_body);
+                    let message = QueuedMessage {
+                        id: copy_id.clone(),
+                        direction,
+                        state: if outcome.action == Action::Quarantine {
+                            QueueState::Held
+                        } else {
+                            QueueState::Queued
+                        },
+                        mail_from: envelope.mail_from.clone(),
+                        recipients: recipients.iter().map(Recipient::pending).collect(),
+                        received_at: unix_now(),
+                        size: full.len() as u64,
+                        attempts: 0,
+                        next_attempt: 0,
+                        last_error: None,
+                        client_ip: self.peer.ip().to_string(),
+                        helo: envelope.helo.clone(),
+                        score: outcome.card.score(),
+                        symbols: outcome.card.summary(),
+                    };
+                    ids.push(copy_id);
+                    copies.push((message, Arc::new(full)));
+                }
+                // All copies in one commit, then the one 250.
+                match self.shared.queue.store_many(copies).await {
                     Ok(()) => {
                         stored = true;
-                        write_reply(&mut self.out, 250, "2.0.0", &format!("Ok: queued as {id}"));
+                        write_reply(
+                            &mut self.out,
+                            250,
+                            "2.0.0",
+                            &format!("Ok: queued as {}", ids.join(" ")),
+                        );
                     }
                     Err(e) => {
                         tracing::error!(error = %format!("{e:#}"), "cannot queue message");
@@ -742,9 +789,14 @@ impl Session {
             }
         }
         if stored || refusal.is_some() {
+            // Learn from what the stages judged: the S/MIME plaintext of a decrypted message.
+            let judged = match direction {
+                Direction::Inbound => outcome.copies.first().and_then(|c| c.body.as_deref()),
+                Direction::Outbound => None,
+            };
             self.shared
                 .pipeline
-                .learn(&envelope, &outcome, stored, &tx.body);
+                .learn(&envelope, &outcome, stored, judged.unwrap_or(&tx.body));
         }
         let verdict = if stored || refusal.is_some() {
             outcome.action.as_str()
@@ -775,6 +827,7 @@ impl Session {
     fn trace_headers(
         &self,
         envelope: &Envelope,
+        recipients: &[String],
         id: &str,
         outcome: &crate::pipeline::Outcome,
     ) -> String {
@@ -786,7 +839,7 @@ impl Session {
             (false, false, true) => "SMTPS",
             (false, false, false) => "SMTP",
         };
-        let single = (envelope.rcpt_to.len() == 1).then(|| envelope.rcpt_to[0].as_str());
+        let single = (recipients.len() == 1).then(|| recipients[0].as_str());
         let mut h = received_header(
             self.helo.as_deref().unwrap_or(""),
             self.peer.ip(),
@@ -796,8 +849,8 @@ impl Session {
             id,
             single,
         );
-        // Header fields of the pipeline: Authentication-Results (inbound), DKIM-Signature
-        // (outbound).
+        // Header fields of the pipeline: Authentication-Results, X-Portcullis-SMIME
+        // (inbound). A copy's own fields (DKIM-Signature) follow them.
         for field in &outcome.headers {
             h.push_str(field);
             h.push_str("\r\n");

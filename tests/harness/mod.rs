@@ -8,6 +8,7 @@ pub mod client;
 pub mod dns;
 pub mod process;
 pub mod sink;
+pub mod smime;
 pub mod tls;
 
 use std::net::{SocketAddr, TcpListener as StdListener};

@@ -265,7 +265,8 @@ impl AuthStage {
         };
 
         // The message as mail-auth sees it; unparseable → no DKIM/ARC/DMARC to evaluate.
-        let parsed = AuthenticatedMessage::parse(ctx.raw);
+        // The wire bytes: DKIM/ARC sign what was sent, i.e. the encrypted form of S/MIME.
+        let parsed = AuthenticatedMessage::parse(ctx.wire);
         let empty = AuthenticatedMessage::default();
         let msg = parsed.as_ref().unwrap_or(&empty);
 

@@ -225,6 +225,7 @@ mod tests {
         let ctx = MessageContext {
             envelope: &env,
             raw: spam.as_bytes(),
+            wire: spam.as_bytes(),
             parsed: None,
             facts: &crate::Facts::default(),
         };
@@ -247,6 +248,7 @@ mod tests {
         let ctx = MessageContext {
             envelope: &env,
             raw: ham.as_bytes(),
+            wire: ham.as_bytes(),
             parsed: None,
             facts: &crate::Facts::default(),
         };

@@ -1,0 +1,216 @@
+//! Typed reads of CMS structures that the openssl crate cannot do: which kind of content a
+//! CMS blob is, the certificates and signer infos of a SignedData (who signed, with which
+//! digest, which SMIMECapabilities they announce) and the recipients of an EnvelopedData.
+//!
+//! Choice: the RustCrypto `cms` crate (pure Rust, read-only here). Every cryptographic
+//! operation — verify, decrypt, sign, encrypt, chain checks — stays with OpenSSL in
+//! [`super::engine`]; this module only parses. The openssl crate exposes no signer infos,
+//! signed attributes or recipient infos, and `#![forbid(unsafe_code)]` rules out calling
+//! `CMS_get0_SignerInfos` through FFI.
+
+use cms::cert::CertificateChoices;
+use cms::content_info::ContentInfo;
+use cms::enveloped_data::{EnvelopedData, RecipientIdentifier, RecipientInfo};
+use cms::signed_data::{SignedData, SignerIdentifier};
+use der::asn1::ObjectIdentifier;
+use der::{Decode, Encode};
+use openssl::x509::X509;
+
+pub const OID_SIGNED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.2");
+pub const OID_ENVELOPED_DATA: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.3");
+pub const OID_AUTH_ENVELOPED_DATA: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.1.23");
+const OID_SMIME_CAPABILITIES: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.15");
+/// id-aes128-GCM and id-aes256-GCM (RFC 5084): a capability list naming one of them says
+/// the owner's client reads AuthEnvelopedData with AES-GCM.
+pub const OID_AES128_GCM: &str = "2.16.840.1.101.3.4.1.6";
+pub const OID_AES256_GCM: &str = "2.16.840.1.101.3.4.1.46";
+
+/// Re-encode a CMS blob as DER. Real clients (Thunderbird, Outlook) send BER with
+/// indefinite lengths, which the `der`-based `cms` crate refuses; OpenSSL reads BER and
+/// writes DER. Only the typed reads use the re-encoding: cryptography runs on the bytes
+/// as received.
+pub fn normalize(ber: &[u8]) -> Result<Vec<u8>, String> {
+    openssl::cms::CmsContentInfo::from_der(ber)
+        .and_then(|c| c.to_der())
+        .map_err(|e| {
+            format!(
+                "not a CMS structure ({})",
+                e.errors()
+                    .first()
+                    .and_then(|x| x.reason())
+                    .unwrap_or("unreadable")
+            )
+        })
+}
+
+/// What a CMS ContentInfo holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Signed,
+    Enveloped,
+    AuthEnveloped,
+    Other,
+}
+
+pub fn kind(der: &[u8]) -> Result<Kind, String> {
+    let ci = ContentInfo::from_der(der).map_err(|e| format!("not a CMS structure: {e}"))?;
+    Ok(match ci.content_type {
+        OID_SIGNED_DATA => Kind::Signed,
+        OID_ENVELOPED_DATA => Kind::Enveloped,
+        OID_AUTH_ENVELOPED_DATA => Kind::AuthEnveloped,
+        _ => Kind::Other,
+    })
+}
+
+/// How a signer names its certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignerId {
+    /// DER of the issuer name, serial number bytes without leading zeros.
+    IssuerSerial(Vec<u8>, Vec<u8>),
+    SubjectKeyId(Vec<u8>),
+}
+
+/// One SignerInfo, as far as we need it.
+#[derive(Debug, Clone)]
+pub struct SignerMeta {
+    pub id: SignerId,
+    /// Digest algorithm OID, dotted.
+    pub digest_oid: String,
+    /// SMIMECapabilities (RFC 8551 §2.5.2) announced in the signed attributes: the
+    /// capability OIDs in the signer's order of preference, dotted.
+    pub capabilities: Vec<String>,
+}
+
+/// The certificates and signers of a SignedData.
+#[derive(Debug, Clone, Default)]
+pub struct SignedInfo {
+    pub certificates: Vec<X509>,
+    pub signers: Vec<SignerMeta>,
+}
+
+fn strip_zeros(b: &[u8]) -> Vec<u8> {
+    let i = b.iter().position(|&x| x != 0).unwrap_or(b.len());
+    b[i..].to_vec()
+}
+
+pub fn signed_info(der: &[u8]) -> Result<SignedInfo, String> {
+    let ci = ContentInfo::from_der(der).map_err(|e| format!("not a CMS structure: {e}"))?;
+    if ci.content_type != OID_SIGNED_DATA {
+        return Err(format!("expected signed-data, found {}", ci.content_type));
+    }
+    let sd: SignedData = ci
+        .content
+        .decode_as()
+        .map_err(|e| format!("corrupt signed-data: {e}"))?;
+    let mut out = SignedInfo::default();
+    for c in sd.certificates.iter().flat_map(|s| s.0.iter()) {
+        if let CertificateChoices::Certificate(x) = c {
+            let der = x
+                .to_der()
+                .map_err(|e| format!("embedded certificate: {e}"))?;
+            out.certificates
+                .push(X509::from_der(&der).map_err(|e| format!("embedded certificate: {e}"))?);
+        }
+    }
+    for si in sd.signer_infos.0.iter() {
+        let id = match &si.sid {
+            SignerIdentifier::IssuerAndSerialNumber(ias) => SignerId::IssuerSerial(
+                ias.issuer.to_der().map_err(|e| e.to_string())?,
+                strip_zeros(ias.serial_number.as_bytes()),
+            ),
+            SignerIdentifier::SubjectKeyIdentifier(ski) => {
+                SignerId::SubjectKeyId(ski.0.as_bytes().to_vec())
+            }
+        };
+        let mut capabilities = Vec::new();
+        for attr in si.signed_attrs.iter().flat_map(|a| a.iter()) {
+            if attr.oid != OID_SMIME_CAPABILITIES {
+                continue;
+            }
+            for v in attr.values.iter() {
+                // SMIMECapabilities ::= SEQUENCE OF SMIMECapability — the same shape as a
+                // list of AlgorithmIdentifiers (OID + optional parameters).
+                let caps: Vec<cms::cert::x509::spki::AlgorithmIdentifierOwned> = v
+                    .decode_as()
+                    .map_err(|e| format!("corrupt SMIMECapabilities: {e}"))?;
+                capabilities.extend(caps.iter().map(|c| c.oid.to_string()));
+            }
+        }
+        out.signers.push(SignerMeta {
+            id,
+            digest_oid: si.digest_alg.oid.to_string(),
+            capabilities,
+        });
+    }
+    Ok(out)
+}
+
+impl SignerId {
+    /// Whether `cert` is the certificate this signer names.
+    pub fn matches(&self, cert: &X509) -> bool {
+        match self {
+            SignerId::IssuerSerial(issuer, serial) => {
+                let Ok(cert_issuer) = cert.issuer_name().to_der() else {
+                    return false;
+                };
+                let Ok(cert_serial) = cert.serial_number().to_bn() else {
+                    return false;
+                };
+                &cert_issuer == issuer && strip_zeros(&cert_serial.to_vec()) == *serial
+            }
+            SignerId::SubjectKeyId(ski) => cert
+                .subject_key_id()
+                .is_some_and(|k| k.as_slice() == ski.as_slice()),
+        }
+    }
+}
+
+/// Who an EnvelopedData is addressed to, for an error message ("issuer / serial" or
+/// "key id"); empty for other kinds (AuthEnvelopedData has no type in the `cms` crate 0.2).
+pub fn recipients(der: &[u8]) -> Vec<String> {
+    let Ok(ci) = ContentInfo::from_der(der) else {
+        return Vec::new();
+    };
+    if ci.content_type != OID_ENVELOPED_DATA {
+        return Vec::new();
+    }
+    let Ok(ed) = ci.content.decode_as::<EnvelopedData>() else {
+        return Vec::new();
+    };
+    ed.recip_infos
+        .0
+        .iter()
+        .map(|ri| match ri {
+            RecipientInfo::Ktri(k) => match &k.rid {
+                RecipientIdentifier::IssuerAndSerialNumber(ias) => format!(
+                    "{} serial {}",
+                    ias.issuer,
+                    hex(&strip_zeros(ias.serial_number.as_bytes()))
+                ),
+                RecipientIdentifier::SubjectKeyIdentifier(s) => {
+                    format!("key id {}", hex(s.0.as_bytes()))
+                }
+            },
+            _ => "a non-RSA recipient".to_string(),
+        })
+        .collect()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A readable name for the digest OIDs S/MIME uses.
+pub fn digest_name(oid: &str) -> &str {
+    match oid {
+        "1.3.14.3.2.26" => "sha1",
+        "2.16.840.1.101.3.4.2.1" => "sha256",
+        "2.16.840.1.101.3.4.2.2" => "sha384",
+        "2.16.840.1.101.3.4.2.3" => "sha512",
+        "1.2.840.113549.2.5" => "md5",
+        other => other,
+    }
+}

@@ -1,0 +1,379 @@
+//! The first inbound step: unwrap S/MIME before any filter looks at the message, so auth,
+//! Bayes, ClamAV and the quarantine see plaintext — and the plaintext is what gets queued.
+//!
+//! Not a [`filters::Stage`]: a stage never changes the message, this step replaces it.
+//! `Pipeline::run` calls [`SmimeInbound::unwrap`] before its stage list and hands the later
+//! stages the plaintext (keeping the wire bytes for DKIM). Harvesting partners'
+//! certificates waits for the verdict ([`SmimeInbound::harvest`]): mail rejected or held as
+//! spam or virus teaches us nothing.
+
+use std::sync::Arc;
+
+use filters::{Envelope, Symbol};
+
+use super::engine::{self, KeyPair, SignatureResult, SignatureStatus, SmimeError, Unwrapped};
+use super::keyring::{Identity, Keyring};
+use super::mime;
+use crate::config::SmimeConfig;
+
+/// The result header field.
+const RESULT_FIELD: &str = "X-Portcullis-SMIME";
+
+/// What the inbound step found.
+#[derive(Default)]
+pub struct InboundResult {
+    pub symbols: Vec<Symbol>,
+    /// `X-Portcullis-SMIME:` for the internal recipient, when the message was S/MIME.
+    pub header: Option<String>,
+    /// The message to judge and store instead of the received bytes.
+    pub replacement: Option<Vec<u8>>,
+    /// Valid signatures, to harvest once the verdict lets the message through.
+    pub harvestable: Vec<SignatureResult>,
+}
+
+pub struct SmimeInbound {
+    keyring: Arc<dyn Keyring>,
+    config: SmimeConfig,
+}
+
+impl SmimeInbound {
+    pub fn new(keyring: Arc<dyn Keyring>, config: SmimeConfig) -> SmimeInbound {
+        SmimeInbound { keyring, config }
+    }
+
+    /// Unwrap `raw` when it is S/MIME. `Err` only when the store cannot be read (the
+    /// pipeline applies `[stages.smime] fail_mode`); bad S/MIME is a symbol.
+    pub async fn unwrap(&self, envelope: &Envelope, raw: &[u8]) -> anyhow::Result<InboundResult> {
+        let mut result = self.unwrap_smime(envelope, raw).await?;
+        // Our result header is ours alone: one from outside (or from inside the encrypted
+        // part) could fake "signed by <ceo>, chain trusted".
+        let judged = result.replacement.as_deref().unwrap_or(raw);
+        if let Some(clean) = mime::without_field(judged, RESULT_FIELD) {
+            result.replacement = Some(clean);
+        }
+        Ok(result)
+    }
+
+    async fn unwrap_smime(&self, envelope: &Envelope, raw: &[u8]) -> anyhow::Result<InboundResult> {
+        if !engine::is_smime(raw) {
+            return Ok(InboundResult::default());
+        }
+        let mut identities: Vec<Identity> = Vec::new();
+        for rcpt in &envelope.rcpt_to {
+            for id in self.keyring.decryption_identities(rcpt).await? {
+                if !identities.iter().any(|i| i.cert == id.cert) {
+                    identities.push(id);
+                }
+            }
+        }
+        let trust = self.keyring.trust_store()?;
+        let message = raw.to_vec();
+        // RSA private-key operations take milliseconds: off the reactor.
+        let result = tokio::task::spawn_blocking(move || {
+            let keys: Vec<KeyPair> = identities
+                .iter()
+                .map(|i| KeyPair {
+                    cert: &i.cert,
+                    key: &i.key,
+                })
+                .collect();
+            engine::unwrap(&message, &keys, &trust)
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("S/MIME task failed: {e}"))?;
+        Ok(match result {
+            Ok(None) => InboundResult::default(),
+            Ok(Some(u)) => self.unwrapped(raw, u),
+            Err(e) => self.failed(e),
+        })
+    }
+
+    fn unwrapped(&self, raw: &[u8], u: Unwrapped) -> InboundResult {
+        let mut out = InboundResult::default();
+        let mut summary = Vec::new();
+        if u.decrypted() {
+            out.symbols
+                .push(Symbol::new("SMIME_DECRYPTED", format!("{:?}", u.layers)));
+            summary.push("decrypted".to_string());
+        }
+        for s in &u.signatures {
+            let who = s.signer_address.as_deref().unwrap_or("unknown signer");
+            match &s.status {
+                SignatureStatus::Valid => {
+                    out.symbols.push(Symbol::new("SMIME_SIGNED_VALID", who));
+                    summary.push(format!("signed by <{who}>, chain trusted"));
+                    out.harvestable.push(s.clone());
+                }
+                SignatureStatus::UntrustedChain(why) => {
+                    out.symbols.push(Symbol::new(
+                        "SMIME_SIGNED_UNTRUSTED_CHAIN",
+                        format!("{who}: {why}"),
+                    ));
+                    summary.push(format!("signed by <{who}>, chain NOT trusted ({why})"));
+                }
+                SignatureStatus::Invalid(why) => {
+                    out.symbols
+                        .push(Symbol::new("SMIME_SIGNED_INVALID", format!("{who}: {why}")));
+                    summary.push(format!("signature INVALID ({why})"));
+                }
+            }
+        }
+        out.header = Some(header(&summary.join("; ")));
+        // Keep the signature where it directly wraps the plaintext and the operator wants
+        // it; otherwise deliver the plaintext. A message that was only signed and keeps its
+        // signature is stored as received, byte for byte.
+        let keep = self.config.keep_signature && u.signed_entity.is_some();
+        if keep && !u.decrypted() {
+            return out;
+        }
+        let entity = match (keep, &u.signed_entity) {
+            (true, Some(signed)) => signed,
+            _ => &u.plaintext,
+        };
+        let outer = mime::message_parts(raw).outer;
+        out.replacement = Some(mime::assemble(&outer, &[], entity));
+        out
+    }
+
+    fn failed(&self, e: SmimeError) -> InboundResult {
+        let forced = self.config.undecryptable_action.forced();
+        let (name, text) = match &e {
+            SmimeError::Undecryptable(why) => {
+                ("SMIME_UNDECRYPTABLE", format!("undecryptable ({why})"))
+            }
+            other => ("SMIME_MALFORMED", format!("malformed ({other})")),
+        };
+        let mut sym = Symbol::new(name, e.to_string());
+        if let Some(a) = forced {
+            sym = sym.forcing(a);
+        }
+        InboundResult {
+            symbols: vec![sym],
+            header: Some(header(&text)),
+            replacement: None,
+            harvestable: Vec::new(),
+        }
+    }
+
+    /// Store the valid signers' certificates (called after an accept or tag verdict).
+    /// Failures are logged: a missed harvest only means the partner's next signed mail
+    /// teaches us the certificate.
+    pub async fn harvest(&self, signatures: &[SignatureResult], message_id: &str) {
+        for s in signatures {
+            let Some(signer) = &s.signer else { continue };
+            if let Err(e) = self
+                .keyring
+                .harvest(signer, &s.chain, message_id, &s.capabilities)
+                .await
+            {
+                tracing::warn!(error = %format!("{e:#}"), signer = ?s.signer_address, "cannot harvest the signer's certificate");
+            }
+        }
+    }
+}
+
+/// The result header, one line (folded by the reader if long); control characters from
+/// certificate names are dropped.
+fn header(text: &str) -> String {
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    format!("{RESULT_FIELD}: {clean}")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use filters::{Action, Direction, Envelope};
+
+    use crate::config::Config;
+    use crate::metrics::Metrics;
+    use crate::pipeline::{Pipeline, Resources};
+    use crate::smime::engine::{self, ContentCipher, KeyPair};
+    use crate::smime::keyring::MemoryKeyring;
+    use crate::smime::test_pki::Pki;
+
+    const ENTITY: &[u8] = b"Content-Type: text/plain\r\n\r\nmeet at noon\r\n";
+
+    fn envelope() -> Envelope {
+        Envelope {
+            direction: Direction::Inbound,
+            client_ip: "192.0.2.1".parse().unwrap(),
+            helo: "mx.partner.test".into(),
+            mail_from: "alice@partner.test".into(),
+            rcpt_to: vec!["bob@example.test".into()],
+            smtputf8: false,
+            body_8bit: false,
+            tls: None,
+        }
+    }
+
+    fn message(entity: &[u8]) -> Vec<u8> {
+        let mut m = b"From: <alice@partner.test>\r\nTo: <bob@example.test>\r\nSubject: lunch\r\nDate: Sat, 28 Nov 2026 10:00:00 +0000\r\nMessage-ID: <lunch@partner.test>\r\nMIME-Version: 1.0\r\n".to_vec();
+        m.extend_from_slice(entity);
+        m
+    }
+
+    struct World {
+        pki: Pki,
+        keyring: Arc<MemoryKeyring>,
+        alice: crate::smime::test_pki::User,
+        bob: crate::smime::test_pki::User,
+    }
+
+    fn world() -> World {
+        let pki = Pki::new("Test CA");
+        let alice = pki.user("alice@partner.test");
+        let bob = pki.user("bob@example.test");
+        let mut k = MemoryKeyring::default();
+        k.identities.insert(
+            "bob@example.test".into(),
+            vec![(bob.cert.clone(), bob.key.clone())],
+        );
+        k.trusted.push(pki.ca.clone());
+        World {
+            pki,
+            keyring: Arc::new(k),
+            alice,
+            bob,
+        }
+    }
+
+    fn pipeline(w: &World, extra: &str) -> Pipeline {
+        let c = Config::parse(extra).unwrap();
+        let r = Resources {
+            keyring: Some(w.keyring.clone()),
+            ..Resources::default()
+        };
+        Pipeline::from_config(&c, &r, Metrics::new())
+    }
+
+    fn signed_and_encrypted(w: &World) -> Vec<u8> {
+        let signed = engine::sign(
+            ENTITY,
+            &KeyPair {
+                cert: &w.alice.cert,
+                key: &w.alice.key,
+            },
+            &[],
+        )
+        .unwrap();
+        let enc = engine::encrypt(
+            &signed,
+            std::slice::from_ref(&w.bob.cert),
+            ContentCipher::Aes256Gcm,
+        )
+        .unwrap();
+        message(&enc)
+    }
+
+    #[tokio::test]
+    async fn decrypts_first_judges_plaintext_and_harvests_after_accept() {
+        let w = world();
+        let _ = &w.pki;
+        let raw = signed_and_encrypted(&w);
+        let out = pipeline(&w, "[smime]\nkeep_signature = false")
+            .run(&envelope(), &raw)
+            .await;
+        assert_eq!(out.action, Action::Accept, "{out:?}");
+        let names: Vec<&str> = out.card.symbols.iter().map(|s| s.name).collect();
+        assert!(names.contains(&"SMIME_DECRYPTED"), "{names:?}");
+        assert!(names.contains(&"SMIME_SIGNED_VALID"), "{names:?}");
+        let header = out
+            .headers
+            .iter()
+            .find(|h| h.starts_with("X-Portcullis-SMIME:"))
+            .unwrap();
+        assert!(
+            header.contains("decrypted; signed by <alice@partner.test>, chain trusted"),
+            "{header}"
+        );
+        let body = out.copies[0]
+            .body
+            .as_ref()
+            .expect("plaintext replaces the message");
+        let text = String::from_utf8_lossy(body);
+        assert!(text.contains("Subject: lunch\r\n"), "{text}");
+        assert!(
+            text.ends_with("Content-Type: text/plain\r\n\r\nmeet at noon\r\n"),
+            "{text}"
+        );
+        assert!(!text.contains("pkcs7"), "{text}");
+        assert_eq!(
+            w.keyring.harvested.lock().unwrap().as_slice(),
+            &[(
+                "alice@partner.test".to_string(),
+                "lunch@partner.test".to_string()
+            )]
+        );
+        // a result header that came with the message is removed, ours is the only one
+        let forged = [
+            b"X-Portcullis-SMIME: signed by <ceo@example.test>, chain trusted\r\n".as_slice(),
+            &raw,
+        ]
+        .concat();
+        let out = pipeline(&w, "").run(&envelope(), &forged).await;
+        let text = String::from_utf8_lossy(out.copies[0].body.as_ref().unwrap()).into_owned();
+        assert!(!text.contains("ceo@"), "{text}");
+        let out = pipeline(&w, "")
+            .run(
+                &envelope(),
+                b"X-Portcullis-SMIME: decrypted\r\nSubject: plain\r\n\r\nhi\r\n",
+            )
+            .await;
+        assert_eq!(
+            out.copies[0].body.as_deref(),
+            Some(&b"Subject: plain\r\n\r\nhi\r\n"[..])
+        );
+        // keep_signature (the default): the signed entity is delivered, decrypted
+        let out = pipeline(&w, "").run(&envelope(), &raw).await;
+        let text = String::from_utf8_lossy(out.copies[0].body.as_ref().unwrap()).into_owned();
+        assert!(text.contains("multipart/signed"), "{text}");
+        assert!(text.contains("meet at noon"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn no_harvest_when_the_verdict_rejects_and_undecryptable_takes_its_action() {
+        let w = world();
+        let raw = signed_and_encrypted(&w);
+        // the plaintext lacks nothing, but make the verdict reject via a points override
+        let out = pipeline(&w, "[symbols]\nSMIME_DECRYPTED = 50.0")
+            .run(&envelope(), &raw)
+            .await;
+        assert_eq!(out.action, Action::Reject);
+        assert!(w.keyring.harvested.lock().unwrap().is_empty());
+        // for someone we hold no key for
+        let mut env = envelope();
+        env.rcpt_to = vec!["carol@example.test".into()];
+        for (cfg, action) in [
+            ("", Action::Accept),
+            (
+                "[smime]\nundecryptable_action = \"quarantine\"",
+                Action::Quarantine,
+            ),
+            ("[smime]\nundecryptable_action = \"reject\"", Action::Reject),
+        ] {
+            let out = pipeline(&w, cfg).run(&env, &raw).await;
+            assert_eq!(out.action, action, "{cfg}: {out:?}");
+            assert!(out.card.summary().contains("SMIME_UNDECRYPTABLE"), "{cfg}");
+            assert!(out.copies[0].body.is_none(), "delivered as received");
+        }
+        // garbled CMS
+        let garbled = String::from_utf8(raw.clone())
+            .unwrap()
+            .replace("MII", "!!!");
+        let out = pipeline(&w, "[smime]\nundecryptable_action = \"reject\"")
+            .run(&envelope(), garbled.as_bytes())
+            .await;
+        assert_eq!(out.action, Action::Reject);
+        assert!(out.card.summary().contains("SMIME_MALFORMED"), "{out:?}");
+        // [smime] enabled = false: untouched
+        let out = pipeline(&w, "[smime]\nenabled = false")
+            .run(&envelope(), &raw)
+            .await;
+        assert!(!out.card.summary().contains("SMIME"));
+        assert!(out.copies[0].body.is_none());
+    }
+}

@@ -1,0 +1,437 @@
+//! The MIME plumbing of S/MIME: split an entity into header and body, read its
+//! Content-Type, split `multipart/signed` into the signed bytes and the signature, and write
+//! the base64 bodies and entities OpenSSL's CMS wrapper cannot write (it has no
+//! `SMIME_write_CMS`).
+//!
+//! Everything works on raw bytes: a signature covers the signed part byte for byte, so no
+//! step here may re-encode what it passes on.
+
+use mail_parser::{HeaderName, MessageParser};
+
+/// Header fields that describe an entity's content (they move with the content when it is
+/// wrapped or unwrapped); every other field belongs to the message.
+const CONTENT_FIELDS: &[&str] = &[
+    "content-type",
+    "content-transfer-encoding",
+    "content-disposition",
+    "content-id",
+    "content-description",
+    "content-language",
+    "content-location",
+    "content-md5",
+];
+
+/// An entity split at its first empty line.
+pub struct Split<'a> {
+    /// Header block including its final CRLF (without the empty line).
+    pub header: &'a [u8],
+    /// Everything after the empty line.
+    pub body: &'a [u8],
+}
+
+/// Split at the first empty line (CRLF CRLF, or LF LF from a sloppy producer). An entity
+/// without an empty line is all header (RFC 5322 allows no body).
+pub fn split(entity: &[u8]) -> Split<'_> {
+    if entity.starts_with(b"\r\n") {
+        return Split {
+            header: &[],
+            body: &entity[2..],
+        };
+    }
+    if entity.starts_with(b"\n") {
+        return Split {
+            header: &[],
+            body: &entity[1..],
+        };
+    }
+    let crlf = memchr::memmem::find(entity, b"\r\n\r\n").map(|i| (i + 2, i + 4));
+    let lf = memchr::memmem::find(entity, b"\n\n").map(|i| (i + 1, i + 2));
+    let cut = match (crlf, lf) {
+        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+        (a, b) => a.or(b),
+    };
+    match cut {
+        Some((h, b)) => Split {
+            header: &entity[..h],
+            body: &entity[b..],
+        },
+        None => Split {
+            header: entity,
+            body: &[],
+        },
+    }
+}
+
+/// The header fields of a header block, unfolded lines kept as written (with their CRLF).
+fn fields(header: &[u8]) -> Vec<&[u8]> {
+    let mut out: Vec<&[u8]> = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i < header.len() {
+        if header[i] == b'\n' {
+            let next = header.get(i + 1);
+            let continues = matches!(next, Some(b' ') | Some(b'\t'));
+            if !continues {
+                out.push(&header[start..=i]);
+                start = i + 1;
+            }
+        }
+        i += 1;
+    }
+    if start < header.len() {
+        out.push(&header[start..]);
+    }
+    out
+}
+
+fn field_name(field: &[u8]) -> String {
+    let end = field.iter().position(|&c| c == b':').unwrap_or(0);
+    String::from_utf8_lossy(&field[..end])
+        .trim()
+        .to_ascii_lowercase()
+}
+
+fn is_content_field(field: &[u8]) -> bool {
+    CONTENT_FIELDS.contains(&field_name(field).as_str())
+}
+
+/// The entity's Content-Type as far as S/MIME cares.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContentType {
+    /// Lowercase `type/subtype`; `text/plain` when absent (RFC 2045 default).
+    pub mime_type: String,
+    /// Lowercase parameter names with their values.
+    pub params: Vec<(String, String)>,
+    /// Lowercase Content-Transfer-Encoding, "7bit" when absent.
+    pub transfer_encoding: String,
+    /// The filename of a Content-Disposition or the `name` parameter, if any.
+    pub file_name: Option<String>,
+}
+
+impl ContentType {
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Read the Content-Type (and transfer encoding) of an entity's header block. mail-parser
+/// does the RFC 2045/2231 parameter parsing (quoting, folding, continuations).
+pub fn content_type(header: &[u8]) -> ContentType {
+    let mut block = header.to_vec();
+    block.extend_from_slice(b"\r\n");
+    let mut ct = ContentType {
+        mime_type: "text/plain".into(),
+        params: Vec::new(),
+        transfer_encoding: "7bit".into(),
+        file_name: None,
+    };
+    let Some(msg) = MessageParser::default().parse_headers(&block) else {
+        return ct;
+    };
+    let declared = msg
+        .headers()
+        .iter()
+        .rev()
+        .find(|h| h.name == HeaderName::ContentType)
+        .and_then(|h| h.value.as_content_type());
+    if let Some(c) = declared {
+        ct.mime_type = match c.subtype() {
+            Some(s) => format!("{}/{}", c.ctype(), s),
+            None => c.ctype().to_string(),
+        }
+        .to_ascii_lowercase();
+        for a in c.attributes().unwrap_or_default() {
+            ct.params
+                .push((a.name.to_ascii_lowercase(), a.value.to_string()));
+        }
+    }
+    for h in msg.headers() {
+        if h.name == HeaderName::ContentTransferEncoding
+            && let Some(t) = h.value.as_text()
+        {
+            ct.transfer_encoding = t.trim().to_ascii_lowercase();
+        }
+        if h.name == HeaderName::ContentDisposition
+            && let Some(c) = h.value.as_content_type()
+            && let Some(f) = c.attribute("filename")
+        {
+            ct.file_name = Some(f.to_string());
+        }
+    }
+    if ct.file_name.is_none() {
+        ct.file_name = ct.param("name").map(str::to_string);
+    }
+    ct
+}
+
+/// The two parts of a `multipart/signed` body.
+pub struct SignedParts<'a> {
+    /// The first part exactly as signed: from after the first delimiter line to the CRLF
+    /// that belongs to the next delimiter (RFC 1847 §2.1, RFC 2046 §5.1.1).
+    pub content: &'a [u8],
+    /// The second part (header and body of the signature entity).
+    pub signature: &'a [u8],
+}
+
+/// Split a `multipart/signed` body at its boundary.
+pub fn signed_parts<'a>(body: &'a [u8], boundary: &str) -> Result<SignedParts<'a>, String> {
+    let delim = format!("--{boundary}");
+    let starts = delimiter_lines(body, delim.as_bytes());
+    if starts.len() < 3 {
+        return Err(format!(
+            "multipart/signed with {} boundary lines (need an opening, a middle and a closing one)",
+            starts.len()
+        ));
+    }
+    let part = |i: usize| -> &'a [u8] {
+        let (line_start, line_end) = starts[i];
+        let _ = line_start;
+        let next_start = starts[i + 1].0;
+        // The CRLF before the next delimiter belongs to the delimiter.
+        let mut end = next_start;
+        if end >= 2 && &body[end - 2..end] == b"\r\n" {
+            end -= 2;
+        } else if end >= 1 && body[end - 1] == b'\n' {
+            end -= 1;
+        }
+        &body[line_end.min(end)..end]
+    };
+    Ok(SignedParts {
+        content: part(0),
+        signature: part(1),
+    })
+}
+
+/// (start of line, start of the next line) of every line that is a boundary delimiter.
+fn delimiter_lines(body: &[u8], delim: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut line_start = 0;
+    while line_start < body.len() {
+        let line_end = memchr::memchr(b'\n', &body[line_start..])
+            .map(|i| line_start + i + 1)
+            .unwrap_or(body.len());
+        let line = &body[line_start..line_end];
+        if line.starts_with(delim) {
+            let rest = &line[delim.len()..];
+            let rest = rest.strip_prefix(b"--").unwrap_or(rest);
+            if rest
+                .iter()
+                .all(|c| matches!(c, b' ' | b'\t' | b'\r' | b'\n'))
+            {
+                out.push((line_start, line_end));
+            }
+        }
+        line_start = line_end;
+    }
+    out
+}
+
+/// Decode a body per its Content-Transfer-Encoding (base64, or binary/7bit/8bit as is).
+pub fn decode_body(body: &[u8], transfer_encoding: &str) -> Result<Vec<u8>, String> {
+    match transfer_encoding {
+        "base64" => {
+            let clean: String = body
+                .iter()
+                .filter(|c| !c.is_ascii_whitespace())
+                .map(|&c| c as char)
+                .collect();
+            if clean.is_empty() {
+                return Err("empty base64 body".into());
+            }
+            openssl::base64::decode_block(&clean).map_err(|_| "the base64 body is corrupt".into())
+        }
+        "7bit" | "8bit" | "binary" => Ok(body.to_vec()),
+        other => Err(format!("unsupported Content-Transfer-Encoding {other:?}")),
+    }
+}
+
+/// Base64 in 76-character lines, each ending in CRLF (RFC 2045 §6.8).
+pub fn base64_lines(data: &[u8]) -> String {
+    let b64 = openssl::base64::encode_block(data);
+    let mut out = String::with_capacity(b64.len() + b64.len() / 38 + 2);
+    for chunk in b64.as_bytes().chunks(76) {
+        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// Bare LF → CRLF (a CMS producer may have used Unix line ends inside; SMTP needs CRLF).
+pub fn to_crlf(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + data.len() / 40);
+    let mut prev = 0u8;
+    for &c in data {
+        if c == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(c);
+        prev = c;
+    }
+    out
+}
+
+/// A message split into what stays with the message (From, To, Subject, trace fields...)
+/// and its content entity (the Content-* fields and the body).
+pub struct MessageParts {
+    /// Non-content header fields, as written, each ending in CRLF; MIME-Version dropped
+    /// (the writer adds its own).
+    pub outer: Vec<u8>,
+    /// The content as a MIME entity: content fields, empty line, body.
+    pub entity: Vec<u8>,
+}
+
+/// Separate a message's own header fields from its content entity.
+pub fn message_parts(message: &[u8]) -> MessageParts {
+    let s = split(message);
+    let mut outer = Vec::with_capacity(s.header.len());
+    let mut content = Vec::new();
+    for f in fields(s.header) {
+        if is_content_field(f) {
+            content.extend_from_slice(f);
+        } else if field_name(f) != "mime-version" {
+            outer.extend_from_slice(f);
+        }
+    }
+    if !content.ends_with(b"\n") && !content.is_empty() {
+        content.extend_from_slice(b"\r\n");
+    }
+    if !outer.ends_with(b"\n") && !outer.is_empty() {
+        outer.extend_from_slice(b"\r\n");
+    }
+    if content.is_empty() {
+        content.extend_from_slice(b"Content-Type: text/plain; charset=us-ascii\r\n");
+    }
+    let mut entity = content;
+    entity.extend_from_slice(b"\r\n");
+    entity.extend_from_slice(s.body);
+    MessageParts {
+        outer: to_crlf(&outer),
+        entity: to_crlf(&entity),
+    }
+}
+
+/// A message from its own header fields plus a content entity: `outer` + MIME-Version +
+/// the entity's fields and body. `extra` fields (e.g. a result header) go first.
+pub fn assemble(outer: &[u8], extra: &[String], entity: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(outer.len() + entity.len() + 128);
+    for e in extra {
+        out.extend_from_slice(e.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(outer);
+    out.extend_from_slice(b"MIME-Version: 1.0\r\n");
+    out.extend_from_slice(entity);
+    out
+}
+
+/// `message` without the top-level header fields named `name` (case-insensitive);
+/// `None` when it has none.
+pub fn without_field(message: &[u8], name: &str) -> Option<Vec<u8>> {
+    let s = split(message);
+    let all = fields(s.header);
+    let name = name.to_ascii_lowercase();
+    if !all.iter().any(|f| field_name(f) == name) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(message.len());
+    for f in all {
+        if field_name(f) != name {
+            out.extend_from_slice(f);
+        }
+    }
+    out.extend_from_slice(&message[s.header.len()..]);
+    Some(out)
+}
+
+/// A boundary that does not occur in `content` (RFC 2046 §5.1.1 needs that).
+pub fn boundary_for(content: &[u8]) -> String {
+    let mut n = 0u32;
+    loop {
+        let mut rnd = [0u8; 12];
+        let _ = openssl::rand::rand_bytes(&mut rnd);
+        let b = format!(
+            "----=_smime_{}_{n}",
+            rnd.iter().map(|x| format!("{x:02x}")).collect::<String>()
+        );
+        if memchr::memmem::find(content, b.as_bytes()).is_none() {
+            return b;
+        }
+        n += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multipart_signed_split_keeps_the_signed_bytes_exactly() {
+        let body = b"preamble\r\n--b1\r\nContent-Type: text/plain\r\n\r\nhello\r\n\r\n--b1\r\nContent-Type: application/pkcs7-signature\r\n\r\nAAAA\r\n--b1--\r\n";
+        let p = signed_parts(body, "b1").unwrap();
+        assert_eq!(p.content, b"Content-Type: text/plain\r\n\r\nhello\r\n");
+        assert_eq!(
+            p.signature,
+            b"Content-Type: application/pkcs7-signature\r\n\r\nAAAA"
+        );
+        assert!(signed_parts(b"--b1\r\nx\r\n", "b1").is_err());
+        // a line that only starts with the delimiter is content, not a boundary
+        let body = b"--b1\r\n\r\n--b1x is text\r\n--b1\r\n\r\nsig\r\n--b1--\r\n";
+        assert_eq!(
+            signed_parts(body, "b1").unwrap().content,
+            b"\r\n--b1x is text"
+        );
+    }
+
+    #[test]
+    fn content_type_with_quoted_params_and_encoding() {
+        let h = b"Content-Type: application/pkcs7-mime;\r\n\tsmime-type=\"enveloped-data\"; name=smime.p7m\r\nContent-Transfer-Encoding: Base64\r\n";
+        let ct = content_type(h);
+        assert_eq!(ct.mime_type, "application/pkcs7-mime");
+        assert_eq!(ct.param("smime-type"), Some("enveloped-data"));
+        assert_eq!(ct.transfer_encoding, "base64");
+        assert_eq!(ct.file_name.as_deref(), Some("smime.p7m"));
+        assert_eq!(content_type(b"Subject: x\r\n").mime_type, "text/plain");
+    }
+
+    #[test]
+    fn message_parts_move_content_fields_only() {
+        let m = b"From: a@b\r\nSubject: s\r\n t\r\nMIME-Version: 1.0\r\nContent-Type: text/html\r\nContent-Transfer-Encoding: 8bit\r\n\r\n<p>x</p>\r\n";
+        let p = message_parts(m);
+        assert_eq!(p.outer, b"From: a@b\r\nSubject: s\r\n t\r\n");
+        assert_eq!(
+            p.entity,
+            b"Content-Type: text/html\r\nContent-Transfer-Encoding: 8bit\r\n\r\n<p>x</p>\r\n"
+        );
+        let p = message_parts(b"From: a@b\n\nbody\n");
+        assert_eq!(
+            p.entity,
+            b"Content-Type: text/plain; charset=us-ascii\r\n\r\nbody\r\n"
+        );
+        let whole = assemble(&p.outer, &["X-A: 1".into()], &p.entity);
+        assert!(whole.starts_with(b"X-A: 1\r\nFrom: a@b\r\nMIME-Version: 1.0\r\nContent-Type"));
+    }
+
+    #[test]
+    fn without_field_removes_only_that_top_level_field() {
+        let m = b"X-Portcullis-SMIME: forged\r\nFrom: a@b\r\nx-portcullis-smime: again\r\n folded\r\n\r\nX-Portcullis-SMIME: body text\r\n";
+        assert_eq!(
+            without_field(m, "X-Portcullis-SMIME").unwrap(),
+            b"From: a@b\r\n\r\nX-Portcullis-SMIME: body text\r\n"
+        );
+        assert!(without_field(b"From: a@b\r\n\r\nx\r\n", "X-Portcullis-SMIME").is_none());
+    }
+
+    #[test]
+    fn base64_round_trip_in_76_column_lines() {
+        let data: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        let text = base64_lines(&data);
+        assert!(text.lines().all(|l| l.len() <= 76));
+        assert!(text.split("\r\n").count() > 10);
+        assert_eq!(decode_body(text.as_bytes(), "base64").unwrap(), data);
+        assert!(decode_body(b"!!!!", "base64").is_err());
+        assert!(decode_body(b"x", "quoted-printable").is_err());
+    }
+}

@@ -1,0 +1,46 @@
+//! S/MIME: the gateway holds the keys, so no desktop needs any S/MIME set-up and the
+//! filters see plaintext. All cryptography is OpenSSL's (the `openssl` crate).
+//!
+//! The certificate and key store, which the engine asks per message which key decrypts,
+//! which identity signs and which certificate encrypts:
+//! - [`store`]: rows in SQLite, an in-memory index, the lookups, import/harvest/delete.
+//! - [`keys`]: private keys sealed at rest with AES-256-GCM under a 0600 master key file.
+//! - [`parse`]: reading PEM/DER/PKCS#7/PKCS#12 files (the legacy provider for RC2-40).
+//! - [`trust`]: trust anchors (system roots, `certs.extra_ca`, `certs trust-ca`) and chains.
+//! - [`info`]: facts read from a certificate and the usable-for-encryption/signing rules.
+//!
+//! The engine and its pipeline steps:
+//! - [`engine`]: the CMS engine — pure functions over OpenSSL types (decrypt, verify, sign,
+//!   encrypt), no I/O.
+//! - [`mime`]: the MIME around the CMS blobs (split, base64, multipart/signed).
+//! - [`inbound`]: the first inbound step (unwrap before the filters, harvest after the
+//!   verdict).
+//! - [`outbound`]: signing and encryption by policy (RCPT check, precheck, copies).
+//! - [`keyring`]: what the steps need from the certificate store, as one trait.
+//! - [`cms_info`]: typed reads of CMS structures with the `cms` crate (signers,
+//!   SMIMECapabilities, recipients).
+
+// the store
+mod der;
+pub mod info;
+pub mod keys;
+pub mod parse;
+pub mod store;
+#[cfg(test)]
+pub(crate) mod testpki;
+pub mod trust;
+
+pub use store::{CertStore, EncryptionCert, Identity};
+
+// the engine
+pub mod cms_info;
+pub mod engine;
+pub mod inbound;
+pub mod keyring;
+pub mod mime;
+pub mod outbound;
+
+#[cfg(test)]
+pub mod test_pki;
+#[cfg(test)]
+mod tests;

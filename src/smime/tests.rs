@@ -1,0 +1,382 @@
+//! The engine against the `openssl cms` command line tool, in both directions.
+
+use super::engine::{self, ContentCipher, KeyPair, Layer, SignatureStatus, SmimeError, Unwrapped};
+use super::test_pki::{Pki, User, openssl, openssl_ok};
+
+const ENTITY: &[u8] = b"Content-Type: text/plain; charset=us-ascii\r\n\r\nThe quarterly figures, in confidence.\r\nLine two.\r\n";
+
+fn outer(smime: &[u8]) -> Vec<u8> {
+    // The CLI writes a MIME entity; put message header fields around it, as a client would.
+    let mut m = b"From: <alice@partner.test>\r\nTo: <bob@example.test>\r\nSubject: figures\r\nMessage-ID: <1@partner.test>\r\n".to_vec();
+    m.extend_from_slice(&super::mime::to_crlf(smime));
+    m
+}
+
+fn keys(u: &User) -> KeyPair<'_> {
+    KeyPair {
+        cert: &u.cert,
+        key: &u.key,
+    }
+}
+
+fn unwrap_ok(msg: &[u8], u: &[&User], pki: &Pki) -> Unwrapped {
+    let k: Vec<KeyPair> = u.iter().map(|u| keys(u)).collect();
+    engine::unwrap(msg, &k, &pki.store())
+        .unwrap_or_else(|e| panic!("unwrap failed: {e}"))
+        .expect("recognised as S/MIME")
+}
+
+/// `openssl cms -encrypt` with extra options (cipher, key transport padding).
+fn cli_encrypt(pki: &Pki, to: &User, opts: &[&str], content: &[u8]) -> Vec<u8> {
+    let input = pki.path("in.txt");
+    std::fs::write(&input, content).unwrap();
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
+        vec![&"cms", &"-encrypt", &"-binary", &"-in", &input];
+    for o in opts {
+        args.push(o);
+    }
+    args.push(&"-recip");
+    args.push(&to.cert_path);
+    openssl(&args, b"")
+}
+
+#[test]
+fn decrypts_what_openssl_cms_encrypts_with_every_supported_algorithm() {
+    let pki = Pki::new("Test CA");
+    let bob = pki.user("bob@example.test");
+    let other = pki.user("other@example.test");
+    for (what, opts) in [
+        ("RSA v1.5, AES-128-CBC", vec!["-aes-128-cbc"]),
+        ("RSA v1.5, AES-256-CBC", vec!["-aes-256-cbc"]),
+        ("RSA v1.5, AES-256-GCM", vec!["-aes-256-gcm"]),
+        ("RSA v1.5, AES-128-GCM", vec!["-aes-128-gcm"]),
+        ("RSA v1.5, 3DES (old mail)", vec!["-des3"]),
+    ] {
+        let msg = outer(&cli_encrypt(&pki, &bob, &opts, ENTITY));
+        // the first key does not fit: the engine must go on to the next
+        let u = unwrap_ok(&msg, &[&other, &bob], &pki);
+        assert_eq!(u.plaintext, ENTITY, "{what}");
+        assert!(u.decrypted(), "{what}");
+        assert_eq!(
+            u.layers,
+            vec![Layer::Encrypted {
+                authenticated: what.contains("GCM")
+            }],
+            "{what}"
+        );
+        assert!(u.signatures.is_empty());
+    }
+    // RSA-OAEP key transport: the padding is a per-recipient option of the CLI.
+    let input = pki.path("in.txt");
+    std::fs::write(&input, ENTITY).unwrap();
+    let smime = openssl(
+        &[
+            &"cms",
+            &"-encrypt",
+            &"-binary",
+            &"-aes-256-cbc",
+            &"-in",
+            &input,
+            &"-recip",
+            &bob.cert_path,
+            &"-keyopt",
+            &"rsa_padding_mode:oaep",
+        ],
+        b"",
+    );
+    let der = openssl(
+        &[&"cms", &"-cmsout", &"-print", &"-inform", &"SMIME"],
+        &smime,
+    );
+    assert!(
+        String::from_utf8_lossy(&der).contains("rsaesOaep"),
+        "the CLI really used OAEP"
+    );
+    let u = unwrap_ok(&outer(&smime), &[&bob], &pki);
+    assert_eq!(u.plaintext, ENTITY);
+}
+
+#[test]
+fn wrong_recipient_truncated_and_garbled_input_are_errors_not_panics() {
+    let pki = Pki::new("Test CA");
+    let bob = pki.user("bob@example.test");
+    let eve = pki.user("eve@example.test");
+    let msg = outer(&cli_encrypt(&pki, &bob, &["-aes-256-cbc"], ENTITY));
+    let k = [keys(&eve)];
+    match engine::unwrap(&msg, &k, &pki.store()) {
+        Err(SmimeError::Undecryptable(why)) => {
+            assert!(why.contains("serial"), "names the recipient: {why}")
+        }
+        other => panic!("expected Undecryptable, got {other:?}"),
+    }
+    match engine::unwrap(&msg, &[], &pki.store()) {
+        Err(SmimeError::Undecryptable(why)) => assert!(why.contains("no private key"), "{why}"),
+        other => panic!("expected Undecryptable, got {other:?}"),
+    }
+    // Truncated at every length, and garbled bytes: always a clean answer.
+    let k = [keys(&bob)];
+    let store = pki.store();
+    for cut in (0..msg.len()).step_by(37) {
+        let _ = engine::unwrap(&msg[..cut], &k, &store);
+    }
+    let body_start = memchr::memmem::find(&msg, b"\r\n\r\n").unwrap() + 4;
+    let mut garbled = msg.clone();
+    for i in (body_start..garbled.len()).step_by(11) {
+        if garbled[i].is_ascii_alphanumeric() {
+            garbled[i] = if garbled[i] == b'A' { b'B' } else { b'A' };
+        }
+    }
+    assert!(matches!(
+        engine::unwrap(&garbled, &k, &store),
+        Err(SmimeError::Malformed(_) | SmimeError::Undecryptable(_))
+    ));
+    let truncated = &msg[..body_start + (msg.len() - body_start) / 2];
+    match engine::unwrap(truncated, &k, &store) {
+        Err(SmimeError::Malformed(why)) => assert!(!why.is_empty()),
+        other => panic!("expected Malformed, got {other:?}"),
+    }
+    let not_base64 =
+        b"Content-Type: application/pkcs7-mime; smime-type=enveloped-data\r\nContent-Transfer-Encoding: base64\r\n\r\n%%%%\r\n";
+    assert!(matches!(
+        engine::unwrap(not_base64, &k, &store),
+        Err(SmimeError::Malformed(_))
+    ));
+    // not S/MIME at all
+    assert!(
+        engine::unwrap(b"Subject: x\r\n\r\nhi\r\n", &k, &store)
+            .unwrap()
+            .is_none()
+    );
+}
+
+fn cli_sign(pki: &Pki, signer: &User, opts: &[&str], content: &[u8]) -> Vec<u8> {
+    let input = pki.path("sign-in.txt");
+    std::fs::write(&input, content).unwrap();
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+        &"cms",
+        &"-sign",
+        &"-binary",
+        &"-in",
+        &input,
+        &"-signer",
+        &signer.cert_path,
+        &"-inkey",
+        &signer.key_path,
+    ];
+    for o in opts {
+        args.push(o);
+    }
+    openssl(&args, b"")
+}
+
+#[test]
+fn verifies_detached_and_opaque_signatures_of_openssl_cms() {
+    let pki = Pki::new("Test CA");
+    let alice = pki.user("alice@partner.test");
+    // detached multipart/signed, SHA-256
+    let msg = outer(&cli_sign(&pki, &alice, &[], ENTITY));
+    let u = unwrap_ok(&msg, &[], &pki);
+    assert_eq!(u.plaintext, ENTITY);
+    assert_eq!(u.layers, vec![Layer::Signed { opaque: false }]);
+    let s = &u.signatures[0];
+    assert_eq!(s.status, SignatureStatus::Valid);
+    assert_eq!(s.signer_address.as_deref(), Some("alice@partner.test"));
+    assert_eq!(s.signer.as_ref().unwrap(), &alice.cert);
+    assert_eq!(s.digest, "sha256");
+    assert!(
+        s.capabilities
+            .iter()
+            .any(|c| c == "2.16.840.1.101.3.4.1.42"),
+        "openssl announces aes256-CBC: {:?}",
+        s.capabilities
+    );
+    assert!(u.signed_entity.is_some());
+    // opaque signed-data with SHA-1, as old Outlook sends it
+    let msg = outer(&cli_sign(
+        &pki,
+        &alice,
+        &["-nodetach", "-md", "sha1"],
+        ENTITY,
+    ));
+    let u = unwrap_ok(&msg, &[], &pki);
+    assert_eq!(u.plaintext, ENTITY);
+    assert_eq!(u.layers, vec![Layer::Signed { opaque: true }]);
+    assert_eq!(u.signatures[0].status, SignatureStatus::Valid);
+    assert_eq!(u.signatures[0].digest, "sha1");
+    assert!(u.signatures[0].opaque);
+}
+
+#[test]
+fn untrusted_expired_unknown_critical_and_tampered_signatures_are_told_apart() {
+    let pki = Pki::new("Test CA");
+    let stranger_ca = Pki::new("Stranger CA");
+    let mallory = stranger_ca.user("mallory@elsewhere.test");
+    let msg = outer(&cli_sign(&stranger_ca, &mallory, &[], ENTITY));
+    let u = unwrap_ok(&msg, &[], &pki);
+    match &u.signatures[0].status {
+        SignatureStatus::UntrustedChain(why) => assert!(why.contains("issuer"), "{why}"),
+        other => panic!("expected UntrustedChain, got {other:?}"),
+    }
+    let old = pki.user_valid("old@partner.test", -400, -10);
+    let msg = outer(&cli_sign(&pki, &old, &[], ENTITY));
+    let u = unwrap_ok(&msg, &[], &pki);
+    match &u.signatures[0].status {
+        SignatureStatus::UntrustedChain(why) => assert!(why.contains("expired"), "{why}"),
+        other => panic!("expected UntrustedChain (expired), got {other:?}"),
+    }
+    // a signer certificate with a critical extension nobody knows
+    let ext = openssl::x509::X509Extension::new_from_der(
+        &openssl::asn1::Asn1Object::from_str("1.3.6.1.4.1.55555.7").unwrap(),
+        true,
+        &openssl::asn1::Asn1OctetString::new_from_bytes(&[0x05, 0x00]).unwrap(),
+    )
+    .unwrap();
+    let odd = pki.user_with("odd@partner.test", ext);
+    let msg = outer(&cli_sign(&pki, &odd, &[], ENTITY));
+    let u = unwrap_ok(&msg, &[], &pki);
+    match &u.signatures[0].status {
+        SignatureStatus::UntrustedChain(why) => {
+            assert!(why.contains("critical extension"), "{why}")
+        }
+        other => panic!("expected UntrustedChain (critical extension), got {other:?}"),
+    }
+    let alice = pki.user("alice@partner.test");
+    let msg = outer(&cli_sign(&pki, &alice, &[], ENTITY));
+    let tampered = String::from_utf8(msg)
+        .unwrap()
+        .replacen("quarterly", "QUARTERLY", 1);
+    let u = unwrap_ok(tampered.as_bytes(), &[], &pki);
+    assert!(
+        matches!(u.signatures[0].status, SignatureStatus::Invalid(_)),
+        "{:?}",
+        u.signatures[0].status
+    );
+    assert!(u.plaintext.windows(9).any(|w| w == b"QUARTERLY"));
+}
+
+#[test]
+fn nested_sign_then_encrypt_and_encrypt_then_sign() {
+    let pki = Pki::new("Test CA");
+    let alice = pki.user("alice@partner.test");
+    let bob = pki.user("bob@example.test");
+    // sign, then encrypt the signed entity (what Thunderbird does)
+    let signed = super::mime::to_crlf(&cli_sign(&pki, &alice, &[], ENTITY));
+    let signed_entity = strip_mime_version(&signed);
+    let msg = outer(&cli_encrypt(&pki, &bob, &["-aes-256-cbc"], &signed_entity));
+    let u = unwrap_ok(&msg, &[&bob], &pki);
+    assert_eq!(
+        u.layers,
+        vec![
+            Layer::Encrypted {
+                authenticated: false
+            },
+            Layer::Signed { opaque: false }
+        ]
+    );
+    assert_eq!(u.plaintext, ENTITY);
+    assert_eq!(u.signatures[0].status, SignatureStatus::Valid);
+    assert_eq!(u.signed_entity.as_deref(), Some(&signed_entity[..]));
+    // encrypt, then sign the encrypted entity (opaque): the signature is outside
+    let enc = strip_mime_version(&super::mime::to_crlf(&cli_encrypt(
+        &pki,
+        &bob,
+        &["-aes-256-gcm"],
+        ENTITY,
+    )));
+    let msg = outer(&cli_sign(&pki, &alice, &["-nodetach"], &enc));
+    let u = unwrap_ok(&msg, &[&bob], &pki);
+    assert_eq!(
+        u.layers,
+        vec![
+            Layer::Signed { opaque: true },
+            Layer::Encrypted {
+                authenticated: true
+            }
+        ]
+    );
+    assert_eq!(u.plaintext, ENTITY);
+    assert_eq!(u.signatures[0].status, SignatureStatus::Valid);
+    assert!(
+        u.signed_entity.is_none(),
+        "the signature covers ciphertext, not the plaintext"
+    );
+}
+
+fn strip_mime_version(entity: &[u8]) -> Vec<u8> {
+    let s = String::from_utf8_lossy(entity);
+    s.replacen("MIME-Version: 1.0\r\n", "", 1).into_bytes()
+}
+
+#[test]
+fn openssl_cms_verifies_and_decrypts_what_the_engine_produces() {
+    let pki = Pki::new("Test CA");
+    let alice = pki.user("alice@example.test");
+    let bob = pki.user("bob@partner.test");
+    let signed = engine::sign(ENTITY, &keys(&alice), &[]).unwrap();
+    let verified = openssl(
+        &[
+            &"cms",
+            &"-verify",
+            // no -binary: in binary mode the CLI keeps the CR of the CRLF that belongs to
+            // the closing boundary (RFC 2046) as content; mail clients do not.
+            &"-CAfile",
+            &pki.ca_path(),
+            &"-inform",
+            &"SMIME",
+        ],
+        &signed,
+    );
+    assert_eq!(verified, ENTITY);
+    // a changed byte breaks it for the CLI too
+    let tampered = String::from_utf8(signed.clone())
+        .unwrap()
+        .replacen("Line two", "Line 2!!", 1);
+    assert!(!openssl_ok(
+        &[&"cms", &"-verify", &"-CAfile", &pki.ca_path()],
+        tampered.as_bytes()
+    ));
+    for cipher in [ContentCipher::Aes256Cbc, ContentCipher::Aes256Gcm] {
+        let enc = engine::encrypt(&signed, std::slice::from_ref(&bob.cert), cipher).unwrap();
+        let printed = String::from_utf8(openssl(
+            &[&"cms", &"-cmsout", &"-print", &"-inform", &"SMIME"],
+            &enc,
+        ))
+        .unwrap();
+        assert!(
+            printed.contains(match cipher {
+                ContentCipher::Aes256Gcm => "aes-256-gcm",
+                ContentCipher::Aes256Cbc => "aes-256-cbc",
+            }),
+            "{cipher:?}"
+        );
+        let plain = openssl(
+            &[
+                &"cms",
+                &"-decrypt",
+                &"-binary",
+                &"-recip",
+                &bob.cert_path,
+                &"-inkey",
+                &bob.key_path,
+            ],
+            &enc,
+        );
+        assert_eq!(plain, signed, "{cipher:?}");
+        // and the engine reads its own output back
+        let msg = outer(&enc);
+        let u = unwrap_ok(&msg, &[&bob], &pki);
+        assert_eq!(u.plaintext, ENTITY);
+        assert_eq!(u.signatures[0].status, SignatureStatus::Valid);
+    }
+    // Our signatures carry OpenSSL's default SMIMECapabilities (AES-CBC first; the openssl
+    // crate cannot set a custom list, so AES-GCM is not announced).
+    let u = unwrap_ok(&outer(&signed), &[], &pki);
+    assert_eq!(
+        u.signatures[0].capabilities.first().map(String::as_str),
+        Some("2.16.840.1.101.3.4.1.42")
+    );
+    assert!(!engine::announces_gcm(&u.signatures[0].capabilities));
+    assert!(engine::announces_gcm(&[
+        "2.16.840.1.101.3.4.1.46".to_string()
+    ]));
+}

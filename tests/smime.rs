@@ -1,0 +1,608 @@
+//! S/MIME through the running gateway, with `openssl cms` and `gpgsm` as the independent
+//! peers: what they produce (RSA v1.5/OAEP, AES-CBC/GCM, 3DES, detached/opaque, nested)
+//! is decrypted, verified and harvested; what the gateway signs and encrypts verifies and
+//! decrypts with both. Plus policy refusals, an encrypted virus, and broken input.
+
+use crate::harness::clamd::{Clamd, eicar};
+use crate::harness::smime::{
+    Gpgsm, Holder, TestPki, base64_body, crlf, find, openssl, signed_parts,
+};
+use crate::harness::{Gateway, Sink, wait_until};
+
+const TEXT: &str = "The figures for Q3, in confidence: 42.";
+
+/// `[certs]` for the tests: only the test CA trusted, changes seen within a second.
+const CERTS: &str = "[certs]\nsystem_roots = false\nreload_secs = 1\n";
+
+fn entity(text: &str) -> Vec<u8> {
+    format!("Content-Type: text/plain; charset=us-ascii\r\n\r\n{text}\r\n").into_bytes()
+}
+
+fn write(pki: &TestPki, name: &str, data: &[u8]) -> String {
+    let p = pki.path(name);
+    std::fs::write(&p, data).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+/// `openssl cms -sign` (detached multipart/signed unless `-nodetach` is given).
+fn cli_sign(pki: &TestPki, by: &Holder, opts: &[&str], content: &[u8]) -> Vec<u8> {
+    let input = write(pki, "sign.in", content);
+    let mut args = vec![
+        "cms",
+        "-sign",
+        "-binary",
+        "-in",
+        &input,
+        "-signer",
+        by.cert.to_str().unwrap(),
+        "-inkey",
+        by.key.to_str().unwrap(),
+    ];
+    args.extend_from_slice(opts);
+    crlf(&openssl(&args, b""))
+}
+
+/// `openssl cms -encrypt` to `to`, with cipher and key-transport options.
+fn cli_encrypt(pki: &TestPki, to: &Holder, opts: &[&str], content: &[u8]) -> Vec<u8> {
+    let input = write(pki, "enc.in", content);
+    let mut args = vec!["cms", "-encrypt", "-binary", "-in", &input];
+    args.extend_from_slice(opts);
+    args.extend_from_slice(&["-recip", to.cert.to_str().unwrap()]);
+    crlf(&openssl(&args, b""))
+}
+
+fn oaep_encrypt(pki: &TestPki, to: &Holder, content: &[u8]) -> Vec<u8> {
+    let input = write(pki, "enc.in", content);
+    crlf(&openssl(
+        &[
+            "cms",
+            "-encrypt",
+            "-binary",
+            "-aes-256-cbc",
+            "-in",
+            &input,
+            "-recip",
+            to.cert.to_str().unwrap(),
+            "-keyopt",
+            "rsa_padding_mode:oaep",
+        ],
+        b"",
+    ))
+}
+
+/// A whole message: envelope-level header fields around an S/MIME entity.
+fn mail(from: &str, to: &str, id: &str, smime: &[u8]) -> String {
+    format!(
+        "From: <{from}>\r\nTo: <{to}>\r\nSubject: figures {id}\r\nDate: Sat, 28 Nov 2026 10:00:00 +0000\r\nMessage-ID: <{id}>\r\n{}",
+        String::from_utf8_lossy(smime)
+    )
+}
+
+async fn send(gw: &Gateway, from: &str, to: &str, message: &str) -> crate::harness::client::Reply {
+    gw.client().await.send_message(from, &[to], message).await
+}
+
+/// `certs ARGS` must succeed.
+fn certs(gw: &Gateway, args: &[&str]) -> String {
+    let mut all = vec!["certs"];
+    all.extend_from_slice(args);
+    let (code, out, err) = gw.cli(&all);
+    assert_eq!(code, 0, "certs {args:?}: {err}");
+    out
+}
+
+/// Give the running gateway time to see what the CLI changed (reload_secs = 1).
+async fn settle() {
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+}
+
+fn delivered_for(sink: &Sink, id: &str) -> String {
+    sink.all()
+        .into_iter()
+        .find(|m| m.message_id().as_deref() == Some(id))
+        .unwrap_or_else(|| panic!("{id} was not delivered"))
+        .data
+}
+
+#[tokio::test]
+async fn what_openssl_and_gpgsm_produce_is_decrypted_verified_and_harvested() {
+    let pki = TestPki::new("Interop CA");
+    let bob = pki.holder("bob@example.test");
+    let alice = pki.holder("alice@partner.test");
+    let dora = pki.holder("dora@gpgsm.test");
+    let sink = Sink::start().await;
+    let gw = Gateway::start(
+        sink.addr,
+        &format!("{CERTS}[smime]\nkeep_signature = false\n"),
+    );
+    certs(
+        &gw,
+        &[
+            "import",
+            bob.p12.to_str().unwrap(),
+            "--password-file",
+            bob.password_file.to_str().unwrap(),
+        ],
+    );
+    certs(&gw, &["trust-ca", pki.ca().to_str().unwrap()]);
+    settle().await;
+
+    let plain = entity(TEXT);
+    let detached = cli_sign(&pki, &alice, &[], &plain);
+    let opaque_sha1 = cli_sign(&pki, &alice, &["-nodetach", "-md", "sha1"], &plain);
+    let cases: Vec<(&str, Vec<u8>, bool)> = vec![
+        ("signed only (detached, SHA-256)", detached.clone(), false),
+        ("signed only (opaque, SHA-1)", opaque_sha1.clone(), false),
+        (
+            "detached + RSA v1.5 + AES-128-CBC",
+            cli_encrypt(&pki, &bob, &["-aes-128-cbc"], &detached),
+            true,
+        ),
+        (
+            "opaque SHA-1 + RSA-OAEP + AES-256-CBC",
+            oaep_encrypt(&pki, &bob, &opaque_sha1),
+            true,
+        ),
+        (
+            "detached + AES-256-GCM (authEnveloped)",
+            cli_encrypt(&pki, &bob, &["-aes-256-gcm"], &detached),
+            true,
+        ),
+        (
+            "3DES, unsigned (old mail)",
+            cli_encrypt(&pki, &bob, &["-des3"], &plain),
+            true,
+        ),
+    ];
+    for (i, (what, smime, encrypted)) in cases.iter().enumerate() {
+        let id = format!("in{i}@partner.test");
+        let r = send(
+            &gw,
+            "alice@partner.test",
+            "bob@example.test",
+            &mail("alice@partner.test", "bob@example.test", &id, smime),
+        )
+        .await;
+        assert_eq!(r.code, 250, "{what}: {}", r.text);
+        assert!(
+            wait_until(10, || sink.count() > i).await,
+            "{what}: not delivered"
+        );
+        let got = delivered_for(&sink, &id);
+        assert!(got.contains(TEXT), "{what}: plaintext delivered:\n{got}");
+        assert!(
+            !got.contains("pkcs7"),
+            "{what}: S/MIME stripped (keep_signature = false)"
+        );
+        let expect = if *encrypted {
+            "X-Portcullis-SMIME: decrypted; signed by <alice@partner.test>, chain trusted"
+        } else {
+            "X-Portcullis-SMIME: signed by <alice@partner.test>, chain trusted"
+        };
+        if what.contains("unsigned") {
+            assert!(
+                got.contains("X-Portcullis-SMIME: decrypted\r\n"),
+                "{what}:\n{got}"
+            );
+        } else {
+            assert!(got.contains(expect), "{what}:\n{got}");
+        }
+        assert!(
+            got.contains("Subject: figures"),
+            "{what}: outer headers kept"
+        );
+    }
+
+    // gpgsm as the sender: a detached signature by dora, then encrypted to bob.
+    let g = Gpgsm::new(&pki.ca());
+    g.import_p12(&dora);
+    g.ok(&["--import", bob.cert.to_str().unwrap()], b"");
+    let inner = entity("signed by gpgsm");
+    // (the passphrase comes on stdin, so the data is a file)
+    let content_file = write(&pki, "gpgsm-content", &inner);
+    let sig = g.ok(
+        &[
+            "--passphrase-fd",
+            "0",
+            "--detach-sign",
+            "--local-user",
+            "dora@gpgsm.test",
+            &content_file,
+        ],
+        format!("{}\n", crate::harness::smime::PASSWORD).as_bytes(),
+    );
+    let signed_entity = format!(
+        "Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; micalg=sha-256; boundary=\"gpgsmb\"\r\n\r\n\
+         --gpgsmb\r\n{}\r\n--gpgsmb\r\nContent-Type: application/pkcs7-signature; name=smime.p7s\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--gpgsmb--\r\n",
+        String::from_utf8_lossy(&inner),
+        openssl(&["base64", "-e"], &sig)
+            .split(|&c| c == b'\n')
+            .map(|l| String::from_utf8_lossy(l).into_owned())
+            .collect::<Vec<_>>()
+            .join("\r\n")
+            .trim_end()
+    );
+    let entity_file = write(&pki, "gpgsm-signed", signed_entity.as_bytes());
+    let enc = g.ok(
+        &["--encrypt", "--recipient", "bob@example.test", &entity_file],
+        b"",
+    );
+    let p7m = format!(
+        "MIME-Version: 1.0\r\nContent-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{}\r\n",
+        String::from_utf8_lossy(&openssl(&["base64", "-e"], &enc))
+            .replace('\n', "\r\n")
+            .trim_end()
+    );
+    let r = send(
+        &gw,
+        "dora@gpgsm.test",
+        "bob@example.test",
+        &mail(
+            "dora@gpgsm.test",
+            "bob@example.test",
+            "gpgsm@gpgsm.test",
+            p7m.as_bytes(),
+        ),
+    )
+    .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert!(wait_until(10, || sink.count() > cases.len()).await);
+    let got = delivered_for(&sink, "gpgsm@gpgsm.test");
+    assert!(got.contains("signed by gpgsm"), "{got}");
+    assert!(
+        got.contains("X-Portcullis-SMIME: decrypted; signed by <dora@gpgsm.test>, chain trusted"),
+        "{got}"
+    );
+
+    // Both signers were harvested from the accepted mail.
+    let listing = certs(&gw, &["list", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&listing).unwrap();
+    for who in ["alice@partner.test", "dora@gpgsm.test"] {
+        let domain = who.split('@').nth(1).unwrap();
+        let d = v["domains"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["domain"] == domain)
+            .unwrap_or_else(|| panic!("{who} not harvested: {listing}"));
+        let c = &d["certs"][0];
+        assert_eq!(c["source"], "harvested", "{c}");
+        assert!(
+            c["message_id"].as_str().is_some_and(|m| !m.is_empty()),
+            "{c}"
+        );
+        assert_eq!(c["usable_for_encryption"], true, "{c}");
+    }
+}
+
+#[tokio::test]
+async fn what_the_gateway_signs_and_encrypts_verifies_and_decrypts_with_openssl_and_gpgsm() {
+    let pki = TestPki::new("Interop CA");
+    let alice = pki.holder("alice@example.test");
+    let bob = pki.holder("bob@partner.test");
+    let sink = Sink::start().await;
+    let gw = Gateway::start(
+        sink.addr,
+        &format!(
+            "outbound_smarthost = \"{}\"\n{CERTS}\
+             [[smime.policy]]\ndomain = \"example.test\"\nsign = \"allow\"\nencrypt = \"allow\"\n",
+            sink.addr
+        ),
+    );
+    certs(
+        &gw,
+        &[
+            "import",
+            alice.p12.to_str().unwrap(),
+            "--password-file",
+            alice.password_file.to_str().unwrap(),
+        ],
+    );
+    certs(&gw, &["import", bob.cert.to_str().unwrap()]);
+    certs(&gw, &["trust-ca", pki.ca().to_str().unwrap()]);
+    settle().await;
+
+    let message = format!(
+        "From: Alice <alice@example.test>\r\nTo: <bob@partner.test>, <carol@elsewhere.test>\r\n\
+         Subject: offer\r\nDate: Sat, 28 Nov 2026 10:00:00 +0000\r\nMessage-ID: <out1@example.test>\r\n\
+         MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n{TEXT}\r\n"
+    );
+    let mut c = gw.internal_client().await;
+    let r = c
+        .send_message(
+            "alice@example.test",
+            &["bob@partner.test", "carol@elsewhere.test"],
+            &message,
+        )
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert!(
+        wait_until(10, || sink.count() >= 2).await,
+        "two copies delivered"
+    );
+    let all = sink.all();
+    let for_bob = all
+        .iter()
+        .find(|m| m.rcpts == ["bob@partner.test"])
+        .expect("a copy for bob alone");
+    let for_carol = all
+        .iter()
+        .find(|m| m.rcpts == ["carol@elsewhere.test"])
+        .expect("a copy for carol alone");
+    let bob_msg = for_bob.data.as_bytes();
+    assert!(!for_bob.data.contains(TEXT), "encrypted for bob");
+    assert!(for_bob.data.contains("Subject: offer"));
+    // No capabilities known for bob: AES-256-CBC, which every client reads.
+    assert!(
+        for_bob.data.contains("smime-type=enveloped-data"),
+        "{}",
+        for_bob.data
+    );
+
+    // openssl: decrypt (S/MIME parsing of the whole message), then verify the signature.
+    let signed = openssl(
+        &[
+            "cms",
+            "-decrypt",
+            "-recip",
+            bob.cert.to_str().unwrap(),
+            "-inkey",
+            bob.key.to_str().unwrap(),
+        ],
+        bob_msg,
+    );
+    let verified = openssl(
+        &["cms", "-verify", "-CAfile", pki.ca().to_str().unwrap()],
+        &signed,
+    );
+    assert!(String::from_utf8_lossy(&verified).contains(TEXT));
+
+    // gpgsm: decrypt the p7m body, verify the detached signature inside.
+    let g = Gpgsm::new(&pki.ca());
+    g.import_p12(&bob);
+    let signed = crlf(&g.decrypt(&base64_body(bob_msg)));
+    let (content, sig) = signed_parts(&signed);
+    assert!(find(&content, TEXT.as_bytes()).is_some());
+    let (ok, status) = g.verify_detached(&sig, &content);
+    assert!(ok && status.contains("Good signature"), "{status}");
+    assert!(status.contains("alice@example.test"), "{status}");
+
+    // carol has no certificate and policy allows clear: signed only, verifies with both.
+    let carol_msg = for_carol.data.as_bytes();
+    assert!(for_carol.data.contains("multipart/signed"));
+    let verified = openssl(
+        &["cms", "-verify", "-CAfile", pki.ca().to_str().unwrap()],
+        carol_msg,
+    );
+    assert!(String::from_utf8_lossy(&verified).contains(TEXT));
+    let (content, sig) = signed_parts(carol_msg);
+    let (ok, status) = g.verify_detached(&sig, &content);
+    assert!(ok && status.contains("Good signature"), "{status}");
+    // a changed byte: both peers refuse
+    let mut tampered = content.clone();
+    let i = find(&tampered, b"42").unwrap();
+    tampered[i] = b'7';
+    assert!(!g.verify_detached(&sig, &tampered).0);
+}
+
+#[tokio::test]
+async fn required_encryption_refuses_the_recipient_at_rcpt_and_user_protected_mail_is_blocked() {
+    let pki = TestPki::new("Interop CA");
+    let alice = pki.holder("alice@example.test");
+    let bob = pki.holder("bob@partner.test");
+    let sink = Sink::start().await;
+    let gw = Gateway::start(
+        sink.addr,
+        &format!(
+            "outbound_smarthost = \"{}\"\n{CERTS}[smime]\nblock_user_protected = true\n\
+             [[smime.policy]]\nuser = \"boss@example.test\"\nencrypt = \"require\"\n",
+            sink.addr
+        ),
+    );
+    certs(&gw, &["import", bob.cert.to_str().unwrap()]);
+    certs(&gw, &["trust-ca", pki.ca().to_str().unwrap()]);
+    settle().await;
+    let mut c = gw.internal_client().await;
+    c.expect(220).await;
+    c.cmd("EHLO pc.example.test", 250).await;
+    c.cmd("MAIL FROM:<boss@example.test>", 250).await;
+    c.cmd("RCPT TO:<bob@partner.test>", 250).await;
+    let r = c.cmd("RCPT TO:<carol@elsewhere.test>", 550).await;
+    assert!(
+        r.text.contains("5.7.1") && r.text.contains("certificate"),
+        "{}",
+        r.text
+    );
+    let r = c
+        .data("From: <boss@example.test>\r\nTo: <bob@partner.test>\r\nSubject: s\r\nDate: Sat, 28 Nov 2026 10:00:00 +0000\r\nMessage-ID: <boss1@example.test>\r\n\r\nsecret plans\r\n")
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert!(wait_until(10, || sink.count() == 1).await);
+    let got = &sink.all()[0];
+    assert_eq!(got.rcpts, ["bob@partner.test"]);
+    assert!(!got.data.contains("secret plans"), "encrypted, never clear");
+    // someone without the policy may still write to carol
+    c.cmd("MAIL FROM:<ann@example.test>", 250).await;
+    c.cmd("RCPT TO:<carol@elsewhere.test>", 250).await;
+    c.cmd("RSET", 250).await;
+
+    // mail the user signed already: refused with the reason
+    let signed = cli_sign(&pki, &alice, &[], &entity("mine"));
+    let r = gw
+        .internal_client()
+        .await
+        .send_message(
+            "alice@example.test",
+            &["bob@partner.test"],
+            &mail(
+                "alice@example.test",
+                "bob@partner.test",
+                "own@example.test",
+                &signed,
+            ),
+        )
+        .await;
+    assert_eq!(r.code, 550, "{}", r.text);
+    assert!(r.text.contains("already encrypted or signed"), "{}", r.text);
+}
+
+#[tokio::test]
+async fn an_encrypted_virus_is_rejected_in_the_dialog() {
+    let pki = TestPki::new("Interop CA");
+    let bob = pki.holder("bob@example.test");
+    let clamd = Clamd::start();
+    let sink = Sink::start().await;
+    let gw = Gateway::start(sink.addr, &format!("{CERTS}{}", clamd.config(false)));
+    certs(
+        &gw,
+        &[
+            "import",
+            bob.p12.to_str().unwrap(),
+            "--password-file",
+            bob.password_file.to_str().unwrap(),
+        ],
+    );
+    settle().await;
+    let infected = format!(
+        "Content-Type: multipart/mixed; boundary=\"v\"\r\n\r\n--v\r\nContent-Type: text/plain\r\n\r\nSee attachment.\r\n\
+         --v\r\nContent-Type: application/octet-stream; name=\"eicar.com\"\r\nContent-Disposition: attachment; filename=\"eicar.com\"\r\n\r\n{}\r\n--v--\r\n",
+        eicar()
+    );
+    let enc = cli_encrypt(&pki, &bob, &["-aes-256-cbc"], infected.as_bytes());
+    // the ciphertext alone is clean to clamd: only decryption reveals the virus
+    assert!(find(&enc, b"EICAR").is_none());
+    let r = send(
+        &gw,
+        "mallory@evil.test",
+        "bob@example.test",
+        &mail(
+            "mallory@evil.test",
+            "bob@example.test",
+            "virus@evil.test",
+            &enc,
+        ),
+    )
+    .await;
+    assert_eq!(r.code, 554, "{}", r.text);
+    assert!(r.text.contains("virus"), "{}", r.text);
+    // a clean encrypted message on the same gateway goes through
+    let enc = cli_encrypt(&pki, &bob, &["-aes-256-cbc"], &entity("clean"));
+    let r = send(
+        &gw,
+        "alice@partner.test",
+        "bob@example.test",
+        &mail(
+            "alice@partner.test",
+            "bob@example.test",
+            "clean@partner.test",
+            &enc,
+        ),
+    )
+    .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert!(wait_until(10, || sink.count() == 1).await);
+    assert!(sink.all()[0].data.contains("clean"));
+}
+
+#[tokio::test]
+async fn broken_or_foreign_smime_gets_its_symbol_and_the_configured_action() {
+    let pki = TestPki::new("Interop CA");
+    let bob = pki.holder("bob@example.test");
+    let eve = pki.holder("eve@example.test");
+    let old = pki.expired_holder("old@partner.test");
+    let sink = Sink::start().await;
+    let gw = Gateway::start(
+        sink.addr,
+        &format!("{CERTS}[smime]\nundecryptable_action = \"quarantine\"\n"),
+    );
+    certs(
+        &gw,
+        &[
+            "import",
+            bob.p12.to_str().unwrap(),
+            "--password-file",
+            bob.password_file.to_str().unwrap(),
+        ],
+    );
+    certs(&gw, &["trust-ca", pki.ca().to_str().unwrap()]);
+    settle().await;
+    let good = cli_encrypt(&pki, &bob, &["-aes-256-cbc"], &entity("x"));
+    let (head, body) = good.split_at(find(&good, b"\r\n\r\n").unwrap() + 4);
+    let truncated = [head, &body[..body.len() / 2]].concat();
+    let garbled: Vec<u8> = [
+        head,
+        &body
+            .iter()
+            .map(|&c| if c == b'A' { b'z' } else { c })
+            .collect::<Vec<u8>>(),
+    ]
+    .concat();
+    let foreign = cli_encrypt(&pki, &eve, &["-aes-256-cbc"], &entity("for eve"));
+    for (what, smime, symbol) in [
+        ("truncated", truncated.clone(), "SMIME_MALFORMED"),
+        ("garbled", garbled, "SMIME_"),
+        ("for someone else", foreign, "SMIME_UNDECRYPTABLE"),
+    ] {
+        let id = format!("{}@partner.test", what.replace(' ', "-"));
+        let r = send(
+            &gw,
+            "alice@partner.test",
+            "bob@example.test",
+            &mail("alice@partner.test", "bob@example.test", &id, &smime),
+        )
+        .await;
+        assert_eq!(r.code, 250, "{what}: quarantined, not refused: {}", r.text);
+        let q = gw.queue_json();
+        let held = q
+            .iter()
+            .find(|m| m["symbols"].as_str().unwrap_or("").contains(symbol) && m["state"] == "held");
+        assert!(held.is_some(), "{what}: held with {symbol}: {q:?}");
+        gw.cli(&["queue", "delete", held.unwrap()["id"].as_str().unwrap()]);
+    }
+    // an expired signer: delivered, marked, not harvested
+    let signed = cli_sign(&pki, &old, &[], &entity("old news"));
+    let r = send(
+        &gw,
+        "old@partner.test",
+        "bob@example.test",
+        &mail(
+            "old@partner.test",
+            "bob@example.test",
+            "old@partner.test",
+            &signed,
+        ),
+    )
+    .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert!(wait_until(10, || sink.count() == 1).await);
+    let got = &sink.all()[0].data;
+    assert!(
+        got.contains("signed by <old@partner.test>, chain NOT trusted (certificate has expired)"),
+        "{got}"
+    );
+    let listing = certs(&gw, &["list", "--json"]);
+    assert!(!listing.contains("old@partner.test"), "{listing}");
+    assert!(gw.log().contains("SMIME_SIGNED_UNTRUSTED_CHAIN"));
+
+    // the same broken input with undecryptable_action = "reject": 550 in the dialog
+    let gw2 = Gateway::start(
+        sink.addr,
+        &format!("{CERTS}[smime]\nundecryptable_action = \"reject\"\n"),
+    );
+    let r = send(
+        &gw2,
+        "alice@partner.test",
+        "bob@example.test",
+        &mail(
+            "alice@partner.test",
+            "bob@example.test",
+            "t2@partner.test",
+            &truncated,
+        ),
+    )
+    .await;
+    assert_eq!(r.code, 550, "{}", r.text);
+    assert!(gw2.log().contains("SMIME_MALFORMED"));
+}
