@@ -31,8 +31,11 @@ fast as clamd can go here), (y) smtp-source (C) and smtp-sink (C). Each round pr
 the CPU milliseconds per message of every process (clamd, gateway, load, sink), measured
 from /proc and getrusage, so where the time goes is visible.
 
-Prints the rates, medians and the ratio (y)/(x) (target >= 0.8). Usually run through
-bench/run-clamav.
+Prints the rates, medians and the ratio (y)/(x) of the medians (target >= 0.8), and two
+figures that are steadier on a machine shared with other work: the median of the per-round
+ratios (x and y of a round run back to back), and the CPU-bound ratio = CPU per message of
+(x) / CPU per message of (y), all processes counted: the ratio the two cases would have if
+each got the machine's whole CPU. Usually run through bench/run-clamav.
 """
 
 import argparse
@@ -289,13 +292,18 @@ def main():
         subprocess.run(["rm", "-rf", workdir])
     x, y = statistics.median(rates["x"]), statistics.median(rates["y"])
     med_cpu = {c: {k: statistics.median(r[k] for r in cpus[c]) for k in cpus[c][0]} for c in cpus}
+    round_ratio = statistics.median(b / a for a, b in zip(rates["x"], rates["y"]))
+    cpu_ratio = sum(med_cpu["x"].values()) / sum(med_cpu["y"].values())
     summary = {"clamd_msgs_per_sec": x, "gateway_clamav_msgs_per_sec": y, "ratio": y / x,
+               "median_round_ratio": round_ratio, "cpu_bound_ratio": cpu_ratio,
                "rounds": args.rounds, "messages": args.messages, "transport": "tcp" if args.tcp else "unix",
                "clamd_alone_connections": "per-scan" if args.per_scan_connections else "idsession",
                "cpu_ms_per_msg": med_cpu, "rates": rates}
     bench.log(f"\nmedian CPU ms/msg: (x) {fmt_cpu(med_cpu['x'])}; (y) {fmt_cpu(med_cpu['y'])}")
     bench.log(f"medians: clamd alone {x:,.0f} msg/s, gateway with ClamAV {y:,.0f} msg/s; "
               f"ratio (y)/(x) = {y / x:.3f} (target >= 0.8)")
+    bench.log(f"median of the per-round ratios {round_ratio:.3f}; CPU-bound ratio "
+              f"{sum(med_cpu['x'].values()):.2f} / {sum(med_cpu['y'].values()):.2f} ms = {cpu_ratio:.3f}")
     if args.json:
         print(json.dumps(summary, indent=2))
 
