@@ -250,7 +250,8 @@ pub struct ClamavConfig {
     pub socket: Option<PathBuf>,
     pub connect_timeout_ms: u64,
     pub scan_timeout_secs: u64,
-    /// Concurrent clamd connections (clamd's MaxThreads is the real limit).
+    /// Concurrent scans, each on its own clamd connection; the connections are kept open
+    /// (IDSESSION) and reused. clamd's MaxThreads is the real limit.
     pub max_connections: usize,
     /// clamd's StreamMaxLength; larger messages get `oversize_action`.
     pub max_stream_size: usize,
