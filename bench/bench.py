@@ -246,14 +246,16 @@ class Sink:
 # load generator
 
 
-def run_source(port, n, workdir, tag, sink, timeout):
+def run_source(port, n, workdir, tag, sink, timeout, message_file=None, sender=SENDER):
     """Run smtp-source against 127.0.0.1:port; wait for the sink to count n messages.
+    `message_file`: send this pre-formatted message (LF line ends) instead of a generated one.
 
     Returns a dict with elapsed times (seconds, from smtp-source's start)."""
     errlog = os.path.join(workdir, f"source-{tag}.log")
+    content = ["-F", message_file] if message_file else ["-l", "10240", "-S", "bench", "-N"]
     argv = [
-        "smtp-source", "-d", "-s", "20", "-m", str(n), "-l", "10240", "-S", "bench", "-N",
-        "-M", "client.example.test", "-f", SENDER, "-t", RECIPIENT, f"127.0.0.1:{port}",
+        "smtp-source", "-d", "-s", "20", "-m", str(n), *content,
+        "-M", "client.example.test", "-f", sender, "-t", RECIPIENT, f"127.0.0.1:{port}",
     ]
     sink.expect(n)
     with open(errlog, "wb") as err:

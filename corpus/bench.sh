@@ -2,7 +2,8 @@
 # Benchmark of the Bayesian filter on the fixed public split (see corpus/fetch.sh):
 # train on TRAIN with the release binary, then score TEST once with the shipped defaults.
 # Prints training time, spam recall, ham false-positive rate per directory (easy / hard
-# ham) and overall, ROC AUC, msgs/s and CPU per message (tokenize + score, one thread).
+# ham) and overall, ROC AUC, msgs/s and CPU per message (tokenize + score, one thread), and
+# "Bayes classify rate alone, msgs/s per core" (from the scoring thread's CPU time).
 #
 #   corpus/bench.sh            the figures
 #   corpus/bench.sh --json     eval as JSON (keys spam_recall, ham_fpr, auc, msgs_per_sec, ...)

@@ -77,11 +77,35 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             );
         }
         crate::bayes::spawn_reloader(
-            store,
+            store.clone(),
             model.clone(),
             Duration::from_secs(config.bayes.reload_secs),
         );
+        let policy = config.bayes.autolearn_policy();
+        if policy.enabled {
+            resources.learning.autolearn = Some(crate::pipeline::learning::Autolearn {
+                store,
+                model: model.clone(),
+                policy,
+            });
+        }
         resources.bayes = Some(model);
+    }
+    if config.trust.enabled {
+        let store = crate::trust::TrustStore::new(queue.store.pool().clone());
+        let book = Arc::new(
+            store
+                .load(config.trust.half_life_days, filters::trust::unix_now())
+                .await
+                .context("cannot load the trust tables")?,
+        );
+        resources.learning.trust = Some(crate::trust::Learner::spawn(
+            book.clone(),
+            store,
+            Duration::from_secs(config.trust.pin_reload_secs),
+        ));
+        resources.learning.local_domains = Arc::new(config.local_domains.clone());
+        resources.trust = Some(book);
     }
     if config.smime.enabled {
         // The certificate store lives in the queue database, like the Bayes model.

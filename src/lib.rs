@@ -14,6 +14,7 @@
 //! - [`smime`]: S/MIME — the certificate and key store, the CMS engine (decrypt, verify,
 //!   sign, encrypt) and its pipeline steps.
 //! - [`bayes`]: the Bayes model in the store, learning, training, eval and cross-validation.
+//! - [`trust`]: the level of trust's tables, and learning from stored messages.
 //! - [`metrics`]: Prometheus counters; [`telemetry`]: logs.
 //! - [`gateway`]: wires the parts together; [`cli`]: the `portcullis` command.
 
@@ -28,3 +29,4 @@ pub mod queue;
 pub mod smime;
 pub mod smtp;
 pub mod telemetry;
+pub mod trust;

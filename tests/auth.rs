@@ -14,13 +14,13 @@ use crate::harness::{self, Client, Gateway, Sink, message, wait_until};
 const OTHER_IP: &str = "127.0.0.3";
 
 /// A DKIM key pair made with openssl: the private key file and the `p=` value.
-struct Key {
+pub(crate) struct Key {
     _dir: tempfile::TempDir,
-    private: PathBuf,
-    public_b64: String,
+    pub(crate) private: PathBuf,
+    pub(crate) public_b64: String,
 }
 
-fn rsa_key() -> Key {
+pub(crate) fn rsa_key() -> Key {
     require_tool("openssl", "openssl");
     let dir = tempfile::tempdir().unwrap();
     let private = dir.path().join("dkim.pem");
@@ -65,7 +65,7 @@ fn base64(data: &[u8]) -> String {
 }
 
 /// Sign `msg` with dkimpy (the independent signer): returns the DKIM-Signature + message.
-fn dkimpy_sign(msg: &str, key: &Path, domain: &str, selector: &str) -> String {
+pub(crate) fn dkimpy_sign(msg: &str, key: &Path, domain: &str, selector: &str) -> String {
     dkimpy("dkim", msg, key, domain, selector)
 }
 
@@ -146,7 +146,7 @@ fn auth_config(dns: &Dns, extra_auth: &str) -> String {
 }
 
 /// Send one message from `ip` (127.0.0.1 unless given) and return the reply code.
-async fn send(gw: &Gateway, from_ip: Option<&str>, mail_from: &str, msg: &str) -> u16 {
+pub(crate) async fn send(gw: &Gateway, from_ip: Option<&str>, mail_from: &str, msg: &str) -> u16 {
     let mut c = match from_ip {
         Some(ip) => Client::connect_from(gw.smtp, ip.parse::<IpAddr>().unwrap()).await,
         None => Client::connect(gw.smtp).await,
@@ -157,7 +157,7 @@ async fn send(gw: &Gateway, from_ip: Option<&str>, mail_from: &str, msg: &str) -
 }
 
 /// The delivered copy with this Message-ID.
-async fn delivered(sink: &Sink, gw: &Gateway, id: &str) -> Received {
+pub(crate) async fn delivered(sink: &Sink, gw: &Gateway, id: &str) -> Received {
     assert!(
         wait_until(10, || sink
             .all()
@@ -188,7 +188,7 @@ fn our_auth_results(m: &Received) -> Vec<String> {
 }
 
 /// The symbols the gateway logged for the message from `mail_from`.
-fn logged_symbols(gw: &Gateway, mail_from: &str) -> String {
+pub(crate) fn logged_symbols(gw: &Gateway, mail_from: &str) -> String {
     let log = gw.log();
     log.lines()
         .rev()
@@ -346,6 +346,36 @@ async fn spf_results_by_client_ip_and_helo_for_the_null_sender() {
         ar[0].contains("spf=pass") && ar[0].contains("smtp.helo=helo.test"),
         "{}",
         ar[0]
+    );
+
+    // A sender with a HELO name whose SPF disowns the client: checked separately.
+    let mut c = Client::connect_from(gw.smtp, OTHER_IP.parse::<IpAddr>().unwrap()).await;
+    c.expect(220).await;
+    c.cmd("EHLO hard.test", 250).await;
+    c.cmd("MAIL FROM:<h@neutral.test>", 250).await;
+    c.cmd("RCPT TO:<u@example.test>", 250).await;
+    let r = c
+        .data(&message(
+            "h@neutral.test",
+            "u@example.test",
+            "helo@x.test",
+            "x",
+        ))
+        .await;
+    assert_eq!(r.code, 250);
+    let m = delivered(&sink, &gw, "helo@x.test").await;
+    let ar = our_auth_results(&m);
+    assert!(
+        ar[0].contains("spf=neutral")
+            && ar[0].contains("spf=fail")
+            && ar[0].contains("smtp.helo=hard.test"),
+        "{}",
+        ar[0]
+    );
+    let syms = logged_symbols(&gw, "h@neutral.test");
+    assert!(
+        syms.contains("SPF_NEUTRAL") && syms.contains("SPF_HELO_FAIL"),
+        "{syms}"
     );
 
     // Null sender and an address-literal HELO: no identity to check, but no 451 either.

@@ -234,3 +234,82 @@ async fn eval_reports_recall_fpr_auc_and_speed() {
     assert_eq!(code, 0);
     assert!(out.contains("test-ham") && out.contains("ROC AUC"), "{out}");
 }
+
+/// `bayes status --json` of the gateway's model.
+fn status(gw: &Gateway) -> serde_json::Value {
+    let (code, out, err) = gw.cli(&["bayes", "status", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+#[tokio::test]
+async fn autolearn_learns_confident_verdicts_of_authenticated_senders_only() {
+    use crate::harness::dns::{Dns, txt};
+    // partner.test and deals.test pass SPF for 127.0.0.1 (From = MAIL FROM domain, so the
+    // sender is authenticated); 127.0.0.3 fails it.
+    let dns = Dns::start(&[
+        "--local-ttl=300".to_string(),
+        txt("partner.test", "v=spf1 ip4:127.0.0.1 -all"),
+        txt("deals.test", "v=spf1 ip4:127.0.0.1 -all"),
+    ]);
+    let gw = Gateway::start(
+        Sink::dead_addr(),
+        &format!(
+            "dns_servers = [\"{}\"]\n[auth]\nenabled = true\n[bayes]\nmin_ham = 5\nmin_spam = 5\nreload_secs = 1\nautolearn = true\nautolearn_ham_below = 0.05\nautolearn_spam_above = 0.95\n",
+            dns.addr
+        ),
+    );
+    let dir = gw.dir.path().join("fixtures");
+    write_set(&dir.join("ham"), 0..6, false);
+    write_set(&dir.join("spam"), 0..6, true);
+    let (code, out, err) = train(&gw, &dir);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        wait_until(10, || gw.log().contains("spam=6")).await,
+        "no reload:\n{}",
+        gw.log()
+    );
+
+    let send = |ip: &'static str, from: String, msg: String| {
+        let gw = &gw;
+        async move {
+            let mut c = crate::harness::Client::connect_from(gw.smtp, ip.parse().unwrap()).await;
+            c.send_message(&from, &["u@example.test"], &msg).await.code
+        }
+    };
+    let as_partner = |m: String| m.replace("partner.example", "partner.test");
+    // an authenticated, clearly ham message: learned as ham
+    let ham = as_partner(generated(200, false));
+    assert_eq!(
+        send("127.0.0.1", "ann0@partner.test".into(), ham).await,
+        250
+    );
+    assert!(
+        wait_until(10, || status(&gw)["ham"] == 7).await,
+        "{}\n{}",
+        status(&gw),
+        gw.log()
+    );
+    assert!(gw.log().contains("Bayes autolearn"), "{}", gw.log());
+    // the same kind of message, not authenticated (SPF fails from 127.0.0.3): not learned
+    let ham = as_partner(generated(202, false));
+    assert_eq!(
+        send("127.0.0.3", "ann0@partner.test".into(), ham).await,
+        250
+    );
+    // an authenticated, clearly spam message: learned as spam, whatever its verdict
+    let spam = generated(201, true)
+        .replace("deals-0.example", "deals.test")
+        .replace("deals-1.example", "deals.test")
+        .replace("deals-2.example", "deals.test");
+    let code = send("127.0.0.1", "promo201@deals.test".into(), spam).await;
+    assert!(code == 250 || code == 550, "{code}");
+    assert!(
+        wait_until(10, || status(&gw)["spam"] == 7).await,
+        "{}\n{}",
+        status(&gw),
+        gw.log()
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(status(&gw)["ham"], 7, "the unauthenticated ham was learned");
+}

@@ -271,3 +271,45 @@ async fn fail_open_and_quarantine_and_oversize_are_configurable() {
     );
     assert!(gw.log().contains("stage failed, passing"), "{}", gw.log());
 }
+
+/// Established TCP connections to `port` (either side) in this network namespace.
+fn established_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let remote_port = f[2].rsplit(':').next().unwrap();
+            u16::from_str_radix(remote_port, 16).unwrap() == port && f[3] == "01"
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn one_reused_clamd_session_keeps_every_verdict_apart() {
+    use filters::clamav::clamd::{Clamd as Client, Endpoint, Verdict};
+    use std::time::Duration;
+    let clamd = Clamd::start();
+    let client = Client::new(
+        Endpoint::Tcp(clamd.address()),
+        Duration::from_millis(500),
+        Duration::from_secs(5),
+        1,
+    );
+    let clean = message("a@ext.test", "u@example.test", "c@ext.test", "clean");
+    let infected = infected_variants()[0].1.clone();
+    for round in 0..3 {
+        assert_eq!(
+            client.scan(clean.as_bytes()).await,
+            Ok(Verdict::Clean),
+            "round {round}"
+        );
+        match client.scan(infected.as_bytes()).await {
+            Ok(Verdict::Infected(name)) => assert!(name.contains("Eicar"), "{name}"),
+            other => panic!("round {round}: infected message gave {other:?}"),
+        }
+    }
+    // six scans, one connection: the session stays open for the next scan
+    assert_eq!(established_to(clamd.port), 1);
+}

@@ -5,6 +5,7 @@
 //! - `limits`: size, recipients, line length, bad commands, timeouts, connection caps.
 //! - `starttls`: TLS upgrade, state reset, command injection, swaks as independent client.
 //! - `delivery`: to the next hop, retries while it is down, DSNs, held and rejected verdicts.
+//! - `delivery_tls`: outbound `[[tls_policy]]`: no plaintext fallback, verified chains and names.
 //! - `durability`: kill -9 during a load; nothing acknowledged is lost.
 //! - `cli`: check-config and queue commands; metrics endpoint.
 //! - `auth`: SPF, DKIM (dkimpy as the independent signer), DMARC policies, ARC, our
@@ -12,6 +13,7 @@
 //! - `smime`: S/MIME interop with `openssl cms` and `gpgsm` both ways, policy refusals,
 //!   an encrypted virus, broken CMS.
 //! - `bayes`: no opinion while untrained; `bayes train`/`learn` change the next verdict; eval.
+//! - `trust`: a conversation earns trust for authenticated senders only; pins via the CLI.
 //! - `certs`: the S/MIME certificate store CLI on openssl-made fixtures (legacy PKCS#12,
 //!   expired and wrong-usage certificates, sealed keys, trust anchors).
 
@@ -23,6 +25,7 @@ mod certs;
 mod clamav;
 mod cli;
 mod delivery;
+mod delivery_tls;
 mod durability;
 mod limits;
 mod relay;
@@ -30,3 +33,4 @@ mod smime;
 mod smtp_dialog;
 mod starttls;
 mod tls_policy;
+mod trust;

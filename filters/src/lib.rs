@@ -25,6 +25,7 @@ pub mod dns;
 pub mod header_sanity;
 pub mod symbols;
 pub mod tls;
+pub mod trust;
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -95,6 +96,32 @@ pub struct MessageContext<'a> {
     pub wire: &'a [u8],
     /// The message parsed once for every stage; `None` when it is not parseable as MIME.
     pub parsed: Option<&'a mail_parser::Message<'a>>,
+    /// What earlier stages established (e.g. the authenticated sender domain).
+    pub facts: &'a Facts,
+}
+
+/// Facts a stage establishes for the stages after it and for the gateway's learning after
+/// the verdict. Unlike symbols they carry no points: they say what is *known*.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Facts {
+    /// The From: domain (lowercase), when SPF or DKIM passed *aligned* with it (DMARC's
+    /// notion of an authenticated sender). Set by the auth stage; trust is only given to
+    /// senders whose domain is authenticated, so a forged From earns nothing.
+    pub authenticated_domain: Option<String>,
+    /// The Bayes spam probability, when the model gave one.
+    pub spam_probability: Option<f64>,
+}
+
+impl Facts {
+    /// Take every fact `other` establishes (later stages win).
+    pub fn merge(&mut self, other: Facts) {
+        if other.authenticated_domain.is_some() {
+            self.authenticated_domain = other.authenticated_domain;
+        }
+        if other.spam_probability.is_some() {
+            self.spam_probability = other.spam_probability;
+        }
+    }
 }
 
 /// What the gateway does with a message. Ordered from mildest to hardest.
@@ -225,6 +252,8 @@ pub struct Findings {
     /// gateway prepends them to an accepted message right after its own `Received:` line,
     /// in stage order. A stage never edits the message itself.
     pub headers: Vec<String>,
+    /// Facts for later stages and for learning after the verdict.
+    pub facts: Facts,
 }
 
 pub type FindingsFuture<'a> =
@@ -250,7 +279,7 @@ pub trait Stage: Send + Sync {
         Box::pin(async move {
             Ok(Findings {
                 symbols: self.check(ctx).await?,
-                headers: Vec::new(),
+                ..Findings::default()
             })
         })
     }

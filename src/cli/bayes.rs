@@ -266,7 +266,7 @@ pub async fn run(config: &Config, action: BayesAction) -> anyhow::Result<i32> {
                 corpus::cross_validate(&messages, folds, &variants)?
             };
             let thresholds = [
-                0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999,
+                0.3, 0.4, 0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999,
             ];
             let reports: Vec<_> = variants
                 .iter()

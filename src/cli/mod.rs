@@ -3,6 +3,7 @@
 mod bayes;
 mod certs;
 mod queue;
+mod trust;
 
 use std::path::PathBuf;
 
@@ -46,6 +47,13 @@ pub enum Command {
         config: Option<PathBuf>,
         #[command(subcommand)]
         action: bayes::BayesAction,
+    },
+    /// The level of trust: what was learned per domain, and operators' pins.
+    Trust {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: trust::TrustAction,
     },
     /// The S/MIME certificate and key store: import, list, show, export, delete, trust-ca.
     Certs {
@@ -100,6 +108,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Bayes { config, action } => {
             let config = load(&config)?;
             runtime.block_on(bayes::run(&config, action))
+        }
+        Command::Trust { config, action } => {
+            let config = load(&config)?;
+            runtime.block_on(trust::run(&config, action))
         }
         Command::Certs { config, action } => {
             let config = load(&config)?;

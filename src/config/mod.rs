@@ -61,18 +61,68 @@ pub struct ListenerConfig {
     pub client_ca: Option<PathBuf>,
 }
 
-/// `[[tls_policy]]`: what a sender domain must show on the SMTP session (inbound).
+/// `[[tls_policy]]`: TLS a partner domain must use with us. Inbound it is about the sender
+/// (MAIL FROM) domain's servers, outbound about the recipient domain's servers.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsPolicy {
-    /// The sender (MAIL FROM) domain; a leading "." also matches its subdomains.
+    /// The partner domain; a leading "." also matches its subdomains.
     pub domain: String,
-    /// MAIL FROM this domain without STARTTLS is refused (530 5.7.0).
+    /// Inbound: MAIL FROM this domain without STARTTLS is refused (530 5.7.0).
+    /// Outbound: mail to this domain is only sent over TLS (no plaintext fallback; it is
+    /// deferred, and bounced after the queue's max age, with the reason).
     #[serde(default)]
     pub require_tls: bool,
-    /// ... and without a client certificate whose chain verifies (530 5.7.0).
+    /// Inbound: ... and with a client certificate whose chain verifies.
+    /// Outbound: ... and the server's certificate must verify (system roots plus
+    /// `outbound_tls_ca`) and name the host we connected to (the MX or next hop).
     #[serde(default)]
     pub require_verified_cert: bool,
+    /// Which way the policy applies: "both" (default), "inbound" or "outbound".
+    #[serde(default)]
+    pub direction: PolicyDirection,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyDirection {
+    #[default]
+    Both,
+    Inbound,
+    Outbound,
+}
+
+impl PolicyDirection {
+    pub fn covers(self, d: filters::Direction) -> bool {
+        match self {
+            PolicyDirection::Both => true,
+            PolicyDirection::Inbound => d == filters::Direction::Inbound,
+            PolicyDirection::Outbound => d == filters::Direction::Outbound,
+        }
+    }
+}
+
+/// `[trust]`: the level of trust learned from our users' mail (`filters::trust`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrustConfig {
+    /// Learn and give trust (also `[stages.trust] enabled`). Trust is only given to
+    /// authenticated senders, so it needs `[auth] enabled` to have an effect inbound.
+    pub enabled: bool,
+    /// A relationship's weight halves in this many days without new mail.
+    pub half_life_days: f64,
+    /// Seconds between re-reads of the operators' pins (`portcullis trust set`).
+    pub pin_reload_secs: u64,
+}
+
+impl Default for TrustConfig {
+    fn default() -> Self {
+        TrustConfig {
+            enabled: true,
+            half_life_days: filters::trust::DEFAULT_HALF_LIFE_DAYS,
+            pin_reload_secs: defaults::TRUST_PIN_RELOAD_SECS,
+        }
+    }
 }
 
 fn default_tls() -> TlsMode {
@@ -200,7 +250,8 @@ pub struct ClamavConfig {
     pub socket: Option<PathBuf>,
     pub connect_timeout_ms: u64,
     pub scan_timeout_secs: u64,
-    /// Concurrent clamd connections (clamd's MaxThreads is the real limit).
+    /// Concurrent scans, each on its own clamd connection; the connections are kept open
+    /// (IDSESSION) and reused. clamd's MaxThreads is the real limit.
     pub max_connections: usize,
     /// clamd's StreamMaxLength; larger messages get `oversize_action`.
     pub max_stream_size: usize,
@@ -576,8 +627,11 @@ pub struct Config {
     /// DNS servers for MX lookups and authentication ("ip:port"); empty = the system
     /// resolver.
     pub dns_servers: Vec<SocketAddr>,
-    /// Per sender domain TLS requirements (inbound).
+    /// Per partner domain TLS requirements (inbound and outbound).
     pub tls_policy: Vec<TlsPolicy>,
+    /// Extra CA certificates (PEM) trusted when verifying the servers we deliver to, besides
+    /// the system roots (for `require_verified_cert` outbound).
+    pub outbound_tls_ca: Option<PathBuf>,
     pub max_message_size: usize,
     pub max_recipients: usize,
     /// "" disables the metrics endpoint.
@@ -589,6 +643,7 @@ pub struct Config {
     pub clamav: ClamavConfig,
     pub bayes: BayesConfig,
     pub auth: AuthConfig,
+    pub trust: TrustConfig,
     pub certs: CertsConfig,
     /// Outbound DKIM keys; empty = outbound mail is not signed.
     pub dkim_signing: Vec<DkimSigningConfig>,
@@ -617,6 +672,7 @@ impl Default for Config {
             outbound_smarthost: None,
             dns_servers: Vec::new(),
             tls_policy: Vec::new(),
+            outbound_tls_ca: None,
             max_message_size: defaults::MAX_MESSAGE_SIZE,
             max_recipients: defaults::MAX_RECIPIENTS,
             metrics_bind: defaults::METRICS_BIND.into(),
@@ -627,6 +683,7 @@ impl Default for Config {
             clamav: ClamavConfig::default(),
             bayes: BayesConfig::default(),
             auth: AuthConfig::default(),
+            trust: TrustConfig::default(),
             certs: CertsConfig::default(),
             dkim_signing: Vec::new(),
             smime: SmimeConfig::default(),
@@ -640,6 +697,7 @@ impl Default for Config {
 pub const KNOWN_STAGES: &[&str] = &[
     "smime",
     "auth",
+    "trust",
     "header_sanity",
     "tls_reputation",
     "bayes",
@@ -698,6 +756,15 @@ impl Config {
             if p.require_verified_cert && !p.require_tls {
                 bail!("key `tls_policy[{i}]`: require_verified_cert needs require_tls = true");
             }
+        }
+        if self.trust.half_life_days.is_nan() || self.trust.half_life_days <= 0.0 {
+            bail!(
+                "key `trust.half_life_days`: must be greater than 0, got {}",
+                self.trust.half_life_days
+            );
+        }
+        if self.trust.pin_reload_secs == 0 {
+            bail!("key `trust.pin_reload_secs`: must be greater than 0");
         }
         for d in &self.local_domains {
             if d.is_empty() || d.contains(['@', ' ', '[', ']']) {
@@ -829,23 +896,28 @@ impl Config {
         Ok(())
     }
 
-    /// The TLS policy for a sender domain (lowercase): an exact entry, else the nearest
-    /// ".parent" entry.
-    pub fn tls_policy_for(&self, domain: &str) -> Option<&TlsPolicy> {
+    /// The TLS policy for a partner domain in one direction: an exact entry, else the
+    /// nearest ".parent" entry.
+    pub fn tls_policy_for(
+        &self,
+        domain: &str,
+        direction: filters::Direction,
+    ) -> Option<&TlsPolicy> {
         let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-        self.tls_policy
-            .iter()
+        let policies = || {
+            self.tls_policy
+                .iter()
+                .filter(|p| p.direction.covers(direction))
+        };
+        policies()
             .find(|p| p.domain.eq_ignore_ascii_case(&domain))
             .or_else(|| {
-                self.tls_policy
-                    .iter()
-                    .filter(|p| p.domain.starts_with('.'))
-                    .find(|p| {
-                        domain.len() > p.domain.len()
-                            && domain
-                                .to_ascii_lowercase()
-                                .ends_with(&p.domain.to_ascii_lowercase())
-                    })
+                policies().filter(|p| p.domain.starts_with('.')).find(|p| {
+                    domain.len() > p.domain.len()
+                        && domain
+                            .to_ascii_lowercase()
+                            .ends_with(&p.domain.to_ascii_lowercase())
+                })
             })
     }
 

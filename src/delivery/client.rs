@@ -2,6 +2,7 @@
 //! results.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mail_send::SmtpClient;
@@ -210,14 +211,73 @@ pub fn dot_stuffed(body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// How much TLS a delivery needs (`[[tls_policy]]` of the recipient domain).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TlsNeed {
+    /// RFC 7435: STARTTLS when offered, any certificate; plaintext when the handshake fails.
+    Opportunistic,
+    /// STARTTLS or nothing (any certificate).
+    Required,
+    /// STARTTLS with a certificate that verifies and names the host.
+    Verified,
+}
+
+impl TlsNeed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsNeed::Opportunistic => "opportunistic",
+            TlsNeed::Required => "tls",
+            TlsNeed::Verified => "verified-tls",
+        }
+    }
+}
+
 /// Opens connections to next hops.
 pub struct Connector {
     pub helo: String,
     pub connect_timeout: Duration,
     pub reply_timeout: Duration,
-    /// Opportunistic TLS (RFC 7435): any certificate is accepted, since refusing it would
-    /// only mean sending in clear. Per-domain verified TLS is issue #3.
-    pub tls: TlsConnector,
+    /// Accepts any certificate: opportunistic TLS (refusing a certificate would only mean
+    /// sending in clear) and `require_tls` without `require_verified_cert`.
+    pub tls_any: TlsConnector,
+    /// Verifies the server's chain (system roots + `outbound_tls_ca`) and name.
+    pub tls_verified: TlsConnector,
+}
+
+/// System roots plus the PEM certificates of `extra_ca`.
+fn verifying_connector(extra_ca: Option<&std::path::Path>) -> anyhow::Result<TlsConnector> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+    let mut roots = RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for cert in native.certs {
+        // A system store may hold certificates rustls cannot use; skip those, as browsers do.
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = extra_ca {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .map_err(|e| {
+                anyhow::anyhow!("key `outbound_tls_ca`: cannot read {}: {e}", path.display())
+            })?
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!("key `outbound_tls_ca`: {}: {e}", path.display()))?;
+        if certs.is_empty() {
+            anyhow::bail!(
+                "key `outbound_tls_ca`: no PEM certificate in {}",
+                path.display()
+            );
+        }
+        for c in certs {
+            roots
+                .add(c)
+                .map_err(|e| anyhow::anyhow!("key `outbound_tls_ca`: {}: {e}", path.display()))?;
+        }
+    }
+    let config = ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
 }
 
 impl Connector {
@@ -225,24 +285,34 @@ impl Connector {
         helo: String,
         connect_timeout: Duration,
         reply_timeout: Duration,
+        extra_ca: Option<&std::path::Path>,
     ) -> anyhow::Result<Connector> {
-        let tls = mail_send::smtp::tls::build_tls_connector(true)
+        let tls_any = mail_send::smtp::tls::build_tls_connector(true)
             .map_err(|e| anyhow::anyhow!("TLS client setup: {e}"))?;
         Ok(Connector {
             helo,
             connect_timeout,
             reply_timeout,
-            tls,
+            tls_any,
+            tls_verified: verifying_connector(extra_ca)?,
         })
     }
 
-    /// Connect, read the greeting, EHLO, and upgrade with STARTTLS when offered. When the
-    /// TLS handshake fails the connection is retried in clear.
-    pub async fn connect(&self, addr: SocketAddr, tls_name: &str) -> Result<Connection, String> {
-        match self.connect_once(addr, tls_name, true).await {
-            Err(e) if e.starts_with("TLS") => {
+    /// Connect, read the greeting, EHLO, and upgrade with STARTTLS as `need` says.
+    /// Opportunistic: when the handshake fails the connection is retried in clear. Required
+    /// or verified: no STARTTLS, or a failed handshake or verification, is an error whose
+    /// text names the policy (the recipients are deferred with it, and bounced with it
+    /// after the queue's max age).
+    pub async fn connect(
+        &self,
+        addr: SocketAddr,
+        tls_name: &str,
+        need: TlsNeed,
+    ) -> Result<Connection, String> {
+        match self.connect_once(addr, tls_name, need, true).await {
+            Err(e) if e.starts_with("TLS") && need == TlsNeed::Opportunistic => {
                 tracing::info!(peer = %addr, error = %e, "STARTTLS failed; retrying without TLS");
-                self.connect_once(addr, tls_name, false).await
+                self.connect_once(addr, tls_name, need, false).await
             }
             r => r,
         }
@@ -252,6 +322,7 @@ impl Connector {
         &self,
         addr: SocketAddr,
         tls_name: &str,
+        need: TlsNeed,
         try_tls: bool,
     ) -> Result<Connection, String> {
         let tcp = tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr))
@@ -274,16 +345,30 @@ impl Connector {
             .ehlo(&self.helo)
             .await
             .map_err(|e| format!("EHLO to {addr}: {e}"))?;
+        if need != TlsNeed::Opportunistic && !ehlo.has_capability(EXT_START_TLS) {
+            return Err(format!(
+                "policy requires TLS ({}), but {tls_name} ({addr}) does not offer STARTTLS",
+                need.as_str()
+            ));
+        }
         if try_tls && ehlo.has_capability(EXT_START_TLS) {
-            let name = if tls_name.parse::<std::net::IpAddr>().is_ok() {
-                "localhost"
-            } else {
-                tls_name
+            let (connector, name) = match need {
+                // The name checked is the host we meant to reach (MX or next hop name; an
+                // IP literal must be in the certificate's IP addresses).
+                TlsNeed::Verified => (&self.tls_verified, tls_name),
+                _ if tls_name.parse::<std::net::IpAddr>().is_ok() => (&self.tls_any, "localhost"),
+                _ => (&self.tls_any, tls_name),
             };
-            let mut tls = client
-                .start_tls(&self.tls, name)
-                .await
-                .map_err(|e| format!("TLS with {addr}: {e}"))?;
+            let mut tls = client.start_tls(connector, name).await.map_err(|e| {
+                if need == TlsNeed::Opportunistic {
+                    format!("TLS with {addr}: {e}")
+                } else {
+                    format!(
+                        "policy requires {}, but TLS with {tls_name} ({addr}) failed: {e}",
+                        need.as_str()
+                    )
+                }
+            })?;
             let ehlo = tls
                 .ehlo(&self.helo)
                 .await
@@ -294,6 +379,11 @@ impl Connector {
                 peer: addr,
             });
         }
+        debug_assert_eq!(
+            need,
+            TlsNeed::Opportunistic,
+            "plaintext only when opportunistic"
+        );
         Ok(Connection {
             pipelining: ehlo.has_capability(EXT_PIPELINING),
             inner: Inner::Plain(client),

@@ -18,7 +18,7 @@ use std::time::Duration;
 use hickory_resolver::TokioResolver;
 use tokio::sync::{Mutex, mpsc};
 
-use client::{Connection, Connector, RcptResult};
+use client::{Connection, Connector, RcptResult, TlsNeed};
 use filters::Direction;
 
 use crate::config::{Config, parse_host_port};
@@ -44,6 +44,15 @@ impl Route {
             Route::Relay(h, p) => format!("relay:{h}:{p}"),
             Route::Mx(d) => format!("mx:{d}"),
         }
+    }
+}
+
+/// The TLS a recipient's domain requires by `[[tls_policy]]` (outbound direction).
+pub fn tls_need(config: &Config, rcpt: &str) -> TlsNeed {
+    match config.tls_policy_for(&domain_of(rcpt), filters::Direction::Outbound) {
+        Some(p) if p.require_verified_cert => TlsNeed::Verified,
+        Some(p) if p.require_tls => TlsNeed::Required,
+        _ => TlsNeed::Opportunistic,
     }
 }
 
@@ -85,6 +94,7 @@ impl Delivery {
             config.hostname.clone(),
             Duration::from_secs(config.queue.connect_timeout_secs),
             Duration::from_secs(config.queue.reply_timeout_secs),
+            config.outbound_tls_ca.as_deref(),
         )?;
         let resolver = match mx::resolver(&config.dns_servers) {
             Ok(r) => Some(r),
@@ -146,17 +156,20 @@ impl Delivery {
                 }
             },
         };
-        let mut groups: BTreeMap<Route, Vec<String>> = BTreeMap::new();
+        let mut groups: BTreeMap<(Route, TlsNeed), Vec<String>> = BTreeMap::new();
         for r in message.pending_recipients() {
             groups
-                .entry(route_for(&self.config, &r.address))
+                .entry((
+                    route_for(&self.config, &r.address),
+                    tls_need(&self.config, &r.address),
+                ))
                 .or_default()
                 .push(r.address.clone());
         }
         let mut results: Vec<(String, RcptResult)> = Vec::new();
-        for (route, rcpts) in groups {
+        for ((route, need), rcpts) in groups {
             let outcome = self
-                .attempt(&route, &message.mail_from, &rcpts, &body, cached)
+                .attempt(&route, need, &message.mail_from, &rcpts, &body, cached)
                 .await;
             for (rcpt, result) in rcpts.into_iter().zip(outcome) {
                 tracing::info!(
@@ -177,12 +190,14 @@ impl Delivery {
     async fn attempt(
         &self,
         route: &Route,
+        need: TlsNeed,
         from: &str,
         rcpts: &[String],
         body: &[u8],
         cached: &mut Cached,
     ) -> Vec<RcptResult> {
-        let key = route.key();
+        // A kept connection is only reused for the same route *and* TLS need.
+        let key = format!("{} {}", route.key(), need.as_str());
         // A kept connection may have been closed by the peer meanwhile: one retry fresh.
         if let Some((k, mut conn)) = cached.take() {
             if k == key {
@@ -207,7 +222,7 @@ impl Delivery {
         };
         let mut last_error = String::from("no address to try");
         for (addr, name) in targets {
-            let mut conn = match self.connector.connect(addr, &name).await {
+            let mut conn = match self.connector.connect(addr, &name, need).await {
                 Ok(c) => c,
                 Err(e) => {
                     last_error = e;

@@ -12,10 +12,14 @@ pub fn stages(config: &Config, resources: &Resources) -> Vec<ConfiguredStage> {
     if let Some(auth) = resources.auth_stage(config) {
         push_stage(&mut s, config, auth);
     }
-    // 3. filters::trust — level of trust (issue #3)
-    // 4. TLS reputation: a verified client certificate that names the sender earns trust
-    //    (the per-domain TLS *requirement* is enforced at MAIL FROM by the session).
-    push_stage(&mut s, config, filters::tls::TlsReputation);
+    // 3. Level of trust: relationships, known servers, pins — for authenticated senders.
+    if let Some(trust) = resources.trust_stage(config) {
+        push_stage(&mut s, config, trust);
+    }
+    // 4. TLS reputation: a verified client certificate that names the sender earns trust,
+    //    a domain that drops its usual certificate is flagged (the per-domain TLS
+    //    *requirement* is enforced at MAIL FROM by the session).
+    push_stage(&mut s, config, resources.tls_stage());
     // 5. Header sanity: the RFC 5322 shape of the message.
     push_stage(&mut s, config, filters::header_sanity::HeaderSanity);
     // 6. Bayes: spam probability from the learned model (no opinion until trained).

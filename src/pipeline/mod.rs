@@ -6,13 +6,14 @@
 
 pub mod dkim_sign;
 pub mod inbound;
+pub mod learning;
 pub mod outbound;
 pub mod verdict;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use filters::{Action, Direction, Envelope, MessageContext, ScoreCard, Stage, Symbol};
+use filters::{Action, Direction, Envelope, Facts, MessageContext, ScoreCard, Stage, Symbol};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,25 @@ use crate::config::{Config, FailMode, OversizeAction, VerdictConfig, VirusAction
 use crate::metrics::Metrics;
 use crate::smime::inbound::{InboundResult, SmimeInbound};
 use crate::smime::outbound::SmimeOutbound;
+
+/// The From domain, when a valid signature with a trusted chain names the From address.
+fn smime_authenticated_domain(
+    unwrapped: &InboundResult,
+    parsed: Option<&mail_parser::Message<'_>>,
+) -> Option<String> {
+    let from = parsed?.from()?.first()?.address()?.to_ascii_lowercase();
+    unwrapped
+        .harvestable
+        .iter()
+        .any(|sig| {
+            sig.status == crate::smime::engine::SignatureStatus::Valid
+                && sig
+                    .signer_address
+                    .as_deref()
+                    .is_some_and(|a| a.eq_ignore_ascii_case(&from))
+        })
+        .then(|| filters::trust::domain_of(&from))
+}
 
 /// A stage with its configured fail mode.
 pub struct ConfiguredStage {
@@ -57,6 +77,8 @@ pub struct Outcome {
     /// the message was decrypted. Outbound: one per S/MIME treatment (e.g. a copy encrypted
     /// for each recipient certificate, a clear one for the rest).
     pub copies: Vec<MessageCopy>,
+    /// What the stages established (authenticated sender, spam probability), for learning.
+    pub facts: Facts,
 }
 
 /// One message to queue for (some of) the envelope recipients.
@@ -81,6 +103,10 @@ pub struct Resources {
     pub auth_dns: Option<Arc<filters::auth::AuthDns>>,
     /// Outbound DKIM keys ([`Resources::build_auth`]); `None`: outbound mail is not signed.
     pub dkim_signer: Option<Arc<dkim_sign::OutboundSigner>>,
+    /// The trust memory (loaded by the gateway); `None`: no trust stage, no TLS history.
+    pub trust: Option<Arc<filters::trust::TrustBook>>,
+    /// What stored messages teach (trust, Bayes autolearn); built by the gateway.
+    pub learning: learning::Learning,
     /// Keys and certificates for S/MIME (the certificate store); `None`: no S/MIME.
     pub keyring: Option<Arc<dyn crate::smime::keyring::Keyring>>,
 }
@@ -102,10 +128,7 @@ impl Resources {
         });
         Resources {
             clamd,
-            bayes: None,
-            auth_dns: None,
-            dkim_signer: None,
-            keyring: None,
+            ..Resources::default()
         }
     }
 
@@ -143,6 +166,23 @@ impl Resources {
         })
     }
 
+    /// The trust stage, when `[trust] enabled` and the book was loaded.
+    pub fn trust_stage(&self, config: &Config) -> Option<filters::trust::TrustStage> {
+        let book = self.trust.clone().filter(|_| config.trust.enabled)?;
+        Some(filters::trust::TrustStage {
+            book,
+            now: filters::trust::unix_now,
+        })
+    }
+
+    /// TLS reputation, with the domains' TLS history and reverse DNS when available.
+    pub fn tls_stage(&self) -> filters::tls::TlsReputation {
+        filters::tls::TlsReputation {
+            book: self.trust.clone(),
+            dns: self.auth_dns.clone(),
+        }
+    }
+
     /// The Bayes stage, when `[bayes] enabled` and a model was loaded.
     pub fn bayes_stage(&self, config: &Config) -> Option<filters::bayes::Bayes> {
         let model = self.bayes.clone().filter(|_| config.bayes.enabled)?;
@@ -175,6 +215,7 @@ pub struct Pipeline {
     points: BTreeMap<String, f64>,
     metrics: Metrics,
     dkim_signer: Option<Arc<dkim_sign::OutboundSigner>>,
+    learning: learning::Learning,
     /// S/MIME unwrapping, before every inbound stage (`[smime] enabled` and a keyring).
     smime_in: Option<SmimeInbound>,
     /// S/MIME by policy on outbound mail, and the RCPT TO check of the session.
@@ -191,6 +232,7 @@ impl Pipeline {
             points: config.symbols.clone(),
             metrics,
             dkim_signer: resources.dkim_signer.clone(),
+            learning: resources.learning.clone(),
             smime_in: resources
                 .keyring
                 .clone()
@@ -203,6 +245,13 @@ impl Pipeline {
                 .map(|k| Arc::new(SmimeOutbound::new(k, config.smime.clone()))),
             smime_fail_mode: config.stage("smime").fail_mode,
         }
+    }
+
+    /// The message got its final answer (`stored`: 250 after the commit): let the gateway
+    /// learn from it. Returns at once.
+    pub fn learn(&self, envelope: &Envelope, outcome: &Outcome, stored: bool, message: &[u8]) {
+        self.learning
+            .after_verdict(envelope, outcome, stored, message);
     }
 
     /// Outbound S/MIME (for the session's RCPT TO check); `None` when S/MIME is off.
@@ -271,15 +320,22 @@ impl Pipeline {
         }
         let judged = unwrapped.replacement.as_deref().unwrap_or(raw);
         let parsed = mail_parser::MessageParser::default().parse(judged);
-        let ctx = MessageContext {
-            envelope,
-            raw: judged,
-            // DKIM covers what was sent (the encrypted form); keep it for the auth stage.
-            wire: raw,
-            parsed: parsed.as_ref(),
+        // What the stages establish for each other; a valid, trusted S/MIME signature of the
+        // From address authenticates its domain like an aligned DKIM signature.
+        let mut facts = Facts {
+            authenticated_domain: smime_authenticated_domain(&unwrapped, parsed.as_ref()),
+            ..Facts::default()
         };
         for s in stages {
             let started = Instant::now();
+            let ctx = MessageContext {
+                envelope,
+                raw: judged,
+                // DKIM covers what was sent (the encrypted form); kept for the auth stage.
+                wire: raw,
+                parsed: parsed.as_ref(),
+                facts: &facts,
+            };
             let result = s.stage.check_with_headers(&ctx).await;
             self.metrics
                 .stage_time(s.stage.name(), started.elapsed().as_secs_f64());
@@ -289,6 +345,7 @@ impl Pipeline {
                         card.add(self.weigh(sym));
                     }
                     headers.extend(findings.headers);
+                    facts.merge(findings.facts);
                 }
                 Err(e) => {
                     if let Some(out) = self.stage_failed(
@@ -372,6 +429,7 @@ impl Pipeline {
             card,
             reason,
             headers,
+            facts,
             copies,
         }
     }
@@ -393,6 +451,7 @@ impl Pipeline {
                 reason: format!("stage {name} failed: {error}"),
                 headers: headers.to_vec(),
                 copies: vec![MessageCopy::default()],
+                facts: Facts::default(),
             }),
             FailMode::Open => {
                 tracing::warn!(

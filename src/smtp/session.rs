@@ -462,7 +462,9 @@ impl Session {
     /// certificate where one is required, and MAIL FROM is refused.
     fn tls_policy_refusal(&self, sender: &str) -> Option<Reply> {
         let domain = sender.rsplit_once('@').map(|(_, d)| d)?;
-        let policy = self.config().tls_policy_for(domain)?;
+        let policy = self
+            .config()
+            .tls_policy_for(domain, filters::Direction::Inbound)?;
         let refusal = match &self.tls {
             None if policy.require_tls => Some(reply::MUST_STARTTLS),
             Some(t) if policy.require_verified_cert && !t.peer_cert_verified => {
@@ -785,6 +787,16 @@ impl Session {
                     }
                 }
             }
+        }
+        if stored || refusal.is_some() {
+            // Learn from what the stages judged: the S/MIME plaintext of a decrypted message.
+            let judged = match direction {
+                Direction::Inbound => outcome.copies.first().and_then(|c| c.body.as_deref()),
+                Direction::Outbound => None,
+            };
+            self.shared
+                .pipeline
+                .learn(&envelope, &outcome, stored, judged.unwrap_or(&tx.body));
         }
         let verdict = if stored || refusal.is_some() {
             outcome.action.as_str()

@@ -1,18 +1,25 @@
 //! The project's own SMTP sink: a real SMTP server on 127.0.0.1 that records every
-//! message it accepts, and can be told to defer or reject.
+//! message it accepts, and can be told to defer or reject. With a certificate it offers
+//! STARTTLS (openssl), for the outbound TLS policy tests.
 
 use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use openssl::ssl::{Ssl, SslAcceptor, SslFiletype, SslMethod};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_openssl::SslStream;
 
 #[derive(Debug, Clone)]
 pub struct Received {
     pub mail_from: String,
     pub rcpts: Vec<String>,
     pub data: String,
+    /// The message came over STARTTLS.
+    pub tls: bool,
 }
 
 impl Received {
@@ -47,6 +54,20 @@ impl Sink {
     }
 
     pub async fn start_on(addr: SocketAddr) -> Sink {
+        Self::start_with(addr, None).await
+    }
+
+    /// A sink offering STARTTLS with this PEM certificate (chain) and key.
+    pub async fn start_tls(cert: &Path, key: &Path) -> Sink {
+        let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server()).unwrap();
+        b.set_certificate_chain_file(cert)
+            .expect("sink certificate");
+        b.set_private_key_file(key, SslFiletype::PEM)
+            .expect("sink key");
+        Self::start_with("127.0.0.1:0".parse().unwrap(), Some(Arc::new(b.build()))).await
+    }
+
+    async fn start_with(addr: SocketAddr, tls: Option<Arc<SslAcceptor>>) -> Sink {
         let listener = TcpListener::bind(addr).await.expect("bind sink");
         let addr = listener.local_addr().unwrap();
         let messages = Arc::new(Mutex::new(Vec::new()));
@@ -57,9 +78,24 @@ impl Sink {
                 let Ok((s, _)) = listener.accept().await else {
                     return;
                 };
-                let (m, md) = (m.clone(), md.clone());
+                let (m, md, tls) = (m.clone(), md.clone(), tls.clone());
                 tokio::spawn(async move {
-                    let _ = session(s, m, md).await;
+                    let offer = tls.is_some();
+                    let Ok(Some(plain)) = session(s, m.clone(), md.clone(), offer, false).await
+                    else {
+                        return;
+                    };
+                    // STARTTLS: handshake, then the session starts over (RFC 3207).
+                    let acceptor = tls.unwrap();
+                    let Ok(ssl) = Ssl::new(acceptor.context()) else {
+                        return;
+                    };
+                    let Ok(mut stream) = SslStream::new(ssl, plain) else {
+                        return;
+                    };
+                    if Pin::new(&mut stream).accept().await.is_ok() {
+                        let _ = session(stream, m, md, false, true).await;
+                    }
                 });
             }
         });
@@ -101,24 +137,33 @@ impl Drop for Sink {
     }
 }
 
-async fn session(
-    s: tokio::net::TcpStream,
+/// One SMTP session; returns the stream when the client asked for STARTTLS.
+async fn session<S: AsyncRead + AsyncWrite + Unpin>(
+    s: S,
     messages: Arc<Mutex<Vec<Received>>>,
     mode: Arc<Mutex<SinkMode>>,
-) -> std::io::Result<()> {
-    let (r, mut w) = s.into_split();
+    offer_tls: bool,
+    is_tls: bool,
+) -> std::io::Result<Option<S>> {
+    let (r, mut w) = tokio::io::split(s);
     let mut r = BufReader::new(r);
-    w.write_all(b"220 sink.test ESMTP test sink\r\n").await?;
+    if !is_tls {
+        w.write_all(b"220 sink.test ESMTP test sink\r\n").await?;
+    }
     let mut from = String::new();
     let mut rcpts: Vec<String> = Vec::new();
     loop {
         let mut line = String::new();
         if r.read_line(&mut line).await? == 0 {
-            return Ok(());
+            return Ok(None);
         }
         let upper = line.to_ascii_uppercase();
         let reply: String = if upper.starts_with("EHLO") {
-            "250-sink.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n".into()
+            let starttls = if offer_tls { "250-STARTTLS\r\n" } else { "" };
+            format!("250-sink.test\r\n{starttls}250-PIPELINING\r\n250 8BITMIME\r\n")
+        } else if offer_tls && upper.starts_with("STARTTLS") {
+            w.write_all(b"220 2.0.0 go ahead\r\n").await?;
+            return Ok(Some(r.into_inner().unsplit(w)));
         } else if upper.starts_with("HELO") || upper.starts_with("NOOP") {
             "250 ok\r\n".into()
         } else if upper.starts_with("RSET") {
@@ -149,7 +194,7 @@ async fn session(
                 loop {
                     let mut l = String::new();
                     if r.read_line(&mut l).await? == 0 {
-                        return Ok(());
+                        return Ok(None);
                     }
                     if l == ".\r\n" {
                         break;
@@ -160,12 +205,13 @@ async fn session(
                     mail_from: from.clone(),
                     rcpts: std::mem::take(&mut rcpts),
                     data,
+                    tls: is_tls,
                 });
                 "250 2.0.0 stored\r\n".into()
             }
         } else if upper.starts_with("QUIT") {
             w.write_all(b"221 bye\r\n").await?;
-            return Ok(());
+            return Ok(None);
         } else {
             "500 unknown\r\n".into()
         };

@@ -112,6 +112,34 @@ impl AuthDns {
         })
     }
 
+    /// The forward-confirmed reverse DNS name of `ip` (a PTR name whose A/AAAA records
+    /// include `ip`), lowercase without the final dot; `None` when there is none or DNS
+    /// fails (a missing name is no evidence of anything, so errors are not reported).
+    pub async fn confirmed_reverse_name(&self, ip: IpAddr) -> Option<String> {
+        let names = self
+            .authenticator
+            .ptr_lookup(ip, Some(&self.ptr))
+            .await
+            .ok()?;
+        for name in names.rrset.iter().take(3) {
+            let addrs = self
+                .authenticator
+                .ip_lookup(
+                    name,
+                    mail_auth::IpLookupStrategy::Ipv4thenIpv6,
+                    10,
+                    Some(&self.ipv4),
+                    Some(&self.ipv6),
+                )
+                .await
+                .unwrap_or_default();
+            if addrs.contains(&ip) {
+                return Some(name.trim_end_matches('.').to_ascii_lowercase());
+            }
+        }
+        None
+    }
+
     /// mail-auth parameters with all our caches attached.
     fn params<P>(&self, p: P) -> CachedParameters<'_, P> {
         Parameters::new(p)
@@ -214,6 +242,27 @@ impl AuthStage {
         if !spf_symbol.is_empty() {
             found.push(Symbol::new(spf_symbol, identity));
         }
+        // The HELO identity too, separately (RFC 7208 §2.3 recommends it): a server whose
+        // own name's SPF record disowns it is suspect whatever the MAIL FROM says. Only a
+        // clear verdict is reported; "none" is the common case and DNS trouble here is no
+        // reason to hold mail up.
+        let helo_spf = if !mail_from.is_empty() && !helo_is_literal && helo.contains('.') {
+            let out = auth
+                .verify_spf(dns.params(SpfParameters::verify_ehlo(ip, helo, &self.hostname)))
+                .await;
+            let name = match out.result() {
+                SpfResult::Pass => Some("SPF_HELO_PASS"),
+                SpfResult::Fail => Some("SPF_HELO_FAIL"),
+                SpfResult::SoftFail => Some("SPF_HELO_SOFTFAIL"),
+                _ => None,
+            };
+            if let Some(name) = name {
+                found.push(Symbol::new(name, format!("smtp.helo={helo}")));
+            }
+            name.map(|_| out)
+        } else {
+            None
+        };
 
         // The message as mail-auth sees it; unparseable → no DKIM/ARC/DMARC to evaluate.
         // The wire bytes: DKIM/ARC sign what was sent, i.e. the encrypted form of S/MIME.
@@ -278,8 +327,8 @@ impl AuthStage {
             .await;
         let from_domain = dmarc.domain().to_string();
         match dmarc.result() {
-            DmarcResult::Pass => found.push(Symbol::new("DMARC_PASS", from_domain)),
-            DmarcResult::None => found.push(Symbol::new("DMARC_NONE", from_domain)),
+            DmarcResult::Pass => found.push(Symbol::new("DMARC_PASS", from_domain.clone())),
+            DmarcResult::None => found.push(Symbol::new("DMARC_NONE", from_domain.clone())),
             DmarcResult::PermError(e) => found.push(Symbol::new(
                 "DMARC_PERMERROR",
                 format!("{from_domain} ({e})"),
@@ -293,7 +342,7 @@ impl AuthStage {
                     Policy::Quarantine => ("DMARC_POLICY_QUARANTINE", self.dmarc_quarantine_action),
                     Policy::None | Policy::Unspecified => ("DMARC_POLICY_NONE", None),
                 };
-                let mut s = Symbol::new(name, from_domain);
+                let mut s = Symbol::new(name, from_domain.clone());
                 if let Some(action) = forced {
                     s = s.forcing(action);
                 }
@@ -326,16 +375,61 @@ impl AuthStage {
         } else {
             ar.with_spf_mailfrom_result(&spf, ip, mail_from, helo)
         };
+        if let Some(helo_spf) = &helo_spf {
+            ar = ar.with_spf_ehlo_result(helo_spf, ip, helo);
+        }
         ar = ar.with_arc_result(&arc, ip).with_dmarc_result(&dmarc);
         let mut header = format!("Authentication-Results: {ar}");
         if dkim.is_empty() {
             header.push_str(";\r\n\tdkim=none");
         }
+        // The authenticated sender domain, for trust: DMARC's verdict where the domain
+        // publishes a record, else the same alignment test without a record.
+        let authenticated_domain = match dmarc.result() {
+            DmarcResult::Pass => Some(from_domain.to_ascii_lowercase()),
+            DmarcResult::None => {
+                let spf_ok = spf.result() == SpfResult::Pass;
+                aligned_without_record(
+                    &from_domain,
+                    spf_ok.then_some(spf_domain),
+                    dkim.iter()
+                        .filter(|o| o.result() == &DkimResult::Pass)
+                        .filter_map(|o| o.signature().map(|s| s.d.as_str())),
+                )
+            }
+            _ => None,
+        };
         Ok(Findings {
             symbols: found,
             headers: vec![header],
+            facts: crate::Facts {
+                authenticated_domain,
+                ..crate::Facts::default()
+            },
         })
     }
+}
+
+/// Relaxed alignment for a From domain without a DMARC record: a passing SPF domain or
+/// DKIM `d=` that is the From domain, its parent or its subdomain. (DMARC compares
+/// organizational domains via the public suffix list; the label-boundary test here is the
+/// stricter half of that: it never aligns two unrelated registrable domains.)
+fn aligned_without_record<'a>(
+    from_domain: &str,
+    spf_pass_domain: Option<&str>,
+    dkim_pass_domains: impl Iterator<Item = &'a str>,
+) -> Option<String> {
+    let from = from_domain.trim_end_matches('.').to_ascii_lowercase();
+    if from.is_empty() {
+        return None;
+    }
+    let related = |d: &str| {
+        let d = d.trim_end_matches('.').to_ascii_lowercase();
+        d == from || from.ends_with(&format!(".{d}")) || d.ends_with(&format!(".{from}"))
+    };
+    let aligned =
+        spf_pass_domain.is_some_and(related) || dkim_pass_domains.into_iter().any(related);
+    aligned.then_some(from)
 }
 
 /// Remove every `Authentication-Results:` field whose authserv-id is `authserv_id` (ours)
@@ -441,6 +535,36 @@ Authentication-Results: other.example;\r\n\tdkim=pass header.d=x\r\n\
 Subject: hi\r\n\
 \r\n\
 Authentication-Results: gw.portcullis.test; in the body stays\r\n"
+        );
+    }
+
+    #[test]
+    fn alignment_without_a_record_needs_a_related_domain() {
+        let none = std::iter::empty();
+        assert_eq!(
+            aligned_without_record("Example.org", Some("example.org"), none),
+            Some("example.org".into())
+        );
+        assert_eq!(
+            aligned_without_record("example.org", None, ["mail.example.org"].into_iter()),
+            Some("example.org".into())
+        );
+        assert_eq!(
+            aligned_without_record("news.example.org", None, ["example.org"].into_iter()),
+            Some("news.example.org".into())
+        );
+        // a pass for another domain authenticates that domain, not the From
+        assert_eq!(
+            aligned_without_record(
+                "bank.example",
+                Some("evil.example"),
+                ["notbank.example"].into_iter()
+            ),
+            None
+        );
+        assert_eq!(
+            aligned_without_record("", Some("x.example"), std::iter::empty()),
+            None
         );
     }
 

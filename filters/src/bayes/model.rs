@@ -104,10 +104,14 @@ impl Scoring {
 }
 
 /// Scoring parameters. Defaults chosen by 10-fold cross-validation inside the public
-/// training corpus (`portcullis bayes cv`, TRAIN of `corpus/fetch.sh`), never on its test
-/// corpus: the highest ROC AUC (combined 0.9989, multinomial 0.9988, chi-square 0.9978 with
-/// `max_clues` 1000; 0.9957 with 150). Bigrams, other priors, `min_dev`, `alpha` and
-/// `mnb_scale` values measured lower.
+/// training corpus grouped by source (`portcullis bayes cv --grouped`, TRAIN of
+/// `corpus/fetch.sh`: validation on lists and senders the model never saw), never on its
+/// test corpus; the experiments are in `corpus/README.md`. Against the earlier
+/// s = 0.45, min_dev = 0.1, α = 1 (chosen on random folds, which reward memorising
+/// sources): a weaker prior and a smaller α trust tokens seen in few messages more, which
+/// generalises better to unseen sources; min_dev 0.2 keeps near-neutral tokens out of the
+/// chi-square. Grouped-CV ROC AUC of the combined scoring 0.9939 → 0.9958 with the same
+/// tokenizer (0.9916 → 0.9959 together with the tokenizer changes of the same round).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Params {
     pub scoring: Scoring,
@@ -130,11 +134,11 @@ impl Default for Params {
     fn default() -> Self {
         Params {
             scoring: Scoring::Combined,
-            robinson_s: 0.45,
+            robinson_s: 0.1,
             robinson_x: 0.5,
-            min_dev: 0.1,
+            min_dev: 0.2,
             max_clues: 1000,
-            alpha: 1.0,
+            alpha: 0.1,
             mnb_scale: 1.0,
         }
     }
@@ -471,9 +475,11 @@ mod tests {
         let p = Params::default();
         // unseen token → x
         assert_eq!(m.robinson(Counts::default(), &p), 0.5);
-        // seen once in spam: (0.45*0.5 + 1*1) / 1.45
+        // seen once in spam: (s*0.5 + 1*1) / (s + 1)
         let f = m.robinson(Counts { ham: 0, spam: 1 }, &p);
-        assert!((f - (0.225 + 1.0) / 1.45).abs() < 1e-12);
+        let s = p.robinson_s;
+        assert!((f - (s * 0.5 + 1.0) / (s + 1.0)).abs() < 1e-12);
+        assert!(f > 0.5 && f < 1.0);
         // class sizes are normalised: 10/1000 ham vs 1/100 spam is neutral
         m.ham_msgs = 1000;
         let f = m.robinson(Counts { ham: 10, spam: 1 }, &p);

@@ -5,16 +5,20 @@
 //! - every text part, decoded (base64 / quoted-printable) and charset-converted by
 //!   mail-parser: lowercased words (`w:`), digit runs reduced to their length (`num:`),
 //!   money amounts (`money`), long words as a length bucket (`long:`);
-//! - HTML parts reduced to text (same word features) plus markup features (`html:`): the tags
-//!   used, hidden text (`display:none`, `visibility:hidden`, tiny fonts), the link/text ratio,
-//!   image-only messages, HTML without a plain-text alternative;
+//! - HTML parts reduced to text (same word features) plus content-level markup features
+//!   (`html:`): hidden text (`display:none`, `visibility:hidden`, tiny fonts), comments, the
+//!   link/text ratio, image count, image-only messages, HTML without a plain-text
+//!   alternative — not which tags are used (see [`html`]);
 //! - URLs in text and in `href`/`src`: host (`uh:`), registered domain (`ud:`), IP hosts,
-//!   URL count bucket;
+//!   user-info and escaped URLs, URL count bucket — not the words of the path;
 //! - selected headers: Subject words and shape (`s:`), From display name words (`fn:`) and
 //!   domain (`fd:`), Reply-To domain and whether it differs from From (`rt:`), the
 //!   Content-Type shape of the message and of each part (`ct:`, `pt:`, `cs:`, `cte:`),
 //!   X-Mailer / User-Agent words (`xm:`);
 //! - attachments: file extension and content type (`att:`).
+//!
+//! Mailing-list footers (a line of underscores, then "mailing list" / "listinfo") are cut
+//! off the text: they say which list a message came through, not whether it is spam.
 //!
 //! Never dates: Date, Received and every other header not listed above are ignored, digit
 //! runs become their length only, and month and weekday names are dropped — a filter that
@@ -422,6 +426,7 @@ fn clip(s: &str) -> &str {
 
 /// Plain text: URLs first (so their parts do not become words), then words.
 fn text(t: &str, sink: &mut Sink, st: &mut State) {
+    let t = strip_list_footer(t);
     let mut rest = String::with_capacity(t.len());
     let mut last = 0;
     for (start, end) in find_urls(t) {
@@ -435,6 +440,26 @@ fn text(t: &str, sink: &mut Sink, st: &mut State) {
     words(&rest, "", sink, &mut n);
     st.words += n;
 }
+
+/// The text without a mailing-list footer: a line of underscores followed by "mailing list"
+/// or "listinfo" within the last [`FOOTER_BYTES`] of the text. Only at the very end, so a
+/// sender cannot hide a body from the filter behind a fake footer.
+fn strip_list_footer(t: &str) -> &str {
+    let Some(at) = t.rfind("\n____________________") else {
+        return t;
+    };
+    if t.len() - at > FOOTER_BYTES {
+        return t;
+    }
+    let tail = t[at..].to_ascii_lowercase();
+    if tail.contains("mailing list") || tail.contains("listinfo") {
+        &t[..at]
+    } else {
+        t
+    }
+}
+
+const FOOTER_BYTES: usize = 600;
 
 /// Byte ranges of `http://`, `https://` and `www.` URLs.
 fn find_urls(t: &str) -> Vec<(usize, usize)> {
@@ -494,26 +519,20 @@ fn url(u: &str, sink: &mut Sink, st: &mut State) {
         sink.add("uh:", host);
         sink.add("ud:", registered_domain(host));
     }
-    let path = &rest[end..];
-    if path.contains('%') {
+    // Not the words of the path: grouped cross-validation measured them as the source's
+    // identity (tracking ids, list-archive paths), ROC AUC 0.9916 → 0.9939 without them.
+    if rest[end..].contains('%') {
         sink.add("url:", "escaped");
-    }
-    let mut n = 0;
-    for piece in path.split(|c: char| !c.is_ascii_alphanumeric()) {
-        if (3..=MAX_WORD).contains(&piece.len()) && !piece.chars().all(|c| c.is_ascii_digit()) {
-            sink.add("up:", piece);
-            n += 1;
-            if n >= 8 {
-                break;
-            }
-        }
     }
 }
 
-/// HTML: tags and attributes become markup features, text between tags becomes words.
+/// HTML: text between tags becomes words; of the markup only content-level signals are
+/// features (hidden text, comments, links, images). Which tags a message uses is not: in a
+/// training set whose ham is mostly plain text, every tag teaches "HTML = spam", which
+/// flags legitimate commercial and HTML mail (and measured no better in grouped
+/// cross-validation).
 fn html(h: &str, sink: &mut Sink, st: &mut State) {
     let mut visible = String::with_capacity(h.len() / 2);
-    let mut tags: HashSet<&str> = HashSet::new();
     let mut hidden = false;
     let mut skip_until: Option<&str> = None;
     let mut i = 0;
@@ -554,18 +573,7 @@ fn html(h: &str, sink: &mut Sink, st: &mut State) {
             }
             if name == "script" || name == "style" {
                 skip_until = Some(if name == "script" { "script" } else { "style" });
-                sink.add("html:tag:", &name);
                 continue;
-            }
-            if !name.is_empty()
-                && name.len() <= 10
-                && name.bytes().all(|c| c.is_ascii_alphanumeric())
-            {
-                if let Some(t) = KNOWN_TAGS.iter().find(|t| **t == name) {
-                    tags.insert(t);
-                } else {
-                    tags.insert("other");
-                }
             }
             let attrs = tag[name_end..].to_ascii_lowercase();
             let compact: String = attrs.chars().filter(|c| !c.is_whitespace()).collect();
@@ -607,60 +615,11 @@ fn html(h: &str, sink: &mut Sink, st: &mut State) {
     if hidden {
         sink.add("html:", "hidden-text");
     }
-    for t in tags {
-        sink.add("html:tag:", t);
-    }
     let decoded = decode_entities(&visible);
     let before = st.words;
     text(&decoded, sink, st);
     st.html_words += st.words - before;
 }
-
-const KNOWN_TAGS: &[&str] = &[
-    "a",
-    "b",
-    "i",
-    "u",
-    "p",
-    "br",
-    "hr",
-    "div",
-    "span",
-    "font",
-    "table",
-    "tr",
-    "td",
-    "th",
-    "tbody",
-    "img",
-    "center",
-    "body",
-    "html",
-    "head",
-    "title",
-    "meta",
-    "form",
-    "input",
-    "iframe",
-    "object",
-    "embed",
-    "map",
-    "area",
-    "h1",
-    "h2",
-    "h3",
-    "ul",
-    "li",
-    "strong",
-    "em",
-    "blockquote",
-    "pre",
-    "small",
-    "big",
-    "base",
-    "link",
-    "o",
-];
 
 fn decode_entities(s: &str) -> String {
     if !s.contains('&') {
@@ -719,7 +678,8 @@ fn words(s: &str, prefix: &str, sink: &mut Sink, count: &mut usize) {
 }
 
 /// Word pairs of body text as features: off, 10-fold cross-validation inside TRAIN gave a
-/// lower ROC AUC with them (chi-square 0.9978 → 0.9959, multinomial 0.9988 → 0.9968).
+/// lower ROC AUC with them (random folds: chi-square 0.9978 → 0.9959, multinomial
+/// 0.9988 → 0.9968; grouped folds with the current defaults: combined 0.9954 → 0.9950).
 const BIGRAMS: bool = false;
 
 #[cfg(test)]
@@ -781,10 +741,8 @@ TVqQAAMAAAAEAAAA\r\n\
             "uh:www.pills.spam.example",
             "ud:spam.example",
             "uh:click.tracker.example",
-            "up:buy",
             "html:hidden-text",
-            "html:tag:img",
-            "html:tag:a",
+            "html:images:1",
             "hello",
             "welcome",
             "att:ext:exe",
@@ -796,6 +754,34 @@ TVqQAAMAAAAEAAAA\r\n\
         // URL pieces are not body words; markup is not text
         assert!(!t.contains(&"http".to_string()), "{t:?}");
         assert!(!t.contains(&"div".to_string()), "{t:?}");
+        // source identity, not spamminess: no URL path words, no tag inventory
+        assert!(
+            !t.iter()
+                .any(|x| x.starts_with("up:") || x.starts_with("html:tag:")),
+            "{t:?}"
+        );
+    }
+
+    #[test]
+    fn mailing_list_footers_are_cut() {
+        let with = "From: a@b.example\r\nSubject: patch\r\n\r\nthe patch looks good\r\n\
+_______________________________________________\r\n\
+Exmh-workers mailing list\r\n\
+https://listman.example/mailman/listinfo/exmh-workers\r\n";
+        let t = token_names(with.as_bytes());
+        assert!(t.contains(&"patch".to_string()), "{t:?}");
+        for gone in ["exmh-workers", "mailing", "uh:listman.example"] {
+            assert!(!t.contains(&gone.to_string()), "{gone} in {t:?}");
+        }
+        // a line of underscores that is no list footer stays text
+        let rule = "From: a@b.example\r\n\r\nabove\r\n______________________\r\nbelow here\r\n";
+        assert!(token_names(rule.as_bytes()).contains(&"below".to_string()));
+        // nor does a "footer" with a whole body after it
+        let hiding = format!(
+            "From: a@b.example\r\n\r\nhi\r\n______________________\r\nmailing list\r\n{}\r\n",
+            "viagra ".repeat(100)
+        );
+        assert!(token_names(hiding.as_bytes()).contains(&"viagra".to_string()));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! failure: the pipeline's fail mode applies (451 by default, never a silent pass).
 
 pub mod clamd;
+mod session;
 
 use std::sync::Arc;
 
