@@ -42,7 +42,7 @@ const HAM_WORDS: &[&str] = &[
 ];
 
 /// A generated message: words picked from `words` by `i`, sender and subject to match.
-fn generated(i: usize, spam: bool) -> String {
+pub(crate) fn generated(i: usize, spam: bool) -> String {
     let words = if spam { SPAM_WORDS } else { HAM_WORDS };
     let pick = |k: usize| words[(i * 7 + k * 3) % words.len()];
     let body: Vec<&str> = (0..40).map(pick).collect();
@@ -68,7 +68,7 @@ fn generated(i: usize, spam: bool) -> String {
     )
 }
 
-fn write_set(dir: &Path, range: std::ops::Range<usize>, spam: bool) {
+pub(crate) fn write_set(dir: &Path, range: std::ops::Range<usize>, spam: bool) {
     std::fs::create_dir_all(dir).unwrap();
     for i in range {
         std::fs::write(dir.join(format!("{i}.eml")), generated(i, spam)).unwrap();
@@ -93,7 +93,7 @@ async fn send_and_row(gw: &Gateway, msg: &str) -> serde_json::Value {
 }
 
 /// `portcullis bayes train` on `dir/ham` and `dir/spam`: (exit code, stdout, stderr).
-fn train(gw: &Gateway, dir: &std::path::Path) -> (i32, String, String) {
+pub(crate) fn train(gw: &Gateway, dir: &std::path::Path) -> (i32, String, String) {
     let (ham, spam) = (dir.join("ham"), dir.join("spam"));
     gw.cli(&[
         "bayes",

@@ -507,6 +507,70 @@ async fn an_encrypted_virus_is_rejected_in_the_dialog() {
 }
 
 #[tokio::test]
+async fn an_encrypted_spam_is_judged_on_its_plaintext_by_bayes() {
+    use crate::bayes::{generated, train, write_set};
+    let pki = TestPki::new("Interop CA");
+    let bob = pki.holder("bob@example.test");
+    // the next hop is down: accepted mail stays in the queue, where its verdict shows
+    let gw = Gateway::start(
+        Sink::dead_addr(),
+        &format!("{CERTS}[bayes]\nmin_ham = 5\nmin_spam = 5\nreload_secs = 1\n"),
+    );
+    certs(
+        &gw,
+        &[
+            "import",
+            bob.p12.to_str().unwrap(),
+            "--password-file",
+            bob.password_file.to_str().unwrap(),
+        ],
+    );
+    let dir = gw.dir.path().join("fixtures");
+    write_set(&dir.join("ham"), 0..6, false);
+    write_set(&dir.join("spam"), 0..6, true);
+    let (code, out, err) = train(&gw, &dir);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        wait_until(10, || gw.log().contains("spam=6")).await,
+        "no reload:\n{}",
+        gw.log()
+    );
+    settle().await;
+    // the body of a spam like the trained ones, as the encrypted entity
+    let spam = generated(300, true);
+    let body = spam.split_once("\r\n\r\n").unwrap().1;
+    let inner = format!("Content-Type: text/plain; charset=utf-8\r\n\r\n{body}");
+    let enc = cli_encrypt(&pki, &bob, &["-aes-256-cbc"], inner.as_bytes());
+    assert!(find(&enc, b"cheap").is_none() && find(&enc, b"casino").is_none());
+    let r = send(
+        &gw,
+        "promo@deals.test",
+        "bob@example.test",
+        &mail(
+            "promo@deals.test",
+            "bob@example.test",
+            "spam@deals.test",
+            &enc,
+        ),
+    )
+    .await;
+    // quarantined (250, held) or rejected: either way judged on the plaintext
+    if r.code == 250 {
+        let q = gw.queue_json();
+        assert_eq!(q.len(), 1, "{q:?}");
+        let syms = q[0]["symbols"].as_str().unwrap();
+        assert!(
+            syms.contains("SMIME_DECRYPTED") && syms.contains("BAYES_SPAM"),
+            "{syms}"
+        );
+        assert_eq!(q[0]["state"], "held", "{q:?}");
+    } else {
+        assert_eq!(r.code, 550, "{}", r.text);
+        assert!(gw.log().contains("BAYES_SPAM"), "{}", gw.log());
+    }
+}
+
+#[tokio::test]
 async fn broken_or_foreign_smime_gets_its_symbol_and_the_configured_action() {
     let pki = TestPki::new("Interop CA");
     let bob = pki.holder("bob@example.test");
