@@ -27,6 +27,7 @@ struct Inner {
     connections_refused: Family<Labels1, Counter>,
     tls_sessions: Counter,
     messages: Family<Labels2, Counter>,
+    symbols: Family<Labels1, Counter>,
     stage_seconds: Family<Labels1, Histogram, fn() -> Histogram>,
     queue_depth: Gauge,
     queue_held: Gauge,
@@ -79,6 +80,12 @@ impl Metrics {
             "messages",
             "Messages by direction and verdict (accept, tag, quarantine, reject, tempfail)",
             messages.clone(),
+        );
+        let symbols = Family::<Labels1, Counter>::default();
+        registry.register(
+            "symbols",
+            "Symbols the stages reported, by name (alert on e.g. TLS_DOWNGRADE, CLAM_VIRUS)",
+            symbols.clone(),
         );
         let stage_seconds: Family<Labels1, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(latency_histogram);
@@ -136,6 +143,7 @@ impl Metrics {
             connections_refused,
             tls_sessions,
             messages,
+            symbols,
             stage_seconds,
             queue_depth,
             queue_held,
@@ -172,6 +180,10 @@ impl Metrics {
             .messages
             .get_or_create(&[("direction", direction), ("verdict", verdict)])
             .inc();
+    }
+
+    pub fn symbol(&self, name: &'static str) {
+        self.0.symbols.get_or_create(&[("symbol", name)]).inc();
     }
 
     pub fn stage_time(&self, stage: &'static str, seconds: f64) {

@@ -182,6 +182,11 @@ async fn a_partner_that_always_showed_a_certificate_is_flagged_when_it_stops() {
     );
     let s = symbols("plain@partner.test");
     assert!(s.contains("TLS_DOWNGRADE(3.00)"), "{s}");
+    let metrics = gw.metrics_text();
+    assert!(
+        metrics.contains("portcullis_symbols_total{symbol=\"TLS_DOWNGRADE\"} 1"),
+        "{metrics}"
+    );
     assert!(
         gw.log()
             .contains("TLS downgrade: this domain always showed a verified client certificate"),

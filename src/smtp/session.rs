@@ -804,6 +804,9 @@ impl Session {
             "tempfail"
         };
         self.shared.metrics.message(direction.as_str(), verdict);
+        for s in &outcome.card.symbols {
+            self.shared.metrics.symbol(s.name);
+        }
         tracing::info!(
             target: "portcullis::message",
             id = %id,
