@@ -170,6 +170,18 @@ pub fn unwrap(
     keys: &[KeyPair<'_>],
     trust: &X509StoreRef,
 ) -> Result<Option<Unwrapped>, SmimeError> {
+    unwrap_with(message, keys, trust, &[])
+}
+
+/// [`unwrap`], with CA certificates we hold but do not trust (`intermediates`) to build a
+/// signer's chain when the sender left them out of the message (many clients send only
+/// their own certificate). They link a chain to an anchor; they never are one.
+pub fn unwrap_with(
+    message: &[u8],
+    keys: &[KeyPair<'_>],
+    trust: &X509StoreRef,
+    intermediates: &[X509],
+) -> Result<Option<Unwrapped>, SmimeError> {
     if !is_smime(message) {
         return Ok(None);
     }
@@ -195,7 +207,7 @@ pub fn unwrap(
                 let der = mime::decode_body(sig_entity.body, &sig_ct.transfer_encoding)
                     .map_err(|e| SmimeError::Malformed(format!("signature part: {e}")))?;
                 let content = mime::to_crlf(parts.content);
-                let (_, results) = verify(&der, Some(&content), trust, false)?;
+                let (_, results) = verify(&der, Some(&content), trust, intermediates, false)?;
                 out.signatures.extend(results);
                 out.layers.push(Layer::Signed { opaque: false });
                 out.signed_entity = Some(current.clone());
@@ -207,7 +219,7 @@ pub fn unwrap(
                     .map_err(|e| SmimeError::Malformed(format!("pkcs7-mime body: {e}")))?;
                 match cms_info::kind(&der).map_err(SmimeError::Malformed)? {
                     Kind::Signed => {
-                        let (content, results) = verify(&der, None, trust, true)?;
+                        let (content, results) = verify(&der, None, trust, intermediates, true)?;
                         out.signatures.extend(results);
                         out.layers.push(Layer::Signed { opaque: true });
                         out.signed_entity = Some(current.clone());
@@ -275,6 +287,7 @@ fn verify(
     der: &[u8],
     detached: Option<&[u8]>,
     trust: &X509StoreRef,
+    intermediates: &[X509],
     opaque: bool,
 ) -> Result<(Vec<u8>, Vec<SignatureResult>), SmimeError> {
     let parse = || {
@@ -351,9 +364,19 @@ fn verify(
                 .collect();
             let status = match (&status, signer) {
                 (SignatureStatus::UntrustedChain(why), Some(cert)) => {
-                    SignatureStatus::UntrustedChain(
-                        chain_error(&cert.der, &chain_der, trust).unwrap_or(why.clone()),
-                    )
+                    match chain_error(&cert.der, &chain_der, intermediates, trust) {
+                        Some(reason) => SignatureStatus::UntrustedChain(reason),
+                        // OpenSSL 3.0's CMS_verify builds chains from the message's own
+                        // certificates only; ours completed it. The purpose check CMS does
+                        // (S/MIME signing) is ours to make then.
+                        None if !intermediates.is_empty() => {
+                            match smime_signing_problems(&cert.der) {
+                                None => SignatureStatus::Valid,
+                                Some(p) => SignatureStatus::UntrustedChain(p),
+                            }
+                        }
+                        None => SignatureStatus::UntrustedChain(why.clone()),
+                    }
                 }
                 (st, _) => st.clone(),
             };
@@ -371,24 +394,54 @@ fn verify(
     Ok((content, results))
 }
 
+/// Why a (chain-verified) signer certificate may not sign S/MIME mail: validity, key usage,
+/// extended key usage; `None` when it may.
+fn smime_signing_problems(der: &[u8]) -> Option<String> {
+    let cert = match X509::from_der(der) {
+        Ok(c) => c,
+        Err(e) => return Some(format!("unreadable certificate: {e}")),
+    };
+    let facts = match super::info::CertFacts::of(&cert) {
+        Ok(f) => f,
+        Err(e) => return Some(format!("unreadable certificate: {e}")),
+    };
+    let problems = facts.signing_problems(super::info::now());
+    (!problems.is_empty()).then(|| problems.join(", "))
+}
+
 /// Why `cert` does not verify against `trust` (e.g. "certificate has expired");
 /// `None` when it does.
-fn chain_error(cert: &[u8], chain: &[Vec<u8>], trust: &X509StoreRef) -> Option<String> {
-    let cert = X509::from_der(cert).ok()?;
-    let mut stack = Stack::new().ok()?;
-    for c in chain {
-        stack.push(X509::from_der(c).ok()?).ok()?;
-    }
-    let mut ctx = X509StoreContext::new().ok()?;
-    let result = ctx
-        .init(trust, &cert, &stack, |c| {
+fn chain_error(
+    cert: &[u8],
+    chain: &[Vec<u8>],
+    intermediates: &[X509],
+    trust: &X509StoreRef,
+) -> Option<String> {
+    // Anything that keeps the check from running is a reason, never a pass: a `None` here
+    // can make a signature valid (see `verify`).
+    let check = || -> Result<(bool, openssl::x509::X509VerifyResult), String> {
+        let cert = X509::from_der(cert).map_err(|e| format!("unreadable certificate: {e}"))?;
+        let mut stack = Stack::new().map_err(|e| e.to_string())?;
+        for c in chain {
+            // a certificate we cannot read is no help to the chain; skip it
+            if let Ok(c) = X509::from_der(c) {
+                stack.push(c).map_err(|e| e.to_string())?;
+            }
+        }
+        for c in intermediates {
+            stack.push(c.clone()).map_err(|e| e.to_string())?;
+        }
+        let mut ctx = X509StoreContext::new().map_err(|e| e.to_string())?;
+        ctx.init(trust, &cert, &stack, |c| {
             let ok = c.verify_cert()?;
             Ok((ok, c.error()))
         })
-        .ok()?;
-    match result {
-        (true, _) => None,
-        (false, err) => Some(err.error_string().to_string()),
+        .map_err(|e| format!("chain check failed: {e}"))
+    };
+    match check() {
+        Ok((true, _)) => None,
+        Ok((false, err)) => Some(err.error_string().to_string()),
+        Err(e) => Some(e),
     }
 }
 

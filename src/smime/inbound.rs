@@ -81,6 +81,7 @@ impl SmimeInbound {
             }
         }
         let trust = self.keyring.trust_store()?;
+        let intermediates = self.keyring.intermediates();
         let message = raw.to_vec();
         // RSA private-key operations take milliseconds: off the reactor.
         let result = super::cpu::run(move || {
@@ -91,7 +92,7 @@ impl SmimeInbound {
                     key: &i.key,
                 })
                 .collect();
-            engine::unwrap(&message, &keys, &trust)
+            engine::unwrap_with(&message, &keys, &trust, &intermediates)
         })
         .await?;
         Ok(match result {

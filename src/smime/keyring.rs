@@ -25,6 +25,10 @@ pub trait Keyring: Send + Sync {
     /// System roots plus the configured and explicitly trusted CAs, shared (built once per
     /// change of the store: building one costs milliseconds).
     fn trust_store(&self) -> anyhow::Result<Arc<X509Store>>;
+    /// CA certificates held but not trusted, to complete chains senders send incomplete.
+    fn intermediates(&self) -> Vec<X509> {
+        Vec::new()
+    }
     /// Remember a partner's verified certificate (and chain, capabilities) for encryption.
     fn harvest<'a>(
         &'a self,
@@ -50,6 +54,9 @@ impl Keyring for super::store::CertStore {
     }
     fn trust_store(&self) -> anyhow::Result<Arc<X509Store>> {
         super::store::CertStore::shared_trust_store(self)
+    }
+    fn intermediates(&self) -> Vec<X509> {
+        super::store::CertStore::intermediates(self)
     }
     fn harvest<'a>(
         &'a self,

@@ -389,3 +389,59 @@ fn openssl_cms_verifies_and_decrypts_what_the_engine_produces() {
         "2.16.840.1.101.3.4.1.46".to_string()
     ]));
 }
+
+#[test]
+fn a_chain_sent_incomplete_is_completed_from_held_intermediates_never_trusted_by_them() {
+    use openssl::x509::store::X509StoreBuilder;
+    let root = super::testpki::Pki::named("Root CA");
+    let sub = root.sub_ca("Issuing Sub CA");
+    let alice = sub.user("alice@partner.test");
+    let pair = KeyPair {
+        cert: &alice.cert,
+        key: &alice.key,
+    };
+    // the signature carries alice's certificate only, not the sub-CA's
+    let msg = outer(&engine::sign(ENTITY, &pair, &[]).unwrap());
+    let mut b = X509StoreBuilder::new().unwrap();
+    b.add_cert(root.ca_cert.clone()).unwrap();
+    let anchors = b.build();
+    let status = |intermediates: &[openssl::x509::X509],
+                  anchors: &openssl::x509::store::X509StoreRef| {
+        let u = engine::unwrap_with(&msg, &[], anchors, intermediates)
+            .unwrap()
+            .unwrap();
+        u.signatures[0].status.clone()
+    };
+    assert!(
+        matches!(status(&[], &anchors), SignatureStatus::UntrustedChain(_)),
+        "{:?}",
+        status(&[], &anchors)
+    );
+    assert_eq!(
+        status(std::slice::from_ref(&sub.ca_cert), &anchors),
+        SignatureStatus::Valid
+    );
+    // completing the chain is no licence for a certificate not made for S/MIME
+    let web = sub.issue(super::testpki::UserSpec {
+        eku_email: false,
+        ..super::testpki::UserSpec::email("web@partner.test")
+    });
+    let web_pair = KeyPair {
+        cert: &web.cert,
+        key: &web.key,
+    };
+    let web_msg = outer(&engine::sign(ENTITY, &web_pair, &[]).unwrap());
+    let u = engine::unwrap_with(&web_msg, &[], &anchors, std::slice::from_ref(&sub.ca_cert))
+        .unwrap()
+        .unwrap();
+    match &u.signatures[0].status {
+        SignatureStatus::UntrustedChain(why) => assert!(why.contains("emailProtection"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    // an intermediate only links: with no trusted root it is still untrusted
+    let empty = X509StoreBuilder::new().unwrap().build();
+    assert!(matches!(
+        status(std::slice::from_ref(&sub.ca_cert), &empty),
+        SignatureStatus::UntrustedChain(_)
+    ));
+}
