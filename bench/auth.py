@@ -90,22 +90,11 @@ def gateway_rate(args, workdir, tag, dns_port, message_file, with_auth):
     sink = bench.Sink(workdir, tag)
     gw = None
     try:
-        gwdir = os.path.join(workdir, f"gw-{tag}")
-        os.makedirs(os.path.join(gwdir, "data"))
-        gwport = bench.free_port()
-        cfg = os.path.join(gwdir, "portcullis.toml")
         stages = (f'[auth]\nenabled = true\n[trust]\nenabled = true\n' if with_auth
                   else '[auth]\nenabled = false\n[trust]\nenabled = false\n')
-        with open(cfg, "w") as f:
-            f.write(f'hostname = "gw.bench.test"\ndata_dir = "{gwdir}/data"\nlocal_domains = ["example.test"]\n'
-                    f'internal_networks = []\ninbound_next_hop = "127.0.0.1:{sink.port}"\nmetrics_bind = ""\n'
-                    f'dns_servers = ["127.0.0.1:{dns_port}"]\n'
-                    f'[[listeners]]\nbind = "127.0.0.1:{gwport}"\ntls = "none"\n[limits]\nmax_connections_per_ip = 100\n'
-                    f'{stages}')
-        log = os.path.join(gwdir, "portcullis.log")
-        with open(log, "wb") as lf:
-            gw = bench.spawn([args.gateway, "run", "--config", cfg], stdout=lf, stderr=subprocess.STDOUT)
-        bench.wait_listening(gwport, 30, "the gateway", gw, log)
+        gw, gwport, log = bench.start_gateway(
+            args.gateway, workdir, tag, sink.port,
+            top=f'dns_servers = ["127.0.0.1:{dns_port}"]\n', tables=stages)
         n = args.messages
         times = bench.run_source(gwport, n, workdir, tag, sink, args.timeout,
                                  message_file=message_file, sender=f"sender@{DOMAIN}")

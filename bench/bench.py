@@ -320,36 +320,46 @@ def read_vmhwm_kib(pid):
     return None
 
 
+def start_gateway(binary, workdir, tag, sink_port, top="", tables="", timeout=30):
+    """Start the gateway on a fresh data dir and a free loopback port: plain SMTP, inbound mail
+    for DOMAIN delivered to 127.0.0.1:sink_port, no metrics endpoint. `top` adds top-level
+    keys, `tables` config tables. Returns (process, SMTP port, log path)."""
+    gwdir = os.path.join(workdir, f"gw-{tag}")
+    data = os.path.join(gwdir, "data")
+    os.makedirs(data)
+    port = free_port()
+    cfg = os.path.join(gwdir, "portcullis.toml")
+    with open(cfg, "w") as f:
+        f.write(
+            f'hostname = "gw.bench.test"\n'
+            f'data_dir = "{data}"\n'
+            f'local_domains = ["{DOMAIN}"]\n'
+            f"internal_networks = []\n"
+            f'inbound_next_hop = "127.0.0.1:{sink_port}"\n'
+            f'metrics_bind = ""\n'
+            f'log_format = "text"\n'
+            f"{top}"
+            f"[[listeners]]\n"
+            f'bind = "127.0.0.1:{port}"\n'
+            f'tls = "none"\n'
+            f"[limits]\n"
+            f"max_connections_per_ip = 100\n"
+            f"{tables}"
+        )
+    log = os.path.join(gwdir, "portcullis.log")
+    with open(log, "wb") as lf:
+        gw = spawn([binary, "run", "--config", cfg], stdout=lf, stderr=subprocess.STDOUT, cwd=gwdir)
+    wait_listening(port, timeout, "the portcullis gateway", gw, log)
+    return gw, port, log
+
+
 def case_gateway(args, workdir, tag):
     n = args.messages
     sink = Sink(workdir, tag)
     gw = None
     try:
-        gwdir = os.path.join(workdir, f"gw-{tag}")
-        data = os.path.join(gwdir, "data")
-        os.makedirs(data)
-        gwport = free_port()
-        cfg = os.path.join(gwdir, "portcullis.toml")
-        with open(cfg, "w") as f:
-            f.write(
-                f'hostname = "gw.bench.test"\n'
-                f'data_dir = "{data}"\n'
-                f'local_domains = ["{DOMAIN}"]\n'
-                f"internal_networks = []\n"
-                f'inbound_next_hop = "127.0.0.1:{sink.port}"\n'
-                f'metrics_bind = ""\n'
-                f'log_format = "text"\n'
-                f"[[listeners]]\n"
-                f'bind = "127.0.0.1:{gwport}"\n'
-                f'tls = "none"\n'
-                f"[limits]\n"
-                f"max_connections_per_ip = 100\n"
-            )
-        gwlog = os.path.join(gwdir, "portcullis.log")
-        with open(gwlog, "wb") as lf:
-            gw = spawn([args.gateway, "run", "--config", cfg], stdout=lf, stderr=subprocess.STDOUT,
-                       cwd=gwdir)
-        wait_listening(gwport, args.start_timeout, "the portcullis gateway", gw, gwlog)
+        gw, gwport, gwlog = start_gateway(args.gateway, workdir, tag, sink.port,
+                                          timeout=args.start_timeout)
         try:
             r = run_source(gwport, n, workdir, tag, sink, args.timeout)
         except BenchError as e:

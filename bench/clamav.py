@@ -196,21 +196,10 @@ def gateway_with_clamav(args, workdir, tag, clamd, n):
     sink = bench.Sink(workdir, tag)
     gw = None
     try:
-        gwdir = os.path.join(workdir, f"gw-{tag}")
-        os.makedirs(os.path.join(gwdir, "data"))
-        gwport = bench.free_port()
-        cfg = os.path.join(gwdir, "portcullis.toml")
         endpoint = f'address = "127.0.0.1:{clamd.port}"' if args.tcp else f'socket = "{clamd.socket}"'
         conns = "" if args.clamd_connections is None else f"max_connections = {args.clamd_connections}\n"
-        with open(cfg, "w") as f:
-            f.write(f'hostname = "gw.bench.test"\ndata_dir = "{gwdir}/data"\nlocal_domains = ["{bench.DOMAIN}"]\n'
-                    f'internal_networks = []\ninbound_next_hop = "127.0.0.1:{sink.port}"\nmetrics_bind = ""\n'
-                    f'[[listeners]]\nbind = "127.0.0.1:{gwport}"\ntls = "none"\n[limits]\nmax_connections_per_ip = 100\n'
-                    f'[clamav]\nenabled = true\n{endpoint}\n{conns}')
-        log = os.path.join(gwdir, "portcullis.log")
-        with open(log, "wb") as lf:
-            gw = bench.spawn([args.gateway, "run", "--config", cfg], stdout=lf, stderr=subprocess.STDOUT)
-        bench.wait_listening(gwport, 30, "the gateway", gw, log)
+        gw, gwport, log = bench.start_gateway(args.gateway, workdir, tag, sink.port,
+                                              tables=f'[clamav]\nenabled = true\n{endpoint}\n{conns}')
         c0 = {"clamd": clamd.cpu(), "gateway": proc_cpu(gw.pid), "sink": proc_cpu(sink.proc.pid)}
         l0 = children_cpu()
         try:

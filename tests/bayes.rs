@@ -68,7 +68,7 @@ pub(crate) fn generated(i: usize, spam: bool) -> String {
     )
 }
 
-pub(crate) fn write_set(dir: &Path, range: std::ops::Range<usize>, spam: bool) {
+fn write_set(dir: &Path, range: std::ops::Range<usize>, spam: bool) {
     std::fs::create_dir_all(dir).unwrap();
     for i in range {
         std::fs::write(dir.join(format!("{i}.eml")), generated(i, spam)).unwrap();
@@ -93,7 +93,7 @@ async fn send_and_row(gw: &Gateway, msg: &str) -> serde_json::Value {
 }
 
 /// `portcullis bayes train` on `dir/ham` and `dir/spam`: (exit code, stdout, stderr).
-pub(crate) fn train(gw: &Gateway, dir: &std::path::Path) -> (i32, String, String) {
+fn train(gw: &Gateway, dir: &std::path::Path) -> (i32, String, String) {
     let (ham, spam) = (dir.join("ham"), dir.join("spam"));
     gw.cli(&[
         "bayes",
@@ -103,6 +103,17 @@ pub(crate) fn train(gw: &Gateway, dir: &std::path::Path) -> (i32, String, String
         "--spam",
         spam.to_str().unwrap(),
     ])
+}
+
+/// Generated ham 0..`ham` and spam 0..`spam` in `data/fixtures`, learned with
+/// `bayes train` (which must succeed); its output.
+pub(crate) fn train_generated(gw: &Gateway, ham: usize, spam: usize) -> String {
+    let dir = gw.dir.path().join("fixtures");
+    write_set(&dir.join("ham"), 0..ham, false);
+    write_set(&dir.join("spam"), 0..spam, true);
+    let (code, out, err) = train(gw, &dir);
+    assert_eq!(code, 0, "{out}{err}");
+    out
 }
 
 fn symbols(row: &serde_json::Value) -> String {
@@ -117,11 +128,7 @@ async fn untrained_model_gives_no_opinion() {
     assert_eq!(row["state"], "queued");
 
     // A few learned messages are not enough (default: 200 of each class).
-    let dir = gw.dir.path().join("few");
-    write_set(&dir.join("ham"), 0..3, false);
-    write_set(&dir.join("spam"), 0..3, true);
-    let (code, out, err) = train(&gw, &dir);
-    assert_eq!(code, 0, "{out}{err}");
+    let out = train_generated(&gw, 3, 3);
     assert!(out.contains("learned 3 ham and 3 spam"), "{out}");
     assert!(
         wait_until(10, || gw.log().contains("Bayes model reloaded")).await,
@@ -130,9 +137,7 @@ async fn untrained_model_gives_no_opinion() {
     );
     let row = send_and_row(&gw, &generated(2, true)).await;
     assert!(!symbols(&row).contains("BAYES_"), "{row}");
-    let (code, out, _) = gw.cli(&["bayes", "status", "--json"]);
-    assert_eq!(code, 0);
-    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let status = status(&gw);
     assert_eq!(status["ham"], 3);
     assert_eq!(status["spam"], 3);
     assert_eq!(status["ready"], false);
@@ -149,11 +154,8 @@ async fn learning_changes_the_verdict_of_the_next_similar_message() {
     assert!(!symbols(&row).contains("BAYES_"), "{row}");
     assert_eq!(row["state"], "queued");
 
+    train_generated(&gw, 6, 4);
     let dir = gw.dir.path().join("fixtures");
-    write_set(&dir.join("ham"), 0..6, false);
-    write_set(&dir.join("spam"), 0..4, true);
-    let (code, out, err) = train(&gw, &dir);
-    assert_eq!(code, 0, "{out}{err}");
     // One more spam through `bayes learn` reaches min_spam = 5; learning it twice is a no-op.
     let one = dir.join("one-spam.eml");
     std::fs::write(&one, generated(4, true)).unwrap();
@@ -259,11 +261,7 @@ async fn autolearn_learns_confident_verdicts_of_authenticated_senders_only() {
             dns.addr
         ),
     );
-    let dir = gw.dir.path().join("fixtures");
-    write_set(&dir.join("ham"), 0..6, false);
-    write_set(&dir.join("spam"), 0..6, true);
-    let (code, out, err) = train(&gw, &dir);
-    assert_eq!(code, 0, "{out}{err}");
+    train_generated(&gw, 6, 6);
     assert!(
         wait_until(10, || gw.log().contains("spam=6")).await,
         "no reload:\n{}",

@@ -3,95 +3,21 @@
 //! command line (a test CA, a server certificate it signed, a self-signed one).
 
 use std::path::Path;
-use std::process::Command;
 
-use crate::harness::tls::require_tool;
 use crate::harness::{Gateway, Sink, message, wait_until};
 
 const QUICK: &str = "[queue]\nretry_initial_secs = 1\nretry_max_secs = 1\nscan_interval_secs = 1\n";
 
 /// ca.crt/ca.key, server.crt/server.key (CA-signed, for 127.0.0.1 and localhost), self.crt/self.key.
 fn make_certs(dir: &Path) {
-    let openssl = require_tool("openssl", "openssl");
-    let run = |args: &[&str]| {
-        let out = Command::new(&openssl)
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let san = "subjectAltName=DNS:localhost,IP:127.0.0.1";
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-subj",
-        "/CN=Outbound Test CA",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    std::fs::write(
-        dir.join("ext.cnf"),
-        format!("{san}\nextendedKeyUsage=serverAuth\n"),
-    )
-    .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.crt",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-    ]);
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-keyout",
-        "self.key",
-        "-out",
-        "self.crt",
-        "-subj",
-        "/CN=localhost",
-        "-addext",
-        san,
-    ]);
+    crate::harness::tls::make_certs(
+        dir,
+        "Outbound Test CA",
+        "server",
+        "localhost",
+        "DNS:localhost,IP:127.0.0.1",
+        "serverAuth",
+    );
 }
 
 fn policy(domain: &str, verified: bool) -> String {

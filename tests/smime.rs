@@ -91,6 +91,19 @@ fn certs(gw: &Gateway, args: &[&str]) -> String {
     out
 }
 
+/// `certs import` of a holder's PKCS#12 (certificate and private key).
+fn import_identity(gw: &Gateway, holder: &Holder) {
+    certs(
+        gw,
+        &[
+            "import",
+            holder.p12.to_str().unwrap(),
+            "--password-file",
+            holder.password_file.to_str().unwrap(),
+        ],
+    );
+}
+
 /// Give the running gateway time to see what the CLI changed (reload_secs = 1).
 async fn settle() {
     tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
@@ -115,15 +128,7 @@ async fn what_openssl_and_gpgsm_produce_is_decrypted_verified_and_harvested() {
         sink.addr,
         &format!("{CERTS}[smime]\nkeep_signature = false\n"),
     );
-    certs(
-        &gw,
-        &[
-            "import",
-            bob.p12.to_str().unwrap(),
-            "--password-file",
-            bob.password_file.to_str().unwrap(),
-        ],
-    );
+    import_identity(&gw, &bob);
     certs(&gw, &["trust-ca", pki.ca().to_str().unwrap()]);
     settle().await;
 
@@ -291,15 +296,7 @@ async fn what_the_gateway_signs_and_encrypts_verifies_and_decrypts_with_openssl_
             sink.addr
         ),
     );
-    certs(
-        &gw,
-        &[
-            "import",
-            alice.p12.to_str().unwrap(),
-            "--password-file",
-            alice.password_file.to_str().unwrap(),
-        ],
-    );
+    import_identity(&gw, &alice);
     certs(&gw, &["import", bob.cert.to_str().unwrap()]);
     certs(&gw, &["trust-ca", pki.ca().to_str().unwrap()]);
     settle().await;
@@ -455,15 +452,7 @@ async fn an_encrypted_virus_is_rejected_in_the_dialog() {
     let clamd = Clamd::start();
     let sink = Sink::start().await;
     let gw = Gateway::start(sink.addr, &format!("{CERTS}{}", clamd.config(false)));
-    certs(
-        &gw,
-        &[
-            "import",
-            bob.p12.to_str().unwrap(),
-            "--password-file",
-            bob.password_file.to_str().unwrap(),
-        ],
-    );
+    import_identity(&gw, &bob);
     settle().await;
     let infected = format!(
         "Content-Type: multipart/mixed; boundary=\"v\"\r\n\r\n--v\r\nContent-Type: text/plain\r\n\r\nSee attachment.\r\n\
@@ -508,7 +497,7 @@ async fn an_encrypted_virus_is_rejected_in_the_dialog() {
 
 #[tokio::test]
 async fn an_encrypted_spam_is_judged_on_its_plaintext_by_bayes() {
-    use crate::bayes::{generated, train, write_set};
+    use crate::bayes::{generated, train_generated};
     let pki = TestPki::new("Interop CA");
     let bob = pki.holder("bob@example.test");
     // the next hop is down: accepted mail stays in the queue, where its verdict shows
@@ -516,20 +505,8 @@ async fn an_encrypted_spam_is_judged_on_its_plaintext_by_bayes() {
         Sink::dead_addr(),
         &format!("{CERTS}[bayes]\nmin_ham = 5\nmin_spam = 5\nreload_secs = 1\n"),
     );
-    certs(
-        &gw,
-        &[
-            "import",
-            bob.p12.to_str().unwrap(),
-            "--password-file",
-            bob.password_file.to_str().unwrap(),
-        ],
-    );
-    let dir = gw.dir.path().join("fixtures");
-    write_set(&dir.join("ham"), 0..6, false);
-    write_set(&dir.join("spam"), 0..6, true);
-    let (code, out, err) = train(&gw, &dir);
-    assert_eq!(code, 0, "{out}{err}");
+    import_identity(&gw, &bob);
+    train_generated(&gw, 6, 6);
     assert!(
         wait_until(10, || gw.log().contains("spam=6")).await,
         "no reload:\n{}",
@@ -581,15 +558,7 @@ async fn broken_or_foreign_smime_gets_its_symbol_and_the_configured_action() {
         sink.addr,
         &format!("{CERTS}[smime]\nundecryptable_action = \"quarantine\"\n"),
     );
-    certs(
-        &gw,
-        &[
-            "import",
-            bob.p12.to_str().unwrap(),
-            "--password-file",
-            bob.password_file.to_str().unwrap(),
-        ],
-    );
+    import_identity(&gw, &bob);
     certs(&gw, &["trust-ca", pki.ca().to_str().unwrap()]);
     settle().await;
     let good = cli_encrypt(&pki, &bob, &["-aes-256-cbc"], &entity("x"));

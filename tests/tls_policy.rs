@@ -2,51 +2,19 @@
 //! command line and swaks as the sending client.
 
 use std::path::Path;
-use std::process::Command;
 
-use crate::harness::tls::{require_tool, swaks, swaks_args};
+use crate::harness::tls::{swaks, swaks_args};
 use crate::harness::{Gateway, Sink, config_text};
 
 /// A CA, a client certificate it signed for mx.partner.test, and a self-signed one.
 fn make_certs(dir: &Path) {
-    let openssl = require_tool("openssl", "openssl");
-    // `args` split at spaces; `subj` separately (it may hold spaces)
-    let run = |args: &str, subj: Option<&str>| {
-        let mut cmd = Command::new(&openssl);
-        cmd.args(args.split_whitespace()).current_dir(dir);
-        if let Some(subj) = subj {
-            cmd.args(["-subj", subj]);
-        }
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "openssl {args}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let new_key = "-newkey rsa:2048 -nodes -days 2";
-    run(
-        &format!("req -x509 {new_key} -keyout ca.key -out ca.crt"),
-        Some("/CN=Partner Test CA"),
-    );
-    run(
-        "req -newkey rsa:2048 -nodes -keyout client.key -out client.csr",
-        Some("/CN=mx.partner.test"),
-    );
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=DNS:mx.partner.test\nextendedKeyUsage=clientAuth\n",
-    )
-    .unwrap();
-    run(
-        "x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out client.crt -days 2 -extfile ext.cnf",
-        None,
-    );
-    run(
-        &format!(
-            "req -x509 {new_key} -keyout self.key -out self.crt -addext subjectAltName=DNS:mx.partner.test"
-        ),
-        Some("/CN=mx.partner.test"),
+    crate::harness::tls::make_certs(
+        dir,
+        "Partner Test CA",
+        "client",
+        "mx.partner.test",
+        "DNS:mx.partner.test",
+        "clientAuth",
     );
 }
 

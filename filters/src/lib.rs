@@ -33,6 +33,14 @@ use std::pin::Pin;
 
 pub use mail_parser;
 
+/// The lowercase domain of an address, without a final dot ("" when there is none).
+pub fn domain_of(address: &str) -> String {
+    address
+        .rsplit_once('@')
+        .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
 /// Which way a message travels through the gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

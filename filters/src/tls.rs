@@ -16,8 +16,8 @@
 use std::sync::Arc;
 
 use crate::auth::AuthDns;
-use crate::trust::{TrustBook, domain_of};
-use crate::{Envelope, MessageContext, Stage, StageFuture, Symbol};
+use crate::trust::TrustBook;
+use crate::{Envelope, MessageContext, Stage, StageFuture, Symbol, domain_of};
 
 #[derive(Default)]
 pub struct TlsReputation {
@@ -152,11 +152,7 @@ pub fn assess(envelope: &Envelope) -> Symbol {
     if !tls.peer_cert_verified {
         return Symbol::new("TLS_CERT_UNTRUSTED", session);
     }
-    let sender_domain = envelope
-        .mail_from
-        .rsplit_once('@')
-        .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())
-        .unwrap_or_default();
+    let sender_domain = domain_of(&envelope.mail_from);
     match matching_name(&tls.peer_cert_names, &envelope.helo, &sender_domain) {
         Some(name) => Symbol::new("TLS_CERT_NAME_MATCH", name.to_string()),
         None => Symbol::new("TLS_CERT_VALID", tls.peer_cert_names.join(",")),

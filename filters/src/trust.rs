@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::RwLock;
 
-use crate::{Direction, Facts, MessageContext, Stage, StageFuture, Symbol};
+use crate::{Direction, Facts, MessageContext, Stage, StageFuture, Symbol, domain_of};
 
 /// Default half-life of a relationship's weight.
 pub const DEFAULT_HALF_LIFE_DAYS: f64 = 90.0;
@@ -147,7 +147,8 @@ struct Book {
     pairs: HashMap<(String, String), Weight>,
     domains: HashMap<String, Weight>,
     pins: HashMap<String, Pin>,
-    servers: HashMap<(String, String), ServerSeen>,
+    /// domain → network → record: a message asks about one domain's networks.
+    servers: HashMap<String, HashMap<String, ServerSeen>>,
     tls: HashMap<String, TlsHistory>,
 }
 
@@ -174,14 +175,6 @@ pub fn network_of(ip: IpAddr) -> String {
             }
         },
     }
-}
-
-/// Lowercase domain of an address ("" when there is none).
-pub fn domain_of(address: &str) -> String {
-    address
-        .rsplit_once('@')
-        .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())
-        .unwrap_or_default()
 }
 
 impl TrustBook {
@@ -222,7 +215,9 @@ impl TrustBook {
     pub fn load_server(&self, domain: &str, network: &str, seen: ServerSeen) {
         self.write()
             .servers
-            .insert((domain.to_ascii_lowercase(), network.to_string()), seen);
+            .entry(domain.to_ascii_lowercase())
+            .or_default()
+            .insert(network.to_string(), seen);
     }
 
     pub fn load_tls(&self, domain: &str, history: TlsHistory) {
@@ -271,13 +266,11 @@ impl TrustBook {
     /// (messages from this network, networks known for the domain).
     pub fn server_knowledge(&self, domain: &str, ip: IpAddr) -> (u64, usize) {
         let book = self.read();
-        let domain = domain.to_ascii_lowercase();
-        let here = book
-            .servers
-            .get(&(domain.clone(), network_of(ip)))
-            .map_or(0, |s| s.messages);
-        let known = book.servers.keys().filter(|(d, _)| *d == domain).count();
-        (here, known)
+        let Some(networks) = book.servers.get(&domain.to_ascii_lowercase()) else {
+            return (0, 0);
+        };
+        let here = networks.get(&network_of(ip)).map_or(0, |s| s.messages);
+        (here, networks.len())
     }
 
     pub fn tls_history(&self, domain: &str) -> Option<TlsHistory> {
@@ -339,7 +332,9 @@ impl TrustBook {
         let mut book = self.write();
         let seen = book
             .servers
-            .entry((domain.clone(), network.clone()))
+            .entry(domain.clone())
+            .or_default()
+            .entry(network.clone())
             .or_insert(ServerSeen {
                 messages: 0,
                 first_seen: now,

@@ -42,7 +42,7 @@ fn smime_authenticated_domain(
                     .as_deref()
                     .is_some_and(|a| a.eq_ignore_ascii_case(&from))
         })
-        .then(|| filters::trust::domain_of(&from))
+        .then(|| filters::domain_of(&from))
 }
 
 /// A stage with its configured fail mode.

@@ -158,6 +158,8 @@ struct Index {
     gateways: HashMap<String, Vec<Arc<CertRecord>>>,
     /// The signature-verification trust store of this state (see `shared_trust_store`).
     trust: Option<Arc<X509Store>>,
+    /// CA certificates held but not explicitly trusted (see `intermediates`).
+    untrusted_cas: Vec<X509>,
 }
 
 struct Inner {
@@ -404,14 +406,10 @@ impl CertStore {
     }
 
     /// CA certificates the store knows but does not trust (from imported chains and
-    /// harvested messages): pass them as untrusted intermediates when verifying.
+    /// harvested messages): pass them as untrusted intermediates when verifying. Collected
+    /// once per change of the store, not per message.
     pub fn intermediates(&self) -> Vec<X509> {
-        self.current()
-            .records
-            .values()
-            .filter(|r| r.facts.is_ca && !r.explicitly_trusted)
-            .map(|r| r.cert.clone())
-            .collect()
+        self.current().untrusted_cas.clone()
     }
 
     /// The store's change counter as of the last reload.
@@ -960,9 +958,15 @@ fn build_index(
         }
     }
 
+    let untrusted_cas = parsed
+        .iter()
+        .filter(|(row, _, facts)| facts.is_ca && !row.trusted)
+        .map(|(_, c, _)| c.clone())
+        .collect();
     let mut index = Index {
         version,
         trust: Some(trust),
+        untrusted_cas,
         ..Index::default()
     };
     let mut status_changes = Vec::new();

@@ -120,12 +120,7 @@ fn normalize_domain(domain: &str) -> Result<String, Refusal> {
 }
 
 /// Domain part of an address, lowercased ("" for the null sender).
-pub fn domain_of(address: &str) -> String {
-    address
-        .rsplit_once('@')
-        .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())
-        .unwrap_or_default()
-}
+pub use filters::domain_of;
 
 #[cfg(test)]
 mod tests {

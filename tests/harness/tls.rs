@@ -176,3 +176,50 @@ pub fn swaks_args(gw: &Gateway, helo: &str, from: &str, extra: &[&str]) -> Vec<S
     ];
     base.iter().chain(extra).map(|s| s.to_string()).collect()
 }
+
+/// Certificates made with the openssl command line in `dir`: a test CA `ca.crt`/`ca.key`
+/// (CN `ca_cn`), a certificate it signed `{leaf}.crt`/`{leaf}.key` (CN `cn`, the given
+/// subjectAltName and extendedKeyUsage, e.g. "DNS:mx.partner.test" and "clientAuth"), and a
+/// self-signed one with the same names, `self.crt`/`self.key`.
+pub fn make_certs(dir: &Path, ca_cn: &str, leaf: &str, cn: &str, san: &str, eku: &str) {
+    let openssl = require_tool("openssl", "openssl");
+    // `args` split at spaces; `subj` separately (it may hold spaces)
+    let run = |args: &str, subj: Option<&str>| {
+        let mut cmd = std::process::Command::new(&openssl);
+        cmd.args(args.split_whitespace()).current_dir(dir);
+        if let Some(subj) = subj {
+            cmd.args(["-subj", subj]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let new_key = "-newkey rsa:2048 -nodes -days 2";
+    let subj = format!("/CN={cn}");
+    run(
+        &format!("req -x509 {new_key} -keyout ca.key -out ca.crt"),
+        Some(&format!("/CN={ca_cn}")),
+    );
+    run(
+        &format!("req -newkey rsa:2048 -nodes -keyout {leaf}.key -out {leaf}.csr"),
+        Some(&subj),
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        format!("subjectAltName={san}\nextendedKeyUsage={eku}\n"),
+    )
+    .unwrap();
+    run(
+        &format!(
+            "x509 -req -in {leaf}.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out {leaf}.crt -days 2 -extfile ext.cnf"
+        ),
+        None,
+    );
+    run(
+        &format!("req -x509 {new_key} -keyout self.key -out self.crt -addext subjectAltName={san}"),
+        Some(&subj),
+    );
+}
