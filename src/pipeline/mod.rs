@@ -267,57 +267,14 @@ impl Pipeline {
         };
         let mut card = ScoreCard::default();
         let mut headers = Vec::new();
-        // Inbound S/MIME first: every later stage judges the plaintext.
-        let mut unwrapped = InboundResult::default();
-        if envelope.direction == Direction::Inbound
-            && let Some(smime) = &self.smime_in
+        // S/MIME first: inbound, every later stage judges the plaintext.
+        let unwrapped = match self
+            .smime_first(envelope, raw, &mut card, &mut headers)
+            .await
         {
-            let started = Instant::now();
-            let result = smime.unwrap(envelope, raw).await;
-            self.metrics
-                .stage_time("smime", started.elapsed().as_secs_f64());
-            match result {
-                Ok(r) => unwrapped = r,
-                Err(e) => {
-                    if let Some(out) = self.stage_failed(
-                        "smime",
-                        self.smime_fail_mode,
-                        &format!("{e:#}"),
-                        &mut card,
-                        &headers,
-                    ) {
-                        return out;
-                    }
-                }
-            }
-            for sym in std::mem::take(&mut unwrapped.symbols) {
-                card.add(self.weigh(sym));
-            }
-            headers.extend(unwrapped.header.take());
-        }
-        // Outbound: mail the user protected already, or a required signature we cannot make.
-        if envelope.direction == Direction::Outbound
-            && let Some(smime) = &self.smime_out
-        {
-            match smime.precheck(envelope, raw).await {
-                Ok(symbols) => {
-                    for sym in symbols {
-                        card.add(self.weigh(sym));
-                    }
-                }
-                Err(e) => {
-                    if let Some(out) = self.stage_failed(
-                        "smime",
-                        self.smime_fail_mode,
-                        &format!("{e:#}"),
-                        &mut card,
-                        &headers,
-                    ) {
-                        return out;
-                    }
-                }
-            }
-        }
+            Ok(u) => u,
+            Err(out) => return out,
+        };
         let judged = unwrapped.replacement.as_deref().unwrap_or(raw);
         let parsed = mail_parser::MessageParser::default().parse(judged);
         // What the stages establish for each other; a valid, trusted S/MIME signature of the
@@ -432,6 +389,52 @@ impl Pipeline {
             facts,
             copies,
         }
+    }
+
+    /// The S/MIME step before the stages. Inbound: unwrap (decrypt, verify) so the stages
+    /// judge the plaintext. Outbound: the precheck (mail the user protected already, a
+    /// required signature we cannot make). Its symbols and result header go on the card;
+    /// `Err`: stop with this outcome (`[stages.smime] fail_mode`).
+    async fn smime_first(
+        &self,
+        envelope: &Envelope,
+        raw: &[u8],
+        card: &mut ScoreCard,
+        headers: &mut Vec<String>,
+    ) -> Result<InboundResult, Outcome> {
+        let started = Instant::now();
+        let step = match (envelope.direction, &self.smime_in, &self.smime_out) {
+            (Direction::Inbound, Some(smime), _) => smime.unwrap(envelope, raw).await,
+            (Direction::Outbound, _, Some(smime)) => {
+                smime
+                    .precheck(envelope, raw)
+                    .await
+                    .map(|symbols| InboundResult {
+                        symbols,
+                        ..InboundResult::default()
+                    })
+            }
+            _ => return Ok(InboundResult::default()),
+        };
+        self.metrics
+            .stage_time("smime", started.elapsed().as_secs_f64());
+        let mut found = match step {
+            Ok(found) => found,
+            Err(e) => {
+                let error = format!("{e:#}");
+                if let Some(out) =
+                    self.stage_failed("smime", self.smime_fail_mode, &error, card, headers)
+                {
+                    return Err(out);
+                }
+                InboundResult::default()
+            }
+        };
+        for sym in std::mem::take(&mut found.symbols) {
+            card.add(self.weigh(sym));
+        }
+        headers.extend(found.header.take());
+        Ok(found)
     }
 
     /// A stage could not do its job: its fail mode decides. `Some`: stop with this outcome
