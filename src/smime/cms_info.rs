@@ -118,6 +118,10 @@ pub struct CertDer {
 pub struct SignedInfo {
     pub certificates: Vec<CertDer>,
     pub signers: Vec<SignerMeta>,
+    /// The same ContentInfo as DER without its certificates, for OpenSSL to verify with the
+    /// certificates handed over already parsed (see `super::x509_cache`). Nothing signed
+    /// changes: the certificates set is outside the signatures.
+    pub without_certificates: Vec<u8>,
 }
 
 const OID_SUBJECT_KEY_ID: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.14");
@@ -169,7 +173,7 @@ pub fn signed_info(der: &[u8]) -> Result<SignedInfo, String> {
     if ci.content_type != OID_SIGNED_DATA {
         return Err(format!("expected signed-data, found {}", ci.content_type));
     }
-    let sd: SignedData = ci
+    let mut sd: SignedData = ci
         .content
         .decode_as()
         .map_err(|e| format!("corrupt signed-data: {e}"))?;
@@ -225,6 +229,18 @@ pub fn signed_info(der: &[u8]) -> Result<SignedInfo, String> {
             capabilities,
         });
     }
+    out.without_certificates = if sd.certificates.is_some() {
+        sd.certificates = None;
+        let content = der::Any::encode_from(&sd).map_err(|e| format!("re-encoding: {e}"))?;
+        ContentInfo {
+            content_type: OID_SIGNED_DATA,
+            content,
+        }
+        .to_der()
+        .map_err(|e| format!("re-encoding: {e}"))?
+    } else {
+        der.to_vec()
+    };
     Ok(out)
 }
 

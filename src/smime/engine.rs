@@ -22,6 +22,7 @@ use openssl::x509::{X509, X509StoreContext};
 
 use super::cms_info::{self, Kind};
 use super::mime;
+use super::x509_cache;
 
 /// Nesting deeper than this is refused (real clients use two layers; a bomb uses many).
 const MAX_LAYERS: usize = 6;
@@ -78,18 +79,18 @@ pub struct SignatureResult {
 }
 
 impl SignatureResult {
-    /// The signer's certificate as an OpenSSL object (parsed now: see `cms_info::CertDer`).
+    /// The signer's certificate as an OpenSSL object (see `x509_cache`).
     pub fn signer(&self) -> Option<X509> {
         self.signer_der
             .as_deref()
-            .and_then(|d| X509::from_der(d).ok())
+            .and_then(|d| x509_cache::parse(d).ok())
     }
 
     /// The chain as sent, as OpenSSL objects (unparseable ones left out).
     pub fn chain(&self) -> Vec<X509> {
         self.chain_der
             .iter()
-            .filter_map(|d| X509::from_der(d).ok())
+            .filter_map(|d| x509_cache::parse(d).ok())
             .collect()
     }
 }
@@ -283,6 +284,13 @@ fn decrypt(der: &[u8], keys: &[KeyPair<'_>]) -> Result<Vec<u8>, SmimeError> {
 
 /// Verify a SignedData (with its detached content, or opaque). Returns the signed content
 /// and one result per signer; `Err` only when the structure is unusable.
+///
+/// Two steps, both OpenSSL's: the signatures and content digest (`CMS_verify` without the
+/// chain), then each signer's chain against the trust store plus our purpose check. The
+/// certificates reach OpenSSL already parsed (`x509_cache`) beside a copy of the CMS
+/// without them: parsing them anew for every message cost more than the RSA operation.
+/// The chain step is ours rather than `CMS_verify`'s because OpenSSL 3.0 builds chains
+/// from the message's own certificates only; ours also uses the store's intermediates.
 fn verify(
     der: &[u8],
     detached: Option<&[u8]>,
@@ -290,59 +298,55 @@ fn verify(
     intermediates: &[X509],
     opaque: bool,
 ) -> Result<(Vec<u8>, Vec<SignatureResult>), SmimeError> {
-    let parse = || {
-        CmsContentInfo::from_der(der)
-            .map_err(|e| SmimeError::Malformed(format!("corrupt signed data: {e}")))
-    };
-    // One OpenSSL parse serves both: the typed read gets its DER re-encoding when the
-    // input is BER (real clients), and the first verification uses it.
-    let mut first = parse()?;
+    let malformed = |e: String| SmimeError::Malformed(format!("corrupt signed data: {e}"));
+    // The typed read needs DER; real clients send BER, which OpenSSL re-encodes.
     let info = match cms_info::signed_info(der) {
         Ok(info) => info,
-        Err(_) => first
-            .to_der()
-            .map_err(|e| e.to_string())
+        Err(_) => cms_info::normalize(der)
             .and_then(|d| cms_info::signed_info(&d))
-            .map_err(SmimeError::Malformed)?,
+            .map_err(malformed)?,
     };
     if info.signers.is_empty() {
         return Err(SmimeError::Malformed("signed-data without a signer".into()));
     }
+    // Certificates that do not parse are left out: a signer without its certificate fails
+    // the signature step below, with OpenSSL's reason.
+    let certs: Vec<Option<X509>> = info
+        .certificates
+        .iter()
+        .map(|c| x509_cache::parse(&c.der).ok())
+        .collect();
+    let mut stack = Stack::new().map_err(|e| malformed(e.to_string()))?;
+    for c in certs.iter().flatten() {
+        stack
+            .push(c.clone())
+            .map_err(|e| malformed(e.to_string()))?;
+    }
+    let parse = || {
+        CmsContentInfo::from_der(&info.without_certificates).map_err(|e| malformed(e.to_string()))
+    };
     let mut content = Vec::new();
-    // 1. Everything: signatures, content digest, signer chain against the trust store.
-    let full = first.verify(
+    let signatures = parse()?.verify(
+        Some(&stack),
         None,
-        Some(trust),
         detached,
         Some(&mut content),
-        CMSOptions::BINARY,
+        CMSOptions::BINARY | CMSOptions::NOVERIFY,
     );
-    let status = match full {
-        Ok(()) => SignatureStatus::Valid,
-        Err(full_err) => {
-            // 2. The same without the chain check: separates "signed by someone we do not
-            //    trust" from "not what was signed".
-            match parse()?.verify(
-                None,
+    let invalid = match signatures {
+        Ok(()) => None,
+        Err(e) => {
+            // The content is still wanted (an opaque signature wraps it): read it without
+            // checking anything.
+            content.clear();
+            let _ = parse()?.verify(
+                Some(&stack),
                 None,
                 detached,
                 Some(&mut content),
-                CMSOptions::BINARY | CMSOptions::NOVERIFY,
-            ) {
-                Ok(()) => SignatureStatus::UntrustedChain(first_error(&full_err)),
-                Err(e) => {
-                    // The content is still wanted (an opaque signature wraps it): read it
-                    // without checking anything.
-                    let _ = parse()?.verify(
-                        None,
-                        None,
-                        detached,
-                        Some(&mut content),
-                        CMSOptions::BINARY | CMSOptions::NOVERIFY | CMSOptions::NOSIGS,
-                    );
-                    SignatureStatus::Invalid(first_error(&e))
-                }
-            }
+                CMSOptions::BINARY | CMSOptions::NOVERIFY | CMSOptions::NOSIGS,
+            );
+            Some(first_error(&e))
         }
     };
     if opaque && content.is_empty() {
@@ -355,36 +359,38 @@ fn verify(
         .iter()
         .map(|s| {
             let signer = s.cert.map(|i| &info.certificates[i]);
-            let chain_der: Vec<Vec<u8>> = info
-                .certificates
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| Some(*i) != s.cert)
-                .map(|(_, c)| c.der.clone())
-                .collect();
-            let status = match (&status, signer) {
-                (SignatureStatus::UntrustedChain(why), Some(cert)) => {
-                    match chain_error(&cert.der, &chain_der, intermediates, trust) {
+            let others = || {
+                certs
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| Some(*i) != s.cert)
+                    .filter_map(|(_, c)| c.clone())
+            };
+            let status = match (&invalid, s.cert.and_then(|i| certs[i].as_ref())) {
+                (Some(why), _) => SignatureStatus::Invalid(why.clone()),
+                (None, None) => SignatureStatus::UntrustedChain(
+                    "the signer's certificate is not in the message".into(),
+                ),
+                (None, Some(cert)) => {
+                    let chain: Vec<X509> = others().chain(intermediates.iter().cloned()).collect();
+                    match chain_error(cert, &chain, trust).or_else(|| smime_signing_problems(cert))
+                    {
+                        None => SignatureStatus::Valid,
                         Some(reason) => SignatureStatus::UntrustedChain(reason),
-                        // OpenSSL 3.0's CMS_verify builds chains from the message's own
-                        // certificates only; ours completed it. The purpose check CMS does
-                        // (S/MIME signing) is ours to make then.
-                        None if !intermediates.is_empty() => {
-                            match smime_signing_problems(&cert.der) {
-                                None => SignatureStatus::Valid,
-                                Some(p) => SignatureStatus::UntrustedChain(p),
-                            }
-                        }
-                        None => SignatureStatus::UntrustedChain(why.clone()),
                     }
                 }
-                (st, _) => st.clone(),
             };
             SignatureResult {
                 status,
                 signer_address: signer.and_then(|c| c.email.clone()),
                 signer_der: signer.map(|c| c.der.clone()),
-                chain_der,
+                chain_der: info
+                    .certificates
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| Some(*i) != s.cert)
+                    .map(|(_, c)| c.der.clone())
+                    .collect(),
                 capabilities: s.capabilities.clone(),
                 digest: cms_info::digest_name(&s.digest_oid).to_string(),
                 opaque,
@@ -396,12 +402,8 @@ fn verify(
 
 /// Why a (chain-verified) signer certificate may not sign S/MIME mail: validity, key usage,
 /// extended key usage; `None` when it may.
-fn smime_signing_problems(der: &[u8]) -> Option<String> {
-    let cert = match X509::from_der(der) {
-        Ok(c) => c,
-        Err(e) => return Some(format!("unreadable certificate: {e}")),
-    };
-    let facts = match super::info::CertFacts::of(&cert) {
+fn smime_signing_problems(cert: &X509) -> Option<String> {
+    let facts = match super::info::CertFacts::of(cert) {
         Ok(f) => f,
         Err(e) => return Some(format!("unreadable certificate: {e}")),
     };
@@ -409,30 +411,18 @@ fn smime_signing_problems(der: &[u8]) -> Option<String> {
     (!problems.is_empty()).then(|| problems.join(", "))
 }
 
-/// Why `cert` does not verify against `trust` (e.g. "certificate has expired");
-/// `None` when it does.
-fn chain_error(
-    cert: &[u8],
-    chain: &[Vec<u8>],
-    intermediates: &[X509],
-    trust: &X509StoreRef,
-) -> Option<String> {
+/// Why `cert` does not verify against `trust` with the help of the untrusted `chain`
+/// (e.g. "certificate has expired"); `None` when it does.
+fn chain_error(cert: &X509, chain: &[X509], trust: &X509StoreRef) -> Option<String> {
     // Anything that keeps the check from running is a reason, never a pass: a `None` here
-    // can make a signature valid (see `verify`).
+    // makes a signature valid (see `verify`).
     let check = || -> Result<(bool, openssl::x509::X509VerifyResult), String> {
-        let cert = X509::from_der(cert).map_err(|e| format!("unreadable certificate: {e}"))?;
         let mut stack = Stack::new().map_err(|e| e.to_string())?;
         for c in chain {
-            // a certificate we cannot read is no help to the chain; skip it
-            if let Ok(c) = X509::from_der(c) {
-                stack.push(c).map_err(|e| e.to_string())?;
-            }
-        }
-        for c in intermediates {
             stack.push(c.clone()).map_err(|e| e.to_string())?;
         }
         let mut ctx = X509StoreContext::new().map_err(|e| e.to_string())?;
-        ctx.init(trust, &cert, &stack, |c| {
+        ctx.init(trust, cert, &stack, |c| {
             let ok = c.verify_cert()?;
             Ok((ok, c.error()))
         })

@@ -17,7 +17,8 @@
 //!   verdict).
 //! - [`outbound`]: signing and encryption by policy (RCPT check, precheck, copies).
 //! - [`keyring`]: what the steps need from the certificate store, as one trait.
-//! - [`cpu`]: the crypto runs on the blocking pool, one job per core.
+//! - [`cpu`]: the crypto runs on a few worker threads, one per core.
+//! - `x509_cache`: certificates parsed once per distinct DER (OpenSSL 3.0 parses slowly).
 //! - [`cms_info`]: typed reads of CMS structures with the `cms` crate (signers,
 //!   SMIMECapabilities, recipients).
 
@@ -41,6 +42,7 @@ pub mod inbound;
 pub mod keyring;
 pub mod mime;
 pub mod outbound;
+mod x509_cache;
 
 #[cfg(test)]
 pub mod test_pki;

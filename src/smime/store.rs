@@ -174,6 +174,10 @@ struct Inner {
     reloading: tokio::sync::Mutex<()>,
     /// Opened private keys by fingerprint (opening costs an AES-GCM pass and a PKCS#8 parse).
     keys: Mutex<HashMap<String, PKey<Private>>>,
+    /// Held while a key is read and opened, so that the 20 sessions that all miss the cache
+    /// at start open it once (opening costs as much as a signature; and each separately
+    /// opened copy would set up its own RSA blinding).
+    opening: tokio::sync::Mutex<()>,
 }
 
 /// The certificate and key store. Cheap to clone; shareable between tasks.
@@ -284,6 +288,7 @@ impl CertStore {
                 last_check: Mutex::new(Instant::now()),
                 reloading: tokio::sync::Mutex::new(()),
                 keys: Mutex::new(HashMap::new()),
+                opening: tokio::sync::Mutex::new(()),
             }),
         };
         store.reload().await?;
@@ -784,14 +789,20 @@ impl CertStore {
 
     /// The private key of a stored certificate, opened (and cached).
     async fn private_key(&self, fingerprint: &str) -> anyhow::Result<PKey<Private>> {
-        if let Some(k) = self
-            .inner
-            .keys
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(fingerprint)
-        {
-            return Ok(k.clone());
+        let cached = || {
+            self.inner
+                .keys
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(fingerprint)
+                .cloned()
+        };
+        if let Some(k) = cached() {
+            return Ok(k);
+        }
+        let _opening = self.inner.opening.lock().await;
+        if let Some(k) = cached() {
+            return Ok(k);
         }
         let sealed: Option<Vec<u8>> =
             sqlx::query_scalar("SELECT private_key FROM smime_certs WHERE fingerprint = ?")
