@@ -24,9 +24,10 @@ for g in easy-ham-1 easy-ham-2 hard-ham-1 spam-1 spam-2; do
     [ -d "$data/$g" ] || { echo "fetch.sh: $data/$g missing (package layout changed?)" >&2; exit 2; }
 done
 rm -rf split
-link() { # link GROUP DEST: one symlink per message
+link() { # link GROUP DEST: one relative symlink per message (DEST is split/X/Y), so the
+          # cache stays valid when the checkout is moved or copied
     mkdir -p "$2"
-    for f in "$data/$1"/*.txt; do ln -s "$f" "$2/$(basename "$f")"; done
+    for f in "$data/$1"/*.txt; do ln -s "../../../package/data/$1/$(basename "$f")" "$2/$(basename "$f")"; done
 }
 link easy-ham-1 split/train/ham
 link spam-1 split/train/spam
