@@ -5,16 +5,21 @@
 //! - every text part, decoded (base64 / quoted-printable) and charset-converted by
 //!   mail-parser: lowercased words (`w:`), digit runs reduced to their length (`num:`),
 //!   money amounts (`money`), long words as a length bucket (`long:`);
-//! - HTML parts reduced to text (same word features) plus content-level markup features
+//! - HTML parts reduced to the text a reader sees (entities decoded, inline tags such as
+//!   `<b>` not splitting words; same word features) plus content-level markup features
 //!   (`html:`): hidden text (`display:none`, `visibility:hidden`, tiny fonts), comments, the
 //!   link/text ratio, image count, image-only messages, HTML without a plain-text
-//!   alternative — not which tags are used (see [`html`]);
+//!   alternative, letters written as numeric character references — not which tags are
+//!   used (see [`html`]);
 //! - URLs in text and in `href`/`src`: host (`uh:`), registered domain (`ud:`), IP hosts,
 //!   user-info and escaped URLs, URL count bucket — not the words of the path;
 //! - selected headers: Subject words and shape (`s:`), From display name words (`fn:`) and
-//!   domain (`fd:`), Reply-To domain and whether it differs from From (`rt:`), the
-//!   Content-Type shape of the message and of each part (`ct:`, `pt:`, `cs:`, `cte:`),
-//!   X-Mailer / User-Agent words (`xm:`);
+//!   domain (`fd:`), Reply-To domain (`rt:`), the Content-Type shape of the message and of
+//!   each part (`ct:`, `pt:`, `cs:`, `cte:`, base64 plain text `mime:`), X-Mailer /
+//!   User-Agent words (`xm:`);
+//! - how the header fields fit together, as shapes, never values (see [`consistency`]): a
+//!   Message-ID made by the From domain, list / bulk declarations, the recipient shape, a
+//!   "Re:" Subject with or without the thread headers, a padded Subject;
 //! - attachments: file extension and content type (`att:`).
 //!
 //! Mailing-list footers (a line of underscores, then "mailing list" / "listinfo") are cut
@@ -294,6 +299,27 @@ fn headers(msg: &Message<'_>, sink: &mut Sink) {
             if !s.is_ascii() {
                 sink.add("s:", "NONASCII");
             }
+            // padding before a per-recipient tail, a bulk-mailer trick
+            if s.trim_end().contains("     ") {
+                sink.add("s:", "PADDED");
+            }
+            let l = s.trim_start().to_ascii_lowercase();
+            if l.starts_with("re:") {
+                // a reply that carries its thread (In-Reply-To / References), or one that
+                // only says so in the Subject
+                let threaded = msg.header_raw("In-Reply-To").is_some()
+                    || msg.header_raw("References").is_some();
+                sink.add(
+                    "s:",
+                    if threaded {
+                        "REPLY"
+                    } else {
+                        "REPLY_UNTHREADED"
+                    },
+                );
+            } else if l.starts_with("fw:") || l.starts_with("fwd:") {
+                sink.add("s:", "FORWARD");
+            }
         }
         None => sink.add("s:", "MISSING"),
     }
@@ -315,17 +341,15 @@ fn headers(msg: &Message<'_>, sink: &mut Sink) {
         }
         None => sink.add("from:", "MISSING"),
     }
+    // Not whether Reply-To differs from From: in list mail the list sets it, so in a
+    // training set of list ham it teaches "differs = ham" (grouped CV: no loss without it).
     if let Some(rt) = first_addr(msg.reply_to()) {
         match rt.address().and_then(domain_of) {
-            Some(d) => {
-                sink.add("rt:", registered_domain(&d));
-                if from_domain.as_deref().map(registered_domain) != Some(registered_domain(&d)) {
-                    sink.add("rt:", "DIFFERS_FROM_FROM");
-                }
-            }
+            Some(d) => sink.add("rt:", registered_domain(&d)),
             None => sink.add("rt:", "NOADDR"),
         }
     }
+    consistency(msg, from_domain.as_deref(), sink);
     for name in ["X-Mailer", "User-Agent"] {
         if let Some(v) = msg.header_raw(name) {
             let mut n = 0;
@@ -351,6 +375,57 @@ fn headers(msg: &Message<'_>, sink: &mut Sink) {
             }
         }
         None => sink.add("ct:", "NONE"),
+    }
+}
+
+/// Shapes of how the header fields fit together, never their values: whether the
+/// Message-ID was made by the From domain (`mid:ALIGNED`), whether the message declares
+/// itself as list or bulk mail (`list:ID`, `list:UNSUBSCRIBE`, `prec:bulk|list|junk`,
+/// RFC 2919 / 2369 / 3834), and the recipient shape (`to:UNDISCLOSED`, `to:EMPTY`,
+/// `to:MANY`, `to:SELF`).
+///
+/// Only the shapes that mean the same thing in other mail: a Message-ID of another domain is
+/// no feature (ESPs and relays make them for legitimate senders, and a relay adds one when
+/// the sender did not), nor is a Return-Path, Reply-To or Sender of another domain (list
+/// software sets them, so in a training set of list ham they teach "foreign = ham"), nor a
+/// missing To (list gateways drop it). Grouped cross-validation of each is in
+/// `corpus/README.md` (round 3).
+fn consistency(msg: &Message<'_>, from_domain: Option<&str>, sink: &mut Sink) {
+    if let (Some(from), Some(mid)) = (from_domain, msg.message_id().and_then(domain_of)) {
+        let mid = mid.trim_end_matches('.');
+        if registered_domain(mid) == registered_domain(from) {
+            sink.add("mid:", "ALIGNED");
+        }
+    }
+    if msg.header_raw("List-Id").is_some() {
+        sink.add("list:", "ID");
+    }
+    if msg.header_raw("List-Unsubscribe").is_some() {
+        sink.add("list:", "UNSUBSCRIBE");
+    }
+    if let Some(v) = msg.header_raw("Precedence") {
+        let v = v.trim().to_ascii_lowercase();
+        if matches!(v.as_str(), "bulk" | "list" | "junk") {
+            sink.add("prec:", &v);
+        }
+    }
+    if let Some(v) = msg.header_raw("To") {
+        if v.trim().is_empty() {
+            sink.add("to:", "EMPTY");
+        } else if v.to_ascii_lowercase().contains("undisclosed") {
+            sink.add("to:", "UNDISCLOSED");
+        }
+    }
+    let count = |a: Option<&mail_parser::Address<'_>>| a.map(|a| a.iter().count()).unwrap_or(0);
+    if count(msg.to()) + count(msg.cc()) >= 9 {
+        sink.add("to:", "MANY");
+    }
+    let from = first_addr(msg.from()).and_then(|a| a.address());
+    let to = first_addr(msg.to()).and_then(|a| a.address());
+    if let (Some(f), Some(t)) = (from, to)
+        && f.eq_ignore_ascii_case(t)
+    {
+        sink.add("to:", "SELF");
     }
 }
 
@@ -386,6 +461,13 @@ fn body(msg: &Message<'_>, sink: &mut Sink, st: &mut State, depth: usize) {
         match &part.body {
             PartType::Text(t) => {
                 st.text_parts += 1;
+                // plain text needs no base64; bulk mailers use it to hide words from filters
+                if part
+                    .content_transfer_encoding()
+                    .is_some_and(|c| c.eq_ignore_ascii_case("base64"))
+                {
+                    sink.add("mime:", "base64-text");
+                }
                 text(clip(t), sink, st);
             }
             PartType::Html(h) => {
@@ -567,8 +649,12 @@ fn html(h: &str, sink: &mut Sink, st: &mut State) {
                 }
                 continue;
             }
+            // Inline markup does not end a word: `<b>V</b>iagra` reads "Viagra".
+            let breaks = !INLINE_TAGS.contains(&name.as_str());
             if tag.starts_with('/') {
-                visible.push(' ');
+                if breaks {
+                    visible.push(' ');
+                }
                 continue;
             }
             if name == "script" || name == "style" {
@@ -603,7 +689,9 @@ fn html(h: &str, sink: &mut Sink, st: &mut State) {
                     }
                 }
             }
-            visible.push(' ');
+            if breaks {
+                visible.push(' ');
+            }
         } else {
             let next = h[i..].find('<').map(|p| i + p).unwrap_or(b.len());
             if skip_until.is_none() {
@@ -615,22 +703,78 @@ fn html(h: &str, sink: &mut Sink, st: &mut State) {
     if hidden {
         sink.add("html:", "hidden-text");
     }
-    let decoded = decode_entities(&visible);
+    let decoded = decode_entities(&visible, sink);
     let before = st.words;
     text(&decoded, sink, st);
     st.html_words += st.words - before;
 }
 
-fn decode_entities(s: &str) -> String {
+/// Tags that style text inside a word rather than separate words.
+const INLINE_TAGS: &[&str] = &[
+    "b", "i", "u", "s", "em", "strong", "font", "span", "small", "big", "strike", "sup", "sub",
+    "tt",
+];
+
+/// The text as a reader sees it: numeric character references (`&#86;`, `&#x56;`) and the
+/// common named entities decoded. Letters and digits written as numeric references (three or
+/// more) are a feature of their own (`html:encoded-letters`): no mail program writes plain
+/// letters that way, filter evasion does.
+fn decode_entities(s: &str, sink: &mut Sink) -> String {
     if !s.contains('&') {
         return s.to_string();
     }
-    s.replace("&nbsp;", " ")
-        .replace("&amp;", "&")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&#36;", "$")
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    let mut encoded_letters = 0usize;
+    while let Some(p) = rest.find('&') {
+        out.push_str(&rest[..p]);
+        let after = &rest[p + 1..];
+        let decoded = after
+            .bytes()
+            .take(12)
+            .position(|b| b == b';')
+            .and_then(|e| {
+                let entity = &after[..e];
+                let c = match entity.strip_prefix('#') {
+                    Some(num) => {
+                        let v = match num.strip_prefix(['x', 'X']) {
+                            Some(hex) => u32::from_str_radix(hex, 16).ok(),
+                            None => num.parse::<u32>().ok(),
+                        };
+                        let c = v.and_then(char::from_u32)?;
+                        if c.is_ascii_alphanumeric() {
+                            encoded_letters += 1;
+                        }
+                        c
+                    }
+                    None => match entity.to_ascii_lowercase().as_str() {
+                        "nbsp" => ' ',
+                        "amp" => '&',
+                        "lt" => '<',
+                        "gt" => '>',
+                        "quot" => '"',
+                        "apos" => '\'',
+                        _ => return None,
+                    },
+                };
+                Some((c, e))
+            });
+        match decoded {
+            Some((c, e)) => {
+                out.push(c);
+                rest = &after[e + 1..];
+            }
+            None => {
+                out.push('&');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    if encoded_letters >= 3 {
+        sink.add("html:", "encoded-letters");
+    }
+    out
 }
 
 /// Words of `s` with `prefix`: lowercased runs of letters, digits, `'`, `$`, `-`; digit-only
@@ -728,7 +872,6 @@ TVqQAAMAAAAEAAAA\r\n\
             "fd:pharma.spam.example",
             "fd:spam.example",
             "rt:other.example",
-            "rt:DIFFERS_FROM_FROM",
             "xm:mass",
             "xm:mailer",
             "ct:multipart/alternative",
@@ -760,6 +903,86 @@ TVqQAAMAAAAEAAAA\r\n\
                 .any(|x| x.starts_with("up:") || x.starts_with("html:tag:")),
             "{t:?}"
         );
+    }
+
+    #[test]
+    fn header_consistency_shapes() {
+        let mail =
+            |headers: &str| token_names(format!("{headers}\r\n\r\nhello there\r\n").as_bytes());
+        // a Message-ID of the From domain (or a host under it) is aligned; another is nothing
+        let t = mail("From: a@mail.shop.example\r\nMessage-ID: <1.2@mx.shop.example>");
+        assert!(t.contains(&"mid:ALIGNED".to_string()), "{t:?}");
+        let t = mail("From: a@shop.example\r\nMessage-ID: <1.2@esp.example>");
+        assert!(!t.iter().any(|x| x.starts_with("mid:")), "{t:?}");
+        // list and bulk declarations, as presence only
+        let t = mail(
+            "From: a@b.example\r\nList-Id: Talk <talk.lists.example>\r\n\
+             List-Unsubscribe: <mailto:leave@lists.example>\r\nPrecedence: Bulk",
+        );
+        for want in ["list:ID", "list:UNSUBSCRIBE", "prec:bulk"] {
+            assert!(t.contains(&want.to_string()), "missing {want} in {t:?}");
+        }
+        assert!(!t.iter().any(|x| x.contains("talk")), "no list name: {t:?}");
+        // recipients
+        let t = mail("From: a@b.example\r\nTo: undisclosed-recipients:;");
+        assert!(t.contains(&"to:UNDISCLOSED".to_string()), "{t:?}");
+        let many: Vec<String> = (0..9).map(|i| format!("u{i}@c.example")).collect();
+        let t = mail(&format!("From: a@b.example\r\nTo: {}", many.join(", ")));
+        assert!(t.contains(&"to:MANY".to_string()), "{t:?}");
+        let t = mail("From: a@b.example\r\nTo: A@B.example");
+        assert!(t.contains(&"to:SELF".to_string()), "{t:?}");
+        // no shape for a missing To (list gateways drop it)
+        let t = mail("From: a@b.example");
+        assert!(!t.iter().any(|x| x.starts_with("to:")), "{t:?}");
+        // a reply with its thread headers, one without, a forward, a padded Subject
+        let t = mail("From: a@b.example\r\nSubject: Re: the patch\r\nIn-Reply-To: <x@b.example>");
+        assert!(t.contains(&"s:REPLY".to_string()), "{t:?}");
+        let t = mail("From: a@b.example\r\nSubject: RE: your order");
+        assert!(t.contains(&"s:REPLY_UNTHREADED".to_string()), "{t:?}");
+        let t = mail("From: a@b.example\r\nSubject: Fwd: look");
+        assert!(t.contains(&"s:FORWARD".to_string()), "{t:?}");
+        let t = mail("From: a@b.example\r\nSubject: Great offer                  xk3j9");
+        assert!(t.contains(&"s:PADDED".to_string()), "{t:?}");
+        // Reply-To: its domain, not whether it differs from From
+        let t = mail("From: a@b.example\r\nReply-To: r@other.example");
+        assert!(t.contains(&"rt:other.example".to_string()), "{t:?}");
+        assert!(!t.iter().any(|x| x.contains("DIFFERS")), "{t:?}");
+    }
+
+    #[test]
+    fn base64_plain_text_is_a_shape() {
+        let m = "From: a@b.example\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\
+Content-Transfer-Encoding: base64\r\n\r\naGVsbG8gd29ybGQ=\r\n";
+        let t = token_names(m.as_bytes());
+        assert!(t.contains(&"mime:base64-text".to_string()), "{t:?}");
+        assert!(t.contains(&"hello".to_string()), "{t:?}");
+        assert!(!token_names(MSG.as_bytes()).contains(&"mime:base64-text".to_string()));
+    }
+
+    #[test]
+    fn html_text_as_the_reader_sees_it() {
+        let m = "From: a@b.example\r\nContent-Type: text/html\r\n\r\n\
+<p><b>V</b>iag<font color=red>ra</font> &#86;&#x49;&#65;GRA caf&eacute; &amp; tea&nbsp;time</p>\
+<p>end</p><div>of</div>line\r\n";
+        let t = token_names(m.as_bytes());
+        for want in [
+            "viagra",
+            "html:encoded-letters",
+            "tea",
+            "time",
+            "end",
+            "of",
+            "line",
+        ] {
+            assert!(t.contains(&want.to_string()), "missing {want} in {t:?}");
+        }
+        // block-level tags still separate words; unknown entities stay as they are
+        assert!(!t.contains(&"endof".to_string()), "{t:?}");
+        assert!(t.contains(&"caf".to_string()), "{t:?}");
+        // a broken reference and multi-byte text after '&' are no trouble
+        let m = "From: a@b.example\r\nContent-Type: text/html\r\n\r\n\
+&#xZZ; &#99999999; &\u{d074}\u{d0ad}\u{d558}; ok\r\n";
+        assert!(token_names(m.as_bytes()).contains(&"ok".to_string()));
     }
 
     #[test]
