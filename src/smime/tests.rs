@@ -216,6 +216,31 @@ fn verifies_detached_and_opaque_signatures_of_openssl_cms() {
 }
 
 #[test]
+fn streamed_ber_and_signatures_without_their_certificate() {
+    let pki = Pki::new("Test CA");
+    let alice = pki.user("alice@partner.test");
+    // Streamed output; the opaque one is indefinite-length BER (checked: 30 80), as
+    // Thunderbird and Outlook send it: the typed read goes through OpenSSL's re-encoding,
+    // the verification through the certificate-free copy.
+    for opts in [&["-stream"][..], &["-stream", "-nodetach"][..]] {
+        let msg = outer(&cli_sign(&pki, &alice, opts, ENTITY));
+        let u = unwrap_ok(&msg, &[], &pki);
+        assert_eq!(u.plaintext, ENTITY, "{opts:?}");
+        assert_eq!(u.signatures[0].status, SignatureStatus::Valid, "{opts:?}");
+        assert_eq!(u.signatures[0].signer().unwrap(), alice.cert, "{opts:?}");
+    }
+    // No certificate in the message: nothing to check the signature with — never valid.
+    let msg = outer(&cli_sign(&pki, &alice, &["-nocerts"], ENTITY));
+    let u = unwrap_ok(&msg, &[], &pki);
+    assert_eq!(u.plaintext, ENTITY);
+    match &u.signatures[0].status {
+        SignatureStatus::Invalid(why) => assert!(why.contains("signer"), "{why}"),
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+    assert!(u.signatures[0].signer_der.is_none());
+}
+
+#[test]
 fn untrusted_expired_unknown_critical_and_tampered_signatures_are_told_apart() {
     let pki = Pki::new("Test CA");
     let stranger_ca = Pki::new("Stranger CA");
