@@ -1,6 +1,7 @@
 //! Unit-test certificates made in process with the openssl crate: a CA, sub-CAs and user
-//! certificates with chosen addresses, validity and key usages. (The integration tests in
-//! tests/certs.rs make theirs with the openssl command line instead.)
+//! certificates with chosen addresses, validity, key usages and extra extensions. The one
+//! certificate builder of the unit tests; `test_pki` writes these to files for the openssl
+//! CLI. (The integration tests in tests/certs.rs make theirs with the openssl command line.)
 
 use openssl::asn1::{Asn1Integer, Asn1Time};
 use openssl::bn::BigNum;
@@ -8,9 +9,9 @@ use openssl::hash::MessageDigest;
 use openssl::pkey::{PKey, Private};
 use openssl::rsa::Rsa;
 use openssl::x509::extension::{
-    BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
+    BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName, SubjectKeyIdentifier,
 };
-use openssl::x509::{X509, X509NameBuilder};
+use openssl::x509::{X509, X509Builder, X509Extension, X509NameBuilder, X509Ref};
 
 pub struct Pki {
     pub ca_cert: X509,
@@ -30,6 +31,8 @@ pub struct UserSpec<'a> {
     pub days: (i64, i64),
     pub eku_email: bool,
     pub key_encipherment: bool,
+    /// More extensions (e.g. an unknown critical one).
+    pub extra: Vec<X509Extension>,
 }
 
 impl<'a> UserSpec<'a> {
@@ -41,6 +44,7 @@ impl<'a> UserSpec<'a> {
             days: (-1, 365),
             eku_email: true,
             key_encipherment: true,
+            extra: Vec::new(),
         }
     }
 
@@ -130,6 +134,10 @@ impl Pki {
                 .unwrap();
             b.append_extension(san).unwrap();
         }
+        add_key_id(&mut b, Some(self.ca_cert.as_ref()));
+        for e in spec.extra {
+            b.append_extension(e).unwrap();
+        }
         b.sign(&self.ca_key, MessageDigest::sha256()).unwrap();
         Issued {
             cert: b.build(),
@@ -162,7 +170,16 @@ fn build_ca(cn: &str, key: &PKey<Private>, issuer: Option<&Pki>) -> X509 {
             .unwrap(),
     )
     .unwrap();
+    add_key_id(&mut b, issuer.map(|i| i.ca_cert.as_ref()));
     let signer = issuer.map(|i| &i.ca_key).unwrap_or(key);
     b.sign(signer, MessageDigest::sha256()).unwrap();
     b.build()
+}
+
+/// Subject key identifier (signers named by key id, `openssl cms -keyid`, need one).
+fn add_key_id(b: &mut X509Builder, issuer: Option<&X509Ref>) {
+    let ski = SubjectKeyIdentifier::new()
+        .build(&b.x509v3_context(issuer, None))
+        .unwrap();
+    b.append_extension(ski).unwrap();
 }
