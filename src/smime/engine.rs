@@ -316,12 +316,7 @@ fn verify(
         .iter()
         .map(|c| x509_cache::parse(&c.der).ok())
         .collect();
-    let mut stack = Stack::new().map_err(|e| malformed(e.to_string()))?;
-    for c in certs.iter().flatten() {
-        stack
-            .push(c.clone())
-            .map_err(|e| malformed(e.to_string()))?;
-    }
+    let stack = stack_of(certs.iter().flatten()).map_err(|e| malformed(e.to_string()))?;
     let parse = || {
         CmsContentInfo::from_der(&info.without_certificates).map_err(|e| malformed(e.to_string()))
     };
@@ -354,26 +349,27 @@ fn verify(
             "signed-data without content (a detached signature sent as opaque)".into(),
         ));
     }
+    // Chain material for every signer: what the message carries (a signer's own
+    // certificate among it does no harm) and the CA certificates the store holds.
+    let untrusted: Vec<X509> = certs
+        .iter()
+        .flatten()
+        .chain(intermediates)
+        .cloned()
+        .collect();
     let results = info
         .signers
         .iter()
         .map(|s| {
             let signer = s.cert.map(|i| &info.certificates[i]);
-            let others = || {
-                certs
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| Some(*i) != s.cert)
-                    .filter_map(|(_, c)| c.clone())
-            };
             let status = match (&invalid, s.cert.and_then(|i| certs[i].as_ref())) {
                 (Some(why), _) => SignatureStatus::Invalid(why.clone()),
                 (None, None) => SignatureStatus::UntrustedChain(
                     "the signer's certificate is not in the message".into(),
                 ),
                 (None, Some(cert)) => {
-                    let chain: Vec<X509> = others().chain(intermediates.iter().cloned()).collect();
-                    match chain_error(cert, &chain, trust).or_else(|| smime_signing_problems(cert))
+                    match chain_error(cert, &untrusted, trust)
+                        .or_else(|| smime_signing_problems(cert))
                     {
                         None => SignatureStatus::Valid,
                         Some(reason) => SignatureStatus::UntrustedChain(reason),
@@ -400,6 +396,17 @@ fn verify(
     Ok((content, results))
 }
 
+/// An OpenSSL stack of (shared references to) `certs`, as the CMS and chain APIs take them.
+fn stack_of<'a>(
+    certs: impl IntoIterator<Item = &'a X509>,
+) -> Result<Stack<X509>, openssl::error::ErrorStack> {
+    let mut stack = Stack::new()?;
+    for c in certs {
+        stack.push(c.clone())?;
+    }
+    Ok(stack)
+}
+
 /// Why a (chain-verified) signer certificate may not sign S/MIME mail: validity, key usage,
 /// extended key usage; `None` when it may.
 fn smime_signing_problems(cert: &X509) -> Option<String> {
@@ -417,10 +424,7 @@ fn chain_error(cert: &X509, chain: &[X509], trust: &X509StoreRef) -> Option<Stri
     // Anything that keeps the check from running is a reason, never a pass: a `None` here
     // makes a signature valid (see `verify`).
     let check = || -> Result<(bool, openssl::x509::X509VerifyResult), String> {
-        let mut stack = Stack::new().map_err(|e| e.to_string())?;
-        for c in chain {
-            stack.push(c.clone()).map_err(|e| e.to_string())?;
-        }
+        let stack = stack_of(chain).map_err(|e| e.to_string())?;
         let mut ctx = X509StoreContext::new().map_err(|e| e.to_string())?;
         ctx.init(trust, cert, &stack, |c| {
             let ok = c.verify_cert()?;
@@ -480,12 +484,7 @@ fn first_error(e: &openssl::error::ErrorStack) -> String {
 /// a `multipart/signed` entity whose first part is `entity` byte for byte.
 pub fn sign(entity: &[u8], signer: &KeyPair<'_>, chain: &[X509]) -> Result<Vec<u8>, SmimeError> {
     let entity = mime::to_crlf(entity);
-    let mut extra = Stack::new().map_err(|e| SmimeError::Build(e.to_string()))?;
-    for c in chain {
-        extra
-            .push(c.clone())
-            .map_err(|e| SmimeError::Build(e.to_string()))?;
-    }
+    let extra = stack_of(chain).map_err(|e| SmimeError::Build(e.to_string()))?;
     // BINARY: the entity is already canonical CRLF; OpenSSL must not re-canonicalise it.
     // The default signed attributes include SMIMECapabilities (so partners learn we read
     // AES-GCM) and the digest is SHA-256 for RSA keys.
@@ -541,12 +540,7 @@ pub fn encrypt(
         return Err(SmimeError::Build("encryption without a recipient".into()));
     }
     let entity = mime::to_crlf(entity);
-    let mut certs = Stack::new().map_err(|e| SmimeError::Build(e.to_string()))?;
-    for c in recipients {
-        certs
-            .push(c.clone())
-            .map_err(|e| SmimeError::Build(e.to_string()))?;
-    }
+    let certs = stack_of(recipients).map_err(|e| SmimeError::Build(e.to_string()))?;
     let (c, smime_type) = match cipher {
         ContentCipher::Aes256Gcm => (Cipher::aes_256_gcm(), "authEnveloped-data"),
         ContentCipher::Aes256Cbc => (Cipher::aes_256_cbc(), "enveloped-data"),

@@ -348,16 +348,5 @@ pub fn find(h: &[u8], n: &[u8]) -> Option<usize> {
     h.windows(n.len()).position(|w| w == n)
 }
 
-/// Bare LF → CRLF.
-pub fn crlf(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() + 64);
-    let mut prev = 0;
-    for &c in data {
-        if c == b'\n' && prev != b'\r' {
-            out.push(b'\r');
-        }
-        out.push(c);
-        prev = c;
-    }
-    out
-}
+/// Bare LF → CRLF (what the CLI peers print, made SMTP-ready).
+pub use portcullis::smime::mime::to_crlf as crlf;
