@@ -1,49 +1,38 @@
-//! Typed reads of CMS structures that the openssl crate cannot do: which kind of content a
-//! CMS blob is, the certificates and signer infos of a SignedData (who signed, with which
-//! digest, which SMIMECapabilities they announce) and the recipients of an EnvelopedData.
+//! Reads of CMS structures (RFC 5652, RFC 5083): which kind of content a blob is; the
+//! certificates, content and signer infos of a SignedData; the recipients and encrypted
+//! content of an EnvelopedData or AuthEnvelopedData.
 //!
-//! Choice: the RustCrypto `cms` crate (pure Rust, read-only here). Every cryptographic
-//! operation — verify, decrypt, sign, encrypt, chain checks — stays with OpenSSL in
-//! [`super::engine`]; this module only parses. The openssl crate exposes no signer infos,
-//! signed attributes or recipient infos, and `#![forbid(unsafe_code)]` rules out calling
-//! `CMS_get0_SignerInfos` through FFI.
+//! Choice: the structures are walked over the bytes as received ([`super::der`]), BER or
+//! DER, without a copy; the RustCrypto `cms` crate's types (x509-cert, spki) read the
+//! values where a typed read is clearer — a certificate's e-mail address, an issuer name
+//! for an error message, the SMIMECapabilities list. The `cms` crate cannot read the
+//! structures themselves here: it takes DER only (clients send BER) and version 0.2 has no
+//! AuthEnvelopedData. The cryptography is in [`super::engine`].
 
-use cms::cert::CertificateChoices;
-use cms::content_info::ContentInfo;
-use cms::enveloped_data::{EnvelopedData, RecipientIdentifier, RecipientInfo};
-use cms::signed_data::{SignedData, SignerIdentifier};
+use der::Decode;
 use der::asn1::ObjectIdentifier;
-use der::{Decode, Encode};
 
+use super::der::{
+    self as ber, CONSTRUCTED, INTEGER, OCTET_STRING, OID, SEQUENCE, SET, elements, elements_whole,
+    octets, tlv,
+};
+
+pub const OID_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.1");
 pub const OID_SIGNED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.2");
 pub const OID_ENVELOPED_DATA: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.3");
 pub const OID_AUTH_ENVELOPED_DATA: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.1.23");
-const OID_SMIME_CAPABILITIES: ObjectIdentifier =
+pub const OID_CONTENT_TYPE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.3");
+pub const OID_MESSAGE_DIGEST: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.4");
+pub const OID_SIGNING_TIME: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.5");
+pub const OID_SMIME_CAPABILITIES: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.15");
 /// id-aes128-GCM and id-aes256-GCM (RFC 5084): a capability list naming one of them says
 /// the owner's client reads AuthEnvelopedData with AES-GCM.
 pub const OID_AES128_GCM: &str = "2.16.840.1.101.3.4.1.6";
 pub const OID_AES256_GCM: &str = "2.16.840.1.101.3.4.1.46";
-
-/// Re-encode a CMS blob as DER. Real clients (Thunderbird, Outlook) send BER with
-/// indefinite lengths, which the `der`-based `cms` crate refuses; OpenSSL reads BER and
-/// writes DER. Only the typed reads use the re-encoding: cryptography runs on the bytes
-/// as received.
-pub fn normalize(ber: &[u8]) -> Result<Vec<u8>, String> {
-    openssl::cms::CmsContentInfo::from_der(ber)
-        .and_then(|c| c.to_der())
-        .map_err(|e| {
-            format!(
-                "not a CMS structure ({})",
-                e.errors()
-                    .first()
-                    .and_then(|x| x.reason())
-                    .unwrap_or("unreadable")
-            )
-        })
-}
 
 /// What a CMS ContentInfo holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,12 +71,71 @@ pub fn kind(ber: &[u8]) -> Result<Kind, String> {
     })
 }
 
-/// How a signer names its certificate.
+/// How a signer (or a recipient) names its certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SignerId {
     /// DER of the issuer name, serial number bytes without leading zeros.
     IssuerSerial(Vec<u8>, Vec<u8>),
     SubjectKeyId(Vec<u8>),
+}
+
+impl SignerId {
+    /// Whether this names the certificate `cert_der`.
+    pub fn names(&self, cert_der: &[u8]) -> bool {
+        match self {
+            SignerId::IssuerSerial(issuer, serial) => ber::cert_ids(cert_der).is_some_and(|c| {
+                c.issuer == issuer.as_slice()
+                    && tlv(c.serial).is_some_and(|(_, s, _)| strip_zeros(s) == serial.as_slice())
+            }),
+            SignerId::SubjectKeyId(id) => ber::subject_key_id(cert_der) == Some(id.as_slice()),
+        }
+    }
+
+    /// `rid`/`sid`: IssuerAndSerialNumber or [0] SubjectKeyIdentifier.
+    fn read(tag: u8, contents: &[u8]) -> Option<SignerId> {
+        match tag {
+            SEQUENCE => {
+                let mut f = elements_whole(contents);
+                let (SEQUENCE, issuer, _) = f.next()? else {
+                    return None;
+                };
+                let (INTEGER, _, serial) = f.next()? else {
+                    return None;
+                };
+                Some(SignerId::IssuerSerial(
+                    issuer.to_vec(),
+                    strip_zeros(serial).to_vec(),
+                ))
+            }
+            0x80 | 0xa0 => Some(SignerId::SubjectKeyId(
+                octets(tag & CONSTRUCTED, contents)?.into_owned(),
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// An AlgorithmIdentifier: the OID and its parameters (tag and contents), if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Algorithm {
+    pub oid: ObjectIdentifier,
+    pub params: Option<(u8, Vec<u8>)>,
+}
+
+impl Algorithm {
+    fn read(contents: &[u8]) -> Option<Algorithm> {
+        let mut f = elements(contents);
+        let (OID, oid) = f.next()? else {
+            return None;
+        };
+        Some(Algorithm {
+            oid: ObjectIdentifier::from_bytes(oid).ok()?,
+            params: f
+                .next()
+                .filter(|(tag, _)| *tag != ber::NULL)
+                .map(|(t, c)| (t, c.to_vec())),
+        })
+    }
 }
 
 /// One SignerInfo, as far as we need it.
@@ -98,14 +146,23 @@ pub struct SignerMeta {
     pub cert: Option<usize>,
     /// Digest algorithm OID, dotted.
     pub digest_oid: String,
+    pub digest: ObjectIdentifier,
     /// SMIMECapabilities (RFC 8551 §2.5.2) announced in the signed attributes: the
     /// capability OIDs in the signer's order of preference, dotted.
     pub capabilities: Vec<String>,
+    /// The signed attributes as the DER `SET OF` the signature covers; `None`: the
+    /// signature is over the content itself.
+    pub signed_attrs: Option<Vec<u8>>,
+    /// The messageDigest and contentType attributes.
+    pub message_digest: Option<Vec<u8>>,
+    pub content_type: Option<ObjectIdentifier>,
+    pub signature_algorithm: Algorithm,
+    pub signature: Vec<u8>,
 }
 
 /// One embedded certificate, kept as DER: OpenSSL 3 parses a certificate slowly (as long as
 /// half an RSA signature: the public key goes through its decoder framework), so an
-/// `X509` is made only where one is needed (harvest, chain diagnosis).
+/// `X509` is made only where one is needed (see `super::x509_cache`).
 #[derive(Debug, Clone)]
 pub struct CertDer {
     pub der: Vec<u8>,
@@ -113,25 +170,25 @@ pub struct CertDer {
     pub email: Option<String>,
 }
 
-/// The certificates and signers of a SignedData.
-#[derive(Debug, Clone, Default)]
+/// The certificates, content and signers of a SignedData.
+#[derive(Debug, Clone)]
 pub struct SignedInfo {
     pub certificates: Vec<CertDer>,
     pub signers: Vec<SignerMeta>,
-    /// The same ContentInfo as DER without its certificates, for OpenSSL to verify with the
-    /// certificates handed over already parsed (see `super::x509_cache`). Nothing signed
-    /// changes: the certificates set is outside the signatures.
-    pub without_certificates: Vec<u8>,
+    /// eContentType.
+    pub content_type: ObjectIdentifier,
+    /// The encapsulated content (opaque signing); `None` for a detached signature.
+    pub content: Option<Vec<u8>>,
 }
 
-const OID_SUBJECT_KEY_ID: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.14");
 const OID_SUBJECT_ALT_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.17");
 const OID_EMAIL_ADDRESS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.1");
 
 /// The e-mail address a certificate is issued to (see [`CertDer::email`]).
-fn email_of(cert: &cms::cert::x509::Certificate) -> Option<String> {
+fn email_of(cert_der: &[u8]) -> Option<String> {
     use cms::cert::x509::ext::pkix::SubjectAltName;
     use cms::cert::x509::ext::pkix::name::GeneralName;
+    let cert = cms::cert::x509::Certificate::from_der(cert_der).ok()?;
     let exts = cert
         .tbs_certificate
         .extensions
@@ -156,123 +213,329 @@ fn email_of(cert: &cms::cert::x509::Certificate) -> Option<String> {
     None
 }
 
-fn subject_key_id(cert: &cms::cert::x509::Certificate) -> Option<Vec<u8>> {
-    let exts = cert.tbs_certificate.extensions.as_deref()?;
-    let e = exts.iter().find(|e| e.extn_id == OID_SUBJECT_KEY_ID)?;
-    let ski = der::asn1::OctetString::from_der(e.extn_value.as_bytes()).ok()?;
-    Some(ski.as_bytes().to_vec())
-}
-
-fn strip_zeros(b: &[u8]) -> Vec<u8> {
+fn strip_zeros(b: &[u8]) -> &[u8] {
     let i = b.iter().position(|&x| x != 0).unwrap_or(b.len());
-    b[i..].to_vec()
+    &b[i..]
 }
 
-pub fn signed_info(der: &[u8]) -> Result<SignedInfo, String> {
-    let ci = ContentInfo::from_der(der).map_err(|e| format!("not a CMS structure: {e}"))?;
-    if ci.content_type != OID_SIGNED_DATA {
-        return Err(format!("expected signed-data, found {}", ci.content_type));
+/// The content of a ContentInfo of type `want`: the contents of its `[0] EXPLICIT` value.
+fn content_of(ber: &[u8], want: ObjectIdentifier) -> Result<(u8, &[u8]), String> {
+    let bad = |what: &str| format!("not a CMS structure ({what})");
+    let (SEQUENCE, info, _) = tlv(ber).ok_or_else(|| bad("truncated or garbled"))? else {
+        return Err(bad("no ContentInfo"));
+    };
+    let mut f = elements(info);
+    let Some((OID, oid)) = f.next() else {
+        return Err(bad("no content type"));
+    };
+    let oid = ObjectIdentifier::from_bytes(oid).map_err(|_| bad("bad content type"))?;
+    if oid != want {
+        return Err(format!("expected {want}, found {oid}"));
     }
-    let mut sd: SignedData = ci
-        .content
-        .decode_as()
-        .map_err(|e| format!("corrupt signed-data: {e}"))?;
-    let mut out = SignedInfo::default();
-    let mut parsed = Vec::new();
-    for c in sd.certificates.iter().flat_map(|s| s.0.iter()) {
-        if let CertificateChoices::Certificate(x) = c {
-            let der = x
-                .to_der()
-                .map_err(|e| format!("embedded certificate: {e}"))?;
-            out.certificates.push(CertDer {
-                der,
-                email: email_of(x),
-            });
-            parsed.push(x);
+    let Some((0xa0, explicit)) = f.next() else {
+        return Err(bad("no content"));
+    };
+    let (tag, content, _) = tlv(explicit).ok_or_else(|| bad("truncated content"))?;
+    Ok((tag, content))
+}
+
+/// Read a SignedData (BER or DER).
+pub fn signed_info(ber: &[u8]) -> Result<SignedInfo, String> {
+    let bad = |what: &str| format!("corrupt signed-data: {what}");
+    let (SEQUENCE, sd) = content_of(ber, OID_SIGNED_DATA)? else {
+        return Err(bad("not a SEQUENCE"));
+    };
+    let mut f = elements(sd);
+    let (Some((INTEGER, _)), Some((SET, _)), Some((SEQUENCE, encap))) =
+        (f.next(), f.next(), f.next())
+    else {
+        return Err(bad("version, digest algorithms or content missing"));
+    };
+    let mut next = f.next();
+    let mut certs = None;
+    if let Some((0xa0, c)) = next {
+        certs = Some(c);
+        next = f.next();
+    }
+    if let Some((0xa1, _crls)) = next {
+        next = f.next();
+    }
+    let Some((SET, signer_infos)) = next else {
+        return Err(bad("no signer infos"));
+    };
+    let mut encap = elements(encap);
+    let Some((OID, content_type)) = encap.next() else {
+        return Err(bad("no content type"));
+    };
+    let content_type =
+        ObjectIdentifier::from_bytes(content_type).map_err(|_| bad("bad content type"))?;
+    let content = match encap.next() {
+        Some((0xa0, explicit)) => {
+            let (tag, value, _) = tlv(explicit).ok_or_else(|| bad("truncated content"))?;
+            if tag & !CONSTRUCTED != OCTET_STRING {
+                return Err(bad("content is not an OCTET STRING"));
+            }
+            Some(
+                octets(tag, value)
+                    .ok_or_else(|| bad("garbled content"))?
+                    .into_owned(),
+            )
         }
+        _ => None,
+    };
+    let certificates: Vec<CertDer> = certs
+        .map(elements_whole)
+        .into_iter()
+        .flatten()
+        // other CertificateChoices (attribute certificates...) are tagged: not ours to read
+        .filter(|(tag, _, _)| *tag == SEQUENCE)
+        .map(|(_, der, _)| CertDer {
+            der: der.to_vec(),
+            email: email_of(der),
+        })
+        .collect();
+    let mut signers = Vec::new();
+    for (tag, si) in elements(signer_infos) {
+        if tag != SEQUENCE {
+            return Err(bad("a signer info is not a SEQUENCE"));
+        }
+        let signer = read_signer(si, &certificates).ok_or_else(|| bad("unreadable signer info"))?;
+        signers.push(signer?);
     }
-    for si in sd.signer_infos.0.iter() {
-        let id = match &si.sid {
-            SignerIdentifier::IssuerAndSerialNumber(ias) => SignerId::IssuerSerial(
-                ias.issuer.to_der().map_err(|e| e.to_string())?,
-                strip_zeros(ias.serial_number.as_bytes()),
-            ),
-            SignerIdentifier::SubjectKeyIdentifier(ski) => {
-                SignerId::SubjectKeyId(ski.0.as_bytes().to_vec())
-            }
+    Ok(SignedInfo {
+        certificates,
+        signers,
+        content_type,
+        content,
+    })
+}
+
+/// One SignerInfo: `None` when its structure is garbled, `Err` for a bad attribute.
+fn read_signer(si: &[u8], certificates: &[CertDer]) -> Option<Result<SignerMeta, String>> {
+    let mut f = elements(si);
+    let (INTEGER, _version) = f.next()? else {
+        return None;
+    };
+    let (tag, sid) = f.next()?;
+    let id = SignerId::read(tag, sid)?;
+    let (SEQUENCE, digest) = f.next()? else {
+        return None;
+    };
+    let digest = Algorithm::read(digest)?.oid;
+    let mut next = f.next()?;
+    let mut attrs = None;
+    if next.0 == 0xa0 {
+        attrs = Some(next.1);
+        next = f.next()?;
+    }
+    let (SEQUENCE, signature_algorithm) = next else {
+        return None;
+    };
+    let signature_algorithm = Algorithm::read(signature_algorithm)?;
+    let (tag, signature) = f.next()?;
+    if tag & !CONSTRUCTED != OCTET_STRING {
+        return None;
+    }
+    let signature = octets(tag, signature)?.into_owned();
+    let mut meta = SignerMeta {
+        cert: certificates.iter().position(|c| id.names(&c.der)),
+        id,
+        digest_oid: digest.to_string(),
+        digest,
+        capabilities: Vec::new(),
+        // The signature covers the DER of the attributes with the SET OF tag (RFC 5652
+        // §5.4); a DER sender's bytes are that with the [0] tag swapped.
+        signed_attrs: attrs.map(|a| ber::tlv_of(SET, &[a])),
+        message_digest: None,
+        content_type: None,
+        signature_algorithm,
+        signature,
+    };
+    for (tag, attr) in elements(attrs.unwrap_or_default()) {
+        if tag != SEQUENCE {
+            return None;
+        }
+        let mut a = elements(attr);
+        let (OID, oid) = a.next()? else {
+            return None;
         };
-        let mut capabilities = Vec::new();
-        for attr in si.signed_attrs.iter().flat_map(|a| a.iter()) {
-            if attr.oid != OID_SMIME_CAPABILITIES {
-                continue;
+        let (SET, values) = a.next()? else {
+            return None;
+        };
+        let Some((vtag, value)) = elements(values).next() else {
+            continue;
+        };
+        match ObjectIdentifier::from_bytes(oid).ok()? {
+            OID_MESSAGE_DIGEST if vtag & !CONSTRUCTED == OCTET_STRING => {
+                meta.message_digest = Some(octets(vtag, value)?.into_owned());
             }
-            for v in attr.values.iter() {
+            OID_CONTENT_TYPE if vtag == OID => {
+                meta.content_type = ObjectIdentifier::from_bytes(value).ok();
+            }
+            OID_SMIME_CAPABILITIES => {
                 // SMIMECapabilities ::= SEQUENCE OF SMIMECapability — the same shape as a
                 // list of AlgorithmIdentifiers (OID + optional parameters).
-                let caps: Vec<cms::cert::x509::spki::AlgorithmIdentifierOwned> = v
-                    .decode_as()
-                    .map_err(|e| format!("corrupt SMIMECapabilities: {e}"))?;
-                capabilities.extend(caps.iter().map(|c| c.oid.to_string()));
+                let whole = ber::tlv_of(vtag, &[value]);
+                match Vec::<cms::cert::x509::spki::AlgorithmIdentifierOwned>::from_der(&whole) {
+                    Ok(caps) => meta
+                        .capabilities
+                        .extend(caps.iter().map(|c| c.oid.to_string())),
+                    Err(e) => return Some(Err(format!("corrupt SMIMECapabilities: {e}"))),
+                }
             }
+            _ => {}
         }
-        let cert = parsed.iter().position(|c| match &id {
-            SignerId::IssuerSerial(issuer, serial) => {
-                c.tbs_certificate.issuer.to_der().ok().as_ref() == Some(issuer)
-                    && strip_zeros(c.tbs_certificate.serial_number.as_bytes()) == *serial
-            }
-            SignerId::SubjectKeyId(ski) => subject_key_id(c).as_ref() == Some(ski),
-        });
-        out.signers.push(SignerMeta {
-            id,
-            cert,
-            digest_oid: si.digest_alg.oid.to_string(),
-            capabilities,
-        });
     }
-    out.without_certificates = if sd.certificates.is_some() {
-        sd.certificates = None;
-        let content = der::Any::encode_from(&sd).map_err(|e| format!("re-encoding: {e}"))?;
-        ContentInfo {
-            content_type: OID_SIGNED_DATA,
-            content,
-        }
-        .to_der()
-        .map_err(|e| format!("re-encoding: {e}"))?
-    } else {
-        der.to_vec()
-    };
-    Ok(out)
+    Some(Ok(meta))
 }
 
-/// Who an EnvelopedData is addressed to, for an error message ("issuer / serial" or
-/// "key id"); empty for other kinds (AuthEnvelopedData has no type in the `cms` crate 0.2).
-pub fn recipients(der: &[u8]) -> Vec<String> {
-    let Ok(ci) = ContentInfo::from_der(der) else {
-        return Vec::new();
+/// One KeyTransRecipientInfo (RSA key transport).
+#[derive(Debug, Clone)]
+pub struct KeyTransRecipient {
+    pub id: SignerId,
+    pub key_cipher: Algorithm,
+    pub encrypted_key: Vec<u8>,
+}
+
+/// An EnvelopedData or AuthEnvelopedData.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub authenticated: bool,
+    pub recipients: Vec<KeyTransRecipient>,
+    /// Recipients of other kinds (key agreement, KEK, password): OpenSSL's to read.
+    pub other_recipients: usize,
+    pub content_cipher: Algorithm,
+    pub ciphertext: Vec<u8>,
+    /// AuthEnvelopedData: the authenticated attributes as DER `SET OF` (the AAD), and the
+    /// MAC (GCM tag).
+    pub auth_attrs: Option<Vec<u8>>,
+    pub mac: Option<Vec<u8>>,
+}
+
+/// Read an EnvelopedData or AuthEnvelopedData (BER or DER).
+pub fn envelope(ber: &[u8]) -> Result<Envelope, String> {
+    let authenticated = kind(ber)? == Kind::AuthEnveloped;
+    let what = if authenticated {
+        "authEnveloped-data"
+    } else {
+        "enveloped-data"
     };
-    if ci.content_type != OID_ENVELOPED_DATA {
-        return Vec::new();
+    let bad = |why: &str| format!("corrupt {what}: {why}");
+    let want = if authenticated {
+        OID_AUTH_ENVELOPED_DATA
+    } else {
+        OID_ENVELOPED_DATA
+    };
+    let (SEQUENCE, env) = content_of(ber, want)? else {
+        return Err(bad("not a SEQUENCE"));
+    };
+    let mut f = elements(env);
+    let Some((INTEGER, _version)) = f.next() else {
+        return Err(bad("no version"));
+    };
+    let mut next = f.next();
+    if let Some((0xa0, _originator)) = next {
+        next = f.next();
     }
-    let Ok(ed) = ci.content.decode_as::<EnvelopedData>() else {
+    let Some((SET, infos)) = next else {
+        return Err(bad("no recipient infos"));
+    };
+    let Some((SEQUENCE, content)) = f.next() else {
+        return Err(bad("no encrypted content info"));
+    };
+    let mut auth_attrs = None;
+    let mut mac = None;
+    if authenticated {
+        let mut next = f.next();
+        if let Some((0xa1, attrs)) = next {
+            auth_attrs = Some(ber::tlv_of(SET, &[attrs]));
+            next = f.next();
+        }
+        match next {
+            Some((tag, m)) if tag & !CONSTRUCTED == OCTET_STRING => {
+                mac = Some(
+                    octets(tag, m)
+                        .ok_or_else(|| bad("garbled MAC"))?
+                        .into_owned(),
+                );
+            }
+            _ => return Err(bad("no MAC")),
+        }
+    }
+    let mut recipients = Vec::new();
+    let mut other_recipients = 0;
+    for (tag, ri) in elements(infos) {
+        if tag != SEQUENCE {
+            other_recipients += 1;
+            continue;
+        }
+        recipients.push(read_ktri(ri).ok_or_else(|| bad("unreadable recipient info"))?);
+    }
+    let mut c = elements(content);
+    let (Some((OID, _type)), Some((SEQUENCE, cipher))) = (c.next(), c.next()) else {
+        return Err(bad("no content type or cipher"));
+    };
+    let content_cipher = Algorithm::read(cipher).ok_or_else(|| bad("unreadable cipher"))?;
+    let ciphertext = match c.next() {
+        Some((tag @ (0x80 | 0xa0), ct)) => octets(tag & CONSTRUCTED, ct)
+            .ok_or_else(|| bad("garbled content"))?
+            .into_owned(),
+        _ => return Err(bad("no encrypted content")),
+    };
+    Ok(Envelope {
+        authenticated,
+        recipients,
+        other_recipients,
+        content_cipher,
+        ciphertext,
+        auth_attrs,
+        mac,
+    })
+}
+
+fn read_ktri(ri: &[u8]) -> Option<KeyTransRecipient> {
+    let mut f = elements(ri);
+    let (INTEGER, _version) = f.next()? else {
+        return None;
+    };
+    let (tag, rid) = f.next()?;
+    let id = SignerId::read(tag, rid)?;
+    let (SEQUENCE, alg) = f.next()? else {
+        return None;
+    };
+    let (tag, key) = f.next()?;
+    if tag & !CONSTRUCTED != OCTET_STRING {
+        return None;
+    }
+    Some(KeyTransRecipient {
+        id,
+        key_cipher: Algorithm::read(alg)?,
+        encrypted_key: octets(tag, key)?.into_owned(),
+    })
+}
+
+/// Who an EnvelopedData or AuthEnvelopedData is addressed to, for an error message
+/// ("issuer serial N" or "key id"); empty when it cannot be read.
+pub fn recipients(ber: &[u8]) -> Vec<String> {
+    let Ok(env) = envelope(ber) else {
         return Vec::new();
     };
-    ed.recip_infos
-        .0
+    let mut out: Vec<String> = env
+        .recipients
         .iter()
-        .map(|ri| match ri {
-            RecipientInfo::Ktri(k) => match &k.rid {
-                RecipientIdentifier::IssuerAndSerialNumber(ias) => format!(
-                    "{} serial {}",
-                    ias.issuer,
-                    hex(&strip_zeros(ias.serial_number.as_bytes()))
-                ),
-                RecipientIdentifier::SubjectKeyIdentifier(s) => {
-                    format!("key id {}", hex(s.0.as_bytes()))
-                }
-            },
-            _ => "a non-RSA recipient".to_string(),
+        .map(|r| match &r.id {
+            SignerId::IssuerSerial(issuer, serial) => format!(
+                "{} serial {}",
+                cms::cert::x509::name::Name::from_der(issuer)
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|_| "(unreadable issuer)".into()),
+                hex(serial)
+            ),
+            SignerId::SubjectKeyId(id) => format!("key id {}", hex(id)),
         })
-        .collect()
+        .collect();
+    out.extend((0..env.other_recipients).map(|_| "a non-RSA recipient".to_string()));
+    out
 }
 
 fn hex(b: &[u8]) -> String {

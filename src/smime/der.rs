@@ -1,17 +1,49 @@
-//! Just enough DER to read a certificate's basicConstraints: the openssl crate has no safe
-//! accessor for it (X509_check_ca needs `unsafe`, which the workspace forbids), and pulling
-//! in a full X.509 parser for one boolean is not worth the dependency.
+//! Just enough BER/DER for the CMS structures the engine reads and writes, and for the
+//! certificate fields it needs (issuer and serial number, subject key id, basicConstraints).
+//!
+//! Why by hand: the `der` crate reads DER only, and real clients (Thunderbird, Outlook)
+//! send BER with indefinite lengths and chunked OCTET STRINGs; re-encoding every inbound
+//! blob through OpenSSL to get DER cost more than the RSA operation. The openssl crate has
+//! no safe accessor for the fields (the workspace forbids `unsafe`). Reading is a walk over
+//! slices of the input: nothing is copied except chunked strings.
 
-/// One TLV: (tag, contents, rest). Single-byte tags and definite lengths only, which is
-/// all DER allows for the structures walked here.
-fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+use std::borrow::Cow;
+
+/// Nesting deeper than this is refused (CMS needs about ten levels).
+const MAX_DEPTH: usize = 40;
+
+/// One TLV: (tag, contents, rest). BER: definite lengths (up to 4 length octets) and, for
+/// constructed values, indefinite ones, whose contents end before the end-of-contents
+/// octets. Single-byte tags only, which is all CMS and X.509 use.
+pub fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    tlv_at(input, 0)
+}
+
+fn tlv_at(input: &[u8], depth: usize) -> Option<(u8, &[u8], &[u8])> {
     let (&tag, rest) = input.split_first()?;
+    if tag & 0x1f == 0x1f || depth > MAX_DEPTH {
+        return None;
+    }
     let (&first, rest) = rest.split_first()?;
+    if first == 0x80 {
+        // indefinite: only constructed values; the children end at 00 00
+        if tag & CONSTRUCTED == 0 {
+            return None;
+        }
+        let mut pos = rest;
+        loop {
+            if let [0, 0, after @ ..] = pos {
+                let len = rest.len() - pos.len();
+                return Some((tag, &rest[..len], after));
+            }
+            pos = tlv_at(pos, depth + 1)?.2;
+        }
+    }
     let (len, rest) = if first < 0x80 {
         (first as usize, rest)
     } else {
         let n = (first & 0x7f) as usize;
-        if n == 0 || n > 4 || rest.len() < n {
+        if n > 4 || rest.len() < n {
             return None;
         }
         let len = rest[..n].iter().fold(0usize, |a, b| (a << 8) | *b as usize);
@@ -23,37 +55,127 @@ fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     Some((tag, &rest[..len], &rest[len..]))
 }
 
-/// The elements of a constructed value's contents.
-fn elements(mut contents: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
+/// The elements of a constructed value's contents, as (tag, contents). Stops at the first
+/// element that does not parse.
+pub fn elements(contents: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
+    elements_whole(contents).map(|(tag, _, value)| (tag, value))
+}
+
+/// [`elements`] with each element's whole encoding: (tag, whole, contents).
+pub fn elements_whole(mut contents: &[u8]) -> impl Iterator<Item = (u8, &[u8], &[u8])> {
     std::iter::from_fn(move || {
         let (tag, value, rest) = tlv(contents)?;
+        let whole = &contents[..contents.len() - rest.len()];
         contents = rest;
-        Some((tag, value))
+        Some((tag, whole, value))
     })
 }
 
-const SEQUENCE: u8 = 0x30;
-const OID: u8 = 0x06;
-const BOOLEAN: u8 = 0x01;
-const OCTET_STRING: u8 = 0x04;
-const EXTENSIONS: u8 = 0xa3; // [3] EXPLICIT in TBSCertificate
-const BASIC_CONSTRAINTS: &[u8] = &[0x55, 0x1d, 0x13]; // 2.5.29.19
-
-/// Whether the certificate (DER) says `cA: TRUE` in basicConstraints. `false` when the
-/// extension is absent (an end-entity certificate) or the DER cannot be walked (openssl
-/// parsed it already, so that means an unusual encoding: treat as not a CA).
-pub fn is_ca(cert_der: &[u8]) -> bool {
-    basic_constraints_ca(cert_der).unwrap_or(false)
+/// The octets of a string value, primitive or (BER) constructed from chunks.
+pub fn octets(tag: u8, contents: &[u8]) -> Option<Cow<'_, [u8]>> {
+    if tag & CONSTRUCTED == 0 {
+        return Some(Cow::Borrowed(contents));
+    }
+    let mut all = Vec::with_capacity(contents.len());
+    let mut rest = contents;
+    while !rest.is_empty() {
+        let (t, chunk, next) = tlv(rest)?;
+        all.extend_from_slice(&octets(t, chunk)?);
+        rest = next;
+    }
+    Some(Cow::Owned(all))
 }
 
-fn basic_constraints_ca(cert_der: &[u8]) -> Option<bool> {
+/// Append one definite-length TLV (DER) to `out`.
+pub fn put(out: &mut Vec<u8>, tag: u8, contents: &[u8]) {
+    out.push(tag);
+    let len = contents.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes
+            .iter()
+            .position(|&b| b != 0)
+            .unwrap_or(bytes.len() - 1);
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+    out.extend_from_slice(contents);
+}
+
+/// One definite-length TLV (DER) made of the concatenated `parts`.
+pub fn tlv_of(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let len = parts.iter().map(|p| p.len()).sum::<usize>();
+    let mut contents = Vec::with_capacity(len);
+    for p in parts {
+        contents.extend_from_slice(p);
+    }
+    let mut out = Vec::with_capacity(len + 6);
+    put(&mut out, tag, &contents);
+    out
+}
+
+pub const CONSTRUCTED: u8 = 0x20;
+pub const INTEGER: u8 = 0x02;
+pub const SEQUENCE: u8 = 0x30;
+pub const SET: u8 = 0x31;
+pub const OID: u8 = 0x06;
+pub const NULL: u8 = 0x05;
+pub const BOOLEAN: u8 = 0x01;
+pub const OCTET_STRING: u8 = 0x04;
+pub const UTC_TIME: u8 = 0x17;
+const EXTENSIONS: u8 = 0xa3; // [3] EXPLICIT in TBSCertificate
+const VERSION: u8 = 0xa0; // [0] EXPLICIT in TBSCertificate
+const BASIC_CONSTRAINTS: &[u8] = &[0x55, 0x1d, 0x13]; // 2.5.29.19
+const SUBJECT_KEY_ID: &[u8] = &[0x55, 0x1d, 0x0e]; // 2.5.29.14
+
+/// How a certificate is named in CMS (signer and recipient identifiers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CertIds<'a> {
+    /// The issuer Name, whole DER.
+    pub issuer: &'a [u8],
+    /// The serialNumber INTEGER, whole DER.
+    pub serial: &'a [u8],
+}
+
+/// Issuer and serial number of a certificate (DER).
+pub fn cert_ids(cert_der: &[u8]) -> Option<CertIds<'_>> {
+    let mut fields = elements_whole(tbs(cert_der)?);
+    let mut next = fields.next()?;
+    if next.0 == VERSION {
+        next = fields.next()?;
+    }
+    let (INTEGER, serial, _) = next else {
+        return None;
+    };
+    let _signature = fields.next()?;
+    let (SEQUENCE, issuer, _) = fields.next()? else {
+        return None;
+    };
+    Some(CertIds { issuer, serial })
+}
+
+/// The subjectKeyIdentifier of a certificate (DER), if it has one.
+pub fn subject_key_id(cert_der: &[u8]) -> Option<&[u8]> {
+    let value = extension(cert_der, SUBJECT_KEY_ID)?;
+    let (tag, id, _) = tlv(value)?;
+    (tag == OCTET_STRING).then_some(id)
+}
+
+fn tbs(cert_der: &[u8]) -> Option<&[u8]> {
     let (SEQUENCE, cert, _) = tlv(cert_der)? else {
         return None;
     };
     let (SEQUENCE, tbs, _) = tlv(cert)? else {
         return None;
     };
-    let (_, extensions) = elements(tbs).find(|(tag, _)| *tag == EXTENSIONS)?;
+    Some(tbs)
+}
+
+/// The extnValue contents of the extension `oid` (content bytes of the OID).
+fn extension<'a>(cert_der: &'a [u8], oid: &[u8]) -> Option<&'a [u8]> {
+    let (_, extensions) = elements(tbs(cert_der)?).find(|(tag, _)| *tag == EXTENSIONS)?;
     let (SEQUENCE, extensions, _) = tlv(extensions)? else {
         return None;
     };
@@ -63,19 +185,33 @@ fn basic_constraints_ca(cert_der: &[u8]) -> Option<bool> {
         }
         let mut parts = elements(extension);
         match parts.next()? {
-            (OID, oid) if oid == BASIC_CONSTRAINTS => {}
+            (OID, o) if o == oid => {}
             _ => continue,
         }
-        let value = parts.find(|(tag, _)| *tag == OCTET_STRING)?.1;
-        let (SEQUENCE, constraints, _) = tlv(value)? else {
-            return None;
-        };
-        return Some(matches!(
-            elements(constraints).next(),
-            Some((BOOLEAN, [v])) if *v != 0
-        ));
+        return Some(parts.find(|(tag, _)| *tag == OCTET_STRING)?.1);
     }
-    Some(false)
+    None
+}
+
+/// Whether the certificate (DER) says `cA: TRUE` in basicConstraints. `false` when the
+/// extension is absent (an end-entity certificate) or the DER cannot be walked (openssl
+/// parsed it already, so that means an unusual encoding: treat as not a CA).
+pub fn is_ca(cert_der: &[u8]) -> bool {
+    basic_constraints_ca(cert_der).unwrap_or(false)
+}
+
+fn basic_constraints_ca(cert_der: &[u8]) -> Option<bool> {
+    tbs(cert_der)?;
+    let Some(value) = extension(cert_der, BASIC_CONSTRAINTS) else {
+        return Some(false);
+    };
+    let (SEQUENCE, constraints, _) = tlv(value)? else {
+        return None;
+    };
+    Some(matches!(
+        elements(constraints).next(),
+        Some((BOOLEAN, [v])) if *v != 0
+    ))
 }
 
 #[cfg(test)]

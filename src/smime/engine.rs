@@ -7,22 +7,33 @@
 //! - [`sign`] and [`encrypt`]: wrap an outbound entity (detached SHA-256 signature;
 //!   AES-256-GCM or AES-256-CBC content encryption, RSA key transport).
 //!
-//! All cryptography is OpenSSL's CMS (`CMS_decrypt`, `CMS_verify`, `CMS_sign`,
-//! `CMS_encrypt`); the `cms` crate only reads structures ([`super::cms_info`]). The MIME
-//! around the CMS blobs is written by [`super::mime`]. Errors are values: malformed,
-//! truncated or undecryptable input never panics.
+//! All cryptography is OpenSSL's. The CMS structures are read by [`super::cms_info`] and
+//! written by [`super::cms_build`]; this module does the cryptography on them with
+//! OpenSSL's primitives (RSA with PKCS#1 v1.5 and OAEP, ECDSA, SHA-1/2, AES-CBC/GCM,
+//! 3DES). Why not OpenSSL's whole-message CMS functions: in OpenSSL 3.0 their machinery
+//! (ASN.1 templates, BIO chains, algorithm fetches per operation) cost as much again as a
+//! third of the RSA operation on every message (benches/smime_engine.rs). What this path
+//! does not read — key agreement, RC2, RSA-PSS, other key types — still goes through
+//! `CMS_decrypt` / `CMS_verify` / `CMS_sign` / `CMS_encrypt`. The MIME around the CMS
+//! blobs is written by [`super::mime`]. Errors are values: malformed, truncated or
+//! undecryptable input never panics.
 
 use openssl::cms::{CMSOptions, CmsContentInfo};
+use openssl::error::ErrorStack;
+use openssl::hash::MessageDigest;
+use openssl::md::{Md, MdRef};
 use openssl::nid::Nid;
-use openssl::pkey::{PKey, Private};
+use openssl::pkey::{Id, PKey, Private};
+use openssl::pkey_ctx::PkeyCtx;
+use openssl::rsa::Padding;
 use openssl::stack::Stack;
 use openssl::symm::Cipher;
 use openssl::x509::store::X509StoreRef;
 use openssl::x509::{X509, X509StoreContext};
 
 use super::cms_info::{self, Kind};
-use super::mime;
-use super::x509_cache;
+use super::der as der_walk;
+use super::{cms_build, mime, x509_cache};
 
 /// Nesting deeper than this is refused (real clients use two layers; a bomb uses many).
 const MAX_LAYERS: usize = 6;
@@ -250,45 +261,398 @@ pub fn unwrap_with(
 }
 
 /// Decrypt with the first key that fits.
+///
+/// RSA key transport (PKCS#1 v1.5 and OAEP) with AES-CBC, AES-GCM or 3DES content — what
+/// S/MIME clients send — is opened here with OpenSSL's primitives (see [`open`]); anything
+/// else (key agreement, RC2, a recipient our keys match only by a differently encoded
+/// name) goes to OpenSSL's `CMS_decrypt`, which reads every kind.
 fn decrypt(der: &[u8], keys: &[KeyPair<'_>]) -> Result<Vec<u8>, SmimeError> {
-    let cms = CmsContentInfo::from_der(der)
-        .map_err(|e| SmimeError::Malformed(format!("corrupt enveloped data: {e}")))?;
+    let envelope = cms_info::envelope(der).map_err(SmimeError::Malformed)?;
     let mut errors = Vec::new();
+    let mut ask_openssl = false;
     for k in keys {
-        // With the certificate given, OpenSSL picks the matching RecipientInfo (RSA v1.5 or
-        // OAEP, as the sender chose) and fails cleanly when there is none.
-        match cms.decrypt(k.key, k.cert) {
-            Ok(plain) => return Ok(plain),
-            Err(e) => errors.push(format!("{}: {}", subject_of(k.cert), first_error(&e))),
+        let Ok(cert_der) = k.cert.to_der() else {
+            ask_openssl = true;
+            continue;
+        };
+        let Some(recipient) = envelope.recipients.iter().find(|r| r.id.names(&cert_der)) else {
+            continue;
+        };
+        match open(&envelope, recipient, k.key) {
+            Opened::Plain(plain) => return Ok(plain),
+            Opened::Failed(why) => errors.push(format!("{}: {why}", subject_of(k.cert))),
+            Opened::NotHere => ask_openssl = true,
         }
     }
-    let to = cms_info::normalize(der)
-        .map(|d| cms_info::recipients(&d))
-        .unwrap_or_default();
+    if ask_openssl || (errors.is_empty() && !keys.is_empty()) {
+        tracing::debug!(
+            "S/MIME: decrypting with OpenSSL's CMS (an algorithm or recipient this path does not read)"
+        );
+        return openssl_decrypt(der, keys);
+    }
+    Err(undecryptable(der, keys.len(), &errors))
+}
+
+fn undecryptable(der: &[u8], keys: usize, errors: &[String]) -> SmimeError {
+    let to = cms_info::recipients(der);
     let to = if to.is_empty() {
         String::new()
     } else {
         format!("; addressed to {}", to.join(", "))
     };
-    if keys.is_empty() {
-        return Err(SmimeError::Undecryptable(format!(
-            "no private key for this recipient{to}"
-        )));
+    if keys == 0 {
+        return SmimeError::Undecryptable(format!("no private key for this recipient{to}"));
     }
-    Err(SmimeError::Undecryptable(format!(
-        "none of our {} key(s) fits ({}){to}",
-        keys.len(),
+    SmimeError::Undecryptable(format!(
+        "none of our {keys} key(s) fits ({}){to}",
         errors.join("; ")
-    )))
+    ))
+}
+
+/// OpenSSL's `CMS_decrypt`, key by key, for what [`open`] does not read.
+fn openssl_decrypt(der: &[u8], keys: &[KeyPair<'_>]) -> Result<Vec<u8>, SmimeError> {
+    let cms = CmsContentInfo::from_der(der)
+        .map_err(|e| SmimeError::Malformed(format!("corrupt enveloped data: {e}")))?;
+    let mut errors = Vec::new();
+    for k in keys {
+        // With the certificate given, OpenSSL picks the matching RecipientInfo and fails
+        // cleanly when there is none.
+        match cms.decrypt(k.key, k.cert) {
+            Ok(plain) => return Ok(plain),
+            Err(e) => errors.push(format!("{}: {}", subject_of(k.cert), first_error(&e))),
+        }
+    }
+    Err(undecryptable(der, keys.len(), &errors))
+}
+
+/// What [`open`] made of one recipient info.
+#[derive(Debug)]
+pub(super) enum Opened {
+    Plain(Vec<u8>),
+    /// Ours, but it does not open: a wrong key, a changed message.
+    Failed(String),
+    /// An algorithm or key type left to OpenSSL's CMS.
+    NotHere,
+}
+
+/// The digests S/MIME signatures and RSA-OAEP use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Digest {
+    Sha1,
+    Sha224,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl Digest {
+    fn of(oid: &str) -> Option<Digest> {
+        Some(match oid {
+            "1.3.14.3.2.26" => Digest::Sha1,
+            "2.16.840.1.101.3.4.2.4" => Digest::Sha224,
+            "2.16.840.1.101.3.4.2.1" => Digest::Sha256,
+            "2.16.840.1.101.3.4.2.2" => Digest::Sha384,
+            "2.16.840.1.101.3.4.2.3" => Digest::Sha512,
+            _ => return None,
+        })
+    }
+
+    fn md(self) -> &'static MdRef {
+        match self {
+            Digest::Sha1 => Md::sha1(),
+            Digest::Sha224 => Md::sha224(),
+            Digest::Sha256 => Md::sha256(),
+            Digest::Sha384 => Md::sha384(),
+            Digest::Sha512 => Md::sha512(),
+        }
+    }
+
+    fn hash(self, data: &[u8]) -> Result<openssl::hash::DigestBytes, ErrorStack> {
+        let md = match self {
+            Digest::Sha1 => MessageDigest::sha1(),
+            Digest::Sha224 => MessageDigest::sha224(),
+            Digest::Sha256 => MessageDigest::sha256(),
+            Digest::Sha384 => MessageDigest::sha384(),
+            Digest::Sha512 => MessageDigest::sha512(),
+        };
+        openssl::hash::hash(md, data)
+    }
+}
+
+const OID_RSA_ENCRYPTION: &str = "1.2.840.113549.1.1.1";
+const OID_RSAES_OAEP: &str = "1.2.840.113549.1.1.7";
+
+/// The content key of `recipient`, decrypted with `key`: `None` for a key transport this
+/// path does not do (OAEP with a label, other key types).
+fn unwrap_content_key(
+    recipient: &cms_info::KeyTransRecipient,
+    key: &PKey<Private>,
+) -> Option<Result<Vec<u8>, ErrorStack>> {
+    if key.id() != Id::RSA {
+        return None;
+    }
+    let alg = &recipient.key_cipher;
+    let oaep = match alg.oid.to_string().as_str() {
+        OID_RSA_ENCRYPTION => None,
+        OID_RSAES_OAEP => Some(oaep_digests(alg.params.as_ref())?),
+        _ => return None,
+    };
+    let run = || -> Result<Vec<u8>, ErrorStack> {
+        let mut ctx = PkeyCtx::new(key)?;
+        ctx.decrypt_init()?;
+        match oaep {
+            None => ctx.set_rsa_padding(Padding::PKCS1)?,
+            Some((hash, mgf)) => {
+                ctx.set_rsa_padding(Padding::PKCS1_OAEP)?;
+                ctx.set_rsa_oaep_md(hash.md())?;
+                ctx.set_rsa_mgf1_md(mgf.md())?;
+            }
+        }
+        let mut cek = Vec::new();
+        ctx.decrypt_to_vec(&recipient.encrypted_key, &mut cek)?;
+        Ok(cek)
+    };
+    Some(run())
+}
+
+/// RSAES-OAEP-params (RFC 4055): the hash and the MGF1 hash, SHA-1 where absent. `None`
+/// for what this path does not do (a label, another mask generation function).
+fn oaep_digests(params: Option<&(u8, Vec<u8>)>) -> Option<(Digest, Digest)> {
+    let mut hash = Digest::Sha1;
+    let mut mgf = Digest::Sha1;
+    let Some((tag, params)) = params else {
+        return Some((hash, mgf));
+    };
+    if *tag != der_walk::SEQUENCE {
+        return None;
+    }
+    let algorithm_oid = |explicit: &[u8]| -> Option<(String, Option<Vec<u8>>)> {
+        let (der_walk::SEQUENCE, alg, _) = der_walk::tlv(explicit)? else {
+            return None;
+        };
+        let mut f = der_walk::elements_whole(alg);
+        let (der_walk::OID, _, oid) = f.next()? else {
+            return None;
+        };
+        let oid = der::asn1::ObjectIdentifier::from_bytes(oid)
+            .ok()?
+            .to_string();
+        Some((oid, f.next().map(|(_, whole, _)| whole.to_vec())))
+    };
+    for (tag, value) in der_walk::elements(params) {
+        match tag {
+            0xa0 => hash = Digest::of(&algorithm_oid(value)?.0)?,
+            0xa1 => {
+                let (oid, inner) = algorithm_oid(value)?;
+                if oid != "1.2.840.113549.1.1.8" {
+                    return None; // not MGF1
+                }
+                mgf = Digest::of(&algorithm_oid(&inner?)?.0)?;
+            }
+            _ => return None, // pSourceFunc: a label
+        }
+    }
+    Some((hash, mgf))
+}
+
+/// A content cipher this path reads, with its IV or nonce and the GCM tag length.
+struct ContentAlg<'a> {
+    cipher: Cipher,
+    iv: &'a [u8],
+    gcm_tag_len: Option<usize>,
+}
+
+impl<'a> ContentAlg<'a> {
+    fn of(alg: &'a cms_info::Algorithm) -> Option<ContentAlg<'a>> {
+        let params = alg.params.as_ref();
+        let cbc = |cipher: Cipher| -> Option<ContentAlg<'a>> {
+            match params {
+                Some((der_walk::OCTET_STRING, iv)) if Some(iv.len()) == cipher.iv_len() => {
+                    Some(ContentAlg {
+                        cipher,
+                        iv,
+                        gcm_tag_len: None,
+                    })
+                }
+                _ => None,
+            }
+        };
+        let gcm = |cipher: Cipher| -> Option<ContentAlg<'a>> {
+            // GCMParameters ::= SEQUENCE { aes-nonce OCTET STRING, aes-ICVlen INTEGER DEFAULT 12 }
+            let Some((der_walk::SEQUENCE, p)) = params else {
+                return None;
+            };
+            let mut f = der_walk::elements(p);
+            let (der_walk::OCTET_STRING, nonce) = f.next()? else {
+                return None;
+            };
+            let tag_len = match f.next() {
+                None => 12,
+                Some((der_walk::INTEGER, [n])) => *n as usize,
+                Some(_) => return None,
+            };
+            ((1..=64).contains(&nonce.len()) && (12..=16).contains(&tag_len)).then_some(
+                ContentAlg {
+                    cipher,
+                    iv: nonce,
+                    gcm_tag_len: Some(tag_len),
+                },
+            )
+        };
+        match alg.oid.to_string().as_str() {
+            "2.16.840.1.101.3.4.1.2" => cbc(Cipher::aes_128_cbc()),
+            "2.16.840.1.101.3.4.1.22" => cbc(Cipher::aes_192_cbc()),
+            "2.16.840.1.101.3.4.1.42" => cbc(Cipher::aes_256_cbc()),
+            "1.2.840.113549.3.7" => cbc(Cipher::des_ede3_cbc()),
+            "2.16.840.1.101.3.4.1.6" => gcm(Cipher::aes_128_gcm()),
+            "2.16.840.1.101.3.4.1.26" => gcm(Cipher::aes_192_gcm()),
+            "2.16.840.1.101.3.4.1.46" => gcm(Cipher::aes_256_gcm()),
+            _ => None,
+        }
+    }
+}
+
+/// Open `envelope` through `recipient` with `key`: the content key with RSA (v1.5 or
+/// OAEP), then the content.
+pub(super) fn open(
+    envelope: &cms_info::Envelope,
+    recipient: &cms_info::KeyTransRecipient,
+    key: &PKey<Private>,
+) -> Opened {
+    let Some(alg) = ContentAlg::of(&envelope.content_cipher) else {
+        return Opened::NotHere;
+    };
+    // GCM belongs in AuthEnvelopedData and CBC in EnvelopedData; a mix is OpenSSL's to judge.
+    if alg.gcm_tag_len.is_some() != envelope.authenticated {
+        return Opened::NotHere;
+    }
+    let Some(cek) = unwrap_content_key(recipient, key) else {
+        return Opened::NotHere;
+    };
+    // A content key that does not unwrap (bad padding) or has the wrong length is replaced
+    // by a random one, so the message fails the way a wrong key fails (RFC 3218 §2.3.2):
+    // the answer to a forged message tells nothing about the padding.
+    let cek = match cek {
+        Ok(k) if k.len() == alg.cipher.key_len() => k,
+        _ => {
+            let mut k = vec![0u8; alg.cipher.key_len()];
+            if openssl::rand::rand_bytes(&mut k).is_err() {
+                return Opened::Failed("no random numbers".into());
+            }
+            k
+        }
+    };
+    let plain = match alg.gcm_tag_len {
+        None => openssl::symm::decrypt(alg.cipher, &cek, Some(alg.iv), &envelope.ciphertext),
+        Some(tag_len) => match envelope.mac.as_deref() {
+            Some(tag) if tag.len() == tag_len => openssl::symm::decrypt_aead(
+                alg.cipher,
+                &cek,
+                Some(alg.iv),
+                envelope.auth_attrs.as_deref().unwrap_or_default(),
+                &envelope.ciphertext,
+                tag,
+            ),
+            _ => return Opened::Failed("the authentication tag is missing or mis-sized".into()),
+        },
+    };
+    match plain {
+        Ok(p) => Opened::Plain(p),
+        Err(_) => Opened::Failed(
+            "the content does not decrypt with this key (wrong key or changed message)".into(),
+        ),
+    }
+}
+
+/// One signature, checked.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Check {
+    Valid,
+    Invalid(String),
+    /// An algorithm or key type left to OpenSSL's CMS (RSA-PSS, EdDSA...), or a signer
+    /// certificate we could not find by its encoded name.
+    NotHere,
+}
+
+/// Check one signature with OpenSSL's primitives (RFC 5652 §5.4–5.6): the message digest
+/// attribute against the content, the content type attribute, and the signature over the
+/// signed attributes (or over the content when there are none).
+pub(super) fn check_signature(
+    signer: &cms_info::SignerMeta,
+    cert: &X509,
+    content_type: der::asn1::ObjectIdentifier,
+    content: &[u8],
+) -> Check {
+    let Some(digest) = Digest::of(&signer.digest_oid) else {
+        return Check::NotHere;
+    };
+    let alg = &signer.signature_algorithm;
+    if alg.params.is_some() {
+        return Check::NotHere; // RSA-PSS and other parameterised schemes
+    }
+    let (rsa, signed_digest) = match alg.oid.to_string().as_str() {
+        OID_RSA_ENCRYPTION => (true, digest),
+        "1.2.840.113549.1.1.5" => (true, Digest::Sha1),
+        "1.2.840.113549.1.1.14" => (true, Digest::Sha224),
+        "1.2.840.113549.1.1.11" => (true, Digest::Sha256),
+        "1.2.840.113549.1.1.12" => (true, Digest::Sha384),
+        "1.2.840.113549.1.1.13" => (true, Digest::Sha512),
+        "1.2.840.10045.4.1" => (false, Digest::Sha1),
+        "1.2.840.10045.4.3.1" => (false, Digest::Sha224),
+        "1.2.840.10045.4.3.2" => (false, Digest::Sha256),
+        "1.2.840.10045.4.3.3" => (false, Digest::Sha384),
+        "1.2.840.10045.4.3.4" => (false, Digest::Sha512),
+        _ => return Check::NotHere,
+    };
+    let run = || -> Result<Check, ErrorStack> {
+        let to_verify = match &signer.signed_attrs {
+            Some(attrs) => {
+                let Some(claimed) = &signer.message_digest else {
+                    return Ok(Check::Invalid(
+                        "signed attributes without a message digest".into(),
+                    ));
+                };
+                if digest.hash(content)?.as_ref() != claimed.as_slice() {
+                    return Ok(Check::Invalid(
+                        "content and signature do not match (message digest mismatch)".into(),
+                    ));
+                }
+                if signer.content_type != Some(content_type) {
+                    return Ok(Check::Invalid(
+                        "the signed content type attribute is missing or differs".into(),
+                    ));
+                }
+                signed_digest.hash(attrs)?
+            }
+            None => signed_digest.hash(content)?,
+        };
+        let key = cert.public_key()?;
+        if (key.id() == Id::RSA) != rsa || (!rsa && key.id() != Id::EC) {
+            return Ok(Check::Invalid(
+                "the signature algorithm does not fit the signer's key".into(),
+            ));
+        }
+        let mut ctx = PkeyCtx::new(&key)?;
+        ctx.verify_init()?;
+        if rsa {
+            ctx.set_rsa_padding(Padding::PKCS1)?;
+            ctx.set_signature_md(signed_digest.md())?;
+        }
+        Ok(match ctx.verify(&to_verify, &signer.signature) {
+            Ok(true) => Check::Valid,
+            _ => Check::Invalid("the signature does not verify (signature failure)".into()),
+        })
+    };
+    run().unwrap_or_else(|e| Check::Invalid(first_error(&e)))
 }
 
 /// Verify a SignedData (with its detached content, or opaque). Returns the signed content
 /// and one result per signer; `Err` only when the structure is unusable.
 ///
-/// Two steps, both OpenSSL's: the signatures and content digest (`CMS_verify` without the
-/// chain), then each signer's chain against the trust store plus our purpose check. The
-/// certificates reach OpenSSL already parsed (`x509_cache`) beside a copy of the CMS
-/// without them: parsing them anew for every message cost more than the RSA operation.
+/// Two steps: each signature with OpenSSL's primitives ([`check_signature`]; OpenSSL's
+/// `CMS_verify` for schemes it does not do), then each signer's chain against the trust
+/// store plus our purpose check. The certificates are parsed once per distinct DER
+/// (`x509_cache`): parsing them anew for every message cost more than the RSA operation.
 /// The chain step is ours rather than `CMS_verify`'s because OpenSSL 3.0 builds chains
 /// from the message's own certificates only; ours also uses the store's intermediates.
 fn verify(
@@ -299,55 +663,45 @@ fn verify(
     opaque: bool,
 ) -> Result<(Vec<u8>, Vec<SignatureResult>), SmimeError> {
     let malformed = |e: String| SmimeError::Malformed(format!("corrupt signed data: {e}"));
-    // The typed read needs DER; real clients send BER, which OpenSSL re-encodes.
-    let info = match cms_info::signed_info(der) {
-        Ok(info) => info,
-        Err(_) => cms_info::normalize(der)
-            .and_then(|d| cms_info::signed_info(&d))
-            .map_err(malformed)?,
-    };
+    let info = cms_info::signed_info(der).map_err(malformed)?;
     if info.signers.is_empty() {
         return Err(SmimeError::Malformed("signed-data without a signer".into()));
     }
-    // Certificates that do not parse are left out: a signer without its certificate fails
-    // the signature step below, with OpenSSL's reason.
+    let content: &[u8] = detached.or(info.content.as_deref()).unwrap_or_default();
+    if opaque && content.is_empty() {
+        return Err(SmimeError::Malformed(
+            "signed-data without content (a detached signature sent as opaque)".into(),
+        ));
+    }
+    // Certificates that do not parse are left out: a signer without its certificate fails.
     let certs: Vec<Option<X509>> = info
         .certificates
         .iter()
         .map(|c| x509_cache::parse(&c.der).ok())
         .collect();
-    let stack = stack_of(certs.iter().flatten()).map_err(|e| malformed(e.to_string()))?;
-    let parse = || {
-        CmsContentInfo::from_der(&info.without_certificates).map_err(|e| malformed(e.to_string()))
-    };
-    let mut content = Vec::new();
-    let signatures = parse()?.verify(
-        Some(&stack),
-        None,
-        detached,
-        Some(&mut content),
-        CMSOptions::BINARY | CMSOptions::NOVERIFY,
-    );
-    let invalid = match signatures {
-        Ok(()) => None,
-        Err(e) => {
-            // The content is still wanted (an opaque signature wraps it): read it without
-            // checking anything.
-            content.clear();
-            let _ = parse()?.verify(
-                Some(&stack),
-                None,
-                detached,
-                Some(&mut content),
-                CMSOptions::BINARY | CMSOptions::NOVERIFY | CMSOptions::NOSIGS,
-            );
-            Some(first_error(&e))
-        }
-    };
-    if opaque && content.is_empty() {
-        return Err(SmimeError::Malformed(
-            "signed-data without content (a detached signature sent as opaque)".into(),
-        ));
+    let signer_cert = |s: &cms_info::SignerMeta| s.cert.and_then(|i| certs[i].as_ref());
+    let mut checks: Vec<Check> = info
+        .signers
+        .iter()
+        .map(|s| match signer_cert(s) {
+            Some(cert) => check_signature(s, cert, info.content_type, content),
+            None => Check::NotHere,
+        })
+        .collect();
+    if checks.iter().any(|c| matches!(c, Check::NotHere)) {
+        // OpenSSL judges the whole SignedData, as before this path existed.
+        tracing::debug!(
+            "S/MIME: verifying with OpenSSL's CMS (a scheme or signer this path does not read)"
+        );
+        let verdict = openssl_verify(der, certs.iter().flatten(), detached)?;
+        checks = info
+            .signers
+            .iter()
+            .map(|_| match &verdict {
+                Ok(()) => Check::Valid,
+                Err(why) => Check::Invalid(why.clone()),
+            })
+            .collect();
     }
     // Chain material for every signer: what the message carries (a signer's own
     // certificate among it does no harm) and the CA certificates the store holds.
@@ -360,21 +714,20 @@ fn verify(
     let results = info
         .signers
         .iter()
-        .map(|s| {
+        .zip(checks)
+        .map(|(s, check)| {
             let signer = s.cert.map(|i| &info.certificates[i]);
-            let status = match (&invalid, s.cert.and_then(|i| certs[i].as_ref())) {
-                (Some(why), _) => SignatureStatus::Invalid(why.clone()),
-                (None, None) => SignatureStatus::UntrustedChain(
+            let status = match (check, signer_cert(s)) {
+                (Check::Invalid(why), _) => SignatureStatus::Invalid(why),
+                (_, None) => SignatureStatus::UntrustedChain(
                     "the signer's certificate is not in the message".into(),
                 ),
-                (None, Some(cert)) => {
-                    match chain_error(cert, &untrusted, trust)
-                        .or_else(|| smime_signing_problems(cert))
-                    {
-                        None => SignatureStatus::Valid,
-                        Some(reason) => SignatureStatus::UntrustedChain(reason),
-                    }
-                }
+                (_, Some(cert)) => match chain_error(cert, &untrusted, trust)
+                    .or_else(|| smime_signing_problems(cert))
+                {
+                    None => SignatureStatus::Valid,
+                    Some(reason) => SignatureStatus::UntrustedChain(reason),
+                },
             };
             SignatureResult {
                 status,
@@ -393,7 +746,28 @@ fn verify(
             }
         })
         .collect();
-    Ok((content, results))
+    Ok((content.to_vec(), results))
+}
+
+/// OpenSSL's `CMS_verify` over the whole SignedData (signatures and digests, not the
+/// chain): `Ok(Err(reason))` when a signature fails.
+fn openssl_verify<'a>(
+    der: &[u8],
+    certs: impl IntoIterator<Item = &'a X509>,
+    detached: Option<&[u8]>,
+) -> Result<Result<(), String>, SmimeError> {
+    let malformed = |e: ErrorStack| SmimeError::Malformed(format!("corrupt signed data: {e}"));
+    let stack = stack_of(certs).map_err(malformed)?;
+    let mut cms = CmsContentInfo::from_der(der).map_err(malformed)?;
+    Ok(cms
+        .verify(
+            Some(&stack),
+            None,
+            detached,
+            None,
+            CMSOptions::BINARY | CMSOptions::NOVERIFY,
+        )
+        .map_err(|e| first_error(&e)))
 }
 
 /// An OpenSSL stack of (shared references to) `certs`, as the CMS and chain APIs take them.
@@ -484,19 +858,12 @@ fn first_error(e: &openssl::error::ErrorStack) -> String {
 /// a `multipart/signed` entity whose first part is `entity` byte for byte.
 pub fn sign(entity: &[u8], signer: &KeyPair<'_>, chain: &[X509]) -> Result<Vec<u8>, SmimeError> {
     let entity = mime::to_crlf(entity);
-    let extra = stack_of(chain).map_err(|e| SmimeError::Build(e.to_string()))?;
-    // BINARY: the entity is already canonical CRLF; OpenSSL must not re-canonicalise it.
-    // The default signed attributes include SMIMECapabilities (so partners learn we read
-    // AES-GCM) and the digest is SHA-256 for RSA keys.
-    let cms = CmsContentInfo::sign(
-        Some(signer.cert),
-        Some(signer.key),
-        Some(&extra),
-        Some(&entity),
-        CMSOptions::DETACHED | CMSOptions::BINARY,
-    )
-    .map_err(|e| SmimeError::Build(format!("signing failed: {}", first_error(&e))))?;
-    let der = cms.to_der().map_err(|e| SmimeError::Build(e.to_string()))?;
+    let der = if signer.key.id() == Id::RSA {
+        rsa_signed_data(&entity, signer, chain)
+    } else {
+        openssl_signed_data(&entity, signer, chain)
+    }
+    .map_err(|e| SmimeError::Build(format!("signing failed: {e}")))?;
     let boundary = mime::boundary_for(&entity);
     let mut out = Vec::with_capacity(entity.len() + der.len() * 4 / 3 + 512);
     out.extend_from_slice(
@@ -540,14 +907,19 @@ pub fn encrypt(
         return Err(SmimeError::Build("encryption without a recipient".into()));
     }
     let entity = mime::to_crlf(entity);
-    let certs = stack_of(recipients).map_err(|e| SmimeError::Build(e.to_string()))?;
-    let (c, smime_type) = match cipher {
-        ContentCipher::Aes256Gcm => (Cipher::aes_256_gcm(), "authEnveloped-data"),
-        ContentCipher::Aes256Cbc => (Cipher::aes_256_cbc(), "enveloped-data"),
+    let smime_type = match cipher {
+        ContentCipher::Aes256Gcm => "authEnveloped-data",
+        ContentCipher::Aes256Cbc => "enveloped-data",
     };
-    let cms = CmsContentInfo::encrypt(&certs, &entity, c, CMSOptions::BINARY)
-        .map_err(|e| SmimeError::Build(format!("encryption failed: {}", first_error(&e))))?;
-    let der = cms.to_der().map_err(|e| SmimeError::Build(e.to_string()))?;
+    let all_rsa = recipients
+        .iter()
+        .all(|c| c.public_key().is_ok_and(|k| k.id() == Id::RSA));
+    let der = if all_rsa {
+        rsa_enveloped_data(&entity, recipients, cipher)
+    } else {
+        openssl_enveloped_data(&entity, recipients, cipher)
+    }
+    .map_err(|e| SmimeError::Build(format!("encryption failed: {e}")))?;
     let mut out = format!(
         "Content-Type: application/pkcs7-mime; smime-type={smime_type};\r\n\tname=\"smime.p7m\"\r\n\
          Content-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"smime.p7m\"\r\n\
@@ -556,6 +928,133 @@ pub fn encrypt(
     .into_bytes();
     out.extend_from_slice(mime::base64_lines(&der).as_bytes());
     Ok(out)
+}
+
+/// A detached SHA-256 SignedData by an RSA key: the signed attributes and the structure
+/// written by [`cms_build`], the signature by OpenSSL.
+fn rsa_signed_data(entity: &[u8], signer: &KeyPair<'_>, chain: &[X509]) -> Result<Vec<u8>, String> {
+    let ssl = |e: ErrorStack| first_error(&e);
+    // CMS_sign refuses a key that is not the certificate's; so do we.
+    if !signer.cert.public_key().map_err(ssl)?.public_eq(signer.key) {
+        return Err("the private key does not belong to the certificate".into());
+    }
+    let cert_der = signer.cert.to_der().map_err(ssl)?;
+    let ids = der_walk::cert_ids(&cert_der).ok_or("the signing certificate is unreadable")?;
+    let mut chain_der = Vec::with_capacity(chain.len());
+    for c in chain {
+        let der = c.to_der().map_err(ssl)?;
+        if der != cert_der && !chain_der.contains(&der) {
+            chain_der.push(der);
+        }
+    }
+    let digest = Digest::Sha256.hash(entity).map_err(ssl)?;
+    let attrs = cms_build::signed_attributes(&digest, super::info::now());
+    let mut ctx = PkeyCtx::new(signer.key).map_err(ssl)?;
+    ctx.sign_init().map_err(ssl)?;
+    ctx.set_rsa_padding(Padding::PKCS1).map_err(ssl)?;
+    ctx.set_signature_md(Md::sha256()).map_err(ssl)?;
+    let mut signature = Vec::new();
+    ctx.sign_to_vec(&Digest::Sha256.hash(&attrs).map_err(ssl)?, &mut signature)
+        .map_err(ssl)?;
+    let mut certs = vec![cert_der.as_slice()];
+    certs.extend(chain_der.iter().map(Vec::as_slice));
+    Ok(cms_build::detached_signed_data(
+        &ids, &attrs, &signature, &certs,
+    ))
+}
+
+/// OpenSSL's `CMS_sign`, for signing keys other than RSA (EC, EdDSA).
+fn openssl_signed_data(
+    entity: &[u8],
+    signer: &KeyPair<'_>,
+    chain: &[X509],
+) -> Result<Vec<u8>, String> {
+    let extra = stack_of(chain).map_err(|e| e.to_string())?;
+    // BINARY: the entity is already canonical CRLF; OpenSSL must not re-canonicalise it.
+    CmsContentInfo::sign(
+        Some(signer.cert),
+        Some(signer.key),
+        Some(&extra),
+        Some(entity),
+        CMSOptions::DETACHED | CMSOptions::BINARY,
+    )
+    .and_then(|cms| cms.to_der())
+    .map_err(|e| first_error(&e))
+}
+
+/// AES-256 content encryption with a fresh key, sent to every recipient with RSA PKCS#1
+/// v1.5 key transport; the structure written by [`cms_build`].
+fn rsa_enveloped_data(
+    entity: &[u8],
+    recipients: &[X509],
+    cipher: ContentCipher,
+) -> Result<Vec<u8>, String> {
+    let ssl = |e: ErrorStack| first_error(&e);
+    let mut cek = [0u8; 32];
+    openssl::rand::rand_bytes(&mut cek).map_err(ssl)?;
+    let ders = recipients
+        .iter()
+        .map(|c| c.to_der())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ssl)?;
+    let mut sealed_to = Vec::with_capacity(recipients.len());
+    for (cert, der) in recipients.iter().zip(&ders) {
+        let ids = der_walk::cert_ids(der).ok_or("a recipient certificate is unreadable")?;
+        let key = cert.public_key().map_err(ssl)?;
+        let mut ctx = PkeyCtx::new(&key).map_err(ssl)?;
+        ctx.encrypt_init().map_err(ssl)?;
+        ctx.set_rsa_padding(Padding::PKCS1).map_err(ssl)?;
+        let mut encrypted_key = Vec::new();
+        ctx.encrypt_to_vec(&cek, &mut encrypted_key).map_err(ssl)?;
+        sealed_to.push(cms_build::Recipient { ids, encrypted_key });
+    }
+    Ok(match cipher {
+        ContentCipher::Aes256Cbc => {
+            let mut iv = [0u8; 16];
+            openssl::rand::rand_bytes(&mut iv).map_err(ssl)?;
+            let ciphertext = openssl::symm::encrypt(Cipher::aes_256_cbc(), &cek, Some(&iv), entity)
+                .map_err(ssl)?;
+            cms_build::enveloped_data(&sealed_to, cms_build::Sealed::Cbc { iv: &iv }, &ciphertext)
+        }
+        ContentCipher::Aes256Gcm => {
+            let mut nonce = [0u8; 12];
+            openssl::rand::rand_bytes(&mut nonce).map_err(ssl)?;
+            let mut tag = [0u8; 16];
+            let ciphertext = openssl::symm::encrypt_aead(
+                Cipher::aes_256_gcm(),
+                &cek,
+                Some(&nonce),
+                &[],
+                entity,
+                &mut tag,
+            )
+            .map_err(ssl)?;
+            cms_build::enveloped_data(
+                &sealed_to,
+                cms_build::Sealed::Gcm {
+                    nonce: &nonce,
+                    tag: &tag,
+                },
+                &ciphertext,
+            )
+        }
+    })
+}
+
+/// OpenSSL's `CMS_encrypt`, for recipients with keys other than RSA (key agreement).
+fn openssl_enveloped_data(
+    entity: &[u8],
+    recipients: &[X509],
+    cipher: ContentCipher,
+) -> Result<Vec<u8>, String> {
+    let certs = stack_of(recipients).map_err(|e| e.to_string())?;
+    let c = match cipher {
+        ContentCipher::Aes256Gcm => Cipher::aes_256_gcm(),
+        ContentCipher::Aes256Cbc => Cipher::aes_256_cbc(),
+    };
+    CmsContentInfo::encrypt(&certs, entity, c, CMSOptions::BINARY)
+        .and_then(|cms| cms.to_der())
+        .map_err(|e| first_error(&e))
 }
 
 /// The content cipher for a set of recipients: GCM only when every one is known to read it.

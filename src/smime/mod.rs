@@ -19,11 +19,11 @@
 //! - [`keyring`]: what the steps need from the certificate store, as one trait.
 //! - [`cpu`]: the crypto runs on a few worker threads, one per core.
 //! - `x509_cache`: certificates parsed once per distinct DER (OpenSSL 3.0 parses slowly).
-//! - [`cms_info`]: typed reads of CMS structures with the `cms` crate (signers,
-//!   SMIMECapabilities, recipients).
+//! - [`cms_info`] and [`cms_build`]: reading and writing the CMS structures (signed data,
+//!   enveloped and authEnveloped data) over [`der`], a BER/DER walker.
 
 // the store
-mod der;
+pub mod der;
 pub mod info;
 pub mod keys;
 pub mod parse;
@@ -35,6 +35,7 @@ pub mod trust;
 pub use store::{CertStore, EncryptionCert, Identity};
 
 // the engine
+pub mod cms_build;
 pub mod cms_info;
 pub mod cpu;
 pub mod engine;

@@ -51,6 +51,14 @@ impl Pki {
         })
     }
 
+    /// A user certificate with an EC P-256 key.
+    pub fn user_ec(&self, email: &str) -> User {
+        self.issue(UserSpec {
+            ec: true,
+            ..UserSpec::email(email)
+        })
+    }
+
     /// A user certificate carrying one more extension (e.g. an unknown critical one).
     pub fn user_with(&self, email: &str, extra: openssl::x509::X509Extension) -> User {
         self.issue(UserSpec {

@@ -33,6 +33,8 @@ pub struct UserSpec<'a> {
     pub key_encipherment: bool,
     /// More extensions (e.g. an unknown critical one).
     pub extra: Vec<X509Extension>,
+    /// An EC P-256 key instead of RSA.
+    pub ec: bool,
 }
 
 impl<'a> UserSpec<'a> {
@@ -45,6 +47,7 @@ impl<'a> UserSpec<'a> {
             eku_email: true,
             key_encipherment: true,
             extra: Vec::new(),
+            ec: false,
         }
     }
 
@@ -60,6 +63,11 @@ impl<'a> UserSpec<'a> {
 /// several times quicker to generate than 2048 bits.
 fn key() -> PKey<Private> {
     PKey::from_rsa(Rsa::generate(1024).unwrap()).unwrap()
+}
+
+fn ec_key() -> PKey<Private> {
+    let group = openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap();
+    PKey::from_ec_key(openssl::ec::EcKey::generate(&group).unwrap()).unwrap()
 }
 
 fn time(days: i64) -> Asn1Time {
@@ -97,7 +105,7 @@ impl Pki {
     }
 
     pub fn issue(&self, spec: UserSpec) -> Issued {
-        let key = key();
+        let key = if spec.ec { ec_key() } else { key() };
         let mut name = X509NameBuilder::new().unwrap();
         name.append_entry_by_text("CN", spec.cn).unwrap();
         if let Some(e) = spec.subject_email {

@@ -402,14 +402,32 @@ fn openssl_cms_verifies_and_decrypts_what_the_engine_produces() {
         assert_eq!(u.plaintext, ENTITY);
         assert_eq!(u.signatures[0].status, SignatureStatus::Valid);
     }
-    // Our signatures carry OpenSSL's default SMIMECapabilities (AES-CBC first; the openssl
-    // crate cannot set a custom list, so AES-GCM is not announced).
+    // Our signatures announce what we read: AES-256-GCM first, AES-CBC, nothing weaker
+    // (no RC2, DES or 3DES).
     let u = unwrap_ok(&outer(&signed), &[], &pki);
     assert_eq!(
         u.signatures[0].capabilities.first().map(String::as_str),
-        Some("2.16.840.1.101.3.4.1.42")
+        Some("2.16.840.1.101.3.4.1.46")
     );
-    assert!(!engine::announces_gcm(&u.signatures[0].capabilities));
+    assert!(engine::announces_gcm(&u.signatures[0].capabilities));
+    assert!(
+        u.signatures[0]
+            .capabilities
+            .iter()
+            .all(|c| c.starts_with("2.16.840.1.101.3.4.1.")),
+        "{:?}",
+        u.signatures[0].capabilities
+    );
+    // and the CLI reads them the same way
+    let printed = String::from_utf8(openssl(
+        &[&"cms", &"-cmsout", &"-print", &"-inform", &"SMIME"],
+        &signed,
+    ))
+    .unwrap();
+    assert!(
+        printed.contains("aes-256-gcm") && !printed.contains("rc2"),
+        "{printed}"
+    );
     assert!(engine::announces_gcm(&[
         "2.16.840.1.101.3.4.1.46".to_string()
     ]));
@@ -469,4 +487,164 @@ fn a_chain_sent_incomplete_is_completed_from_held_intermediates_never_trusted_by
         status(std::slice::from_ref(&sub.ca_cert), &empty),
         SignatureStatus::UntrustedChain(_)
     ));
+}
+
+/// The engine's own path — not OpenSSL's whole-message CMS functions, which it falls back
+/// to for what it does not read — opens and checks what `openssl cms` produces.
+#[test]
+fn the_primitive_path_itself_opens_and_checks_what_the_cli_produces() {
+    use super::cms_info;
+    use super::engine::{Check, Opened};
+    let pki = Pki::new("Test CA");
+    let bob = pki.user("bob@example.test");
+    let bob_der = bob.cert.to_der().unwrap();
+    for opts in [
+        vec!["-aes-128-cbc"],
+        vec!["-aes-192-cbc"],
+        vec!["-aes-256-cbc"],
+        vec!["-aes-128-gcm"],
+        vec!["-aes-256-gcm"],
+        vec!["-des3"],
+        vec!["-aes-256-cbc", "-keyopt", "rsa_padding_mode:oaep"],
+        vec![
+            "-aes-256-gcm",
+            "-keyopt",
+            "rsa_padding_mode:oaep",
+            "-keyopt",
+            "rsa_oaep_md:sha256",
+        ],
+    ] {
+        // -keyopt applies to the -recip before it: put the recipient first
+        let input = pki.path("in.txt");
+        std::fs::write(&input, ENTITY).unwrap();
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+            &"cms",
+            &"-encrypt",
+            &"-binary",
+            &"-outform",
+            &"DER",
+            &"-in",
+            &input,
+            &"-recip",
+            &bob.cert_path,
+        ];
+        for o in &opts {
+            args.push(o);
+        }
+        let der = openssl(&args, b"");
+        let env = cms_info::envelope(&der).unwrap();
+        assert_eq!(env.recipients.len(), 1, "{opts:?}");
+        assert!(env.recipients[0].id.names(&bob_der), "{opts:?}");
+        match engine::open(&env, &env.recipients[0], &bob.key) {
+            Opened::Plain(p) => assert_eq!(p, ENTITY, "{opts:?}"),
+            other => panic!("{opts:?}: {other:?}"),
+        }
+        // a changed key or content byte fails like a wrong key: no panic, no padding oracle
+        let mut bad_key = env.clone();
+        bad_key.recipients[0].encrypted_key[7] ^= 1;
+        assert!(
+            matches!(
+                engine::open(&bad_key, &bad_key.recipients[0], &bob.key),
+                Opened::Failed(_)
+            ),
+            "{opts:?}"
+        );
+        let mut bad_content = env.clone();
+        let last = bad_content.ciphertext.len() - 1;
+        bad_content.ciphertext[last] ^= 1;
+        assert!(
+            matches!(
+                engine::open(&bad_content, &bad_content.recipients[0], &bob.key),
+                Opened::Failed(_)
+            ),
+            "{opts:?}"
+        );
+    }
+    let alice = pki.user("alice@partner.test");
+    let carol = pki.user_ec("carol@partner.test");
+    for (signer, md, detached) in [
+        (&alice, "sha1", true),
+        (&alice, "sha256", true),
+        (&alice, "sha384", false),
+        (&alice, "sha512", false),
+        (&carol, "sha256", true),
+        (&carol, "sha384", false),
+    ] {
+        let mut opts = vec!["-outform", "DER", "-md", md];
+        if !detached {
+            opts.push("-nodetach");
+        }
+        let der = cli_sign(&pki, signer, &opts, ENTITY);
+        let info = cms_info::signed_info(&der).unwrap();
+        assert_eq!(info.content.is_some(), !detached);
+        let s = &info.signers[0];
+        let cert = openssl::x509::X509::from_der(&info.certificates[s.cert.unwrap()].der).unwrap();
+        let what = format!("{} {md} detached={detached}", signer.cert_path.display());
+        assert_eq!(
+            engine::check_signature(s, &cert, info.content_type, ENTITY),
+            Check::Valid,
+            "{what}"
+        );
+        let mut changed = ENTITY.to_vec();
+        changed[50] ^= 0x20;
+        assert!(
+            matches!(
+                engine::check_signature(s, &cert, info.content_type, &changed),
+                Check::Invalid(_)
+            ),
+            "{what}"
+        );
+        let mut forged = s.clone();
+        let last = forged.signature.len() - 1;
+        forged.signature[last] ^= 1;
+        assert!(
+            matches!(
+                engine::check_signature(&forged, &cert, info.content_type, ENTITY),
+                Check::Invalid(_)
+            ),
+            "{what}"
+        );
+    }
+}
+
+/// What the engine's own path leaves to OpenSSL's CMS still works: an RSA-PSS signature
+/// is verified, an EC key signs, and tampering is still caught on that path.
+#[test]
+fn schemes_left_to_openssl_cms_still_work() {
+    let pki = Pki::new("Test CA");
+    let alice = pki.user("alice@partner.test");
+    let pss = cli_sign(&pki, &alice, &["-keyopt", "rsa_padding_mode:pss"], ENTITY);
+    let printed = String::from_utf8(openssl(
+        &[&"cms", &"-cmsout", &"-print", &"-inform", &"SMIME"],
+        &pss,
+    ))
+    .unwrap();
+    assert!(printed.contains("rsassaPss"), "the CLI really used PSS");
+    let u = unwrap_ok(&outer(&pss), &[], &pki);
+    assert_eq!(u.signatures[0].status, SignatureStatus::Valid);
+    let tampered = String::from_utf8(outer(&pss))
+        .unwrap()
+        .replacen("quarterly", "QUARTERLY", 1);
+    let u = unwrap_ok(tampered.as_bytes(), &[], &pki);
+    assert!(matches!(
+        u.signatures[0].status,
+        SignatureStatus::Invalid(_)
+    ));
+
+    let carol = pki.user_ec("carol@partner.test");
+    let signed = engine::sign(ENTITY, &keys(&carol), &[]).unwrap();
+    let verified = openssl(
+        &[
+            &"cms",
+            &"-verify",
+            &"-CAfile",
+            &pki.ca_path(),
+            &"-inform",
+            &"SMIME",
+        ],
+        &signed,
+    );
+    assert_eq!(verified, ENTITY);
+    let u = unwrap_ok(&outer(&signed), &[], &pki);
+    assert_eq!(u.signatures[0].status, SignatureStatus::Valid);
 }
