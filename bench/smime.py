@@ -186,6 +186,8 @@ def main():
     ap.add_argument("--timeout", type=float, default=300)
     ap.add_argument("--engine", required=True, help="path of the benches/smime_engine binary")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--keep-tmp", action="store_true",
+                    help="keep the work dir (config, store, fixtures) to rerun or profile the engine bench")
     args = ap.parse_args()
     if args.json:
         bench.OUT = sys.stderr
@@ -273,7 +275,11 @@ def main():
         sink.stop()
     finally:
         bench.cleanup_all()
-        subprocess.run(["rm", "-rf", workdir])
+        if args.keep_tmp:
+            bench.log(f"kept {workdir}; the engine alone: {args.engine} --config {workdir}/gw/portcullis.toml "
+                      f"--messages N --inbound {workdir}/fixtures [--only inbound|outbound]")
+        else:
+            subprocess.run(["rm", "-rf", workdir])
     o, i, s = statistics.median(rates["o"]), statistics.median(rates["i"]), statistics.mean(speeds)
     p = statistics.median(rates["p"])
     eo, ei = statistics.median(rates["eo"]), statistics.median(rates["ei"])

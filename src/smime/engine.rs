@@ -30,6 +30,7 @@ use openssl::stack::Stack;
 use openssl::symm::Cipher;
 use openssl::x509::store::X509StoreRef;
 use openssl::x509::{X509, X509StoreContext};
+use std::time::{Duration, Instant};
 
 use super::cms_info::{self, Kind};
 use super::der as der_walk;
@@ -182,17 +183,20 @@ pub fn unwrap(
     keys: &[KeyPair<'_>],
     trust: &X509StoreRef,
 ) -> Result<Option<Unwrapped>, SmimeError> {
-    unwrap_with(message, keys, trust, &[])
+    unwrap_with(message, keys, trust, &[], None)
 }
 
 /// [`unwrap`], with CA certificates we hold but do not trust (`intermediates`) to build a
 /// signer's chain when the sender left them out of the message (many clients send only
 /// their own certificate). They link a chain to an anchor; they never are one.
+/// `verdicts` remembers chain verdicts between messages; it must belong to `trust` and
+/// `intermediates` (see [`ChainVerdicts`]).
 pub fn unwrap_with(
     message: &[u8],
     keys: &[KeyPair<'_>],
     trust: &X509StoreRef,
     intermediates: &[X509],
+    verdicts: Option<&ChainVerdicts>,
 ) -> Result<Option<Unwrapped>, SmimeError> {
     if !is_smime(message) {
         return Ok(None);
@@ -219,7 +223,8 @@ pub fn unwrap_with(
                 let der = mime::decode_body(sig_entity.body, &sig_ct.transfer_encoding)
                     .map_err(|e| SmimeError::Malformed(format!("signature part: {e}")))?;
                 let content = mime::to_crlf(parts.content);
-                let (_, results) = verify(&der, Some(&content), trust, intermediates, false)?;
+                let (_, results) =
+                    verify(&der, Some(&content), trust, intermediates, verdicts, false)?;
                 out.signatures.extend(results);
                 out.layers.push(Layer::Signed { opaque: false });
                 out.signed_entity = Some(current.clone());
@@ -231,7 +236,8 @@ pub fn unwrap_with(
                     .map_err(|e| SmimeError::Malformed(format!("pkcs7-mime body: {e}")))?;
                 match cms_info::kind(&der).map_err(SmimeError::Malformed)? {
                     Kind::Signed => {
-                        let (content, results) = verify(&der, None, trust, intermediates, true)?;
+                        let (content, results) =
+                            verify(&der, None, trust, intermediates, verdicts, true)?;
                         out.signatures.extend(results);
                         out.layers.push(Layer::Signed { opaque: true });
                         out.signed_entity = Some(current.clone());
@@ -660,6 +666,7 @@ fn verify(
     detached: Option<&[u8]>,
     trust: &X509StoreRef,
     intermediates: &[X509],
+    verdicts: Option<&ChainVerdicts>,
     opaque: bool,
 ) -> Result<(Vec<u8>, Vec<SignatureResult>), SmimeError> {
     let malformed = |e: String| SmimeError::Malformed(format!("corrupt signed data: {e}"));
@@ -722,12 +729,22 @@ fn verify(
                 (_, None) => SignatureStatus::UntrustedChain(
                     "the signer's certificate is not in the message".into(),
                 ),
-                (_, Some(cert)) => match chain_error(cert, &untrusted, trust)
-                    .or_else(|| smime_signing_problems(cert))
-                {
-                    None => SignatureStatus::Valid,
-                    Some(reason) => SignatureStatus::UntrustedChain(reason),
-                },
+                (_, Some(cert)) => {
+                    let judge = || {
+                        chain_error(cert, &untrusted, trust)
+                            .or_else(|| smime_signing_problems(cert))
+                    };
+                    let verdict = match (verdicts, signer) {
+                        (Some(v), Some(signer)) => {
+                            v.verdict(&signer.der, &info.certificates, judge)
+                        }
+                        _ => judge(),
+                    };
+                    match verdict {
+                        None => SignatureStatus::Valid,
+                        Some(reason) => SignatureStatus::UntrustedChain(reason),
+                    }
+                }
             };
             SignatureResult {
                 status,
@@ -768,6 +785,59 @@ fn openssl_verify<'a>(
             CMSOptions::BINARY | CMSOptions::NOVERIFY,
         )
         .map_err(|e| first_error(&e)))
+}
+
+/// Chain verdicts of signer certificates (trusted, or why not), remembered between
+/// messages: a partner signs every message with the same certificate and chain, and
+/// checking them again (chain building, the issuer's signature, key usage) cost about a
+/// tenth of an inbound message (benches/smime_engine.rs). A verdict is kept for a minute,
+/// so a certificate that expires is judged expired within a minute. It is only valid for
+/// the trust anchors and intermediates it was made with: whoever holds one makes a new one
+/// when those change (see `super::inbound`).
+#[derive(Default)]
+pub struct ChainVerdicts {
+    memory: std::sync::Mutex<std::collections::HashMap<[u8; 32], Remembered>>,
+}
+
+/// A verdict (`None`: trusted) and when it was made.
+type Remembered = (Option<String>, Instant);
+
+/// How long a chain verdict is reused.
+const VERDICT_TTL: Duration = Duration::from_secs(60);
+/// Bound of [`ChainVerdicts`]; past it the memory starts over.
+const VERDICTS_MAX: usize = 4096;
+
+impl ChainVerdicts {
+    /// The verdict on `signer` with the certificates the message carried, from memory or
+    /// from `judge`.
+    fn verdict(
+        &self,
+        signer: &[u8],
+        sent: &[cms_info::CertDer],
+        judge: impl FnOnce() -> Option<String>,
+    ) -> Option<String> {
+        let mut h = openssl::sha::Sha256::new();
+        for der in std::iter::once(signer).chain(sent.iter().map(|c| c.der.as_slice())) {
+            h.update(&(der.len() as u64).to_be_bytes());
+            h.update(der);
+        }
+        let key = h.finish();
+        if let Ok(memory) = self.memory.lock()
+            && let Some((verdict, at)) = memory.get(&key)
+            && at.elapsed() < VERDICT_TTL
+        {
+            return verdict.clone();
+        }
+        // Judged outside the lock: the chain check must not hold up other workers.
+        let verdict = judge();
+        if let Ok(mut memory) = self.memory.lock() {
+            if memory.len() >= VERDICTS_MAX {
+                memory.clear();
+            }
+            memory.insert(key, (verdict.clone(), Instant::now()));
+        }
+        verdict
+    }
 }
 
 /// An OpenSSL stack of (shared references to) `certs`, as the CMS and chain APIs take them.

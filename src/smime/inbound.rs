@@ -13,10 +13,13 @@ use std::time::{Duration, Instant};
 
 use filters::{Envelope, Symbol};
 
-use super::engine::{self, KeyPair, SignatureResult, SignatureStatus, SmimeError, Unwrapped};
+use super::engine::{
+    self, ChainVerdicts, KeyPair, SignatureResult, SignatureStatus, SmimeError, Unwrapped,
+};
 use super::keyring::{Identity, Keyring};
 use super::mime;
 use crate::config::SmimeConfig;
+use openssl::x509::store::X509Store;
 
 /// The result header field.
 const RESULT_FIELD: &str = "X-Portcullis-SMIME";
@@ -39,6 +42,9 @@ pub struct SmimeInbound {
     /// Signers harvested lately (digest of certificate, chain and capabilities → when): a
     /// partner who writes often is not looked up in the store for every message.
     recent: Mutex<HashMap<Vec<u8>, Instant>>,
+    /// Chain verdicts, for the trust store they were made with (a new store, after a CA
+    /// was trusted or removed, gets a new memory).
+    verdicts: Mutex<Option<(Arc<X509Store>, Arc<ChainVerdicts>)>>,
 }
 
 /// How long a harvested signer is not harvested again (unchanged).
@@ -52,6 +58,7 @@ impl SmimeInbound {
             keyring,
             config,
             recent: Mutex::new(HashMap::new()),
+            verdicts: Mutex::new(None),
         }
     }
 
@@ -82,6 +89,7 @@ impl SmimeInbound {
         }
         let trust = self.keyring.trust_store()?;
         let intermediates = self.keyring.intermediates();
+        let verdicts = self.verdicts_for(&trust);
         let message = raw.to_vec();
         // RSA private-key operations take milliseconds: off the reactor.
         let result = super::cpu::run(move || {
@@ -92,7 +100,7 @@ impl SmimeInbound {
                     key: &i.key,
                 })
                 .collect();
-            engine::unwrap_with(&message, &keys, &trust, &intermediates)
+            engine::unwrap_with(&message, &keys, &trust, &intermediates, verdicts.as_deref())
         })
         .await?;
         Ok(match result {
@@ -100,6 +108,22 @@ impl SmimeInbound {
             Ok(Some(u)) => self.unwrapped(raw, u),
             Err(e) => self.failed(e),
         })
+    }
+
+    /// The chain verdict memory for `trust`. The keyring builds one trust store per change
+    /// of the certificate store (anchors and intermediates alike), so a different store
+    /// means different answers: the memory starts over. Holding the `Arc` keeps its address
+    /// from being reused by a later store.
+    fn verdicts_for(&self, trust: &Arc<X509Store>) -> Option<Arc<ChainVerdicts>> {
+        let mut slot = self.verdicts.lock().ok()?;
+        match slot.as_ref() {
+            Some((store, verdicts)) if Arc::ptr_eq(store, trust) => Some(verdicts.clone()),
+            _ => {
+                let verdicts = Arc::new(ChainVerdicts::default());
+                *slot = Some((trust.clone(), verdicts.clone()));
+                Some(verdicts)
+            }
+        }
     }
 
     fn unwrapped(&self, raw: &[u8], u: Unwrapped) -> InboundResult {

@@ -450,7 +450,7 @@ fn a_chain_sent_incomplete_is_completed_from_held_intermediates_never_trusted_by
     let anchors = b.build();
     let status = |intermediates: &[openssl::x509::X509],
                   anchors: &openssl::x509::store::X509StoreRef| {
-        let u = engine::unwrap_with(&msg, &[], anchors, intermediates)
+        let u = engine::unwrap_with(&msg, &[], anchors, intermediates, None)
             .unwrap()
             .unwrap();
         u.signatures[0].status.clone()
@@ -474,9 +474,15 @@ fn a_chain_sent_incomplete_is_completed_from_held_intermediates_never_trusted_by
         key: &web.key,
     };
     let web_msg = outer(&engine::sign(ENTITY, &web_pair, &[]).unwrap());
-    let u = engine::unwrap_with(&web_msg, &[], &anchors, std::slice::from_ref(&sub.ca_cert))
-        .unwrap()
-        .unwrap();
+    let u = engine::unwrap_with(
+        &web_msg,
+        &[],
+        &anchors,
+        std::slice::from_ref(&sub.ca_cert),
+        None,
+    )
+    .unwrap()
+    .unwrap();
     match &u.signatures[0].status {
         SignatureStatus::UntrustedChain(why) => assert!(why.contains("emailProtection"), "{why}"),
         other => panic!("{other:?}"),
@@ -647,4 +653,38 @@ fn schemes_left_to_openssl_cms_still_work() {
     assert_eq!(verified, ENTITY);
     let u = unwrap_ok(&outer(&signed), &[], &pki);
     assert_eq!(u.signatures[0].status, SignatureStatus::Valid);
+}
+
+/// Remembered chain verdicts: the same answer as a fresh check, per signer and chain; the
+/// signature itself is checked on every message.
+#[test]
+fn remembered_chain_verdicts_answer_as_a_fresh_check_and_never_skip_the_signature() {
+    let pki = Pki::new("Test CA");
+    let stranger_ca = Pki::new("Stranger CA");
+    let alice = pki.user("alice@partner.test");
+    let mallory = stranger_ca.user("mallory@elsewhere.test");
+    let good = outer(&cli_sign(&pki, &alice, &[], ENTITY));
+    let strange = outer(&cli_sign(&stranger_ca, &mallory, &[], ENTITY));
+    let tampered = String::from_utf8(good.clone())
+        .unwrap()
+        .replacen("quarterly", "QUARTERLY", 1)
+        .into_bytes();
+    let verdicts = engine::ChainVerdicts::default();
+    let store = pki.store();
+    let status = |msg: &[u8]| {
+        engine::unwrap_with(msg, &[], &store, &[], Some(&verdicts))
+            .unwrap()
+            .unwrap()
+            .signatures[0]
+            .status
+            .clone()
+    };
+    for _ in 0..3 {
+        assert_eq!(status(&good), SignatureStatus::Valid);
+        assert!(matches!(
+            status(&strange),
+            SignatureStatus::UntrustedChain(_)
+        ));
+        assert!(matches!(status(&tampered), SignatureStatus::Invalid(_)));
+    }
 }
