@@ -20,7 +20,6 @@
 
 use openssl::cms::{CMSOptions, CmsContentInfo};
 use openssl::error::ErrorStack;
-use openssl::hash::MessageDigest;
 use openssl::md::{Md, MdRef};
 use openssl::nid::Nid;
 use openssl::pkey::{Id, PKey, Private};
@@ -373,15 +372,16 @@ impl Digest {
         }
     }
 
-    fn hash(self, data: &[u8]) -> Result<openssl::hash::DigestBytes, ErrorStack> {
-        let md = match self {
-            Digest::Sha1 => MessageDigest::sha1(),
-            Digest::Sha224 => MessageDigest::sha224(),
-            Digest::Sha256 => MessageDigest::sha256(),
-            Digest::Sha384 => MessageDigest::sha384(),
-            Digest::Sha512 => MessageDigest::sha512(),
-        };
-        openssl::hash::hash(md, data)
+    /// OpenSSL's one-shot SHA functions: no algorithm fetch per call (in OpenSSL 3.0 a
+    /// fetch takes a lock shared by every thread).
+    fn hash(self, data: &[u8]) -> Vec<u8> {
+        match self {
+            Digest::Sha1 => openssl::sha::sha1(data).to_vec(),
+            Digest::Sha224 => openssl::sha::sha224(data).to_vec(),
+            Digest::Sha256 => openssl::sha::sha256(data).to_vec(),
+            Digest::Sha384 => openssl::sha::sha384(data).to_vec(),
+            Digest::Sha512 => openssl::sha::sha512(data).to_vec(),
+        }
     }
 }
 
@@ -618,7 +618,7 @@ pub(super) fn check_signature(
                         "signed attributes without a message digest".into(),
                     ));
                 };
-                if digest.hash(content)?.as_ref() != claimed.as_slice() {
+                if digest.hash(content) != *claimed {
                     return Ok(Check::Invalid(
                         "content and signature do not match (message digest mismatch)".into(),
                     ));
@@ -628,9 +628,9 @@ pub(super) fn check_signature(
                         "the signed content type attribute is missing or differs".into(),
                     ));
                 }
-                signed_digest.hash(attrs)?
+                signed_digest.hash(attrs)
             }
-            None => signed_digest.hash(content)?,
+            None => signed_digest.hash(content),
         };
         let key = cert.public_key()?;
         if (key.id() == Id::RSA) != rsa || (!rsa && key.id() != Id::EC) {
@@ -1017,14 +1017,14 @@ fn rsa_signed_data(entity: &[u8], signer: &KeyPair<'_>, chain: &[X509]) -> Resul
             chain_der.push(der);
         }
     }
-    let digest = Digest::Sha256.hash(entity).map_err(ssl)?;
+    let digest = Digest::Sha256.hash(entity);
     let attrs = cms_build::signed_attributes(&digest, super::info::now());
     let mut ctx = PkeyCtx::new(signer.key).map_err(ssl)?;
     ctx.sign_init().map_err(ssl)?;
     ctx.set_rsa_padding(Padding::PKCS1).map_err(ssl)?;
     ctx.set_signature_md(Md::sha256()).map_err(ssl)?;
     let mut signature = Vec::new();
-    ctx.sign_to_vec(&Digest::Sha256.hash(&attrs).map_err(ssl)?, &mut signature)
+    ctx.sign_to_vec(&Digest::Sha256.hash(&attrs), &mut signature)
         .map_err(ssl)?;
     let mut certs = vec![cert_der.as_slice()];
     certs.extend(chain_der.iter().map(Vec::as_slice));
