@@ -146,7 +146,6 @@ pub struct SignerMeta {
     pub cert: Option<usize>,
     /// Digest algorithm OID, dotted.
     pub digest_oid: String,
-    pub digest: ObjectIdentifier,
     /// SMIMECapabilities (RFC 8551 §2.5.2) announced in the signed attributes: the
     /// capability OIDs in the signer's order of preference, dotted.
     pub capabilities: Vec<String>,
@@ -341,7 +340,6 @@ fn read_signer(si: &[u8], certificates: &[CertDer]) -> Option<Result<SignerMeta,
         cert: certificates.iter().position(|c| id.names(&c.der)),
         id,
         digest_oid: digest.to_string(),
-        digest,
         capabilities: Vec::new(),
         // The signature covers the DER of the attributes with the SET OF tag (RFC 5652
         // §5.4); a DER sender's bytes are that with the [0] tag swapped.

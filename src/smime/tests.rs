@@ -341,13 +341,9 @@ fn strip_mime_version(entity: &[u8]) -> Vec<u8> {
     s.replacen("MIME-Version: 1.0\r\n", "", 1).into_bytes()
 }
 
-#[test]
-fn openssl_cms_verifies_and_decrypts_what_the_engine_produces() {
-    let pki = Pki::new("Test CA");
-    let alice = pki.user("alice@example.test");
-    let bob = pki.user("bob@partner.test");
-    let signed = engine::sign(ENTITY, &keys(&alice), &[]).unwrap();
-    let verified = openssl(
+/// `openssl cms -verify` of an S/MIME entity against the test CA: the signed content.
+fn cli_verify(pki: &Pki, signed: &[u8]) -> Vec<u8> {
+    openssl(
         &[
             &"cms",
             &"-verify",
@@ -358,9 +354,17 @@ fn openssl_cms_verifies_and_decrypts_what_the_engine_produces() {
             &"-inform",
             &"SMIME",
         ],
-        &signed,
-    );
-    assert_eq!(verified, ENTITY);
+        signed,
+    )
+}
+
+#[test]
+fn openssl_cms_verifies_and_decrypts_what_the_engine_produces() {
+    let pki = Pki::new("Test CA");
+    let alice = pki.user("alice@example.test");
+    let bob = pki.user("bob@partner.test");
+    let signed = engine::sign(ENTITY, &keys(&alice), &[]).unwrap();
+    assert_eq!(cli_verify(&pki, &signed), ENTITY);
     // a changed byte breaks it for the CLI too
     let tampered = String::from_utf8(signed.clone())
         .unwrap()
@@ -639,18 +643,7 @@ fn schemes_left_to_openssl_cms_still_work() {
 
     let carol = pki.user_ec("carol@partner.test");
     let signed = engine::sign(ENTITY, &keys(&carol), &[]).unwrap();
-    let verified = openssl(
-        &[
-            &"cms",
-            &"-verify",
-            &"-CAfile",
-            &pki.ca_path(),
-            &"-inform",
-            &"SMIME",
-        ],
-        &signed,
-    );
-    assert_eq!(verified, ENTITY);
+    assert_eq!(cli_verify(&pki, &signed), ENTITY);
     let u = unwrap_ok(&outer(&signed), &[], &pki);
     assert_eq!(u.signatures[0].status, SignatureStatus::Valid);
 }
