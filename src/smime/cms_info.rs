@@ -71,6 +71,28 @@ pub fn kind(ber: &[u8]) -> Result<Kind, String> {
     })
 }
 
+/// The same CMS blob as OpenSSL re-encodes it: the second try for an encoding our walker
+/// does not read (multi-byte tags, lengths over 4 GB...), which OpenSSL's BER reader may.
+pub fn reencoded(ber: &[u8]) -> Option<Vec<u8>> {
+    openssl::cms::CmsContentInfo::from_der(ber)
+        .and_then(|c| c.to_der())
+        .ok()
+}
+
+/// [`signed_info`], with OpenSSL's re-encoding as the second try.
+pub fn signed_info_any(ber: &[u8]) -> Result<SignedInfo, String> {
+    signed_info(ber).or_else(|e| {
+        reencoded(ber)
+            .and_then(|der| signed_info(&der).ok())
+            .ok_or(e)
+    })
+}
+
+/// [`envelope`], with OpenSSL's re-encoding as the second try.
+pub fn envelope_any(ber: &[u8]) -> Result<Envelope, String> {
+    envelope(ber).or_else(|e| reencoded(ber).and_then(|der| envelope(&der).ok()).ok_or(e))
+}
+
 /// How a signer (or a recipient) names its certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SignerId {

@@ -272,7 +272,7 @@ pub fn unwrap_with(
 /// else (key agreement, RC2, a recipient our keys match only by a differently encoded
 /// name) goes to OpenSSL's `CMS_decrypt`, which reads every kind.
 fn decrypt(der: &[u8], keys: &[KeyPair<'_>]) -> Result<Vec<u8>, SmimeError> {
-    let envelope = cms_info::envelope(der).map_err(SmimeError::Malformed)?;
+    let envelope = cms_info::envelope_any(der).map_err(SmimeError::Malformed)?;
     let mut errors = Vec::new();
     let mut ask_openssl = false;
     for k in keys {
@@ -670,7 +670,7 @@ fn verify(
     opaque: bool,
 ) -> Result<(Vec<u8>, Vec<SignatureResult>), SmimeError> {
     let malformed = |e: String| SmimeError::Malformed(format!("corrupt signed data: {e}"));
-    let info = cms_info::signed_info(der).map_err(malformed)?;
+    let info = cms_info::signed_info_any(der).map_err(malformed)?;
     if info.signers.is_empty() {
         return Err(SmimeError::Malformed("signed-data without a signer".into()));
     }

@@ -681,3 +681,20 @@ fn remembered_chain_verdicts_answer_as_a_fresh_check_and_never_skip_the_signatur
         assert!(matches!(status(&tampered), SignatureStatus::Invalid(_)));
     }
 }
+
+/// An encoding the walker refuses (here a five-byte length form) gets a second try through
+/// OpenSSL's BER reader instead of being called malformed.
+#[test]
+fn encodings_the_walker_refuses_get_a_second_try_through_openssl() {
+    use super::cms_info;
+    let pki = Pki::new("Test CA");
+    let alice = pki.user("alice@partner.test");
+    let der = cli_sign(&pki, &alice, &["-outform", "DER", "-nodetach"], ENTITY);
+    assert_eq!(&der[..2], &[0x30, 0x82]);
+    let mut odd = vec![0x30, 0x85, 0, 0, 0];
+    odd.extend_from_slice(&der[2..]);
+    assert!(cms_info::signed_info(&odd).is_err());
+    let info = cms_info::signed_info_any(&odd).unwrap();
+    assert_eq!(info.content.as_deref(), Some(ENTITY));
+    assert!(cms_info::signed_info_any(b"\x30\x85garbage").is_err());
+}
