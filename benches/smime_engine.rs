@@ -35,7 +35,9 @@ struct Args {
     config: PathBuf,
     messages: usize,
     inbound: PathBuf,
-    /// Run one direction only (for profiling): "inbound" or "outbound".
+    /// Run one case only (for profiling): "inbound", "outbound", or "pool-rsa" — a bare
+    /// RSA signature per job through the same worker pool, the in-process counterpart of
+    /// `openssl speed` (what the pool and threads cost, without the S/MIME work).
     only: Option<String>,
 }
 
@@ -152,7 +154,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let store = CertStore::open(queue.pool().clone(), &config.data_dir, &config.certs).await?;
     let keyring: Arc<dyn Keyring> = Arc::new(store);
     let outbound = Arc::new(SmimeOutbound::new(keyring.clone(), config.smime.clone()));
-    let inbound = Arc::new(SmimeInbound::new(keyring, config.smime.clone()));
+    let inbound = Arc::new(SmimeInbound::new(keyring.clone(), config.smime.clone()));
 
     let mut fixtures = Vec::new();
     for entry in std::fs::read_dir(&args.inbound)? {
@@ -170,6 +172,38 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .collect::<Vec<_>>(),
     );
 
+    if args.only.as_deref() == Some("pool-rsa") {
+        let id = keyring
+            .signing_identity("alice@example.test")
+            .await?
+            .context("no signing key for alice@example.test in the store")?;
+        let key = Arc::new(id.key);
+        let rate = timed(args.messages, move |_| {
+            let key = key.clone();
+            async move {
+                portcullis::smime::cpu::run(move || -> anyhow::Result<()> {
+                    let mut ctx = openssl::pkey_ctx::PkeyCtx::new(&*key)?;
+                    ctx.sign_init()?;
+                    ctx.set_rsa_padding(openssl::rsa::Padding::PKCS1)?;
+                    ctx.set_signature_md(openssl::md::Md::sha256())?;
+                    let mut signature = Vec::new();
+                    ctx.sign_to_vec(&[7u8; 32], &mut signature)?;
+                    Ok(())
+                })
+                .await?
+            }
+        })
+        .await?;
+        println!(
+            "{}",
+            serde_json::json!({
+                "pool_rsa_sign_per_sec": rate.msgs_per_sec,
+                "pool_rsa_cpu_ms_per_sign": rate.cpu_ms_per_msg,
+                "messages": args.messages,
+            })
+        );
+        return Ok(());
+    }
     let run_outbound = args.only.as_deref() != Some("inbound");
     let run_inbound = args.only.as_deref() != Some("outbound");
     let messages = if run_outbound { args.messages } else { 0 };

@@ -187,8 +187,14 @@ pub struct SignerMeta {
 #[derive(Debug, Clone)]
 pub struct CertDer {
     pub der: Vec<u8>,
-    /// subjectAltName rfc822Name, else the subject's emailAddress; lowercase.
-    pub email: Option<String>,
+}
+
+impl CertDer {
+    /// subjectAltName rfc822Name, else the subject's emailAddress; lowercase. Read when
+    /// asked (for the signer), not for every certificate a message carries.
+    pub fn email(&self) -> Option<String> {
+        email_of(&self.der)
+    }
 }
 
 /// The certificates, content and signers of a SignedData.
@@ -310,10 +316,7 @@ pub fn signed_info(ber: &[u8]) -> Result<SignedInfo, String> {
         .flatten()
         // other CertificateChoices (attribute certificates...) are tagged: not ours to read
         .filter(|(tag, _, _)| *tag == SEQUENCE)
-        .map(|(_, der, _)| CertDer {
-            der: der.to_vec(),
-            email: email_of(der),
-        })
+        .map(|(_, der, _)| CertDer { der: der.to_vec() })
         .collect();
     let mut signers = Vec::new();
     for (tag, si) in elements(signer_infos) {

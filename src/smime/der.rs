@@ -77,13 +77,26 @@ pub fn octets(tag: u8, contents: &[u8]) -> Option<Cow<'_, [u8]>> {
         return Some(Cow::Borrowed(contents));
     }
     let mut all = Vec::with_capacity(contents.len());
-    let mut rest = contents;
-    while !rest.is_empty() {
-        let (t, chunk, next) = tlv(rest)?;
-        all.extend_from_slice(&octets(t, chunk)?);
-        rest = next;
-    }
+    collect_chunks(contents, &mut all, 0)?;
     Some(Cow::Owned(all))
+}
+
+/// The chunks of a constructed string, in order; nesting is bounded (a crafted message of
+/// strings inside strings must not exhaust the stack).
+fn collect_chunks(mut contents: &[u8], all: &mut Vec<u8>, depth: usize) -> Option<()> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    while !contents.is_empty() {
+        let (tag, chunk, rest) = tlv(contents)?;
+        if tag & CONSTRUCTED == 0 {
+            all.extend_from_slice(chunk);
+        } else {
+            collect_chunks(chunk, all, depth + 1)?;
+        }
+        contents = rest;
+    }
+    Some(())
 }
 
 /// Append one definite-length TLV (DER) to `out`.
@@ -252,6 +265,44 @@ mod tests {
         assert!(is_ca(&cert(Some(ca_with_pathlen))));
         assert!(!is_ca(&cert(Some(BasicConstraints::new()))));
         assert!(!is_ca(&cert(None)));
+    }
+
+    #[test]
+    fn reads_ber_indefinite_lengths_and_chunked_strings() {
+        // SEQUENCE (indefinite) { OCTET STRING (constructed, indefinite) { "ab", "c" }, NULL }
+        let ber = [
+            0x30, 0x80, 0x24, 0x80, 0x04, 0x02, b'a', b'b', 0x04, 0x01, b'c', 0, 0, 0x05, 0, 0, 0,
+            0xff,
+        ];
+        let (tag, contents, rest) = tlv(&ber).unwrap();
+        assert_eq!((tag, rest), (SEQUENCE, &[0xff][..]));
+        let parts: Vec<_> = elements(contents).collect();
+        assert_eq!(parts.len(), 2);
+        assert_eq!(octets(parts[0].0, parts[0].1).unwrap().as_ref(), b"abc");
+        assert_eq!(parts[1], (NULL, &[][..]));
+        // an indefinite length on a primitive, a missing end-of-contents: refused
+        assert!(tlv(&[0x04, 0x80, 1, 0, 0]).is_none());
+        assert!(tlv(&[0x30, 0x80, 0x05, 0x00]).is_none());
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_a_stack_overflow() {
+        // constructed strings inside each other: 100,000 indefinite, 2,000 definite
+        let depth = 100_000;
+        let mut indefinite = Vec::new();
+        for _ in 0..depth {
+            indefinite.extend_from_slice(&[0x24, 0x80]);
+        }
+        indefinite.extend(std::iter::repeat_n(0u8, 2 * depth));
+        assert!(tlv(&indefinite).is_none());
+        let mut definite = vec![0x04, 0x01, b'x'];
+        for _ in 0..2_000 {
+            let mut outer = Vec::new();
+            put(&mut outer, 0x24, &definite);
+            definite = outer;
+        }
+        let (tag, contents, _) = tlv(&definite).unwrap();
+        assert!(octets(tag, contents).is_none());
     }
 
     #[test]

@@ -748,7 +748,7 @@ fn verify(
             };
             SignatureResult {
                 status,
-                signer_address: signer.and_then(|c| c.email.clone()),
+                signer_address: signer.and_then(|c| c.email()),
                 signer_der: signer.map(|c| c.der.clone()),
                 chain_der: info
                     .certificates

@@ -45,7 +45,9 @@ pub fn split(entity: &[u8]) -> Split<'_> {
         };
     }
     let crlf = memchr::memmem::find(entity, b"\r\n\r\n").map(|i| (i + 2, i + 4));
-    let lf = memchr::memmem::find(entity, b"\n\n").map(|i| (i + 1, i + 2));
+    // A bare-LF blank line counts only before the CRLF one: no need to scan the body.
+    let lf_region = crlf.map_or(entity, |(h, _)| &entity[..h]);
+    let lf = memchr::memmem::find(lf_region, b"\n\n").map(|i| (i + 1, i + 2));
     let cut = match (crlf, lf) {
         (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
         (a, b) => a.or(b),
@@ -265,18 +267,20 @@ const BASE64_PAD: u8 = 0xfd;
 /// common case (76-column lines are whole groups).
 fn decode_base64(body: &[u8]) -> Result<Vec<u8>, String> {
     let corrupt = || "the base64 body is corrupt".to_string();
-    let mut out = Vec::with_capacity(body.len() / 4 * 3);
+    // Written in place into a buffer of the largest possible size, cut to length at the end.
+    let mut out = vec![0u8; body.len() / 4 * 3 + 3];
+    let mut o = 0;
     let (mut acc, mut n, mut pad) = (0u32, 0usize, 0usize);
     let mut i = 0;
     while i < body.len() {
         if n == 0
             && let Some(&[a, b, c, d]) = body.get(i..i + 4)
         {
-            let v = [a, b, c, d].map(|c| BASE64[c as usize]);
+            let v = [a, b, c, d].map(|c| BASE64[c as usize] as u32);
             if (v[0] | v[1] | v[2] | v[3]) < 64 {
-                let word =
-                    (v[0] as u32) << 18 | (v[1] as u32) << 12 | (v[2] as u32) << 6 | v[3] as u32;
-                out.extend_from_slice(&word.to_be_bytes()[1..]);
+                let word = v[0] << 18 | v[1] << 12 | v[2] << 6 | v[3];
+                out[o..o + 3].copy_from_slice(&word.to_be_bytes()[1..]);
+                o += 3;
                 i += 4;
                 continue;
             }
@@ -288,7 +292,8 @@ fn decode_base64(body: &[u8]) -> Result<Vec<u8>, String> {
                 acc = acc << 6 | v as u32;
                 n += 1;
                 if n == 4 {
-                    out.extend_from_slice(&acc.to_be_bytes()[1..]);
+                    out[o..o + 3].copy_from_slice(&acc.to_be_bytes()[1..]);
+                    o += 3;
                     (acc, n) = (0, 0);
                 }
             }
@@ -298,13 +303,20 @@ fn decode_base64(body: &[u8]) -> Result<Vec<u8>, String> {
     }
     match (n, pad) {
         (0, 0) => {}
-        (2, 0 | 2) => out.push((acc >> 4) as u8),
-        (3, 0 | 1) => out.extend_from_slice(&(acc >> 2).to_be_bytes()[2..]),
+        (2, 0 | 2) => {
+            out[o] = (acc >> 4) as u8;
+            o += 1;
+        }
+        (3, 0 | 1) => {
+            out[o..o + 2].copy_from_slice(&(acc >> 2).to_be_bytes()[2..]);
+            o += 2;
+        }
         _ => return Err(corrupt()),
     }
-    if out.is_empty() {
+    if o == 0 {
         return Err("empty base64 body".into());
     }
+    out.truncate(o);
     Ok(out)
 }
 

@@ -698,3 +698,61 @@ fn encodings_the_walker_refuses_get_a_second_try_through_openssl() {
     assert_eq!(info.content.as_deref(), Some(ENTITY));
     assert!(cms_info::signed_info_any(b"\x30\x85garbage").is_err());
 }
+
+/// Every truncation and a changed byte at every position of real CMS structures (opaque
+/// signed data, AES-GCM enveloped data): an error or a result from the readers, the
+/// decryption and the signature check — never a panic.
+#[test]
+fn truncated_or_mutated_cms_is_an_error_or_a_result_never_a_panic() {
+    use super::cms_info;
+    let pki = Pki::new("Test CA");
+    let alice = pki.user("alice@partner.test");
+    let bob = pki.user("bob@example.test");
+    let signed = cli_sign(&pki, &alice, &["-outform", "DER", "-nodetach"], ENTITY);
+    let input = pki.path("in.txt");
+    std::fs::write(&input, ENTITY).unwrap();
+    let enveloped = openssl(
+        &[
+            &"cms",
+            &"-encrypt",
+            &"-binary",
+            &"-aes-256-gcm",
+            &"-outform",
+            &"DER",
+            &"-in",
+            &input,
+            &bob.cert_path,
+        ],
+        b"",
+    );
+    let exercise = |der: &[u8]| {
+        if let Ok(env) = cms_info::envelope(der) {
+            for r in &env.recipients {
+                let _ = engine::open(&env, r, &bob.key);
+            }
+        }
+        if let Ok(info) = cms_info::signed_info(der) {
+            for s in &info.signers {
+                let cert = s
+                    .cert
+                    .and_then(|i| openssl::x509::X509::from_der(&info.certificates[i].der).ok());
+                if let Some(cert) = cert {
+                    let _ = engine::check_signature(s, &cert, info.content_type, ENTITY);
+                }
+                let _ = s.capabilities.len();
+            }
+        }
+        let _ = cms_info::recipients(der);
+        let _ = cms_info::kind(der);
+    };
+    for der in [&signed, &enveloped] {
+        for cut in 0..der.len() {
+            exercise(&der[..cut]);
+        }
+        for i in 0..der.len() {
+            let mut m = der.clone();
+            m[i] ^= 0xa5;
+            exercise(&m);
+        }
+    }
+}
