@@ -240,7 +240,7 @@ pub fn unwrap_with(
                         out.signatures.extend(results);
                         out.layers.push(Layer::Signed { opaque: true });
                         out.signed_entity = Some(current.clone());
-                        mime::to_crlf(&content)
+                        mime::into_crlf(content)
                     }
                     k @ (Kind::Enveloped | Kind::AuthEnveloped) => {
                         let plain = decrypt(&der, keys)?;
@@ -249,7 +249,7 @@ pub fn unwrap_with(
                         });
                         // A signature outside the encryption does not sign the plaintext.
                         out.signed_entity = None;
-                        mime::to_crlf(&plain)
+                        mime::into_crlf(plain)
                     }
                     Kind::Other => {
                         return Err(SmimeError::Malformed(
@@ -763,7 +763,9 @@ fn verify(
             }
         })
         .collect();
-    Ok((content.to_vec(), results))
+    // The caller needs the content only from an opaque signature (it wraps it).
+    let content = if opaque { content.to_vec() } else { Vec::new() };
+    Ok((content, results))
 }
 
 /// OpenSSL's `CMS_verify` over the whole SignedData (signatures and digests, not the
@@ -927,7 +929,7 @@ fn first_error(e: &openssl::error::ErrorStack) -> String {
 /// Sign `entity` (content fields + body) with a detached SHA-256 signature: the result is
 /// a `multipart/signed` entity whose first part is `entity` byte for byte.
 pub fn sign(entity: &[u8], signer: &KeyPair<'_>, chain: &[X509]) -> Result<Vec<u8>, SmimeError> {
-    let entity = mime::to_crlf(entity);
+    let entity = mime::as_crlf(entity);
     let der = if signer.key.id() == Id::RSA {
         rsa_signed_data(&entity, signer, chain)
     } else {
@@ -976,7 +978,7 @@ pub fn encrypt(
     if recipients.is_empty() {
         return Err(SmimeError::Build("encryption without a recipient".into()));
     }
-    let entity = mime::to_crlf(entity);
+    let entity = mime::as_crlf(entity);
     let smime_type = match cipher {
         ContentCipher::Aes256Gcm => "authEnveloped-data",
         ContentCipher::Aes256Cbc => "enveloped-data",

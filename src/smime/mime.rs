@@ -7,6 +7,7 @@
 //! step here may re-encode what it passes on.
 
 use mail_parser::{HeaderName, MessageParser};
+use std::borrow::Cow;
 
 /// Header fields that describe an entity's content (they move with the content when it is
 /// wrapped or unwrapped); every other field belongs to the message.
@@ -320,22 +321,49 @@ fn decode_base64(body: &[u8]) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// Base64 in 76-character lines, each ending in CRLF (RFC 2045 §6.8).
+/// Base64 in 76-character lines, each ending in CRLF (RFC 2045 §6.8): 57 bytes a line,
+/// written straight into the lines (this runs on every outbound S/MIME blob).
 pub fn base64_lines(data: &[u8]) -> String {
-    let b64 = openssl::base64::encode_block(data);
-    let mut out = String::with_capacity(b64.len() + b64.len() / 38 + 2);
-    for chunk in b64.as_bytes().chunks(76) {
-        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-        out.push_str("\r\n");
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let chars = data.len().div_ceil(3) * 4;
+    let mut out = Vec::with_capacity(chars + chars.div_ceil(76) * 2);
+    for line in data.chunks(57) {
+        for group in line.chunks(3) {
+            let byte = |i: usize| group.get(i).copied().unwrap_or(0) as usize;
+            let n = byte(0) << 16 | byte(1) << 8 | byte(2);
+            out.push(ALPHABET[n >> 18 & 63]);
+            out.push(ALPHABET[n >> 12 & 63]);
+            out.push(if group.len() > 1 {
+                ALPHABET[n >> 6 & 63]
+            } else {
+                b'='
+            });
+            out.push(if group.len() > 2 {
+                ALPHABET[n & 63]
+            } else {
+                b'='
+            });
+        }
+        out.extend_from_slice(b"\r\n");
     }
-    out
+    // only ASCII was written
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Bare LF → CRLF (a CMS producer may have used Unix line ends inside; SMTP needs CRLF).
 pub fn to_crlf(data: &[u8]) -> Vec<u8> {
-    // Nearly always already CRLF: a copy, not a byte loop.
-    if memchr::memchr_iter(b'\n', data).all(|i| i > 0 && data[i - 1] == b'\r') {
-        return data.to_vec();
+    as_crlf(data).into_owned()
+}
+
+/// [`to_crlf`] for data we own: returned as it is when it is CRLF already (nearly always).
+pub fn into_crlf(data: Vec<u8>) -> Vec<u8> {
+    if is_crlf(&data) { data } else { to_crlf(&data) }
+}
+
+/// [`to_crlf`] without a copy when there is nothing to change.
+pub fn as_crlf(data: &[u8]) -> Cow<'_, [u8]> {
+    if is_crlf(data) {
+        return Cow::Borrowed(data);
     }
     let mut out = Vec::with_capacity(data.len() + data.len() / 40);
     let mut prev = 0u8;
@@ -346,7 +374,11 @@ pub fn to_crlf(data: &[u8]) -> Vec<u8> {
         out.push(c);
         prev = c;
     }
-    out
+    Cow::Owned(out)
+}
+
+fn is_crlf(data: &[u8]) -> bool {
+    memchr::memchr_iter(b'\n', data).all(|i| i > 0 && data[i - 1] == b'\r')
 }
 
 /// A message split into what stays with the message (From, To, Subject, trace fields...)
@@ -363,7 +395,7 @@ pub struct MessageParts {
 pub fn message_parts(message: &[u8]) -> MessageParts {
     let s = split(message);
     let mut outer = Vec::with_capacity(s.header.len());
-    let mut content = Vec::new();
+    let mut content = Vec::with_capacity(s.header.len() + s.body.len() + 64);
     for f in fields(s.header) {
         if is_content_field(f) {
             content.extend_from_slice(f);
@@ -384,8 +416,8 @@ pub fn message_parts(message: &[u8]) -> MessageParts {
     entity.extend_from_slice(b"\r\n");
     entity.extend_from_slice(s.body);
     MessageParts {
-        outer: to_crlf(&outer),
-        entity: to_crlf(&entity),
+        outer: into_crlf(outer),
+        entity: into_crlf(entity),
     }
 }
 
@@ -442,6 +474,19 @@ pub fn boundary_for(content: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_ends_become_crlf_with_a_copy_only_when_one_changes() {
+        assert_eq!(to_crlf(b"a\nb\r\nc\n"), b"a\r\nb\r\nc\r\n");
+        assert_eq!(to_crlf(b"\n"), b"\r\n");
+        assert!(matches!(as_crlf(b"a\r\nb\r\n"), Cow::Borrowed(_)));
+        assert!(matches!(as_crlf(b"no line end"), Cow::Borrowed(_)));
+        assert_eq!(into_crlf(b"x\ny".to_vec()), b"x\r\ny");
+        let crlf = b"x\r\ny\r\n".to_vec();
+        let at = crlf.as_ptr();
+        let kept = into_crlf(crlf);
+        assert_eq!(kept.as_ptr(), at, "kept, not copied");
+    }
 
     #[test]
     fn multipart_signed_split_keeps_the_signed_bytes_exactly() {
@@ -538,6 +583,18 @@ mod tests {
                 data,
                 "{len}"
             );
+        }
+        // the encoder writes what OpenSSL writes, in 76-column lines
+        for len in 0..200 {
+            let data: Vec<u8> = (0..len).map(|i| (i * 91 + 7) as u8).collect();
+            let lines = base64_lines(&data);
+            assert_eq!(
+                lines.replace("\r\n", ""),
+                openssl::base64::encode_block(&data),
+                "{len}"
+            );
+            assert!(lines.split("\r\n").all(|l| l.len() <= 76), "{len}");
+            assert_eq!(lines.is_empty(), len == 0);
         }
         for bad in [&b"Zg=x"[..], b"Z===", b"Z", b"Zm9vZ", b"Zm=9v", b"===="] {
             assert!(decode_body(bad, "base64").is_err(), "{bad:?}");
