@@ -14,7 +14,9 @@ use super::cms_info::{
     OID_AUTH_ENVELOPED_DATA, OID_CONTENT_TYPE, OID_DATA, OID_ENVELOPED_DATA, OID_MESSAGE_DIGEST,
     OID_SIGNED_DATA, OID_SIGNING_TIME, OID_SMIME_CAPABILITIES,
 };
-use super::der::{CertIds, INTEGER, NULL, OCTET_STRING, OID, SEQUENCE, SET, put, tlv_of};
+use super::der::{
+    CertIds, INTEGER, NULL, OCTET_STRING, OID, SEQUENCE, SET, header, put_header, tlv_of,
+};
 
 pub const OID_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
 pub const OID_RSA_ENCRYPTION: ObjectIdentifier =
@@ -201,19 +203,37 @@ pub fn enveloped_data(
             Some(tlv_of(OCTET_STRING, &[tag])),
         ),
     };
-    let mut encrypted = Vec::with_capacity(ciphertext.len() + 64);
-    put(&mut encrypted, 0x80, ciphertext);
-    let content = tlv_of(SEQUENCE, &[&oid(OID_DATA), &cipher, &encrypted]);
-    let body = tlv_of(
-        SEQUENCE,
-        &[
-            &[INTEGER, 1, 0],
-            &infos,
-            &content,
-            mac.as_deref().unwrap_or_default(),
-        ],
-    );
-    content_info(content_type, &body)
+    // Written outside in with each length computed first, so the ciphertext (the whole
+    // message) is copied once rather than once per nesting level.
+    let data = oid(OID_DATA);
+    let encrypted = header(0x80, ciphertext.len());
+    let content_len = data.len() + cipher.len() + encrypted.len() + ciphertext.len();
+    let content = header(SEQUENCE, content_len);
+    let version: &[u8] = &[INTEGER, 1, 0];
+    let mac = mac.unwrap_or_default();
+    let body_len = version.len() + infos.len() + content.len() + content_len + mac.len();
+    let body = header(SEQUENCE, body_len);
+    let explicit = header(0xa0, body.len() + body_len);
+    let kind = oid(content_type);
+    let info_len = kind.len() + explicit.len() + body.len() + body_len;
+    let mut out = Vec::with_capacity(info_len + 6);
+    put_header(&mut out, SEQUENCE, info_len);
+    for part in [
+        &kind[..],
+        &explicit,
+        &body,
+        version,
+        &infos,
+        &content,
+        &data,
+        &cipher,
+        &encrypted,
+        ciphertext,
+        &mac,
+    ] {
+        out.extend_from_slice(part);
+    }
+    out
 }
 
 #[cfg(test)]

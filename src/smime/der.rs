@@ -101,8 +101,13 @@ fn collect_chunks(mut contents: &[u8], all: &mut Vec<u8>, depth: usize) -> Optio
 
 /// Append one definite-length TLV (DER) to `out`.
 pub fn put(out: &mut Vec<u8>, tag: u8, contents: &[u8]) {
+    put_header(out, tag, contents.len());
+    out.extend_from_slice(contents);
+}
+
+/// Append the tag and definite length of a value whose `len` content bytes follow.
+pub fn put_header(out: &mut Vec<u8>, tag: u8, len: usize) {
     out.push(tag);
-    let len = contents.len();
     if len < 0x80 {
         out.push(len as u8);
     } else {
@@ -114,7 +119,13 @@ pub fn put(out: &mut Vec<u8>, tag: u8, contents: &[u8]) {
         out.push(0x80 | (bytes.len() - skip) as u8);
         out.extend_from_slice(&bytes[skip..]);
     }
-    out.extend_from_slice(contents);
+}
+
+/// The tag and definite length of a value of `len` content bytes.
+pub fn header(tag: u8, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(6);
+    put_header(&mut out, tag, len);
+    out
 }
 
 /// One definite-length TLV (DER) made of the concatenated `parts`.

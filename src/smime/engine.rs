@@ -954,7 +954,7 @@ pub fn sign(entity: &[u8], signer: &KeyPair<'_>, chain: &[X509]) -> Result<Vec<u
         )
         .as_bytes(),
     );
-    out.extend_from_slice(mime::base64_lines(&der).as_bytes());
+    mime::put_base64_lines(&mut out, &der);
     out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
     Ok(out)
 }
@@ -998,7 +998,7 @@ pub fn encrypt(
          Content-Description: S/MIME Encrypted Message\r\n\r\n"
     )
     .into_bytes();
-    out.extend_from_slice(mime::base64_lines(&der).as_bytes());
+    mime::put_base64_lines(&mut out, &der);
     Ok(out)
 }
 

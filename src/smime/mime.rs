@@ -324,9 +324,17 @@ fn decode_base64(body: &[u8]) -> Result<Vec<u8>, String> {
 /// Base64 in 76-character lines, each ending in CRLF (RFC 2045 §6.8): 57 bytes a line,
 /// written straight into the lines (this runs on every outbound S/MIME blob).
 pub fn base64_lines(data: &[u8]) -> String {
+    let mut out = Vec::new();
+    put_base64_lines(&mut out, data);
+    // only ASCII was written
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// [`base64_lines`] appended to `out`.
+pub fn put_base64_lines(out: &mut Vec<u8>, data: &[u8]) {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let chars = data.len().div_ceil(3) * 4;
-    let mut out = Vec::with_capacity(chars + chars.div_ceil(76) * 2);
+    out.reserve(chars + chars.div_ceil(76) * 2);
     for line in data.chunks(57) {
         for group in line.chunks(3) {
             let byte = |i: usize| group.get(i).copied().unwrap_or(0) as usize;
@@ -346,8 +354,6 @@ pub fn base64_lines(data: &[u8]) -> String {
         }
         out.extend_from_slice(b"\r\n");
     }
-    // only ASCII was written
-    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Bare LF → CRLF (a CMS producer may have used Unix line ends inside; SMTP needs CRLF).
