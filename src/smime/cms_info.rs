@@ -4,8 +4,8 @@
 //!
 //! Choice: the structures are walked over the bytes as received ([`super::der`]), BER or
 //! DER, without a copy; the RustCrypto `cms` crate's types (x509-cert, spki) read the
-//! values where a typed read is clearer — a certificate's e-mail address, an issuer name
-//! for an error message, the SMIMECapabilities list. The `cms` crate cannot read the
+//! values where a typed read is clearer — an issuer name for an error message, the
+//! SMIMECapabilities list. The `cms` crate cannot read the
 //! structures themselves here: it takes DER only (clients send BER) and version 0.2 has no
 //! AuthEnvelopedData. The cryptography is in [`super::engine`].
 
@@ -189,14 +189,6 @@ pub struct CertDer {
     pub der: Vec<u8>,
 }
 
-impl CertDer {
-    /// subjectAltName rfc822Name, else the subject's emailAddress; lowercase. Read when
-    /// asked (for the signer), not for every certificate a message carries.
-    pub fn email(&self) -> Option<String> {
-        email_of(&self.der)
-    }
-}
-
 /// The certificates, content and signers of a SignedData.
 #[derive(Debug, Clone)]
 pub struct SignedInfo {
@@ -206,38 +198,6 @@ pub struct SignedInfo {
     pub content_type: ObjectIdentifier,
     /// The encapsulated content (opaque signing); `None` for a detached signature.
     pub content: Option<Vec<u8>>,
-}
-
-const OID_SUBJECT_ALT_NAME: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.17");
-const OID_EMAIL_ADDRESS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.1");
-
-/// The e-mail address a certificate is issued to (see [`CertDer::email`]).
-fn email_of(cert_der: &[u8]) -> Option<String> {
-    use cms::cert::x509::ext::pkix::SubjectAltName;
-    use cms::cert::x509::ext::pkix::name::GeneralName;
-    let cert = cms::cert::x509::Certificate::from_der(cert_der).ok()?;
-    let exts = cert
-        .tbs_certificate
-        .extensions
-        .as_deref()
-        .unwrap_or_default();
-    for e in exts.iter().filter(|e| e.extn_id == OID_SUBJECT_ALT_NAME) {
-        if let Ok(san) = SubjectAltName::from_der(e.extn_value.as_bytes()) {
-            for n in san.0 {
-                if let GeneralName::Rfc822Name(m) = n {
-                    return Some(m.to_string().to_ascii_lowercase());
-                }
-            }
-        }
-    }
-    for rdn in cert.tbs_certificate.subject.0.iter() {
-        for atv in rdn.0.iter().filter(|a| a.oid == OID_EMAIL_ADDRESS) {
-            if let Ok(v) = atv.value.decode_as::<der::asn1::Ia5StringRef<'_>>() {
-                return Some(v.to_string().to_ascii_lowercase());
-            }
-        }
-    }
-    None
 }
 
 fn strip_zeros(b: &[u8]) -> &[u8] {

@@ -748,7 +748,8 @@ fn verify(
             };
             SignatureResult {
                 status,
-                signer_address: signer.and_then(|c| c.email()),
+                // from the certificate parsed for the check (x509_cache), not parsed again
+                signer_address: signer_cert(s).and_then(email_of),
                 signer_der: signer.map(|c| c.der.clone()),
                 chain_der: info
                     .certificates
