@@ -197,16 +197,14 @@ pub fn unwrap_with(
     intermediates: &[X509],
     verdicts: Option<&ChainVerdicts>,
 ) -> Result<Option<Unwrapped>, SmimeError> {
-    if !is_smime(message) {
-        return Ok(None);
-    }
     let mut out = Unwrapped {
         plaintext: Vec::new(),
         signed_entity: None,
         layers: Vec::new(),
         signatures: Vec::new(),
     };
-    // The top level is a whole message; only its content fields matter from here on.
+    // The top level is a whole message; only its content fields matter from here on (the
+    // entity has the message's Content-Type, so the first round tells whether it is S/MIME).
     let mut current = mime::message_parts(message).entity;
     loop {
         if out.layers.len() >= MAX_LAYERS {
@@ -215,6 +213,7 @@ pub fn unwrap_with(
             )));
         }
         let next = match wrapping(&current)? {
+            Wrapping::None if out.layers.is_empty() => return Ok(None),
             Wrapping::None => break,
             Wrapping::Detached(parts) => {
                 let sig_entity = mime::split(parts.signature);

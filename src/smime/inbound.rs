@@ -168,7 +168,7 @@ impl SmimeInbound {
             (true, Some(signed)) => signed,
             _ => &u.plaintext,
         };
-        let outer = mime::message_parts(raw).outer;
+        let outer = mime::outer_fields(raw);
         out.replacement = Some(mime::assemble(&outer, &[], entity));
         out
     }

@@ -400,20 +400,12 @@ pub struct MessageParts {
 /// Separate a message's own header fields from its content entity.
 pub fn message_parts(message: &[u8]) -> MessageParts {
     let s = split(message);
-    let mut outer = Vec::with_capacity(s.header.len());
     let mut content = Vec::with_capacity(s.header.len() + s.body.len() + 64);
-    for f in fields(s.header) {
-        if is_content_field(f) {
-            content.extend_from_slice(f);
-        } else if field_name(f) != "mime-version" {
-            outer.extend_from_slice(f);
-        }
+    for f in fields(s.header).into_iter().filter(|f| is_content_field(f)) {
+        content.extend_from_slice(f);
     }
     if !content.ends_with(b"\n") && !content.is_empty() {
         content.extend_from_slice(b"\r\n");
-    }
-    if !outer.ends_with(b"\n") && !outer.is_empty() {
-        outer.extend_from_slice(b"\r\n");
     }
     if content.is_empty() {
         content.extend_from_slice(b"Content-Type: text/plain; charset=us-ascii\r\n");
@@ -422,9 +414,24 @@ pub fn message_parts(message: &[u8]) -> MessageParts {
     entity.extend_from_slice(b"\r\n");
     entity.extend_from_slice(s.body);
     MessageParts {
-        outer: into_crlf(outer),
+        outer: outer_fields(message),
         entity: into_crlf(entity),
     }
+}
+
+/// [`MessageParts::outer`] alone, without copying the body.
+pub fn outer_fields(message: &[u8]) -> Vec<u8> {
+    let header = split(message).header;
+    let mut outer = Vec::with_capacity(header.len());
+    for f in fields(header) {
+        if !is_content_field(f) && field_name(f) != "mime-version" {
+            outer.extend_from_slice(f);
+        }
+    }
+    if !outer.ends_with(b"\n") && !outer.is_empty() {
+        outer.extend_from_slice(b"\r\n");
+    }
+    into_crlf(outer)
 }
 
 /// A message from its own header fields plus a content entity: `outer` + MIME-Version +
