@@ -294,14 +294,20 @@ pub fn signed_info(ber: &[u8]) -> Result<SignedInfo, String> {
     })
 }
 
-/// One SignerInfo: `None` when its structure is garbled, `Err` for a bad attribute.
-fn read_signer(si: &[u8], certificates: &[CertDer]) -> Option<Result<SignerMeta, String>> {
-    let mut f = elements(si);
+/// The version and the certificate identifier that open a SignerInfo (`sid`) and a
+/// KeyTransRecipientInfo (`rid`); the fields after them.
+fn versioned_id(contents: &[u8]) -> Option<(SignerId, impl Iterator<Item = (u8, &[u8])>)> {
+    let mut f = elements(contents);
     let (INTEGER, _version) = f.next()? else {
         return None;
     };
-    let (tag, sid) = f.next()?;
-    let id = SignerId::read(tag, sid)?;
+    let (tag, id) = f.next()?;
+    Some((SignerId::read(tag, id)?, f))
+}
+
+/// One SignerInfo: `None` when its structure is garbled, `Err` for a bad attribute.
+fn read_signer(si: &[u8], certificates: &[CertDer]) -> Option<Result<SignerMeta, String>> {
+    let (id, mut f) = versioned_id(si)?;
     let (SEQUENCE, digest) = f.next()? else {
         return None;
     };
@@ -477,12 +483,7 @@ pub fn envelope(ber: &[u8]) -> Result<Envelope, String> {
 }
 
 fn read_ktri(ri: &[u8]) -> Option<KeyTransRecipient> {
-    let mut f = elements(ri);
-    let (INTEGER, _version) = f.next()? else {
-        return None;
-    };
-    let (tag, rid) = f.next()?;
-    let id = SignerId::read(tag, rid)?;
+    let (id, mut f) = versioned_id(ri)?;
     let (SEQUENCE, alg) = f.next()? else {
         return None;
     };
