@@ -29,6 +29,10 @@ use portcullis::smime::keyring::Keyring;
 use portcullis::smime::outbound::SmimeOutbound;
 
 /// Messages in flight, like the SMTP benches' 20 sessions.
+/// The gateway binary's allocator (src/main.rs), so the engine runs here as it runs there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const IN_FLIGHT: usize = 20;
 
 struct Args {
