@@ -549,26 +549,21 @@ fn the_primitive_path_itself_opens_and_checks_what_the_cli_produces() {
             Opened::Plain(p) => assert_eq!(p, ENTITY, "{opts:?}"),
             other => panic!("{opts:?}: {other:?}"),
         }
-        // a changed key or content byte fails like a wrong key: no panic, no padding oracle
+        // A changed key or content byte fails like a wrong key: no panic, no padding oracle.
+        // AES-GCM always notices; CBC has no integrity, so about one time in 256 the last
+        // block's padding still looks right and garbage comes out — never the plaintext.
         let mut bad_key = env.clone();
         bad_key.recipients[0].encrypted_key[7] ^= 1;
-        assert!(
-            matches!(
-                engine::open(&bad_key, &bad_key.recipients[0], &bob.key),
-                Opened::Failed(_)
-            ),
-            "{opts:?}"
-        );
         let mut bad_content = env.clone();
         let last = bad_content.ciphertext.len() - 1;
         bad_content.ciphertext[last] ^= 1;
-        assert!(
-            matches!(
-                engine::open(&bad_content, &bad_content.recipients[0], &bob.key),
-                Opened::Failed(_)
-            ),
-            "{opts:?}"
-        );
+        for bad in [&bad_key, &bad_content] {
+            match engine::open(bad, &bad.recipients[0], &bob.key) {
+                Opened::Failed(_) => {}
+                Opened::Plain(p) if !env.authenticated => assert_ne!(p, ENTITY, "{opts:?}"),
+                other => panic!("{opts:?}: a changed message gave {other:?}"),
+            }
+        }
     }
     let alice = pki.user("alice@partner.test");
     let carol = pki.user_ec("carol@partner.test");
