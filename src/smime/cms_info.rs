@@ -166,8 +166,8 @@ pub struct SignerMeta {
     pub id: SignerId,
     /// Index of the signer's certificate in [`SignedInfo::certificates`], if it is there.
     pub cert: Option<usize>,
-    /// Digest algorithm OID, dotted.
-    pub digest_oid: String,
+    /// Digest algorithm.
+    pub digest: ObjectIdentifier,
     /// SMIMECapabilities (RFC 8551 §2.5.2) announced in the signed attributes: the
     /// capability OIDs in the signer's order of preference, dotted.
     pub capabilities: Vec<String>,
@@ -330,7 +330,7 @@ fn read_signer(si: &[u8], certificates: &[CertDer]) -> Option<Result<SignerMeta,
     let mut meta = SignerMeta {
         cert: certificates.iter().position(|c| id.names(&c.der)),
         id,
-        digest_oid: digest.to_string(),
+        digest,
         capabilities: Vec::new(),
         // The signature covers the DER of the attributes with the SET OF tag (RFC 5652
         // §5.4); a DER sender's bytes are that with the [0] tag swapped.
@@ -526,14 +526,23 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// A readable name for the digest OIDs S/MIME uses.
-pub fn digest_name(oid: &str) -> &str {
-    match oid {
-        "1.3.14.3.2.26" => "sha1",
-        "2.16.840.1.101.3.4.2.1" => "sha256",
-        "2.16.840.1.101.3.4.2.2" => "sha384",
-        "2.16.840.1.101.3.4.2.3" => "sha512",
-        "1.2.840.113549.2.5" => "md5",
-        other => other,
+pub const OID_SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.14.3.2.26");
+pub const OID_SHA224: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.4");
+pub const OID_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
+pub const OID_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.2");
+pub const OID_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.3");
+const OID_MD5: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.2.5");
+
+/// A readable name for the digest OIDs S/MIME uses; others dotted.
+pub fn digest_name(oid: &ObjectIdentifier) -> String {
+    match *oid {
+        OID_SHA1 => "sha1",
+        OID_SHA224 => "sha224",
+        OID_SHA256 => "sha256",
+        OID_SHA384 => "sha384",
+        OID_SHA512 => "sha512",
+        OID_MD5 => "md5",
+        _ => return oid.to_string(),
     }
+    .to_string()
 }

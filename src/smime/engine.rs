@@ -18,6 +18,7 @@
 //! blobs is written by [`super::mime`]. Errors are values: malformed, truncated or
 //! undecryptable input never panics.
 
+use der::asn1::ObjectIdentifier;
 use openssl::cms::{CMSOptions, CmsContentInfo};
 use openssl::error::ErrorStack;
 use openssl::md::{Md, MdRef};
@@ -350,13 +351,13 @@ enum Digest {
 }
 
 impl Digest {
-    fn of(oid: &str) -> Option<Digest> {
-        Some(match oid {
-            "1.3.14.3.2.26" => Digest::Sha1,
-            "2.16.840.1.101.3.4.2.4" => Digest::Sha224,
-            "2.16.840.1.101.3.4.2.1" => Digest::Sha256,
-            "2.16.840.1.101.3.4.2.2" => Digest::Sha384,
-            "2.16.840.1.101.3.4.2.3" => Digest::Sha512,
+    fn of(oid: &ObjectIdentifier) -> Option<Digest> {
+        Some(match *oid {
+            cms_info::OID_SHA1 => Digest::Sha1,
+            cms_info::OID_SHA224 => Digest::Sha224,
+            cms_info::OID_SHA256 => Digest::Sha256,
+            cms_info::OID_SHA384 => Digest::Sha384,
+            cms_info::OID_SHA512 => Digest::Sha512,
             _ => return None,
         })
     }
@@ -384,8 +385,31 @@ impl Digest {
     }
 }
 
-const OID_RSA_ENCRYPTION: &str = "1.2.840.113549.1.1.1";
-const OID_RSAES_OAEP: &str = "1.2.840.113549.1.1.7";
+/// The OIDs of the algorithms this path does itself (compared as values: no formatting
+/// per message).
+const fn oid(dotted: &str) -> ObjectIdentifier {
+    ObjectIdentifier::new_unwrap(dotted)
+}
+const OID_RSA_ENCRYPTION: ObjectIdentifier = oid("1.2.840.113549.1.1.1");
+const OID_RSAES_OAEP: ObjectIdentifier = oid("1.2.840.113549.1.1.7");
+const OID_MGF1: ObjectIdentifier = oid("1.2.840.113549.1.1.8");
+const OID_SHA1_RSA: ObjectIdentifier = oid("1.2.840.113549.1.1.5");
+const OID_SHA224_RSA: ObjectIdentifier = oid("1.2.840.113549.1.1.14");
+const OID_SHA256_RSA: ObjectIdentifier = oid("1.2.840.113549.1.1.11");
+const OID_SHA384_RSA: ObjectIdentifier = oid("1.2.840.113549.1.1.12");
+const OID_SHA512_RSA: ObjectIdentifier = oid("1.2.840.113549.1.1.13");
+const OID_ECDSA_SHA1: ObjectIdentifier = oid("1.2.840.10045.4.1");
+const OID_ECDSA_SHA224: ObjectIdentifier = oid("1.2.840.10045.4.3.1");
+const OID_ECDSA_SHA256: ObjectIdentifier = oid("1.2.840.10045.4.3.2");
+const OID_ECDSA_SHA384: ObjectIdentifier = oid("1.2.840.10045.4.3.3");
+const OID_ECDSA_SHA512: ObjectIdentifier = oid("1.2.840.10045.4.3.4");
+const OID_AES128_CBC: ObjectIdentifier = oid("2.16.840.1.101.3.4.1.2");
+const OID_AES192_CBC: ObjectIdentifier = oid("2.16.840.1.101.3.4.1.22");
+const OID_AES256_CBC: ObjectIdentifier = oid("2.16.840.1.101.3.4.1.42");
+const OID_DES_EDE3_CBC: ObjectIdentifier = oid("1.2.840.113549.3.7");
+const OID_AES128_GCM: ObjectIdentifier = oid("2.16.840.1.101.3.4.1.6");
+const OID_AES192_GCM: ObjectIdentifier = oid("2.16.840.1.101.3.4.1.26");
+const OID_AES256_GCM: ObjectIdentifier = oid("2.16.840.1.101.3.4.1.46");
 
 /// The content key of `recipient`, decrypted with `key`: `None` for a key transport this
 /// path does not do (OAEP with a label, other key types).
@@ -397,7 +421,7 @@ fn unwrap_content_key(
         return None;
     }
     let alg = &recipient.key_cipher;
-    let oaep = match alg.oid.to_string().as_str() {
+    let oaep = match alg.oid {
         OID_RSA_ENCRYPTION => None,
         OID_RSAES_OAEP => Some(oaep_digests(alg.params.as_ref())?),
         _ => return None,
@@ -431,7 +455,7 @@ fn oaep_digests(params: Option<&(u8, Vec<u8>)>) -> Option<(Digest, Digest)> {
     if *tag != der_walk::SEQUENCE {
         return None;
     }
-    let algorithm_oid = |explicit: &[u8]| -> Option<(String, Option<Vec<u8>>)> {
+    let algorithm_oid = |explicit: &[u8]| -> Option<(ObjectIdentifier, Option<Vec<u8>>)> {
         let (der_walk::SEQUENCE, alg, _) = der_walk::tlv(explicit)? else {
             return None;
         };
@@ -439,9 +463,7 @@ fn oaep_digests(params: Option<&(u8, Vec<u8>)>) -> Option<(Digest, Digest)> {
         let (der_walk::OID, _, oid) = f.next()? else {
             return None;
         };
-        let oid = der::asn1::ObjectIdentifier::from_bytes(oid)
-            .ok()?
-            .to_string();
+        let oid = ObjectIdentifier::from_bytes(oid).ok()?;
         Some((oid, f.next().map(|(_, whole, _)| whole.to_vec())))
     };
     for (tag, value) in der_walk::elements(params) {
@@ -449,7 +471,7 @@ fn oaep_digests(params: Option<&(u8, Vec<u8>)>) -> Option<(Digest, Digest)> {
             0xa0 => hash = Digest::of(&algorithm_oid(value)?.0)?,
             0xa1 => {
                 let (oid, inner) = algorithm_oid(value)?;
-                if oid != "1.2.840.113549.1.1.8" {
+                if oid != OID_MGF1 {
                     return None; // not MGF1
                 }
                 mgf = Digest::of(&algorithm_oid(&inner?)?.0)?;
@@ -504,14 +526,14 @@ impl<'a> ContentAlg<'a> {
                 },
             )
         };
-        match alg.oid.to_string().as_str() {
-            "2.16.840.1.101.3.4.1.2" => cbc(Cipher::aes_128_cbc()),
-            "2.16.840.1.101.3.4.1.22" => cbc(Cipher::aes_192_cbc()),
-            "2.16.840.1.101.3.4.1.42" => cbc(Cipher::aes_256_cbc()),
-            "1.2.840.113549.3.7" => cbc(Cipher::des_ede3_cbc()),
-            "2.16.840.1.101.3.4.1.6" => gcm(Cipher::aes_128_gcm()),
-            "2.16.840.1.101.3.4.1.26" => gcm(Cipher::aes_192_gcm()),
-            "2.16.840.1.101.3.4.1.46" => gcm(Cipher::aes_256_gcm()),
+        match alg.oid {
+            OID_AES128_CBC => cbc(Cipher::aes_128_cbc()),
+            OID_AES192_CBC => cbc(Cipher::aes_192_cbc()),
+            OID_AES256_CBC => cbc(Cipher::aes_256_cbc()),
+            OID_DES_EDE3_CBC => cbc(Cipher::des_ede3_cbc()),
+            OID_AES128_GCM => gcm(Cipher::aes_128_gcm()),
+            OID_AES192_GCM => gcm(Cipher::aes_192_gcm()),
+            OID_AES256_GCM => gcm(Cipher::aes_256_gcm()),
             _ => None,
         }
     }
@@ -588,25 +610,25 @@ pub(super) fn check_signature(
     content_type: der::asn1::ObjectIdentifier,
     content: &[u8],
 ) -> Check {
-    let Some(digest) = Digest::of(&signer.digest_oid) else {
+    let Some(digest) = Digest::of(&signer.digest) else {
         return Check::NotHere;
     };
     let alg = &signer.signature_algorithm;
     if alg.params.is_some() {
         return Check::NotHere; // RSA-PSS and other parameterised schemes
     }
-    let (rsa, signed_digest) = match alg.oid.to_string().as_str() {
+    let (rsa, signed_digest) = match alg.oid {
         OID_RSA_ENCRYPTION => (true, digest),
-        "1.2.840.113549.1.1.5" => (true, Digest::Sha1),
-        "1.2.840.113549.1.1.14" => (true, Digest::Sha224),
-        "1.2.840.113549.1.1.11" => (true, Digest::Sha256),
-        "1.2.840.113549.1.1.12" => (true, Digest::Sha384),
-        "1.2.840.113549.1.1.13" => (true, Digest::Sha512),
-        "1.2.840.10045.4.1" => (false, Digest::Sha1),
-        "1.2.840.10045.4.3.1" => (false, Digest::Sha224),
-        "1.2.840.10045.4.3.2" => (false, Digest::Sha256),
-        "1.2.840.10045.4.3.3" => (false, Digest::Sha384),
-        "1.2.840.10045.4.3.4" => (false, Digest::Sha512),
+        OID_SHA1_RSA => (true, Digest::Sha1),
+        OID_SHA224_RSA => (true, Digest::Sha224),
+        OID_SHA256_RSA => (true, Digest::Sha256),
+        OID_SHA384_RSA => (true, Digest::Sha384),
+        OID_SHA512_RSA => (true, Digest::Sha512),
+        OID_ECDSA_SHA1 => (false, Digest::Sha1),
+        OID_ECDSA_SHA224 => (false, Digest::Sha224),
+        OID_ECDSA_SHA256 => (false, Digest::Sha256),
+        OID_ECDSA_SHA384 => (false, Digest::Sha384),
+        OID_ECDSA_SHA512 => (false, Digest::Sha512),
         _ => return Check::NotHere,
     };
     let run = || -> Result<Check, ErrorStack> {
@@ -710,13 +732,16 @@ fn verify(
             .collect();
     }
     // Chain material for every signer: what the message carries (a signer's own
-    // certificate among it does no harm) and the CA certificates the store holds.
-    let untrusted: Vec<X509> = certs
-        .iter()
-        .flatten()
-        .chain(intermediates)
-        .cloned()
-        .collect();
+    // certificate among it does no harm) and the CA certificates the store holds. Made
+    // only when a chain is checked (a remembered verdict needs none).
+    let untrusted = || -> Vec<X509> {
+        certs
+            .iter()
+            .flatten()
+            .chain(intermediates)
+            .cloned()
+            .collect()
+    };
     let results = info
         .signers
         .iter()
@@ -730,7 +755,7 @@ fn verify(
                 ),
                 (_, Some(cert)) => {
                     let judge = || {
-                        chain_error(cert, &untrusted, trust)
+                        chain_error(cert, &untrusted(), trust)
                             .or_else(|| smime_signing_problems(cert))
                     };
                     let verdict = match (verdicts, signer) {
@@ -758,7 +783,7 @@ fn verify(
                     .map(|(_, c)| c.der.clone())
                     .collect(),
                 capabilities: s.capabilities.clone(),
-                digest: cms_info::digest_name(&s.digest_oid).to_string(),
+                digest: cms_info::digest_name(&s.digest),
                 opaque,
             }
         })

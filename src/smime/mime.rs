@@ -330,29 +330,43 @@ pub fn base64_lines(data: &[u8]) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// [`base64_lines`] appended to `out`.
+/// [`base64_lines`] appended to `out`: written in place into a buffer of the final size,
+/// four characters for each three bytes.
 pub fn put_base64_lines(out: &mut Vec<u8>, data: &[u8]) {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let chars = data.len().div_ceil(3) * 4;
-    out.reserve(chars + chars.div_ceil(76) * 2);
+    let start = out.len();
+    out.resize(start + chars + chars.div_ceil(76) * 2, 0);
+    let buf = &mut out[start..];
+    let mut o = 0;
+    let sextet = |n: u32, shift: u32| ALPHABET[(n >> shift & 63) as usize];
     for line in data.chunks(57) {
-        for group in line.chunks(3) {
-            let byte = |i: usize| group.get(i).copied().unwrap_or(0) as usize;
-            let n = byte(0) << 16 | byte(1) << 8 | byte(2);
-            out.push(ALPHABET[n >> 18 & 63]);
-            out.push(ALPHABET[n >> 12 & 63]);
-            out.push(if group.len() > 1 {
-                ALPHABET[n >> 6 & 63]
-            } else {
-                b'='
-            });
-            out.push(if group.len() > 2 {
-                ALPHABET[n & 63]
-            } else {
-                b'='
-            });
+        let mut groups = line.chunks_exact(3);
+        for g in &mut groups {
+            let n = (g[0] as u32) << 16 | (g[1] as u32) << 8 | g[2] as u32;
+            buf[o..o + 4].copy_from_slice(&[
+                sextet(n, 18),
+                sextet(n, 12),
+                sextet(n, 6),
+                sextet(n, 0),
+            ]);
+            o += 4;
         }
-        out.extend_from_slice(b"\r\n");
+        match *groups.remainder() {
+            [a] => {
+                let n = (a as u32) << 16;
+                buf[o..o + 4].copy_from_slice(&[sextet(n, 18), sextet(n, 12), b'=', b'=']);
+                o += 4;
+            }
+            [a, b] => {
+                let n = (a as u32) << 16 | (b as u32) << 8;
+                buf[o..o + 4].copy_from_slice(&[sextet(n, 18), sextet(n, 12), sextet(n, 6), b'=']);
+                o += 4;
+            }
+            _ => {}
+        }
+        buf[o..o + 2].copy_from_slice(b"\r\n");
+        o += 2;
     }
 }
 
