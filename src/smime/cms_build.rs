@@ -11,29 +11,22 @@
 use der::asn1::ObjectIdentifier;
 
 use super::cms_info::{
+    OID_AES128_CBC, OID_AES128_GCM, OID_AES192_CBC, OID_AES256_CBC, OID_AES256_GCM,
     OID_AUTH_ENVELOPED_DATA, OID_CONTENT_TYPE, OID_DATA, OID_ENVELOPED_DATA, OID_MESSAGE_DIGEST,
-    OID_SIGNED_DATA, OID_SIGNING_TIME, OID_SMIME_CAPABILITIES,
+    OID_RSA_ENCRYPTION, OID_SHA256, OID_SIGNED_DATA, OID_SIGNING_TIME, OID_SMIME_CAPABILITIES,
 };
 use super::der::{
     CertIds, INTEGER, NULL, OCTET_STRING, OID, SEQUENCE, SET, header, put_header, tlv_of,
 };
 
-pub const OID_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
-pub const OID_RSA_ENCRYPTION: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
-pub const OID_AES256_CBC: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.1.42");
-pub const OID_AES256_GCM: ObjectIdentifier =
-    ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.1.46");
-
 /// What we announce we read, in our order of preference (RFC 8551 §2.5.2): AES-GCM first
 /// (authenticated), then AES-CBC. Nothing weaker: we read 3DES only to open old mail.
-const OUR_CAPABILITIES: [&str; 5] = [
-    "2.16.840.1.101.3.4.1.46", // id-aes256-GCM
-    "2.16.840.1.101.3.4.1.6",  // id-aes128-GCM
-    "2.16.840.1.101.3.4.1.42", // id-aes256-CBC
-    "2.16.840.1.101.3.4.1.22", // id-aes192-CBC
-    "2.16.840.1.101.3.4.1.2",  // id-aes128-CBC
+const OUR_CAPABILITIES: [ObjectIdentifier; 5] = [
+    OID_AES256_GCM,
+    OID_AES128_GCM,
+    OID_AES256_CBC,
+    OID_AES192_CBC,
+    OID_AES128_CBC,
 ];
 
 fn oid(o: ObjectIdentifier) -> Vec<u8> {
@@ -81,7 +74,7 @@ fn signing_time(unix: i64) -> Vec<u8> {
 pub fn signed_attributes(message_digest: &[u8], unix_now: i64) -> Vec<u8> {
     let capabilities: Vec<u8> = OUR_CAPABILITIES
         .iter()
-        .flat_map(|c| tlv_of(SEQUENCE, &[&oid(ObjectIdentifier::new_unwrap(c))]))
+        .flat_map(|&c| tlv_of(SEQUENCE, &[&oid(c)]))
         .collect();
     set_of(vec![
         attribute(OID_CONTENT_TYPE, &oid(OID_DATA)),

@@ -29,10 +29,37 @@ pub const OID_MESSAGE_DIGEST: ObjectIdentifier =
 pub const OID_SIGNING_TIME: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.5");
 pub const OID_SMIME_CAPABILITIES: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.15");
-/// id-aes128-GCM and id-aes256-GCM (RFC 5084): a capability list naming one of them says
-/// the owner's client reads AuthEnvelopedData with AES-GCM.
-pub const OID_AES128_GCM: &str = "2.16.840.1.101.3.4.1.6";
-pub const OID_AES256_GCM: &str = "2.16.840.1.101.3.4.1.46";
+// The algorithms the engine does itself, compared as values (no formatting per message).
+pub const OID_RSA_ENCRYPTION: ObjectIdentifier = oid("1.2.840.113549.1.1.1");
+pub const OID_RSAES_OAEP: ObjectIdentifier = oid("1.2.840.113549.1.1.7");
+pub const OID_MGF1: ObjectIdentifier = oid("1.2.840.113549.1.1.8");
+pub const OID_SHA1_RSA: ObjectIdentifier = oid("1.2.840.113549.1.1.5");
+pub const OID_SHA224_RSA: ObjectIdentifier = oid("1.2.840.113549.1.1.14");
+pub const OID_SHA256_RSA: ObjectIdentifier = oid("1.2.840.113549.1.1.11");
+pub const OID_SHA384_RSA: ObjectIdentifier = oid("1.2.840.113549.1.1.12");
+pub const OID_SHA512_RSA: ObjectIdentifier = oid("1.2.840.113549.1.1.13");
+pub const OID_ECDSA_SHA1: ObjectIdentifier = oid("1.2.840.10045.4.1");
+pub const OID_ECDSA_SHA224: ObjectIdentifier = oid("1.2.840.10045.4.3.1");
+pub const OID_ECDSA_SHA256: ObjectIdentifier = oid("1.2.840.10045.4.3.2");
+pub const OID_ECDSA_SHA384: ObjectIdentifier = oid("1.2.840.10045.4.3.3");
+pub const OID_ECDSA_SHA512: ObjectIdentifier = oid("1.2.840.10045.4.3.4");
+pub const OID_AES128_CBC: ObjectIdentifier = oid("2.16.840.1.101.3.4.1.2");
+pub const OID_AES192_CBC: ObjectIdentifier = oid("2.16.840.1.101.3.4.1.22");
+pub const OID_AES256_CBC: ObjectIdentifier = oid("2.16.840.1.101.3.4.1.42");
+pub const OID_DES_EDE3_CBC: ObjectIdentifier = oid("1.2.840.113549.3.7");
+pub const OID_AES128_GCM: ObjectIdentifier = oid("2.16.840.1.101.3.4.1.6");
+pub const OID_AES192_GCM: ObjectIdentifier = oid("2.16.840.1.101.3.4.1.26");
+pub const OID_AES256_GCM: ObjectIdentifier = oid("2.16.840.1.101.3.4.1.46");
+pub const OID_SHA1: ObjectIdentifier = oid("1.3.14.3.2.26");
+pub const OID_SHA224: ObjectIdentifier = oid("2.16.840.1.101.3.4.2.4");
+pub const OID_SHA256: ObjectIdentifier = oid("2.16.840.1.101.3.4.2.1");
+pub const OID_SHA384: ObjectIdentifier = oid("2.16.840.1.101.3.4.2.2");
+pub const OID_SHA512: ObjectIdentifier = oid("2.16.840.1.101.3.4.2.3");
+const OID_MD5: ObjectIdentifier = oid("1.2.840.113549.2.5");
+
+const fn oid(dotted: &str) -> ObjectIdentifier {
+    ObjectIdentifier::new_unwrap(dotted)
+}
 
 /// What a CMS ContentInfo holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -525,13 +552,6 @@ pub fn recipients(ber: &[u8]) -> Vec<String> {
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
-
-pub const OID_SHA1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.14.3.2.26");
-pub const OID_SHA224: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.4");
-pub const OID_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
-pub const OID_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.2");
-pub const OID_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.3");
-const OID_MD5: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.2.5");
 
 /// A readable name for the digest OIDs S/MIME uses; others dotted.
 pub fn digest_name(oid: &ObjectIdentifier) -> String {

@@ -32,7 +32,12 @@ use openssl::x509::store::X509StoreRef;
 use openssl::x509::{X509, X509StoreContext};
 use std::time::{Duration, Instant};
 
-use super::cms_info::{self, Kind};
+use super::cms_info::{
+    self, Kind, OID_AES128_CBC, OID_AES128_GCM, OID_AES192_CBC, OID_AES192_GCM, OID_AES256_CBC,
+    OID_AES256_GCM, OID_DES_EDE3_CBC, OID_ECDSA_SHA1, OID_ECDSA_SHA224, OID_ECDSA_SHA256,
+    OID_ECDSA_SHA384, OID_ECDSA_SHA512, OID_MGF1, OID_RSA_ENCRYPTION, OID_RSAES_OAEP, OID_SHA1_RSA,
+    OID_SHA224_RSA, OID_SHA256_RSA, OID_SHA384_RSA, OID_SHA512_RSA,
+};
 use super::der as der_walk;
 use super::{cms_build, mime, x509_cache};
 
@@ -384,32 +389,6 @@ impl Digest {
         }
     }
 }
-
-/// The OIDs of the algorithms this path does itself (compared as values: no formatting
-/// per message).
-const fn oid(dotted: &str) -> ObjectIdentifier {
-    ObjectIdentifier::new_unwrap(dotted)
-}
-const OID_RSA_ENCRYPTION: ObjectIdentifier = oid("1.2.840.113549.1.1.1");
-const OID_RSAES_OAEP: ObjectIdentifier = oid("1.2.840.113549.1.1.7");
-const OID_MGF1: ObjectIdentifier = oid("1.2.840.113549.1.1.8");
-const OID_SHA1_RSA: ObjectIdentifier = oid("1.2.840.113549.1.1.5");
-const OID_SHA224_RSA: ObjectIdentifier = oid("1.2.840.113549.1.1.14");
-const OID_SHA256_RSA: ObjectIdentifier = oid("1.2.840.113549.1.1.11");
-const OID_SHA384_RSA: ObjectIdentifier = oid("1.2.840.113549.1.1.12");
-const OID_SHA512_RSA: ObjectIdentifier = oid("1.2.840.113549.1.1.13");
-const OID_ECDSA_SHA1: ObjectIdentifier = oid("1.2.840.10045.4.1");
-const OID_ECDSA_SHA224: ObjectIdentifier = oid("1.2.840.10045.4.3.1");
-const OID_ECDSA_SHA256: ObjectIdentifier = oid("1.2.840.10045.4.3.2");
-const OID_ECDSA_SHA384: ObjectIdentifier = oid("1.2.840.10045.4.3.3");
-const OID_ECDSA_SHA512: ObjectIdentifier = oid("1.2.840.10045.4.3.4");
-const OID_AES128_CBC: ObjectIdentifier = oid("2.16.840.1.101.3.4.1.2");
-const OID_AES192_CBC: ObjectIdentifier = oid("2.16.840.1.101.3.4.1.22");
-const OID_AES256_CBC: ObjectIdentifier = oid("2.16.840.1.101.3.4.1.42");
-const OID_DES_EDE3_CBC: ObjectIdentifier = oid("1.2.840.113549.3.7");
-const OID_AES128_GCM: ObjectIdentifier = oid("2.16.840.1.101.3.4.1.6");
-const OID_AES192_GCM: ObjectIdentifier = oid("2.16.840.1.101.3.4.1.26");
-const OID_AES256_GCM: ObjectIdentifier = oid("2.16.840.1.101.3.4.1.46");
 
 /// The content key of `recipient`, decrypted with `key`: `None` for a key transport this
 /// path does not do (OAEP with a label, other key types).
@@ -1161,11 +1140,4 @@ pub fn cipher_for(all_gcm_capable: bool) -> ContentCipher {
     } else {
         ContentCipher::Aes256Cbc
     }
-}
-
-/// Whether an announced capability list includes AES-GCM.
-pub fn announces_gcm(capabilities: &[String]) -> bool {
-    capabilities
-        .iter()
-        .any(|c| c == cms_info::OID_AES256_GCM || c == cms_info::OID_AES128_GCM)
 }

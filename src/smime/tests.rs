@@ -26,17 +26,23 @@ fn unwrap_ok(msg: &[u8], u: &[&User], pki: &Pki) -> Unwrapped {
         .expect("recognised as S/MIME")
 }
 
-/// `openssl cms -encrypt` with extra options (cipher, key transport padding).
+/// `openssl cms -encrypt` with extra options (cipher, output form, and `-keyopt`s, which
+/// apply to the `-recip` before them: the options come after it).
 fn cli_encrypt(pki: &Pki, to: &User, opts: &[&str], content: &[u8]) -> Vec<u8> {
     let input = pki.path("in.txt");
     std::fs::write(&input, content).unwrap();
-    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
-        vec![&"cms", &"-encrypt", &"-binary", &"-in", &input];
+    let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+        &"cms",
+        &"-encrypt",
+        &"-binary",
+        &"-in",
+        &input,
+        &"-recip",
+        &to.cert_path,
+    ];
     for o in opts {
         args.push(o);
     }
-    args.push(&"-recip");
-    args.push(&to.cert_path);
     openssl(&args, b"")
 }
 
@@ -67,22 +73,11 @@ fn decrypts_what_openssl_cms_encrypts_with_every_supported_algorithm() {
         assert!(u.signatures.is_empty());
     }
     // RSA-OAEP key transport: the padding is a per-recipient option of the CLI.
-    let input = pki.path("in.txt");
-    std::fs::write(&input, ENTITY).unwrap();
-    let smime = openssl(
-        &[
-            &"cms",
-            &"-encrypt",
-            &"-binary",
-            &"-aes-256-cbc",
-            &"-in",
-            &input,
-            &"-recip",
-            &bob.cert_path,
-            &"-keyopt",
-            &"rsa_padding_mode:oaep",
-        ],
-        b"",
+    let smime = cli_encrypt(
+        &pki,
+        &bob,
+        &["-aes-256-cbc", "-keyopt", "rsa_padding_mode:oaep"],
+        ENTITY,
     );
     let der = openssl(
         &[&"cms", &"-cmsout", &"-print", &"-inform", &"SMIME"],
@@ -413,7 +408,9 @@ fn openssl_cms_verifies_and_decrypts_what_the_engine_produces() {
         u.signatures[0].capabilities.first().map(String::as_str),
         Some("2.16.840.1.101.3.4.1.46")
     );
-    assert!(engine::announces_gcm(&u.signatures[0].capabilities));
+    assert!(super::info::capabilities_list_gcm(
+        &u.signatures[0].capabilities
+    ));
     assert!(
         u.signatures[0]
             .capabilities
@@ -432,7 +429,7 @@ fn openssl_cms_verifies_and_decrypts_what_the_engine_produces() {
         printed.contains("aes-256-gcm") && !printed.contains("rc2"),
         "{printed}"
     );
-    assert!(engine::announces_gcm(&[
+    assert!(super::info::capabilities_list_gcm(&[
         "2.16.840.1.101.3.4.1.46".to_string()
     ]));
 }
@@ -524,24 +521,12 @@ fn the_primitive_path_itself_opens_and_checks_what_the_cli_produces() {
             "rsa_oaep_md:sha256",
         ],
     ] {
-        // -keyopt applies to the -recip before it: put the recipient first
-        let input = pki.path("in.txt");
-        std::fs::write(&input, ENTITY).unwrap();
-        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
-            &"cms",
-            &"-encrypt",
-            &"-binary",
-            &"-outform",
-            &"DER",
-            &"-in",
-            &input,
-            &"-recip",
-            &bob.cert_path,
-        ];
-        for o in &opts {
-            args.push(o);
-        }
-        let der = openssl(&args, b"");
+        let der = cli_encrypt(
+            &pki,
+            &bob,
+            &[&["-outform", "DER"][..], &opts].concat(),
+            ENTITY,
+        );
         let env = cms_info::envelope(&der).unwrap();
         assert_eq!(env.recipients.len(), 1, "{opts:?}");
         assert!(env.recipients[0].id.names(&bob_der), "{opts:?}");
@@ -704,22 +689,7 @@ fn truncated_or_mutated_cms_is_an_error_or_a_result_never_a_panic() {
     let alice = pki.user("alice@partner.test");
     let bob = pki.user("bob@example.test");
     let signed = cli_sign(&pki, &alice, &["-outform", "DER", "-nodetach"], ENTITY);
-    let input = pki.path("in.txt");
-    std::fs::write(&input, ENTITY).unwrap();
-    let enveloped = openssl(
-        &[
-            &"cms",
-            &"-encrypt",
-            &"-binary",
-            &"-aes-256-gcm",
-            &"-outform",
-            &"DER",
-            &"-in",
-            &input,
-            &bob.cert_path,
-        ],
-        b"",
-    );
+    let enveloped = cli_encrypt(&pki, &bob, &["-aes-256-gcm", "-outform", "DER"], ENTITY);
     let exercise = |der: &[u8]| {
         if let Ok(env) = cms_info::envelope(der) {
             for r in &env.recipients {
