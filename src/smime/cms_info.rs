@@ -388,21 +388,37 @@ fn read_signer(si: &[u8], certificates: &[CertDer]) -> Option<Result<SignerMeta,
             OID_CONTENT_TYPE if vtag == OID => {
                 meta.content_type = ObjectIdentifier::from_bytes(value).ok();
             }
-            OID_SMIME_CAPABILITIES => {
-                // SMIMECapabilities ::= SEQUENCE OF SMIMECapability — the same shape as a
-                // list of AlgorithmIdentifiers (OID + optional parameters).
-                let whole = ber::tlv_of(vtag, &[value]);
-                match Vec::<cms::cert::x509::spki::AlgorithmIdentifierOwned>::from_der(&whole) {
-                    Ok(caps) => meta
-                        .capabilities
-                        .extend(caps.iter().map(|c| c.oid.to_string())),
-                    Err(e) => return Some(Err(format!("corrupt SMIMECapabilities: {e}"))),
-                }
-            }
+            OID_SMIME_CAPABILITIES => match capabilities(vtag, value) {
+                Some(caps) => meta.capabilities = caps,
+                None => return Some(Err("corrupt SMIMECapabilities".into())),
+            },
             _ => {}
         }
     }
     Some(Ok(meta))
+}
+
+/// SMIMECapabilities ::= SEQUENCE OF SMIMECapability { capabilityID OID, parameters ANY
+/// OPTIONAL }, as dotted OIDs. Read with the walker and formatted by hand: this runs on
+/// every signed message, and the generic DER decoder plus `Display` cost more than the
+/// rest of reading the signer. `None` when the structure is garbled.
+fn capabilities(tag: u8, value: &[u8]) -> Option<Vec<String>> {
+    if tag != SEQUENCE {
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut rest = value;
+    while !rest.is_empty() {
+        let (SEQUENCE, capability, after) = ber::tlv(rest)? else {
+            return None;
+        };
+        let (OID, id) = elements(capability).next()? else {
+            return None;
+        };
+        out.push(ber::oid_dotted(id)?);
+        rest = after;
+    }
+    Some(out)
 }
 
 /// One KeyTransRecipientInfo (RSA key transport).

@@ -71,6 +71,53 @@ pub fn elements_whole(mut contents: &[u8]) -> impl Iterator<Item = (u8, &[u8], &
     })
 }
 
+/// An OBJECT IDENTIFIER's contents in dotted form ("2.16.840.1.101.3.4.1.42"). `None`
+/// for an empty value, a truncated arc, a non-minimal arc or one past 64 bits.
+pub fn oid_dotted(contents: &[u8]) -> Option<String> {
+    let mut out = String::with_capacity(contents.len() * 3);
+    let mut arc: u64 = 0;
+    let mut first = true;
+    for (i, &b) in contents.iter().enumerate() {
+        if arc == 0 && b == 0x80 {
+            return None; // a leading 0x80 pads an arc: not DER
+        }
+        arc = arc.checked_mul(128)? | u64::from(b & 0x7f);
+        if b & 0x80 != 0 {
+            if i + 1 == contents.len() {
+                return None;
+            }
+            continue;
+        }
+        if first {
+            // The first subidentifier holds the first two arcs: 40·x + y (x ≤ 2).
+            let x = (arc / 40).min(2);
+            push_decimal(&mut out, x);
+            out.push('.');
+            push_decimal(&mut out, arc - 40 * x);
+            first = false;
+        } else {
+            out.push('.');
+            push_decimal(&mut out, arc);
+        }
+        arc = 0;
+    }
+    (!first).then_some(out)
+}
+
+fn push_decimal(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[i..].iter().map(|&d| d as char));
+}
+
 /// The octets of a string value, primitive or (BER) constructed from chunks.
 pub fn octets(tag: u8, contents: &[u8]) -> Option<Cow<'_, [u8]>> {
     if tag & CONSTRUCTED == 0 {
@@ -247,6 +294,28 @@ mod tests {
     use openssl::rsa::Rsa;
     use openssl::x509::X509;
     use openssl::x509::extension::{BasicConstraints, KeyUsage};
+
+    #[test]
+    fn oids_are_written_as_the_der_crate_writes_them() {
+        use ::der::asn1::ObjectIdentifier;
+        for dotted in [
+            "1.2.840.113549.1.9.16.1.23",
+            "2.16.840.1.101.3.4.1.42",
+            "1.3.14.3.2.26",
+            "0.9.2342.19200300.100.1.1",
+            "1.2.840.113549.3.7",
+            "2.5.4.3",
+        ] {
+            let oid = ObjectIdentifier::new(dotted).unwrap();
+            assert_eq!(oid_dotted(oid.as_bytes()).as_deref(), Some(dotted));
+        }
+        // X.660's example of a first subidentifier past 80 (the der crate refuses it)
+        assert_eq!(oid_dotted(&[0x88, 0x37, 0x03]).as_deref(), Some("2.999.3"));
+        // empty, truncated, padded
+        for bad in [&[][..], &[0x2a, 0x86], &[0x2a, 0x80, 0x01]] {
+            assert_eq!(oid_dotted(bad), None, "{bad:?}");
+        }
+    }
 
     fn cert(extension: Option<BasicConstraints>) -> Vec<u8> {
         let key = PKey::from_rsa(Rsa::generate(1024).unwrap()).unwrap();

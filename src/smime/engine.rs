@@ -18,14 +18,14 @@
 //! blobs is written by [`super::mime`]. Errors are values: malformed, truncated or
 //! undecryptable input never panics.
 
+use super::key_ops::{self, Setup};
+use super::symmetric;
 use der::asn1::ObjectIdentifier;
 use openssl::cms::{CMSOptions, CmsContentInfo};
 use openssl::error::ErrorStack;
 use openssl::md::{Md, MdRef};
 use openssl::nid::Nid;
 use openssl::pkey::{Id, PKey, Private};
-use openssl::pkey_ctx::PkeyCtx;
-use openssl::rsa::Padding;
 use openssl::stack::Stack;
 use openssl::symm::Cipher;
 use openssl::x509::store::X509StoreRef;
@@ -149,6 +149,14 @@ enum Wrapping<'a> {
 }
 
 fn wrapping<'a>(entity: &'a [u8]) -> Result<Wrapping<'a>, SmimeError> {
+    if !mime::may_be_smime(mime::split(entity).header) {
+        return Ok(Wrapping::None);
+    }
+    wrapping_parsed(entity)
+}
+
+/// [`wrapping`] by the full parse of the content fields.
+fn wrapping_parsed<'a>(entity: &'a [u8]) -> Result<Wrapping<'a>, SmimeError> {
     let s = mime::split(entity);
     let ct = mime::content_type(s.header);
     match ct.mime_type.as_str() {
@@ -405,22 +413,18 @@ fn unwrap_content_key(
         OID_RSAES_OAEP => Some(oaep_digests(alg.params.as_ref())?),
         _ => return None,
     };
-    let run = || -> Result<Vec<u8>, ErrorStack> {
-        let mut ctx = PkeyCtx::new(key)?;
-        ctx.decrypt_init()?;
-        match oaep {
-            None => ctx.set_rsa_padding(Padding::PKCS1)?,
-            Some((hash, mgf)) => {
-                ctx.set_rsa_padding(Padding::PKCS1_OAEP)?;
-                ctx.set_rsa_oaep_md(hash.md())?;
-                ctx.set_rsa_mgf1_md(mgf.md())?;
-            }
-        }
+    let setup = match oaep {
+        None => Setup::DecryptRsaPkcs1,
+        Some((hash, mgf)) => Setup::DecryptRsaOaep {
+            hash: hash.md(),
+            mgf1: mgf.md(),
+        },
+    };
+    Some(key_ops::with_private(key, setup, |ctx| {
         let mut cek = Vec::new();
         ctx.decrypt_to_vec(&recipient.encrypted_key, &mut cek)?;
         Ok(cek)
-    };
-    Some(run())
+    }))
 }
 
 /// RSAES-OAEP-params (RFC 4055): the hash and the MGF1 hash, SHA-1 where absent. `None`
@@ -549,12 +553,12 @@ pub(super) fn open(
         }
     };
     let plain = match alg.gcm_tag_len {
-        None => openssl::symm::decrypt(alg.cipher, &cek, Some(alg.iv), &envelope.ciphertext),
+        None => symmetric::decrypt(alg.cipher, &cek, alg.iv, &envelope.ciphertext),
         Some(tag_len) => match envelope.mac.as_deref() {
-            Some(tag) if tag.len() == tag_len => openssl::symm::decrypt_aead(
+            Some(tag) if tag.len() == tag_len => symmetric::decrypt_aead(
                 alg.cipher,
                 &cek,
-                Some(alg.iv),
+                alg.iv,
                 envelope.auth_attrs.as_deref().unwrap_or_default(),
                 &envelope.ciphertext,
                 tag,
@@ -638,15 +642,16 @@ pub(super) fn check_signature(
                 "the signature algorithm does not fit the signer's key".into(),
             ));
         }
-        let mut ctx = PkeyCtx::new(&key)?;
-        ctx.verify_init()?;
-        if rsa {
-            ctx.set_rsa_padding(Padding::PKCS1)?;
-            ctx.set_signature_md(signed_digest.md())?;
-        }
-        Ok(match ctx.verify(&to_verify, &signer.signature) {
-            Ok(true) => Check::Valid,
-            _ => Check::Invalid("the signature does not verify (signature failure)".into()),
+        let setup = if rsa {
+            Setup::VerifyRsaPkcs1(signed_digest.md())
+        } else {
+            Setup::VerifyEcdsa
+        };
+        key_ops::with_public(&key, setup, |ctx| {
+            Ok(match ctx.verify(&to_verify, &signer.signature) {
+                Ok(true) => Check::Valid,
+                _ => Check::Invalid("the signature does not verify (signature failure)".into()),
+            })
         })
     };
     run().unwrap_or_else(|e| Check::Invalid(first_error(&e)))
@@ -1025,13 +1030,12 @@ fn rsa_signed_data(entity: &[u8], signer: &KeyPair<'_>, chain: &[X509]) -> Resul
     }
     let digest = Digest::Sha256.hash(entity);
     let attrs = cms_build::signed_attributes(&digest, super::info::now());
-    let mut ctx = PkeyCtx::new(signer.key).map_err(ssl)?;
-    ctx.sign_init().map_err(ssl)?;
-    ctx.set_rsa_padding(Padding::PKCS1).map_err(ssl)?;
-    ctx.set_signature_md(Md::sha256()).map_err(ssl)?;
-    let mut signature = Vec::new();
-    ctx.sign_to_vec(&Digest::Sha256.hash(&attrs), &mut signature)
-        .map_err(ssl)?;
+    let signature = key_ops::with_private(signer.key, Setup::SignRsaPkcs1(Md::sha256()), |ctx| {
+        let mut signature = Vec::new();
+        ctx.sign_to_vec(&Digest::Sha256.hash(&attrs), &mut signature)?;
+        Ok(signature)
+    })
+    .map_err(ssl)?;
     let mut certs = vec![cert_der.as_slice()];
     certs.extend(chain_der.iter().map(Vec::as_slice));
     Ok(cms_build::detached_signed_data(
@@ -1077,34 +1081,29 @@ fn rsa_enveloped_data(
     for (cert, der) in recipients.iter().zip(&ders) {
         let ids = der_walk::cert_ids(der).ok_or("a recipient certificate is unreadable")?;
         let key = cert.public_key().map_err(ssl)?;
-        let mut ctx = PkeyCtx::new(&key).map_err(ssl)?;
-        ctx.encrypt_init().map_err(ssl)?;
-        ctx.set_rsa_padding(Padding::PKCS1).map_err(ssl)?;
-        let mut encrypted_key = Vec::new();
-        ctx.encrypt_to_vec(&cek, &mut encrypted_key).map_err(ssl)?;
+        let encrypted_key = key_ops::with_public(&key, Setup::EncryptRsaPkcs1, |ctx| {
+            let mut encrypted_key = Vec::new();
+            ctx.encrypt_to_vec(&cek, &mut encrypted_key)?;
+            Ok(encrypted_key)
+        })
+        .map_err(ssl)?;
         sealed_to.push(cms_build::Recipient { ids, encrypted_key });
     }
     Ok(match cipher {
         ContentCipher::Aes256Cbc => {
             let mut iv = [0u8; 16];
             openssl::rand::rand_bytes(&mut iv).map_err(ssl)?;
-            let ciphertext = openssl::symm::encrypt(Cipher::aes_256_cbc(), &cek, Some(&iv), entity)
-                .map_err(ssl)?;
+            let ciphertext =
+                symmetric::encrypt(Cipher::aes_256_cbc(), &cek, &iv, entity).map_err(ssl)?;
             cms_build::enveloped_data(&sealed_to, cms_build::Sealed::Cbc { iv: &iv }, &ciphertext)
         }
         ContentCipher::Aes256Gcm => {
             let mut nonce = [0u8; 12];
             openssl::rand::rand_bytes(&mut nonce).map_err(ssl)?;
             let mut tag = [0u8; 16];
-            let ciphertext = openssl::symm::encrypt_aead(
-                Cipher::aes_256_gcm(),
-                &cek,
-                Some(&nonce),
-                &[],
-                entity,
-                &mut tag,
-            )
-            .map_err(ssl)?;
+            let ciphertext =
+                symmetric::encrypt_aead(Cipher::aes_256_gcm(), &cek, &nonce, entity, &mut tag)
+                    .map_err(ssl)?;
             cms_build::enveloped_data(
                 &sealed_to,
                 cms_build::Sealed::Gcm {
@@ -1139,5 +1138,43 @@ pub fn cipher_for(all_gcm_capable: bool) -> ContentCipher {
         ContentCipher::Aes256Gcm
     } else {
         ContentCipher::Aes256Cbc
+    }
+}
+
+#[cfg(test)]
+mod wrapping_tests {
+    use super::{Wrapping, wrapping, wrapping_parsed};
+
+    /// The cheap look never calls S/MIME "not S/MIME": for each header, the shortcut and
+    /// the full parse agree, whatever spelling the parameters use.
+    #[test]
+    fn the_cheap_look_agrees_with_the_full_parse() {
+        let headers = [
+            "Content-Type: text/plain; charset=utf-8",
+            "Content-Type: multipart/mixed; boundary=\"b1\"",
+            "Content-Type: application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m",
+            "content-type: APPLICATION/X-PKCS7-MIME; name=\"smime.p7m\"",
+            "Content-Type: application/octet-stream; name=\"mail.P7M\"",
+            "Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=smime.p7m",
+            "Content-Type: application/octet-stream\r\nContent-Disposition: attachment;\r\n filename*=''mail%2Ep7m",
+            "Content-Type: application/octet-stream;\r\n name*0=\"mail.p\"; name*1=\"7m\"",
+            "Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; boundary=b",
+            "Content-Type: multipart/signed;\r\n protocol*0=\"application/pk\";\r\n protocol*1=\"cs7-signature\"; boundary=b",
+            "Content-Type: multipart/signed; protocol=\"application/pk\\cs7-signature\"; boundary=b",
+            "Content-Type: multipart/signed; protocol=\"application/pgp-signature\"; boundary=b",
+            "Content-Type: application/pkcs7-mime (a comment); name=x",
+            "Subject: pkcs7\r\nContent-Type: text/plain",
+            "Content-Type: text/plain; name==?utf-8?q?x=2Ep7m?=",
+            "",
+        ];
+        let mut smime = 0;
+        for h in headers {
+            let entity = format!("{h}\r\n\r\nbody\r\n--b\r\nx\r\n--b\r\ny\r\n--b--\r\n");
+            let full = !matches!(wrapping_parsed(entity.as_bytes()), Ok(Wrapping::None));
+            let cheap = !matches!(wrapping(entity.as_bytes()), Ok(Wrapping::None));
+            assert_eq!(cheap, full, "{h:?}");
+            smime += full as usize;
+        }
+        assert!(smime >= 6, "{smime}");
     }
 }

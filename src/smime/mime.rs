@@ -120,6 +120,37 @@ impl ContentType {
     }
 }
 
+/// Whether the Content-Type or Content-Disposition of `header` could make the entity
+/// S/MIME: a cheap look before [`content_type`]'s full parse, which runs on every message
+/// (most of them not S/MIME) and on every layer's content. `false` only when neither field
+/// says "pkcs7" or "p7m" (any case) and neither uses a syntax that could spell them some
+/// other way: RFC 2231 parameters (`*`), quoted pairs (`\`), comments, encoded words.
+pub fn may_be_smime(header: &[u8]) -> bool {
+    fields(header).into_iter().any(|field| {
+        let Some(colon) = memchr::memchr(b':', field) else {
+            return false;
+        };
+        let name = field[..colon].trim_ascii();
+        if !name.eq_ignore_ascii_case(b"content-type")
+            && !name.eq_ignore_ascii_case(b"content-disposition")
+        {
+            return false;
+        }
+        let value = &field[colon + 1..];
+        memchr::memchr3(b'*', b'\\', b'(', value).is_some()
+            || memchr::memmem::find(value, b"=?").is_some()
+            || contains_ignoring_case(value, b"pkcs7")
+            || contains_ignoring_case(value, b"p7m")
+    })
+}
+
+/// `needle` (lowercase) in `haystack`, ASCII case ignored.
+fn contains_ignoring_case(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
 /// Read the Content-Type (and transfer encoding) of an entity's header block. mail-parser
 /// does the RFC 2045/2231 parameter parsing (quoting, folding, continuations).
 pub fn content_type(header: &[u8]) -> ContentType {
@@ -262,11 +293,44 @@ const BASE64_SPACE: u8 = 0xfe;
 const BASE64_PAD: u8 = 0xfd;
 
 /// Decode a base64 body (RFC 2045 §6.8): whitespace anywhere is skipped, anything else
-/// outside the alphabet is an error. By hand rather than through OpenSSL: this runs on
-/// every inbound S/MIME body (~14 KB for a 10 KB message), and stripping the line breaks
-/// into a copy first cost more than the decoding; four characters at a time in the
-/// common case (76-column lines are whole groups).
+/// outside the alphabet is an error. This runs on every inbound S/MIME body (~19 KB for
+/// a 10 KB signed and encrypted message): the usual shape goes through SIMD, anything
+/// else through the careful decoder, which gives the answer for every input.
 fn decode_base64(body: &[u8]) -> Result<Vec<u8>, String> {
+    match decode_base64_lines_simd(body) {
+        Some(decoded) => Ok(decoded),
+        None => decode_base64_any(body),
+    }
+}
+
+/// The shape every mail client writes — lines of whole four-character groups ending in
+/// CRLF or LF, padding only at the very end — gathered into one buffer (a memcpy per
+/// line) and decoded in place with SIMD (base64-simd): about ten times faster than
+/// [`decode_base64_any`]. `None` when the body has any other shape (blanks inside a line,
+/// missing padding, bad characters); the strict SIMD decoder accepts only input the careful
+/// one decodes to the same bytes, so the fallback decides every other case.
+fn decode_base64_lines_simd(body: &[u8]) -> Option<Vec<u8>> {
+    let mut gathered = Vec::with_capacity(body.len());
+    let mut line_start = 0;
+    for line_end in memchr::memchr_iter(b'\n', body).chain(std::iter::once(body.len())) {
+        let line = &body[line_start..line_end];
+        gathered.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
+        line_start = line_end + 1;
+    }
+    if gathered.is_empty() {
+        return None;
+    }
+    let decoded = base64_simd::STANDARD
+        .decode_inplace(&mut gathered)
+        .ok()?
+        .len();
+    gathered.truncate(decoded);
+    Some(gathered)
+}
+
+/// Base64 of any shape RFC 2045 allows: four characters at a time where a line holds
+/// whole groups, one at a time around whitespace and padding.
+fn decode_base64_any(body: &[u8]) -> Result<Vec<u8>, String> {
     let corrupt = || "the base64 body is corrupt".to_string();
     // Written in place into a buffer of the largest possible size, cut to length at the end.
     let mut out = vec![0u8; body.len() / 4 * 3 + 3];
@@ -330,43 +394,28 @@ pub fn base64_lines(data: &[u8]) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// [`base64_lines`] appended to `out`: written in place into a buffer of the final size,
-/// four characters for each three bytes.
+/// [`base64_lines`] appended to `out`: encoded with SIMD (base64-simd) into the end of a
+/// buffer of the final size, then each 76-character line moved forward to its place and
+/// its CRLF written behind it. A line never overtakes the characters still to be moved:
+/// line k moves from 2·lines + 76k to 78k.
 pub fn put_base64_lines(out: &mut Vec<u8>, data: &[u8]) {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let chars = data.len().div_ceil(3) * 4;
+    const LINE: usize = 76;
+    let chars = base64_simd::STANDARD.encoded_length(data.len());
+    let lines = chars.div_ceil(LINE);
     let start = out.len();
-    out.resize(start + chars + chars.div_ceil(76) * 2, 0);
+    out.resize(start + chars + 2 * lines, 0);
     let buf = &mut out[start..];
-    let mut o = 0;
-    let sextet = |n: u32, shift: u32| ALPHABET[(n >> shift & 63) as usize];
-    for line in data.chunks(57) {
-        let mut groups = line.chunks_exact(3);
-        for g in &mut groups {
-            let n = (g[0] as u32) << 16 | (g[1] as u32) << 8 | g[2] as u32;
-            buf[o..o + 4].copy_from_slice(&[
-                sextet(n, 18),
-                sextet(n, 12),
-                sextet(n, 6),
-                sextet(n, 0),
-            ]);
-            o += 4;
-        }
-        match *groups.remainder() {
-            [a] => {
-                let n = (a as u32) << 16;
-                buf[o..o + 4].copy_from_slice(&[sextet(n, 18), sextet(n, 12), b'=', b'=']);
-                o += 4;
-            }
-            [a, b] => {
-                let n = (a as u32) << 16 | (b as u32) << 8;
-                buf[o..o + 4].copy_from_slice(&[sextet(n, 18), sextet(n, 12), sextet(n, 6), b'=']);
-                o += 4;
-            }
-            _ => {}
-        }
-        buf[o..o + 2].copy_from_slice(b"\r\n");
-        o += 2;
+    let encoded_at = 2 * lines;
+    let written = base64_simd::STANDARD
+        .encode(data, base64_simd::Out::from_slice(&mut buf[encoded_at..]))
+        .len();
+    debug_assert_eq!(written, chars);
+    for k in 0..lines {
+        let from = encoded_at + k * LINE;
+        let len = LINE.min(chars - k * LINE);
+        let to = k * (LINE + 2);
+        buf.copy_within(from..from + len, to);
+        buf[to + len..to + len + 2].copy_from_slice(b"\r\n");
     }
 }
 
@@ -483,14 +532,19 @@ pub fn without_field(message: &[u8], name: &str) -> Option<Vec<u8>> {
 
 /// A boundary that does not occur in `content` (RFC 2046 §5.1.1 needs that).
 pub fn boundary_for(content: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut n = 0u32;
     loop {
         let mut rnd = [0u8; 12];
         let _ = openssl::rand::rand_bytes(&mut rnd);
-        let b = format!(
-            "----=_smime_{}_{n}",
-            rnd.iter().map(|x| format!("{x:02x}")).collect::<String>()
-        );
+        let mut b = String::with_capacity(48);
+        b.push_str("----=_smime_");
+        for x in rnd {
+            b.push(HEX[usize::from(x >> 4)] as char);
+            b.push(HEX[usize::from(x & 15)] as char);
+        }
+        b.push('_');
+        b.push_str(&n.to_string());
         if memchr::memmem::find(content, b.as_bytes()).is_none() {
             return b;
         }
@@ -626,5 +680,35 @@ mod tests {
         for bad in [&b"Zg=x"[..], b"Z===", b"Z", b"Zm9vZ", b"Zm=9v", b"===="] {
             assert!(decode_body(bad, "base64").is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_simd_decoder_takes_client_shaped_bodies_and_agrees_with_the_careful_one() {
+        let data: Vec<u8> = (0..5000u32).map(|i| (i * 131 % 251) as u8).collect();
+        let crlf = base64_lines(&data);
+        let lf = crlf.replace("\r\n", "\n");
+        for shaped in [&crlf, &lf] {
+            assert_eq!(decode_base64_lines_simd(shaped.as_bytes()).unwrap(), data);
+        }
+        // Every single-byte change and every cut of a short body: whenever the fast path
+        // answers, it answers what the careful decoder answers.
+        let short = base64_lines(&data[..100]);
+        let mut answered = 0;
+        for i in 0..short.len() {
+            for b in [b' ', b'=', b'\n', b'\r', b'A', b'/', b'-', 0xe9] {
+                let mut changed = short.clone().into_bytes();
+                changed[i] = b;
+                for body in [&changed[..], &changed[..i]] {
+                    if let Some(fast) = decode_base64_lines_simd(body) {
+                        answered += 1;
+                        assert_eq!(Ok(fast), decode_base64_any(body), "{body:?}");
+                    }
+                }
+            }
+        }
+        assert!(
+            answered > 100,
+            "the fast path should take most shapes: {answered}"
+        );
     }
 }

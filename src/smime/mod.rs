@@ -18,6 +18,8 @@
 //! - [`outbound`]: signing and encryption by policy (RCPT check, precheck, copies).
 //! - [`keyring`]: what the steps need from the certificate store, as one trait.
 //! - [`cpu`]: the crypto runs on a few worker threads, one per core.
+//! - `key_ops`: RSA/ECDSA operations through OpenSSL contexts each worker thread keeps.
+//! - `symmetric`: AES/3DES content encryption with ciphers fetched once.
 //! - `x509_cache`: certificates parsed once per distinct DER (OpenSSL 3.0 parses slowly).
 //! - [`cms_info`] and [`cms_build`]: reading and writing the CMS structures (signed data,
 //!   enveloped and authEnveloped data) over [`der`], a BER/DER walker.
@@ -40,9 +42,11 @@ pub mod cms_info;
 pub mod cpu;
 pub mod engine;
 pub mod inbound;
+mod key_ops;
 pub mod keyring;
 pub mod mime;
 pub mod outbound;
+mod symmetric;
 mod x509_cache;
 
 #[cfg(test)]
