@@ -385,15 +385,23 @@ impl Digest {
         }
     }
 
-    /// OpenSSL's one-shot SHA functions: no algorithm fetch per call (in OpenSSL 3.0 a
-    /// fetch takes a lock shared by every thread).
+    /// OpenSSL's low-level SHA hashers: no algorithm fetch per call (in OpenSSL 3.0 a fetch
+    /// takes a lock shared by every thread, and even the one-shot `SHA256()` fetches).
     fn hash(self, data: &[u8]) -> Vec<u8> {
+        use openssl::sha::{Sha1, Sha224, Sha256, Sha384, Sha512};
+        macro_rules! digest {
+            ($hasher:ty) => {{
+                let mut h = <$hasher>::new();
+                h.update(data);
+                h.finish().to_vec()
+            }};
+        }
         match self {
-            Digest::Sha1 => openssl::sha::sha1(data).to_vec(),
-            Digest::Sha224 => openssl::sha::sha224(data).to_vec(),
-            Digest::Sha256 => openssl::sha::sha256(data).to_vec(),
-            Digest::Sha384 => openssl::sha::sha384(data).to_vec(),
-            Digest::Sha512 => openssl::sha::sha512(data).to_vec(),
+            Digest::Sha1 => digest!(Sha1),
+            Digest::Sha224 => digest!(Sha224),
+            Digest::Sha256 => digest!(Sha256),
+            Digest::Sha384 => digest!(Sha384),
+            Digest::Sha512 => digest!(Sha512),
         }
     }
 }
