@@ -9,9 +9,11 @@
 //!
 //! A context holds a reference to its key, so while a context is kept no other key can
 //! have its address: the address names the key. A few are kept per thread, the oldest
-//! dropped first (and with it the reference to a key that may since have been deleted).
+//! dropped first; every change of the certificate store drops them all
+//! ([`forget_all`]), so a deleted key does not live on in a worker's memory.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use openssl::error::ErrorStack;
 use openssl::md::MdRef;
@@ -64,6 +66,26 @@ struct Kept<T> {
 thread_local! {
     static PRIVATE: RefCell<Vec<Kept<Private>>> = const { RefCell::new(Vec::new()) };
     static PUBLIC: RefCell<Vec<Kept<Public>>> = const { RefCell::new(Vec::new()) };
+    /// The [`GENERATION`] this thread's contexts were made in.
+    static MADE_IN: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Bumped by [`forget_all`]; a thread that sees a newer one drops what it kept.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// Drop every kept context on every thread (each at its next operation): the
+/// certificate store changed, and keys it no longer holds must not stay referenced.
+pub fn forget_all() {
+    GENERATION.fetch_add(1, Ordering::Relaxed);
+}
+
+fn drop_if_outdated() {
+    let now = GENERATION.load(Ordering::Relaxed);
+    if MADE_IN.get() != now {
+        PRIVATE.with(|k| k.borrow_mut().clear());
+        PUBLIC.with(|k| k.borrow_mut().clear());
+        MADE_IN.set(now);
+    }
 }
 
 /// Run `op` with this thread's context for `key` set up for `setup` (sign or decrypt).
@@ -72,6 +94,7 @@ pub fn with_private<R>(
     setup: Setup,
     op: impl FnOnce(&mut PkeyCtx<Private>) -> Result<R, ErrorStack>,
 ) -> Result<R, ErrorStack> {
+    drop_if_outdated();
     PRIVATE.with(|kept| with_kept(&mut kept.borrow_mut(), key, setup, set_up_private, op))
 }
 
@@ -81,6 +104,7 @@ pub fn with_public<R>(
     setup: Setup,
     op: impl FnOnce(&mut PkeyCtx<Public>) -> Result<R, ErrorStack>,
 ) -> Result<R, ErrorStack> {
+    drop_if_outdated();
     PUBLIC.with(|kept| with_kept(&mut kept.borrow_mut(), key, setup, set_up_public, op))
 }
 
@@ -234,6 +258,17 @@ mod tests {
             .unwrap();
             assert!(ok);
         }
-        PRIVATE.with(|k| assert_eq!(k.borrow().len(), KEPT_PER_THREAD));
+        // (`<=`: another test's store change may empty them meanwhile)
+        PRIVATE.with(|k| assert!(k.borrow().len() <= KEPT_PER_THREAD));
+        // A change of the store drops them all at this thread's next operation.
+        forget_all();
+        let sig = with_private(&a, Setup::SignRsaPkcs1(Md::sha256()), |c| {
+            let mut s = Vec::new();
+            c.sign_to_vec(&digest, &mut s)?;
+            Ok(s)
+        })
+        .unwrap();
+        assert_eq!(sig.len(), 256);
+        PRIVATE.with(|k| assert_eq!(k.borrow().len(), 1));
     }
 }

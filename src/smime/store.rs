@@ -378,6 +378,8 @@ impl CertStore {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|fp, _| index.records.contains_key(fp));
+        // Deleted keys must not live on in the workers' kept contexts either.
+        super::key_ops::forget_all();
         *self.inner.index.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(index);
         *self
             .inner
