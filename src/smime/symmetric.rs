@@ -52,26 +52,39 @@ fn check_sizes(cipher: &CipherRef, key: &[u8], iv: Option<&[u8]>) -> Result<(), 
 
 /// CBC decryption with PKCS#7 padding removed.
 pub fn decrypt(cipher: Cipher, key: &[u8], iv: &[u8], data: &[u8]) -> Result<Vec<u8>, ErrorStack> {
-    let Some(f) = fetched(cipher) else {
-        return openssl::symm::decrypt(cipher, key, Some(iv), data);
-    };
-    check_sizes(f, key, Some(iv))?;
-    let mut ctx = CipherCtx::new()?;
-    ctx.decrypt_init(Some(f), Some(key), Some(iv))?;
-    let mut out = Vec::with_capacity(data.len() + f.block_size());
-    ctx.cipher_update_vec(data, &mut out)?;
-    ctx.cipher_final_vec(&mut out)?;
-    Ok(out)
+    cbc(cipher, Direction::Decrypt, key, iv, data)
 }
 
 /// CBC encryption with PKCS#7 padding.
 pub fn encrypt(cipher: Cipher, key: &[u8], iv: &[u8], data: &[u8]) -> Result<Vec<u8>, ErrorStack> {
+    cbc(cipher, Direction::Encrypt, key, iv, data)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Direction {
+    Encrypt,
+    Decrypt,
+}
+
+fn cbc(
+    cipher: Cipher,
+    direction: Direction,
+    key: &[u8],
+    iv: &[u8],
+    data: &[u8],
+) -> Result<Vec<u8>, ErrorStack> {
     let Some(f) = fetched(cipher) else {
-        return openssl::symm::encrypt(cipher, key, Some(iv), data);
+        return match direction {
+            Direction::Encrypt => openssl::symm::encrypt(cipher, key, Some(iv), data),
+            Direction::Decrypt => openssl::symm::decrypt(cipher, key, Some(iv), data),
+        };
     };
     check_sizes(f, key, Some(iv))?;
     let mut ctx = CipherCtx::new()?;
-    ctx.encrypt_init(Some(f), Some(key), Some(iv))?;
+    match direction {
+        Direction::Encrypt => ctx.encrypt_init(Some(f), Some(key), Some(iv))?,
+        Direction::Decrypt => ctx.decrypt_init(Some(f), Some(key), Some(iv))?,
+    }
     let mut out = Vec::with_capacity(data.len() + f.block_size());
     ctx.cipher_update_vec(data, &mut out)?;
     ctx.cipher_final_vec(&mut out)?;
