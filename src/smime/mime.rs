@@ -151,7 +151,19 @@ fn contains_ignoring_case(haystack: &[u8], needle: &[u8]) -> bool {
 /// Read the Content-Type (and transfer encoding) of an entity's header block. mail-parser
 /// does the RFC 2045/2231 parameter parsing (quoting, folding, continuations).
 pub fn content_type(header: &[u8]) -> ContentType {
-    let mut block = header.to_vec();
+    // Only the three fields read below go to the parser: a message's own header (trace
+    // fields, dates, addresses) would be parsed for nothing.
+    let mut block = Vec::with_capacity(256);
+    for f in fields(header).into_iter().filter(|f| {
+        ["content-type", "content-transfer-encoding", "content-disposition"]
+            .iter()
+            .any(|name| is_field(f, name))
+    }) {
+        block.extend_from_slice(f);
+        if !f.ends_with(b"\n") {
+            block.extend_from_slice(b"\r\n");
+        }
+    }
     block.extend_from_slice(b"\r\n");
     let mut ct = ContentType {
         mime_type: "text/plain".into(),
