@@ -155,9 +155,13 @@ pub fn content_type(header: &[u8]) -> ContentType {
     // fields, dates, addresses) would be parsed for nothing.
     let mut block = Vec::with_capacity(256);
     for f in fields(header).into_iter().filter(|f| {
-        ["content-type", "content-transfer-encoding", "content-disposition"]
-            .iter()
-            .any(|name| is_field(f, name))
+        [
+            "content-type",
+            "content-transfer-encoding",
+            "content-disposition",
+        ]
+        .iter()
+        .any(|name| is_field(f, name))
     }) {
         block.extend_from_slice(f);
         if !f.ends_with(b"\n") {
