@@ -8,6 +8,9 @@
 
 use mail_parser::{HeaderName, MessageParser};
 use std::borrow::Cow;
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
 
 /// Header fields that describe an entity's content (they move with the content when it is
 /// wrapped or unwrapped); every other field belongs to the message.
@@ -45,10 +48,13 @@ pub fn split(entity: &[u8]) -> Split<'_> {
             body: &entity[1..],
         };
     }
-    let crlf = memchr::memmem::find(entity, b"\r\n\r\n").map(|i| (i + 2, i + 4));
+    // Finders built once: building one per call cost as much as the search on a header.
+    static BLANK_CRLF: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\r\n\r\n"));
+    static BLANK_LF: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\n"));
+    let crlf = BLANK_CRLF.find(entity).map(|i| (i + 2, i + 4));
     // A bare-LF blank line counts only before the CRLF one: no need to scan the body.
     let lf_region = crlf.map_or(entity, |(h, _)| &entity[..h]);
-    let lf = memchr::memmem::find(lf_region, b"\n\n").map(|i| (i + 1, i + 2));
+    let lf = BLANK_LF.find(lf_region).map(|i| (i + 1, i + 2));
     let cut = match (crlf, lf) {
         (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
         (a, b) => a.or(b),
@@ -135,7 +141,7 @@ pub fn may_be_smime(header: &[u8]) -> bool {
         }
         let value = memchr::memchr(b':', field).map_or(&[][..], |colon| &field[colon + 1..]);
         memchr::memchr3(b'*', b'\\', b'(', value).is_some()
-            || memchr::memmem::find(value, b"=?").is_some()
+            || value.windows(2).any(|w| w == b"=?")
             || contains_ignoring_case(value, b"pkcs7")
             || contains_ignoring_case(value, b"p7m")
     })
