@@ -149,15 +149,15 @@ enum Wrapping<'a> {
 }
 
 fn wrapping<'a>(entity: &'a [u8]) -> Result<Wrapping<'a>, SmimeError> {
-    if !mime::may_be_smime(mime::split(entity).header) {
+    let s = mime::split(entity);
+    if !mime::may_be_smime(s.header) {
         return Ok(Wrapping::None);
     }
-    wrapping_parsed(entity)
+    wrapping_parsed(s)
 }
 
 /// [`wrapping`] by the full parse of the content fields.
-fn wrapping_parsed<'a>(entity: &'a [u8]) -> Result<Wrapping<'a>, SmimeError> {
-    let s = mime::split(entity);
+fn wrapping_parsed(s: mime::Split<'_>) -> Result<Wrapping<'_>, SmimeError> {
     let ct = mime::content_type(s.header);
     match ct.mime_type.as_str() {
         "application/pkcs7-mime" | "application/x-pkcs7-mime" => Ok(Wrapping::Opaque(ct)),
@@ -1151,7 +1151,7 @@ pub fn cipher_for(all_gcm_capable: bool) -> ContentCipher {
 
 #[cfg(test)]
 mod wrapping_tests {
-    use super::{Wrapping, wrapping, wrapping_parsed};
+    use super::{Wrapping, mime, wrapping, wrapping_parsed};
 
     /// The cheap look never calls S/MIME "not S/MIME": for each header, the shortcut and
     /// the full parse agree, whatever spelling the parameters use.
@@ -1178,7 +1178,8 @@ mod wrapping_tests {
         let mut smime = 0;
         for h in headers {
             let entity = format!("{h}\r\n\r\nbody\r\n--b\r\nx\r\n--b\r\ny\r\n--b--\r\n");
-            let full = !matches!(wrapping_parsed(entity.as_bytes()), Ok(Wrapping::None));
+            let split = mime::split(entity.as_bytes());
+            let full = !matches!(wrapping_parsed(split), Ok(Wrapping::None));
             let cheap = !matches!(wrapping(entity.as_bytes()), Ok(Wrapping::None));
             assert_eq!(cheap, full, "{h:?}");
             smime += full as usize;

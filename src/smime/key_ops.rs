@@ -105,7 +105,7 @@ pub fn with_public<R>(
     op: impl FnOnce(&mut PkeyCtx<Public>) -> Result<R, ErrorStack>,
 ) -> Result<R, ErrorStack> {
     drop_if_outdated();
-    PUBLIC.with(|kept| with_kept(&mut kept.borrow_mut(), key, setup, set_up_public, op))
+    PUBLIC.with(|kept| with_kept(&mut kept.borrow_mut(), key, setup, set_up_public_op, op))
 }
 
 fn with_kept<T, R>(
@@ -155,16 +155,13 @@ fn set_up_private(ctx: &mut PkeyCtx<Private>, setup: Setup) -> Result<(), ErrorS
             ctx.set_rsa_mgf1_md(mgf1)
         }
         Setup::VerifyRsaPkcs1(_) | Setup::VerifyEcdsa | Setup::EncryptRsaPkcs1 => {
-            set_up_either(ctx, setup)
+            set_up_public_op(ctx, setup)
         }
     }
 }
 
-fn set_up_public(ctx: &mut PkeyCtx<Public>, setup: Setup) -> Result<(), ErrorStack> {
-    set_up_either(ctx, setup)
-}
-
-fn set_up_either<T: openssl::pkey::HasPublic>(
+/// The operations a public key does (a private key does them too).
+fn set_up_public_op<T: openssl::pkey::HasPublic>(
     ctx: &mut PkeyCtx<T>,
     setup: Setup,
 ) -> Result<(), ErrorStack> {

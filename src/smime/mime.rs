@@ -330,24 +330,19 @@ fn decode_base64(body: &[u8]) -> Result<Vec<u8>, String> {
 /// one decodes to the same bytes, so the fallback decides every other case.
 fn decode_base64_lines_simd(body: &[u8]) -> Option<Vec<u8>> {
     let mut gathered = Vec::with_capacity(body.len());
-    let mut line_start = 0;
-    // Clients write lines of one width: while the next line has the first line's width
-    // and end, it is taken without searching for its end.
-    let first_end = memchr::memchr(b'\n', body).unwrap_or(body.len());
-    let width = first_end + 1;
-    while let Some(line) = body.get(line_start..line_start + width)
-        && line.ends_with(b"\n")
-    {
-        let line = &line[..width - 1];
+    // Clients write lines of one width: where the first line's width ends a line again,
+    // the line is taken without searching for its end.
+    let mut width = None;
+    let mut start = 0;
+    while start < body.len() {
+        let end = match width {
+            Some(w) if body.get(start + w) == Some(&b'\n') => start + w,
+            _ => memchr::memchr(b'\n', &body[start..]).map_or(body.len(), |i| start + i),
+        };
+        width.get_or_insert(end - start);
+        let line = &body[start..end];
         gathered.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
-        line_start += width;
-    }
-    let rest = &body[line_start.min(body.len())..];
-    let mut line_start = 0;
-    for line_end in memchr::memchr_iter(b'\n', rest).chain(std::iter::once(rest.len())) {
-        let line = &rest[line_start..line_end];
-        gathered.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
-        line_start = line_end + 1;
+        start = end + 1;
     }
     if gathered.is_empty() {
         return None;
