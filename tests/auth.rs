@@ -792,3 +792,112 @@ async fn records_are_cached_for_their_ttl_and_shared_by_sessions() {
     // Negative answers too (the DMARC tree walk's parent).
     assert_eq!(asked("_dmarc.test"), 1, "negative answer:\n{queries}");
 }
+
+/// A DKIM-Signature naming `names` header fields that do not exist, with the right body
+/// hash for a body of `x` (so a verifier goes on to hash the header fields) and a bogus `b=`.
+fn costly_signature(names: usize) -> String {
+    let h: Vec<String> = (0..names).map(|i| format!("x-absent-{i}")).collect();
+    format!(
+        "DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=signed.test; s=sel;\r\n\
+         \th={}; bh=s14J+iztnrytnRYzb7lhFG/jS/vrxWJnnahfijFMnco=; b=AAAA\r\n",
+        h.join(":")
+    )
+}
+
+#[tokio::test]
+async fn dkim_work_is_bounded_and_does_not_stall_other_sessions() {
+    let key = rsa_key();
+    let dns = dns(&key);
+    let sink = Sink::start().await;
+    let gw = Gateway::start(sink.addr, &auth_config(&dns, ""));
+
+    // Ten signatures each naming 3,000 absent fields over 60,000 filler fields (about
+    // 1 MB): unbounded, that is 1.8 billion field comparisons.
+    let filler: String = (0..60_000).map(|i| format!("X-F{i}: f\r\n")).collect();
+    let signatures: String = (0..10).map(|_| costly_signature(3_000)).collect();
+    let costly = |id: &str| {
+        format!(
+            "{signatures}{filler}{}",
+            message("a@signed.test", "u@example.test", id, "x")
+        )
+    };
+    let started = std::time::Instant::now();
+    let attacks: Vec<_> = (0..3)
+        .map(|i| {
+            let msg = costly(&format!("costly{i}@signed.test"));
+            let addr = gw.smtp;
+            tokio::spawn(async move {
+                let mut c = Client::connect(addr).await;
+                c.send_message("a@signed.test", &["u@example.test"], &msg)
+                    .await
+                    .code
+            })
+        })
+        .collect();
+    // Meanwhile a new client is greeted at once.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let greeting = std::time::Instant::now();
+    let mut c = Client::connect(gw.smtp).await;
+    c.expect(220).await;
+    let waited = greeting.elapsed();
+    for a in attacks {
+        assert_eq!(a.await.unwrap(), 250);
+    }
+    eprintln!(
+        "three costly messages judged in {:?}; a new client waited {waited:?} for its banner",
+        started.elapsed()
+    );
+    assert!(
+        waited < std::time::Duration::from_secs(2),
+        "a new client waited {waited:?} for its banner"
+    );
+    let syms = logged_symbols(&gw, "a@signed.test");
+    assert!(
+        syms.contains("DKIM_PERMERROR") && !syms.contains("DKIM_PASS"),
+        "{syms}"
+    );
+    let m = delivered(&sink, &gw, "costly0@signed.test").await;
+    assert!(
+        our_auth_results(&m)[0].contains("dkim=permerror"),
+        "{}",
+        m.data
+    );
+
+    // One signature naming too many fields: not checked.
+    let one = format!(
+        "{}{}",
+        costly_signature(101),
+        message("b@signed.test", "u@example.test", "wide@signed.test", "x")
+    );
+    assert_eq!(send(&gw, None, "b@signed.test", &one).await, 250);
+    let syms = logged_symbols(&gw, "b@signed.test");
+    assert!(syms.contains("DKIM_PERMERROR"), "{syms}");
+
+    // A genuine signature on a message with more header fields than the cap is not
+    // vouched for either: no pass without the check.
+    let signed = dkimpy_sign(
+        &message("c@signed.test", "u@example.test", "many@signed.test", "x"),
+        &key.private,
+        "signed.test",
+        "sel",
+    );
+    let many: String = (0..1_000).map(|i| format!("X-Many-{i}: m\r\n")).collect();
+    let (sig, rest) = signed.split_at(signed.find("\r\nFrom:").unwrap() + 2);
+    let padded = format!("{sig}{many}{rest}");
+    assert_eq!(send(&gw, None, "c@signed.test", &padded).await, 250);
+    let syms = logged_symbols(&gw, "c@signed.test");
+    assert!(
+        syms.contains("DKIM_PERMERROR") && !syms.contains("DKIM_PASS"),
+        "{syms}"
+    );
+    // The same signed message without the padding passes: the cap, not the signature,
+    // stopped it.
+    let signed = dkimpy_sign(
+        &message("d@signed.test", "u@example.test", "few@signed.test", "x"),
+        &key.private,
+        "signed.test",
+        "sel",
+    );
+    assert_eq!(send(&gw, None, "d@signed.test", &signed).await, 250);
+    assert!(logged_symbols(&gw, "d@signed.test").contains("DKIM_PASS"));
+}

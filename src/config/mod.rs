@@ -295,10 +295,32 @@ pub struct AuthConfig {
     pub timeout_secs: u64,
     /// Entries per DNS record cache; 0 turns the cache off.
     pub dns_cache_entries: usize,
+    /// A message with more header fields gets no DKIM or ARC verdict (permerror): checking
+    /// signatures costs fields × signed names of CPU.
+    pub max_header_fields: usize,
+    /// More `DKIM-Signature` fields than this: DKIM permerror, no signature checked.
+    pub max_dkim_signatures: usize,
+    /// More ARC sets (`ARC-Seal` fields) than this: the ARC chain fails unchecked.
+    pub max_arc_sets: usize,
+    /// A DKIM or ARC message signature whose `h=` names more fields: not checked (permerror).
+    pub max_signed_headers: usize,
+}
+
+impl AuthConfig {
+    /// The caps on DKIM and ARC work, for the auth stage.
+    pub fn limits(&self) -> filters::auth::AuthLimits {
+        filters::auth::AuthLimits {
+            max_header_fields: self.max_header_fields,
+            max_dkim_signatures: self.max_dkim_signatures,
+            max_arc_sets: self.max_arc_sets,
+            max_signed_headers: self.max_signed_headers,
+        }
+    }
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
+        let caps = filters::auth::AuthLimits::default();
         AuthConfig {
             enabled: false,
             dmarc_reject_action: PolicyAction::Reject,
@@ -306,6 +328,10 @@ impl Default for AuthConfig {
             dns_timeout_ms: defaults::AUTH_DNS_TIMEOUT_MS,
             timeout_secs: defaults::AUTH_TIMEOUT_SECS,
             dns_cache_entries: defaults::AUTH_DNS_CACHE_ENTRIES,
+            max_header_fields: caps.max_header_fields,
+            max_dkim_signatures: caps.max_dkim_signatures,
+            max_arc_sets: caps.max_arc_sets,
+            max_signed_headers: caps.max_signed_headers,
         }
     }
 }
@@ -842,6 +868,16 @@ impl Config {
         for (key, v) in [
             ("auth.dns_timeout_ms", self.auth.dns_timeout_ms),
             ("auth.timeout_secs", self.auth.timeout_secs),
+            ("auth.max_header_fields", self.auth.max_header_fields as u64),
+            (
+                "auth.max_dkim_signatures",
+                self.auth.max_dkim_signatures as u64,
+            ),
+            ("auth.max_arc_sets", self.auth.max_arc_sets as u64),
+            (
+                "auth.max_signed_headers",
+                self.auth.max_signed_headers as u64,
+            ),
             ("certs.reload_secs", self.certs.reload_secs),
         ] {
             if v == 0 {

@@ -163,6 +163,7 @@ impl Resources {
             dmarc_reject_action: a.dmarc_reject_action.forced(),
             dmarc_quarantine_action: a.dmarc_quarantine_action.forced(),
             timeout: Duration::from_secs(a.timeout_secs),
+            limits: a.limits(),
         })
     }
 

@@ -35,8 +35,10 @@
 //! parsed by mail-auth. Header values we write (domains, selectors) are sanitized by
 //! mail-auth's Authentication-Results writer. STANDARDS: RFC 7208, 6376, 7489, 8617, 8601.
 
+mod bounds;
 mod cache;
 
+pub use bounds::AuthLimits;
 pub use cache::TtlCache;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -167,6 +169,8 @@ pub struct AuthStage {
     pub dmarc_quarantine_action: Option<Action>,
     /// Deadline for all lookups of one message.
     pub timeout: Duration,
+    /// Caps on the DKIM and ARC work a message may ask for.
+    pub limits: AuthLimits,
 }
 
 impl Stage for AuthStage {
@@ -183,7 +187,20 @@ impl Stage for AuthStage {
             if ctx.envelope.direction != Direction::Inbound {
                 return Ok(Findings::default());
             }
-            match tokio::time::timeout(self.timeout, self.authenticate(ctx)).await {
+            let work = tokio::time::timeout(self.timeout, self.authenticate(ctx));
+            // Hashing header fields for DKIM and ARC is CPU work a timer cannot interrupt;
+            // even within the caps it should not hold a reactor thread that other sessions'
+            // I/O needs. `block_in_place` hands this thread's other tasks to a fresh worker
+            // while the check runs here (only possible on the multi-threaded runtime the
+            // gateway runs; a single-threaded test runtime just awaits).
+            let on_many_threads = tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+            let outcome = if on_many_threads {
+                tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(work))
+            } else {
+                work.await
+            };
+            match outcome {
                 Ok(r) => r,
                 Err(_) => Err(StageError(format!(
                     "authentication lookups took longer than {} ms",
@@ -269,9 +286,14 @@ impl AuthStage {
         let parsed = AuthenticatedMessage::parse(ctx.wire);
         let empty = AuthenticatedMessage::default();
         let msg = parsed.as_ref().unwrap_or(&empty);
+        // Past a cap the verifier is not run at all (see `bounds`): a permanent error.
+        let over = bounds::check(ctx.wire, &self.limits);
 
         // DKIM: every signature.
-        let dkim = auth.verify_dkim(dns.params(msg)).await;
+        let dkim = match &over.dkim {
+            None => auth.verify_dkim(dns.params(msg)).await,
+            Some(_) => Vec::new(),
+        };
         let (mut pass, mut fail, mut perm) = (Vec::new(), Vec::new(), Vec::new());
         for out in &dkim {
             let d = out
@@ -298,13 +320,24 @@ impl AuthStage {
         if !perm.is_empty() {
             found.push(Symbol::new("DKIM_PERMERROR", perm.join(", ")));
         }
-        if dkim.is_empty() {
+        if let Some(why) = &over.dkim {
+            found.push(Symbol::new("DKIM_PERMERROR", why.clone()));
+        } else if dkim.is_empty() {
             found.push(Symbol::new("DKIM_NONE", ""));
         }
 
         // ARC: the chain as a whole.
-        let arc = auth.verify_arc(dns.params(msg)).await;
+        let arc = match &over.arc {
+            None => auth.verify_arc(dns.params(msg)).await,
+            Some(why) => {
+                found.push(Symbol::new("ARC_FAIL", why.clone()));
+                // Shown as arc=permerror in Authentication-Results.
+                mail_auth::ArcOutput::default()
+                    .with_result(DkimResult::PermError(mail_auth::Error::ParseError))
+            }
+        };
         match arc.result() {
+            _ if over.arc.is_some() => {}
             DkimResult::Pass => {
                 found.push(Symbol::new("ARC_PASS", format!("i={}", arc.sets().len())))
             }
@@ -380,7 +413,9 @@ impl AuthStage {
         }
         ar = ar.with_arc_result(&arc, ip).with_dmarc_result(&dmarc);
         let mut header = format!("Authentication-Results: {ar}");
-        if dkim.is_empty() {
+        if over.dkim.is_some() {
+            header.push_str(";\r\n\tdkim=permerror (too many signatures or signed fields)");
+        } else if dkim.is_empty() {
             header.push_str(";\r\n\tdkim=none");
         }
         // The authenticated sender domain, for trust: DMARC's verdict where the domain
