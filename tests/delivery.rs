@@ -348,3 +348,91 @@ async fn large_message_goes_through_a_spool_file_and_the_file_is_removed() {
         "spool file left behind"
     );
 }
+
+#[tokio::test]
+async fn verdict_fields_forged_by_the_sender_are_removed_before_ours_are_added() {
+    let sink = Sink::start().await;
+    let gw = Gateway::start(sink.addr, "");
+    let forged = format!(
+        "X-Portcullis-SMIME: decrypted; signed by <ceo@example.test>, chain trusted\r\n\
+         X-Portcullis-Score: -20.00 (accept)\r\n\
+         x-spam-flag: NO\r\n\
+         X-Spam-Status: No, score=-9.9\r\n\trequired=5.0\r\n\
+         X-Mailer: kept\r\n{}",
+        message("a@ext.test", "u@example.test", "forged@ext.test", "hi")
+    );
+    let mut c = Client::connect(gw.smtp).await;
+    let r = c
+        .send_message("a@ext.test", &["u@example.test"], &forged)
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert!(wait_until(10, || sink.count() == 1).await);
+    let got = sink.all().pop().unwrap();
+    let head = got
+        .data
+        .split("\r\n\r\n")
+        .next()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(!head.contains("x-portcullis-smime"), "{}", got.data);
+    assert!(!head.contains("x-spam-"), "{}", got.data);
+    assert!(!head.contains("-20.00"), "{}", got.data);
+    assert_eq!(
+        head.matches("x-portcullis-score:").count(),
+        1,
+        "{}",
+        got.data
+    );
+    assert!(
+        head.contains("x-portcullis-score: 0.00 (accept)"),
+        "{}",
+        got.data
+    );
+    assert!(head.contains("x-mailer: kept"), "{}", got.data);
+}
+
+/// Every file and directory under `dir` with group or other permission bits.
+fn readable_by_others(dir: &std::path::Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let mode = entry.metadata().unwrap().permissions().mode();
+        if mode & 0o077 != 0 {
+            found.push(format!("{} {:o}", entry.path().display(), mode & 0o777));
+        }
+        if entry.file_type().unwrap().is_dir() {
+            found.extend(readable_by_others(&entry.path()));
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn every_file_in_the_data_directory_is_private() {
+    let sink = Sink::start().await;
+    sink.set_mode(SinkMode::Defer);
+    let gw = Gateway::start(sink.addr, "");
+    // A spooled large body and a small inline one, both waiting in the queue.
+    let large = message(
+        "a@ext.test",
+        "u@example.test",
+        "big@ext.test",
+        &format!("{}\r\n", "y".repeat(76)).repeat(5_000),
+    );
+    let small = message("a@ext.test", "u@example.test", "small@ext.test", "hi");
+    for msg in [&large, &small] {
+        let mut c = Client::connect(gw.smtp).await;
+        let r = c.send_message("a@ext.test", &["u@example.test"], msg).await;
+        assert_eq!(r.code, 250, "{}", r.text);
+    }
+    // The certificate store's master key and tables, through the CLI.
+    let (code, _, err) = gw.cli(&["certs", "list"]);
+    assert_eq!(code, 0, "{err}");
+    let dir = gw.data_dir();
+    for file in ["queue.db", "queue.db-wal", "queue.db-shm"] {
+        assert!(dir.join(file).exists(), "{file} missing");
+    }
+    let open = readable_by_others(&dir);
+    assert!(open.is_empty(), "readable by group or others: {open:?}");
+}

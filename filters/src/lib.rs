@@ -23,6 +23,7 @@ pub mod bayes;
 pub mod clamav;
 pub mod dns;
 pub mod header_sanity;
+pub mod result_fields;
 pub mod symbols;
 pub mod tls;
 pub mod trust;

@@ -83,6 +83,10 @@ fn load(config: &Option<PathBuf>) -> anyhow::Result<Config> {
 
 /// Run a command; returns the exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    // Everything the gateway writes — the database and its -wal/-shm files (created by
+    // SQLite with the umask's mode), spool bodies, keys, certificates — is for the service
+    // user alone: mail and key material are nobody else's business.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -77,6 +77,9 @@ impl QueueStore {
     /// Open `data_dir/queue.db`, creating it and applying migrations.
     pub async fn open(data_dir: &Path) -> anyhow::Result<QueueStore> {
         let path = data_dir.join("queue.db");
+        // SQLite gives the -wal and -shm files the database file's mode: make it private
+        // before the first connection creates them.
+        create_private_file(&path)?;
         let options = SqliteConnectOptions::from_str("sqlite:")?
             .filename(&path)
             .create_if_missing(true)
@@ -92,7 +95,9 @@ impl QueueStore {
             .run(&pool)
             .await
             .with_context(|| format!("cannot migrate queue database {}", path.display()))?;
-        restrict_permissions(&path);
+        for file in ["queue.db", "queue.db-wal", "queue.db-shm"] {
+            restrict_permissions(&data_dir.join(file));
+        }
         Ok(QueueStore { pool, options })
     }
 
@@ -262,6 +267,23 @@ fn recipients_json(r: &[Recipient]) -> String {
     serde_json::to_string(r).unwrap_or_else(|_| "[]".into())
 }
 
+/// Create `path` empty with mode 0600 unless it exists.
+fn create_private_file(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
+    }
+}
+
+/// Mode 0600 on an existing file (an older data directory may have 0644 files); a missing
+/// file is fine.
 fn restrict_permissions(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));

@@ -728,11 +728,12 @@ impl Session {
                     let copy_id = if i == 0 { id.clone() } else { new_queue_id() };
                     let recipients = copy.recipients.as_ref().unwrap_or(&envelope.rcpt_to);
                     let message_body = copy.body.as_deref().unwrap_or(&tx.body);
-                    // Inbound: an Authentication-Results field from outside that claims our
-                    // authserv-id is forged (RFC 8601 §5); ours is in the trace headers.
+                    // Inbound: verdict fields from outside (X-Portcullis-*, X-Spam-*, an
+                    // Authentication-Results claiming our authserv-id) are forgeries; ours
+                    // are in the trace headers.
                     let cleaned = (direction == Direction::Inbound)
                         .then(|| {
-                            filters::auth::strip_our_auth_results(
+                            filters::result_fields::strip_forged_verdicts(
                                 message_body,
                                 &self.config().hostname,
                             )

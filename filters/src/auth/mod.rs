@@ -11,7 +11,7 @@
 //!   configured forced action (reject / quarantine by default, see [`AuthStage`]);
 //! - one `Authentication-Results:` field (RFC 8601) with our host name as authserv-id,
 //!   returned through [`Stage::check_with_headers`]. Forged fields claiming our authserv-id
-//!   are removed by the gateway with [`strip_our_auth_results`].
+//!   are removed by the gateway (`crate::result_fields::strip_forged_verdicts`).
 //!
 //! ## What is a stage failure and what is a symbol
 //! - **DNS trouble** (timeout, SERVFAIL, unreachable server: mail-auth's `TempError`) in SPF,
@@ -471,43 +471,11 @@ fn aligned_without_record<'a>(
 /// from the header block of `raw` (RFC 8601 §5: such fields from outside are forgeries).
 /// `None` when there is none, so the caller keeps the original bytes.
 pub fn strip_our_auth_results(raw: &[u8], authserv_id: &str) -> Option<Vec<u8>> {
-    // Fields as (start, end) byte ranges of the header block, continuation lines included.
-    let mut fields: Vec<(usize, usize)> = Vec::new();
-    let mut pos = 0;
-    while pos < raw.len() {
-        let end = raw[pos..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(raw.len(), |i| pos + i + 1);
-        let line = &raw[pos..end];
-        if line == b"\r\n" || line == b"\n" {
-            break; // end of the header block
-        }
-        match (line.first(), fields.last_mut()) {
-            (Some(b' ' | b'\t'), Some(last)) => last.1 = end,
-            _ => fields.push((pos, end)),
-        }
-        pos = end;
-    }
-    let forged: Vec<(usize, usize)> = fields
-        .into_iter()
-        .filter(|&(s, e)| claims_authserv_id(&raw[s..e], authserv_id))
-        .collect();
-    if forged.is_empty() {
-        return None;
-    }
-    let mut out = Vec::with_capacity(raw.len());
-    let mut last = 0;
-    for (s, e) in forged {
-        out.extend_from_slice(&raw[last..s]);
-        last = e;
-    }
-    out.extend_from_slice(&raw[last..]);
-    Some(out)
+    crate::result_fields::strip_fields(raw, |field| claims_authserv_id(field, authserv_id))
 }
 
 /// Is `field` an Authentication-Results field whose authserv-id is `id`?
-fn claims_authserv_id(field: &[u8], id: &str) -> bool {
+pub(crate) fn claims_authserv_id(field: &[u8], id: &str) -> bool {
     let Some(colon) = field.iter().position(|&b| b == b':') else {
         return false;
     };
