@@ -172,8 +172,8 @@ where
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
-    let queue = portcullis::queue::store::QueueStore::open(&config.data_dir).await?;
-    let store = CertStore::open(queue.pool().clone(), &config.data_dir, &config.certs).await?;
+    let db = portcullis::store::Database::open(&config.data_dir).await?;
+    let store = CertStore::open(db.pool().clone(), &config.data_dir, &config.certs).await?;
     let keyring: Arc<dyn Keyring> = Arc::new(store);
     let outbound = Arc::new(SmimeOutbound::new(keyring.clone(), config.smime.clone()));
     let inbound = Arc::new(SmimeInbound::new(keyring.clone(), config.smime.clone()));

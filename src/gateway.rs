@@ -39,7 +39,15 @@ impl Running {
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let config = Arc::new(config);
     let metrics = Metrics::new();
-    let (queue, jobs) = Queue::open(&config.data_dir, metrics.clone())
+    let db = crate::store::Database::open(&config.data_dir)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the data directory {}",
+                config.data_dir.display()
+            )
+        })?;
+    let (queue, jobs) = Queue::open(&config.data_dir, &db, metrics.clone())
         .await
         .with_context(|| format!("cannot open the queue in {}", config.data_dir.display()))?;
 
@@ -60,9 +68,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let mut resources = Resources::from_config(&config);
     resources.build_auth(&config)?;
     if config.bayes.enabled {
-        // The Bayes model lives in the queue database; reloaded when the CLI (or another
-        // gateway) learns.
-        let store = crate::bayes::BayesStore::new(queue.store.pool().clone());
+        // Reloaded when the CLI (or another gateway) learns.
+        let store = crate::bayes::BayesStore::new(db.pool().clone());
         let model = crate::bayes::load_shared(&store)
             .await
             .context("cannot load the Bayes model")?;
@@ -92,7 +99,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         resources.bayes = Some(model);
     }
     if config.trust.enabled {
-        let store = crate::trust::TrustStore::new(queue.store.pool().clone());
+        let store = crate::trust::TrustStore::new(db.pool().clone());
         let book = Arc::new(
             store
                 .load(config.trust.half_life_days, filters::trust::unix_now())
@@ -108,14 +115,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         resources.trust = Some(book);
     }
     if config.smime.enabled {
-        // The certificate store lives in the queue database, like the Bayes model.
-        let store = crate::smime::CertStore::open(
-            queue.store.pool().clone(),
-            &config.data_dir,
-            &config.certs,
-        )
-        .await
-        .context("cannot open the S/MIME certificate store")?;
+        let store =
+            crate::smime::CertStore::open(db.pool().clone(), &config.data_dir, &config.certs)
+                .await
+                .context("cannot open the S/MIME certificate store")?;
         resources.keyring = Some(Arc::new(store));
     }
     if let Some(clamd) = &resources.clamd {

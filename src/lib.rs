@@ -9,7 +9,9 @@
 //! - [`config`]: TOML → validated config; every limit named in `config::defaults`.
 //! - [`smtp`]: listener, session state machine, relay control, STARTTLS, replies.
 //! - [`pipeline`]: the inbound and outbound stage order, and the verdict.
-//! - [`queue`]: spool files + SQLite rows, group commit, delivery jobs.
+//! - [`store`]: the one database: opened, migrated, handed to its owners.
+//! - [`queue`]: queue rows (small bodies inline, large ones as spool files), group commit,
+//!   delivery jobs.
 //! - [`delivery`]: SMTP client workers, MX lookup, retries, DSNs.
 //! - [`smime`]: S/MIME — the certificate and key store, the CMS engine (decrypt, verify,
 //!   sign, encrypt) and its pipeline steps.
@@ -28,5 +30,6 @@ pub mod pipeline;
 pub mod queue;
 pub mod smime;
 pub mod smtp;
+pub mod store;
 pub mod telemetry;
 pub mod trust;

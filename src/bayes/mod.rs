@@ -25,9 +25,8 @@ pub use store::{BayesStore, Delta};
 
 /// Open the model's store: the data directory's SQLite database, migrated.
 pub async fn open(data_dir: &Path) -> anyhow::Result<BayesStore> {
-    std::fs::create_dir_all(data_dir)?;
-    let q = crate::queue::store::QueueStore::open(data_dir).await?;
-    Ok(BayesStore::new(q.pool().clone()))
+    let db = crate::store::Database::open(data_dir).await?;
+    Ok(BayesStore::new(db.pool().clone()))
 }
 
 /// Load the stored model into a [`SharedModel`] for the stage.

@@ -62,8 +62,8 @@ async fn open(config: &Config, create: bool) -> anyhow::Result<CertStore> {
         );
     }
     std::fs::create_dir_all(&config.data_dir)?;
-    let q = crate::queue::store::QueueStore::open(&config.data_dir).await?;
-    CertStore::open(q.pool().clone(), &config.data_dir, &config.certs).await
+    let db = crate::store::Database::open(&config.data_dir).await?;
+    CertStore::open(db.pool().clone(), &config.data_dir, &config.certs).await
 }
 
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {

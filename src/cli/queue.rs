@@ -32,7 +32,7 @@ pub async fn run(config: &Config, action: QueueAction) -> anyhow::Result<i32> {
             config.data_dir.display()
         );
     }
-    let store = QueueStore::open(&config.data_dir).await?;
+    let store = QueueStore::new(&crate::store::Database::open(&config.data_dir).await?);
     let check = |id: &str| -> anyhow::Result<()> {
         if is_valid_id(id) {
             Ok(())

@@ -6,7 +6,6 @@ use clap::Subcommand;
 use filters::trust::{Pin, unix_now};
 
 use crate::config::Config;
-use crate::queue::QueueStore;
 use crate::trust::TrustStore;
 
 #[derive(Subcommand, Debug)]
@@ -27,7 +26,12 @@ pub enum TrustAction {
 }
 
 pub async fn run(config: &Config, action: TrustAction) -> anyhow::Result<i32> {
-    let store = TrustStore::new(QueueStore::open(&config.data_dir).await?.pool().clone());
+    let store = TrustStore::new(
+        crate::store::Database::open(&config.data_dir)
+            .await?
+            .pool()
+            .clone(),
+    );
     let hl = config.trust.half_life_days;
     let now = unix_now();
     match action {

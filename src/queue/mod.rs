@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
+use crate::store::{Database, create_private_dir};
 pub use committer::{Op, Stored};
 pub use store::QueueStore;
 
@@ -166,13 +167,13 @@ impl Queue {
     /// and the receiving end of the delivery jobs.
     pub async fn open(
         data_dir: &Path,
+        db: &Database,
         metrics: Metrics,
     ) -> anyhow::Result<(Queue, mpsc::UnboundedReceiver<DeliveryJob>)> {
         let spool_dir = data_dir.join("spool");
-        create_private_dir(data_dir)?;
         create_private_dir(&spool_dir)?;
-        let store = QueueStore::open(data_dir).await?;
-        let writer = store.open_writer().await?;
+        let store = QueueStore::new(db);
+        let writer = db.writer().await?;
         let (ops_tx, ops_rx) = mpsc::unbounded_channel();
         let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
         let in_flight = Arc::new(Mutex::new(HashSet::new()));
@@ -299,22 +300,6 @@ pub async fn write_body_file(path: PathBuf, body: Arc<Vec<u8>>) -> anyhow::Resul
     .await
     .context("spool writer task failed")?
     .context("cannot write message to the spool")
-}
-
-/// Create a directory readable only by the service user (mail bodies are private).
-pub fn create_private_dir(path: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    if !path.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(path)
-            .with_context(|| format!("cannot create directory {}", path.display()))?;
-    } else {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot set mode 0700 on {}", path.display()))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

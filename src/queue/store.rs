@@ -1,18 +1,10 @@
 //! SQL of the queue (sqlx, SQLite). Queries stay portable: plain SQL, `?` placeholders.
 
-use std::path::Path;
-use std::str::FromStr;
-use std::time::Duration;
-
 use anyhow::Context;
 use filters::Direction;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::SqlitePool;
 
 use super::{QueueState, QueuedMessage, Recipient};
-
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 const COLUMNS: &str = "id, direction, state, mail_from, recipients, received_at, size, attempts, \
                        next_attempt, last_error, client_ip, helo, score, symbols";
@@ -66,54 +58,18 @@ impl Row {
     }
 }
 
-/// Read access and operator actions on the queue database.
+/// Read access and operator actions on the queue's tables.
 #[derive(Clone)]
 pub struct QueueStore {
     pool: SqlitePool,
-    options: SqliteConnectOptions,
 }
 
 impl QueueStore {
-    /// Open `data_dir/queue.db`, creating it and applying migrations.
-    pub async fn open(data_dir: &Path) -> anyhow::Result<QueueStore> {
-        let path = data_dir.join("queue.db");
-        // SQLite gives the -wal and -shm files the database file's mode: make it private
-        // before the first connection creates them.
-        create_private_file(&path)?;
-        let options = SqliteConnectOptions::from_str("sqlite:")?
-            .filename(&path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options.clone())
-            .await
-            .with_context(|| format!("cannot open queue database {}", path.display()))?;
-        MIGRATOR
-            .run(&pool)
-            .await
-            .with_context(|| format!("cannot migrate queue database {}", path.display()))?;
-        for file in ["queue.db", "queue.db-wal", "queue.db-shm"] {
-            restrict_permissions(&data_dir.join(file));
+    /// The queue's tables in `db`.
+    pub fn new(db: &crate::store::Database) -> QueueStore {
+        QueueStore {
+            pool: db.pool().clone(),
         }
-        Ok(QueueStore { pool, options })
-    }
-
-    /// The database's pool, for other parts of the gateway's state kept in the same
-    /// database (the Bayes model).
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
-    /// The committer's own connection (one writer; `synchronous=FULL` so a commit is on disk).
-    pub async fn open_writer(&self) -> anyhow::Result<SqlitePool> {
-        SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(self.options.clone())
-            .await
-            .context("cannot open queue writer connection")
     }
 
     pub async fn due(&self, now: i64, limit: u32) -> anyhow::Result<Vec<QueuedMessage>> {
@@ -265,26 +221,4 @@ pub(crate) async fn delete_many(
 
 fn recipients_json(r: &[Recipient]) -> String {
     serde_json::to_string(r).unwrap_or_else(|_| "[]".into())
-}
-
-/// Create `path` empty with mode 0600 unless it exists.
-fn create_private_file(path: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
-    }
-}
-
-/// Mode 0600 on an existing file (an older data directory may have 0644 files); a missing
-/// file is fine.
-fn restrict_permissions(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
 }

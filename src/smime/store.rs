@@ -1057,9 +1057,7 @@ mod tests {
 
     async fn store_with(config: CertsConfig) -> TestStore {
         let dir = tempfile::tempdir().unwrap();
-        let q = crate::queue::store::QueueStore::open(dir.path())
-            .await
-            .unwrap();
+        let q = crate::store::Database::open(dir.path()).await.unwrap();
         let store = CertStore::open(q.pool().clone(), dir.path(), &config)
             .await
             .unwrap();
@@ -1503,9 +1501,7 @@ mod tests {
     #[tokio::test]
     async fn another_process_changes_are_picked_up() {
         let dir = tempfile::tempdir().unwrap();
-        let q = crate::queue::store::QueueStore::open(dir.path())
-            .await
-            .unwrap();
+        let q = crate::store::Database::open(dir.path()).await.unwrap();
         let config = CertsConfig {
             reload_secs: 1,
             ..no_system_roots()
@@ -1537,9 +1533,7 @@ mod tests {
     #[tokio::test]
     async fn missing_key_file_with_sealed_keys_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let q = crate::queue::store::QueueStore::open(dir.path())
-            .await
-            .unwrap();
+        let q = crate::store::Database::open(dir.path()).await.unwrap();
         let config = no_system_roots();
         let store = CertStore::open(q.pool().clone(), dir.path(), &config)
             .await

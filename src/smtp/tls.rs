@@ -53,7 +53,7 @@ pub fn ensure_self_signed(data_dir: &Path, hostname: &str) -> anyhow::Result<(Pa
     if cert_path.exists() && key_path.exists() {
         return Ok((cert_path, key_path));
     }
-    crate::queue::create_private_dir(&dir)?;
+    crate::store::create_private_dir(&dir)?;
     let (cert, key) = self_signed(hostname)?;
     write_private(&key_path, &key)?;
     std::fs::write(&cert_path, cert)

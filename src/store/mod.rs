@@ -1,0 +1,146 @@
+//! The gateway's one database: opened, migrated and made private here, then handed to its
+//! owners. Each owner keeps its own SQL in its own room — the queue (`queue::store`), the
+//! Bayes model (`bayes::store`), the level of trust (`trust`), the certificate store
+//! (`smime::store`) — behind functions, in portable SQL (`?` placeholders, no SQLite-only
+//! syntax), so that another database could later sit behind the same functions for several
+//! gateways sharing one state.
+//!
+//! SQLite in WAL mode, `synchronous=FULL`: a commit is on disk when it returns. The queue's
+//! committer gets a connection of its own ([`Database::writer`]), so one writer groups the
+//! sessions' commits while readers use the shared pool.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+/// Every table's schema, in order (`migrations/`).
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The database file inside the data directory.
+const FILE: &str = "queue.db";
+
+/// The open database of a data directory.
+#[derive(Clone)]
+pub struct Database {
+    pool: SqlitePool,
+    options: SqliteConnectOptions,
+    path: PathBuf,
+}
+
+impl Database {
+    /// Open `data_dir/queue.db`, creating the directory and the file (both private) and
+    /// applying every migration.
+    pub async fn open(data_dir: &Path) -> anyhow::Result<Database> {
+        create_private_dir(data_dir)?;
+        let path = data_dir.join(FILE);
+        // SQLite gives the -wal and -shm files the database file's mode: make it private
+        // before the first connection creates them.
+        create_private_file(&path)?;
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.clone())
+            .await
+            .with_context(|| format!("cannot open the database {}", path.display()))?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .with_context(|| format!("cannot migrate the database {}", path.display()))?;
+        // An older data directory may have 0644 files.
+        for file in [FILE, "queue.db-wal", "queue.db-shm"] {
+            restrict_permissions(&data_dir.join(file));
+        }
+        Ok(Database {
+            pool,
+            options,
+            path,
+        })
+    }
+
+    /// The shared pool, for an owner's handle (`QueueStore::new`, `BayesStore::new`, ...).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// A connection of its own for the queue's one writer.
+    pub async fn writer(&self) -> anyhow::Result<SqlitePool> {
+        SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(self.options.clone())
+            .await
+            .with_context(|| format!("cannot open a writer on {}", self.path.display()))
+    }
+}
+
+/// Create a directory readable only by the service user (mail bodies and keys are private);
+/// an existing one gets mode 0700.
+pub fn create_private_dir(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if !path.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)
+            .with_context(|| format!("cannot create directory {}", path.display()))?;
+    } else {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot set mode 0700 on {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Create `path` empty with mode 0600 unless it exists.
+fn create_private_file(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
+    }
+}
+
+/// Mode 0600 on an existing file; a missing file is fine.
+fn restrict_permissions(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn open_migrates_and_keeps_every_file_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let db = Database::open(&data).await.unwrap();
+        sqlx::query("SELECT COUNT(*) FROM queue")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        // Opening twice (the CLI beside a running gateway) is fine.
+        Database::open(&data).await.unwrap();
+        for entry in std::fs::read_dir(&data).unwrap() {
+            let entry = entry.unwrap();
+            let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode & 0o077, 0, "{} is {mode:o}", entry.path().display());
+        }
+        assert!(data.join("queue.db-wal").exists());
+    }
+}
