@@ -9,7 +9,7 @@
 #   corpus/bench.sh --json     eval as JSON (keys spam_recall, ham_fpr, auc, msgs_per_sec, ...)
 #   corpus/bench.sh --cv       also the 10-fold cross-validation inside TRAIN, random folds
 #                              and grouped by source (five assignments of sources to folds,
-#                              --seed 0..4: how the defaults are chosen since round 3)
+#                              --seed 0..4: how the defaults are chosen)
 #   corpus/bench.sh --compare  also TEST figures of the other scorings (report only; the
 #                              defaults are never tuned on TEST)
 set -euo pipefail
