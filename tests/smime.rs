@@ -639,3 +639,203 @@ async fn broken_or_foreign_smime_gets_its_symbol_and_the_configured_action() {
     assert_eq!(r.code, 550, "{}", r.text);
     assert!(gw2.log().contains("SMIME_MALFORMED"));
 }
+
+/// `application/pkcs7-mime` around a DER CMS blob, as a client sends it.
+fn pkcs7_mime(smime_type: &str, der: &[u8]) -> Vec<u8> {
+    let b64 = openssl(&["base64", "-e"], der);
+    crlf(
+        &[
+            format!(
+                "MIME-Version: 1.0\r\nContent-Type: application/pkcs7-mime; smime-type={smime_type}; name=\"smime.p7m\"\r\n\
+                 Content-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"smime.p7m\"\r\n\r\n"
+            )
+            .as_bytes(),
+            &b64,
+        ]
+        .concat(),
+    )
+}
+
+/// The serial number of a certificate file, as `openssl x509 -serial` prints it (hex).
+fn serial_of(cert: &std::path::Path) -> String {
+    let out = openssl(
+        &["x509", "-noout", "-serial", "-in", cert.to_str().unwrap()],
+        b"",
+    );
+    String::from_utf8_lossy(&out)
+        .trim()
+        .trim_start_matches("serial=")
+        .to_string()
+}
+
+/// A self-made certificate for `email` whose issuer differs from the real CA's only in
+/// letter case and whose serial number is `serial` (hex): what a forger makes to look like
+/// a partner's certificate. Returns (certificate, key) paths.
+fn look_alike(pki: &TestPki, name: &str, email: &str, serial: &str) -> (String, String) {
+    let p = |f: &str| pki.path(f).to_str().unwrap().to_string();
+    let (cert, key) = (p(&format!("{name}.pem")), p(&format!("{name}.key")));
+    openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &cert,
+            "-days",
+            "30",
+            "-set_serial",
+            &format!("0x{serial}"),
+            // the CA's name is "/O=Portcullis Interop/CN=Partner CA"
+            "-subj",
+            "/O=portcullis interop/CN=partner ca",
+            "-addext",
+            "basicConstraints=CA:FALSE",
+            "-addext",
+            "keyUsage=critical,digitalSignature,keyEncipherment",
+            "-addext",
+            "extendedKeyUsage=emailProtection",
+            "-addext",
+            &format!("subjectAltName=email:{email}"),
+        ],
+        b"",
+    );
+    (cert, key)
+}
+
+/// The forgery: a signature made with the forger's key (RSA-PSS, or PKCS#1 v1.5), the
+/// look-alike certificate listed first and the partner's real one after it, and the signer
+/// identifier naming the real certificate byte for byte (the identifier is not signed).
+fn forged_signed_data(pki: &TestPki, partner: &Holder, pss: bool) -> Vec<u8> {
+    let (cert, key) = look_alike(pki, "forger", &partner.email, &serial_of(&partner.cert));
+    let input = write(pki, "forged.in", &entity("Pay the invoice to account 666."));
+    let mut args = vec![
+        "cms",
+        "-sign",
+        "-binary",
+        "-nodetach",
+        "-outform",
+        "DER",
+        "-in",
+        &input,
+        "-signer",
+        &cert,
+        "-inkey",
+        &key,
+        "-certfile",
+        partner.cert.to_str().unwrap(),
+    ];
+    if pss {
+        args.extend_from_slice(&["-keyopt", "rsa_padding_mode:pss"]);
+    }
+    let mut der = openssl(&args, b"");
+    // The signer identifier comes after the certificates: its issuer is the last
+    // occurrence of the look-alike names. Same length, so no length changes.
+    for (from, to) in [
+        (&b"partner ca"[..], &b"Partner CA"[..]),
+        (b"portcullis interop", b"Portcullis Interop"),
+    ] {
+        let at = der
+            .windows(from.len())
+            .rposition(|w| w == from)
+            .expect("the signer identifier names the look-alike issuer");
+        der[at..at + from.len()].copy_from_slice(to);
+    }
+    der
+}
+
+/// A signature by a forger's key, naming a partner's real certificate (issued by a CA we
+/// trust) through a look-alike certificate listed first, is never reported as the partner's
+/// trusted signature: not with RSA-PSS (which once went to a verifier that matched the
+/// look-alike by its case-blind name comparison, while the chain and address came from the
+/// real certificate), not with PKCS#1 v1.5. Nothing is harvested from it, the From domain is
+/// not authenticated by it; a genuine RSA-PSS signature by the partner still verifies.
+#[tokio::test]
+async fn a_forged_signature_through_a_look_alike_certificate_is_never_the_partners() {
+    let pki = TestPki::new("Partner CA");
+    let alice = pki.holder("alice@partner.test");
+    let bob = pki.holder("bob@example.test");
+    let sink = Sink::start().await;
+    let gw = Gateway::start(
+        sink.addr,
+        &format!("{CERTS}[smime]\nkeep_signature = false\n"),
+    );
+    import_identity(&gw, &bob);
+    certs(&gw, &["trust-ca", pki.ca().to_str().unwrap()]);
+    settle().await;
+
+    let cases = [
+        (
+            "RSA-PSS forgery",
+            pkcs7_mime("signed-data", &forged_signed_data(&pki, &alice, true)),
+        ),
+        (
+            "PKCS#1 v1.5 forgery",
+            pkcs7_mime("signed-data", &forged_signed_data(&pki, &alice, false)),
+        ),
+        (
+            "RSA-PSS forgery, encrypted to bob",
+            cli_encrypt(
+                &pki,
+                &bob,
+                &["-aes-256-cbc"],
+                &pkcs7_mime("signed-data", &forged_signed_data(&pki, &alice, true)),
+            ),
+        ),
+    ];
+    for (i, (what, smime)) in cases.iter().enumerate() {
+        let id = format!("forged{i}@partner.test");
+        let r = send(
+            &gw,
+            "alice@partner.test",
+            "bob@example.test",
+            &mail("alice@partner.test", "bob@example.test", &id, smime),
+        )
+        .await;
+        assert_eq!(r.code, 250, "{what}: {}", r.text);
+        assert!(
+            wait_until(10, || sink.count() > i).await,
+            "{what}: not delivered"
+        );
+        let got = delivered_for(&sink, &id);
+        let result = got
+            .lines()
+            .find(|l| l.starts_with("X-Portcullis-SMIME:"))
+            .unwrap_or_else(|| panic!("{what}: no result header:\n{got}"));
+        assert!(!result.contains("chain trusted"), "{what}: {result}");
+        assert!(result.contains("signature INVALID"), "{what}: {result}");
+    }
+    let log = gw.log();
+    assert!(!log.contains("SMIME_SIGNED_VALID"), "{log}");
+    let listing = certs(&gw, &["list", "--json"]);
+    assert!(
+        !listing.contains("alice@partner.test"),
+        "harvested: {listing}"
+    );
+
+    // The partner's own RSA-PSS signature verifies, on the gateway's own path.
+    let genuine = cli_sign(
+        &pki,
+        &alice,
+        &["-keyopt", "rsa_padding_mode:pss"],
+        &entity(TEXT),
+    );
+    let id = "genuine-pss@partner.test";
+    let r = send(
+        &gw,
+        "alice@partner.test",
+        "bob@example.test",
+        &mail("alice@partner.test", "bob@example.test", id, &genuine),
+    )
+    .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert!(wait_until(10, || sink.count() > cases.len()).await);
+    let got = delivered_for(&sink, id);
+    assert!(
+        got.contains("X-Portcullis-SMIME: signed by <alice@partner.test>, chain trusted"),
+        "{got}"
+    );
+}

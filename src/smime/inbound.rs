@@ -91,8 +91,13 @@ impl SmimeInbound {
         let intermediates = self.keyring.intermediates();
         let verdicts = self.verdicts_for(&trust);
         let message = raw.to_vec();
+        let deadline = Instant::now() + Duration::from_secs(self.config.job_timeout_secs);
+        let limits = engine::Limits {
+            max_signers: self.config.max_signers,
+            deadline: Some(deadline),
+        };
         // RSA private-key operations take milliseconds: off the reactor.
-        let result = super::cpu::run(move || {
+        let result = super::cpu::run_until(deadline, move || {
             let keys: Vec<KeyPair> = identities
                 .iter()
                 .map(|i| KeyPair {
@@ -100,7 +105,14 @@ impl SmimeInbound {
                     key: &i.key,
                 })
                 .collect();
-            engine::unwrap_with(&message, &keys, &trust, &intermediates, verdicts.as_deref())
+            engine::unwrap_limited(
+                &message,
+                &keys,
+                &trust,
+                &intermediates,
+                verdicts.as_deref(),
+                &limits,
+            )
         })
         .await?;
         Ok(match result {
@@ -156,7 +168,16 @@ impl SmimeInbound {
                 }
             }
         }
+        if let Some(why) = &u.left_as_sent {
+            out.symbols
+                .push(Symbol::new("SMIME_NOT_UNWRAPPED", why.as_str()));
+            summary.push(why.clone());
+        }
         out.header = Some(header(&summary.join("; ")));
+        // Left as sent and not encrypted: delivered byte for byte as received.
+        if u.left_as_sent.is_some() && !u.decrypted() {
+            return out;
+        }
         // Keep the signature where it directly wraps the plaintext and the operator wants
         // it; otherwise deliver the plaintext. A message that was only signed and keeps its
         // signature is stored as received, byte for byte.

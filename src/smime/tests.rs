@@ -501,7 +501,7 @@ fn a_chain_sent_incomplete_is_completed_from_held_intermediates_never_trusted_by
 #[test]
 fn the_primitive_path_itself_opens_and_checks_what_the_cli_produces() {
     use super::cms_info;
-    use super::engine::{Check, Opened};
+    use super::engine::{Check, ContentDigests, Opened};
     let pki = Pki::new("Test CA");
     let bob = pki.user("bob@example.test");
     let bob_der = bob.cert.to_der().unwrap();
@@ -571,7 +571,12 @@ fn the_primitive_path_itself_opens_and_checks_what_the_cli_produces() {
         let cert = openssl::x509::X509::from_der(&info.certificates[s.cert.unwrap()].der).unwrap();
         let what = format!("{} {md} detached={detached}", signer.cert_path.display());
         assert_eq!(
-            engine::check_signature(s, &cert, info.content_type, ENTITY),
+            engine::check_signature(
+                s,
+                &cert,
+                info.content_type,
+                &mut ContentDigests::new(ENTITY)
+            ),
             Check::Valid,
             "{what}"
         );
@@ -579,7 +584,12 @@ fn the_primitive_path_itself_opens_and_checks_what_the_cli_produces() {
         changed[50] ^= 0x20;
         assert!(
             matches!(
-                engine::check_signature(s, &cert, info.content_type, &changed),
+                engine::check_signature(
+                    s,
+                    &cert,
+                    info.content_type,
+                    &mut ContentDigests::new(&changed)
+                ),
                 Check::Invalid(_)
             ),
             "{what}"
@@ -589,7 +599,12 @@ fn the_primitive_path_itself_opens_and_checks_what_the_cli_produces() {
         forged.signature[last] ^= 1;
         assert!(
             matches!(
-                engine::check_signature(&forged, &cert, info.content_type, ENTITY),
+                engine::check_signature(
+                    &forged,
+                    &cert,
+                    info.content_type,
+                    &mut ContentDigests::new(ENTITY)
+                ),
                 Check::Invalid(_)
             ),
             "{what}"
@@ -674,9 +689,9 @@ fn encodings_the_walker_refuses_get_a_second_try_through_openssl() {
     let mut odd = vec![0x30, 0x85, 0, 0, 0];
     odd.extend_from_slice(&der[2..]);
     assert!(cms_info::signed_info(&odd).is_err());
-    let info = cms_info::signed_info_any(&odd).unwrap();
+    let info = cms_info::signed_info_any(&odd, 8).unwrap();
     assert_eq!(info.content.as_deref(), Some(ENTITY));
-    assert!(cms_info::signed_info_any(b"\x30\x85garbage").is_err());
+    assert!(cms_info::signed_info_any(b"\x30\x85garbage", 8).is_err());
 }
 
 /// Every truncation and a changed byte at every position of real CMS structures (opaque
@@ -685,6 +700,7 @@ fn encodings_the_walker_refuses_get_a_second_try_through_openssl() {
 #[test]
 fn truncated_or_mutated_cms_is_an_error_or_a_result_never_a_panic() {
     use super::cms_info;
+    use super::engine::ContentDigests;
     let pki = Pki::new("Test CA");
     let alice = pki.user("alice@partner.test");
     let bob = pki.user("bob@example.test");
@@ -702,7 +718,12 @@ fn truncated_or_mutated_cms_is_an_error_or_a_result_never_a_panic() {
                     .cert
                     .and_then(|i| openssl::x509::X509::from_der(&info.certificates[i].der).ok());
                 if let Some(cert) = cert {
-                    let _ = engine::check_signature(s, &cert, info.content_type, ENTITY);
+                    let _ = engine::check_signature(
+                        s,
+                        &cert,
+                        info.content_type,
+                        &mut ContentDigests::new(ENTITY),
+                    );
                 }
                 let _ = s.capabilities.len();
             }
