@@ -847,3 +847,112 @@ async fn a_forged_signature_through_a_look_alike_certificate_is_never_the_partne
         "{got}"
     );
 }
+
+/// What the gateway delivered to `rcpt` of message `id`.
+fn delivered_to(sink: &Sink, id: &str, rcpt: &str) -> String {
+    sink.all()
+        .into_iter()
+        .find(|m| m.message_id().as_deref() == Some(id) && m.rcpts.iter().any(|r| r == rcpt))
+        .unwrap_or_else(|| panic!("{id} was not delivered to {rcpt}"))
+        .data
+}
+
+/// Ciphertext for one local user, sent again with another local mailbox as a co-recipient:
+/// only the user whose key opens it gets the plaintext; the co-recipient gets the message
+/// as it was sent (still encrypted). Mail encrypted to both is plaintext for both.
+#[tokio::test]
+async fn decrypted_plaintext_goes_only_to_the_recipients_whose_key_opened_it() {
+    let pki = TestPki::new("Interop CA");
+    let bob = pki.holder("bob@example.test");
+    let dave = pki.holder("dave@example.test");
+    let sink = Sink::start().await;
+    let gw = Gateway::start(
+        sink.addr,
+        &format!("{CERTS}[smime]\nkeep_signature = false\n"),
+    );
+    import_identity(&gw, &bob);
+    import_identity(&gw, &dave);
+    settle().await;
+
+    let for_bob = cli_encrypt(&pki, &bob, &["-aes-256-cbc"], &entity(TEXT));
+    let r = gw
+        .client()
+        .await
+        .send_message(
+            "mallory@elsewhere.test",
+            &["bob@example.test", "carol@example.test"],
+            &mail(
+                "mallory@elsewhere.test",
+                "bob@example.test",
+                "resent@elsewhere.test",
+                &for_bob,
+            ),
+        )
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert!(
+        wait_until(10, || sink.count() >= 2).await,
+        "two copies delivered"
+    );
+    let to_bob = delivered_to(&sink, "resent@elsewhere.test", "bob@example.test");
+    let to_carol = delivered_to(&sink, "resent@elsewhere.test", "carol@example.test");
+    assert!(to_bob.contains(TEXT), "bob reads it:\n{to_bob}");
+    assert!(to_bob.contains("X-Portcullis-SMIME: decrypted"), "{to_bob}");
+    assert!(
+        !to_carol.contains(TEXT),
+        "carol got the plaintext:\n{to_carol}"
+    );
+    assert!(to_carol.contains("application/pkcs7-mime"), "{to_carol}");
+    assert!(
+        !to_carol.contains("X-Portcullis-SMIME: decrypted"),
+        "{to_carol}"
+    );
+    assert!(
+        to_carol.contains("encrypted for another recipient"),
+        "{to_carol}"
+    );
+
+    // encrypted to bob and dave: both read it
+    let input = write(&pki, "both.in", &entity(TEXT));
+    let both = crlf(&openssl(
+        &[
+            "cms",
+            "-encrypt",
+            "-binary",
+            "-aes-256-cbc",
+            "-in",
+            &input,
+            "-recip",
+            bob.cert.to_str().unwrap(),
+            "-recip",
+            dave.cert.to_str().unwrap(),
+        ],
+        b"",
+    ));
+    let r = gw
+        .client()
+        .await
+        .send_message(
+            "alice@partner.test",
+            &["bob@example.test", "dave@example.test"],
+            &mail(
+                "alice@partner.test",
+                "bob@example.test",
+                "both@partner.test",
+                &both,
+            ),
+        )
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert!(wait_until(10, || sink.count() >= 3).await);
+    let got = sink
+        .all()
+        .into_iter()
+        .filter(|m| m.message_id().as_deref() == Some("both@partner.test"))
+        .collect::<Vec<_>>();
+    let rcpts: Vec<&String> = got.iter().flat_map(|m| &m.rcpts).collect();
+    assert_eq!(rcpts.len(), 2, "{rcpts:?}");
+    for m in &got {
+        assert!(m.data.contains(TEXT), "{:?}:\n{}", m.rcpts, m.data);
+    }
+}

@@ -133,9 +133,9 @@ pub struct Unwrapped {
     pub signed_entity: Option<Vec<u8>>,
     pub layers: Vec<Layer>,
     pub signatures: Vec<SignatureResult>,
-    /// For each encrypted layer, outermost first: the index (in the keys given to
-    /// [`unwrap`]) of the key that opened it.
-    pub opened_with: Vec<usize>,
+    /// For each encrypted layer, outermost first: the indexes (in the keys given to
+    /// [`unwrap`]) of the keys that open it.
+    pub opened_with: Vec<Vec<usize>>,
     /// Why the innermost entity was not unwrapped further although it is S/MIME (a
     /// certs-only message, a signed receipt, content that is not a MIME entity): it is
     /// delivered as it came.
@@ -314,11 +314,11 @@ pub fn unwrap_limited(
                         mime::as_entity(mime::into_crlf(v.content))
                     }
                     k @ (Kind::Enveloped | Kind::AuthEnveloped) => {
-                        let (plain, key) = decrypt(&der, keys)?;
+                        let (plain, openers) = decrypt(&der, keys)?;
                         out.layers.push(Layer::Encrypted {
                             authenticated: k == Kind::AuthEnveloped,
                         });
-                        out.opened_with.push(key);
+                        out.opened_with.push(openers);
                         // A signature outside the encryption does not sign the plaintext.
                         out.signed_entity = None;
                         mime::as_entity(mime::into_crlf(plain))
@@ -343,8 +343,10 @@ pub fn unwrap_limited(
 /// S/MIME clients send — is opened here with OpenSSL's primitives (see [`open`]); anything
 /// else (key agreement, RC2, a recipient our keys match only by a differently encoded
 /// name) goes to OpenSSL's `CMS_decrypt`, which reads every kind.
-/// Returns the plaintext and the index of the key that opened it.
-fn decrypt(der: &[u8], keys: &[KeyPair<'_>]) -> Result<(Vec<u8>, usize), SmimeError> {
+/// Returns the plaintext and the indexes of every given key that opens it (the first
+/// that did, then the others that hold the same content key): the plaintext is for their
+/// owners only.
+fn decrypt(der: &[u8], keys: &[KeyPair<'_>]) -> Result<(Vec<u8>, Vec<usize>), SmimeError> {
     let envelope = cms_info::envelope_any(der).map_err(SmimeError::Malformed)?;
     let mut errors = Vec::new();
     let mut ask_openssl = false;
@@ -356,10 +358,26 @@ fn decrypt(der: &[u8], keys: &[KeyPair<'_>]) -> Result<(Vec<u8>, usize), SmimeEr
         let Some(recipient) = envelope.recipients.iter().find(|r| r.id.names(&cert_der)) else {
             continue;
         };
-        match open(&envelope, recipient, k.key) {
-            Opened::Plain(plain) => return Ok((plain, i)),
-            Opened::Failed(why) => errors.push(format!("{}: {why}", subject_of(k.cert))),
-            Opened::NotHere => ask_openssl = true,
+        match open_keyed(&envelope, recipient, k.key) {
+            (Opened::Plain(plain), cek) => {
+                let mut openers = vec![i];
+                // Only with several keys (several local recipients): one more key
+                // operation for each later key the message is addressed to.
+                for (j, other) in keys.iter().enumerate().skip(i + 1) {
+                    let Ok(der) = other.cert.to_der() else {
+                        continue;
+                    };
+                    let same = envelope.recipients.iter().filter(|r| r.id.names(&der)).any(
+                        |r| matches!(unwrap_content_key(r, other.key), Some(Ok(k)) if k == cek),
+                    );
+                    if same {
+                        openers.push(j);
+                    }
+                }
+                return Ok((plain, openers));
+            }
+            (Opened::Failed(why), _) => errors.push(format!("{}: {why}", subject_of(k.cert))),
+            (Opened::NotHere, _) => ask_openssl = true,
         }
     }
     if ask_openssl || (errors.is_empty() && !keys.is_empty()) {
@@ -387,8 +405,9 @@ fn undecryptable(der: &[u8], keys: usize, errors: &[String]) -> SmimeError {
     ))
 }
 
-/// OpenSSL's `CMS_decrypt`, key by key, for what [`open`] does not read.
-fn openssl_decrypt(der: &[u8], keys: &[KeyPair<'_>]) -> Result<(Vec<u8>, usize), SmimeError> {
+/// OpenSSL's `CMS_decrypt`, key by key, for what [`open`] does not read; as [`decrypt`],
+/// the indexes of every key that opens it.
+fn openssl_decrypt(der: &[u8], keys: &[KeyPair<'_>]) -> Result<(Vec<u8>, Vec<usize>), SmimeError> {
     let cms = CmsContentInfo::from_der(der)
         .map_err(|e| SmimeError::Malformed(format!("corrupt enveloped data: {e}")))?;
     let mut errors = Vec::new();
@@ -396,7 +415,15 @@ fn openssl_decrypt(der: &[u8], keys: &[KeyPair<'_>]) -> Result<(Vec<u8>, usize),
         // With the certificate given, OpenSSL picks the matching RecipientInfo and fails
         // cleanly when there is none.
         match cms.decrypt(k.key, k.cert) {
-            Ok(plain) => return Ok((plain, i)),
+            Ok(plain) => {
+                let mut openers = vec![i];
+                for (j, other) in keys.iter().enumerate().skip(i + 1) {
+                    if cms.decrypt(other.key, other.cert).is_ok_and(|p| p == plain) {
+                        openers.push(j);
+                    }
+                }
+                return Ok((plain, openers));
+            }
             Err(e) => errors.push(format!("{}: {}", subject_of(k.cert), first_error(&e))),
         }
     }
@@ -592,20 +619,30 @@ impl<'a> ContentAlg<'a> {
 
 /// Open `envelope` through `recipient` with `key`: the content key with RSA (v1.5 or
 /// OAEP), then the content.
+#[cfg(test)]
 pub(super) fn open(
     envelope: &cms_info::Envelope,
     recipient: &cms_info::KeyTransRecipient,
     key: &PKey<Private>,
 ) -> Opened {
+    open_keyed(envelope, recipient, key).0
+}
+
+/// [`open`], with the content key that opened the content.
+fn open_keyed(
+    envelope: &cms_info::Envelope,
+    recipient: &cms_info::KeyTransRecipient,
+    key: &PKey<Private>,
+) -> (Opened, Vec<u8>) {
     let Some(alg) = ContentAlg::of(&envelope.content_cipher) else {
-        return Opened::NotHere;
+        return (Opened::NotHere, Vec::new());
     };
     // GCM belongs in AuthEnvelopedData and CBC in EnvelopedData; a mix is OpenSSL's to judge.
     if alg.gcm_tag_len.is_some() != envelope.authenticated {
-        return Opened::NotHere;
+        return (Opened::NotHere, Vec::new());
     }
     let Some(cek) = unwrap_content_key(recipient, key) else {
-        return Opened::NotHere;
+        return (Opened::NotHere, Vec::new());
     };
     // A content key that does not unwrap (bad padding) or has the wrong length is replaced
     // by a random one, so the message fails the way a wrong key fails (RFC 3218 §2.3.2):
@@ -615,7 +652,7 @@ pub(super) fn open(
         _ => {
             let mut k = vec![0u8; alg.cipher.key_len()];
             if openssl::rand::rand_bytes(&mut k).is_err() {
-                return Opened::Failed("no random numbers".into());
+                return (Opened::Failed("no random numbers".into()), Vec::new());
             }
             k
         }
@@ -631,13 +668,21 @@ pub(super) fn open(
                 &envelope.ciphertext,
                 tag,
             ),
-            _ => return Opened::Failed("the authentication tag is missing or mis-sized".into()),
+            _ => {
+                return (
+                    Opened::Failed("the authentication tag is missing or mis-sized".into()),
+                    Vec::new(),
+                );
+            }
         },
     };
     match plain {
-        Ok(p) => Opened::Plain(p),
-        Err(_) => Opened::Failed(
-            "the content does not decrypt with this key (wrong key or changed message)".into(),
+        Ok(p) => (Opened::Plain(p), cek),
+        Err(_) => (
+            Opened::Failed(
+                "the content does not decrypt with this key (wrong key or changed message)".into(),
+            ),
+            Vec::new(),
         ),
     }
 }

@@ -34,6 +34,12 @@ pub struct InboundResult {
     pub replacement: Option<Vec<u8>>,
     /// Valid signatures, to harvest once the verdict lets the message through.
     pub harvestable: Vec<SignatureResult>,
+    /// The envelope recipients the replacement (the plaintext) is for, when not all: those
+    /// whose key, or whose domain's gateway key, opened the message. The others get the
+    /// message as received, with [`Self::others_header`] instead of [`Self::header`].
+    pub readers: Option<Vec<String>>,
+    /// The result header for the recipients who are not [`Self::readers`].
+    pub others_header: Option<String>,
 }
 
 pub struct SmimeInbound {
@@ -80,12 +86,22 @@ impl SmimeInbound {
             return Ok(InboundResult::default());
         }
         let mut identities: Vec<Identity> = Vec::new();
+        // Per envelope recipient, the indexes of its keys (its own, its domain's gateway
+        // key) in `identities`.
+        let mut owned: Vec<Vec<usize>> = Vec::with_capacity(envelope.rcpt_to.len());
         for rcpt in &envelope.rcpt_to {
+            let mut mine = Vec::new();
             for id in self.keyring.decryption_identities(rcpt).await? {
-                if !identities.iter().any(|i| i.cert == id.cert) {
-                    identities.push(id);
-                }
+                let at = match identities.iter().position(|i| i.cert == id.cert) {
+                    Some(at) => at,
+                    None => {
+                        identities.push(id);
+                        identities.len() - 1
+                    }
+                };
+                mine.push(at);
             }
+            owned.push(mine);
         }
         let trust = self.keyring.trust_store()?;
         let intermediates = self.keyring.intermediates();
@@ -117,7 +133,29 @@ impl SmimeInbound {
         .await?;
         Ok(match result {
             Ok(None) => InboundResult::default(),
-            Ok(Some(u)) => self.unwrapped(raw, u),
+            Ok(Some(u)) => {
+                // The plaintext is for the recipients holding a key to every encrypted layer.
+                let reads = |mine: &Vec<usize>| {
+                    u.opened_with
+                        .iter()
+                        .all(|layer| layer.iter().any(|k| mine.contains(k)))
+                };
+                let readers: Vec<String> = envelope
+                    .rcpt_to
+                    .iter()
+                    .zip(&owned)
+                    .filter(|(_, mine)| reads(mine))
+                    .map(|(r, _)| r.clone())
+                    .collect();
+                let mut out = self.unwrapped(raw, u);
+                if readers.len() < envelope.rcpt_to.len() && out.replacement.is_some() {
+                    out.readers = Some(readers);
+                    out.others_header = Some(header(
+                        "encrypted for another recipient, delivered as received",
+                    ));
+                }
+                out
+            }
             Err(e) => self.failed(e),
         })
     }
@@ -211,6 +249,8 @@ impl SmimeInbound {
             header: Some(header(&text)),
             replacement: None,
             harvestable: Vec::new(),
+            readers: None,
+            others_header: None,
         }
     }
 
