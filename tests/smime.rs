@@ -956,3 +956,127 @@ async fn decrypted_plaintext_goes_only_to_the_recipients_whose_key_opened_it() {
         assert!(m.data.contains(TEXT), "{:?}:\n{}", m.rcpts, m.data);
     }
 }
+
+/// Content without a MIME header block (`openssl cms -encrypt` without `-text`) becomes the
+/// body of a text/plain entity, never part of the header; a certs-only message (RFC 8551
+/// §3.6) is accepted even with `undecryptable_action = "reject"`, delivered unchanged and
+/// not harvested; a signed receipt (content that is not a MIME entity) stays as sent
+/// instead of being spliced into the mail as binary.
+#[tokio::test]
+async fn headerless_content_certs_only_and_signed_receipts_are_delivered_as_mail() {
+    let pki = TestPki::new("Interop CA");
+    let bob = pki.holder("bob@example.test");
+    let alice = pki.holder("alice@partner.test");
+    let sink = Sink::start().await;
+    let gw = Gateway::start(
+        sink.addr,
+        &format!("{CERTS}[smime]\nundecryptable_action = \"reject\"\nkeep_signature = false\n"),
+    );
+    import_identity(&gw, &bob);
+    certs(&gw, &["trust-ca", pki.ca().to_str().unwrap()]);
+    settle().await;
+    let send_it = |id: &'static str, smime: Vec<u8>| {
+        let gw = &gw;
+        async move {
+            let r = send(
+                gw,
+                "alice@partner.test",
+                "bob@example.test",
+                &mail("alice@partner.test", "bob@example.test", id, &smime),
+            )
+            .await;
+            assert_eq!(r.code, 250, "{id}: {}", r.text);
+        }
+    };
+
+    // 1. header-less plaintext
+    let input = write(&pki, "bare.in", b"Hello world!\nSecond line.\n");
+    let bare = crlf(&openssl(
+        &[
+            "cms",
+            "-encrypt",
+            "-in",
+            &input,
+            "-recip",
+            bob.cert.to_str().unwrap(),
+        ],
+        b"",
+    ));
+    send_it("bare@partner.test", bare).await;
+    assert!(wait_until(10, || sink.count() == 1).await);
+    let got = delivered_for(&sink, "bare@partner.test");
+    let (head, body) = got.split_once("\r\n\r\n").expect("a header block");
+    assert!(
+        !head.contains("Hello world"),
+        "content in the header:\n{got}"
+    );
+    assert!(body.starts_with("Hello world!\r\nSecond line."), "{got}");
+    assert!(head.contains("Content-Type: text/plain"), "{got}");
+    assert!(head.contains("X-Portcullis-SMIME: decrypted"), "{got}");
+
+    // 2. certs-only
+    let der = openssl(
+        &[
+            "crl2pkcs7",
+            "-nocrl",
+            "-certfile",
+            alice.cert.to_str().unwrap(),
+            "-outform",
+            "DER",
+        ],
+        b"",
+    );
+    let certs_only = pkcs7_mime("certs-only", &der);
+    let sent_body =
+        String::from_utf8_lossy(crate::harness::smime::split(&certs_only).1).into_owned();
+    send_it("certs@partner.test", certs_only).await;
+    assert!(wait_until(10, || sink.count() == 2).await);
+    let got = delivered_for(&sink, "certs@partner.test");
+    assert!(got.contains("smime-type=certs-only"), "{got}");
+    assert!(got.ends_with(&sent_body), "delivered unchanged:\n{got}");
+    assert!(
+        got.contains("X-Portcullis-SMIME: certificates only"),
+        "{got}"
+    );
+    let listing = certs(&gw, &["list", "--json"]);
+    assert!(
+        !listing.contains("alice@partner.test"),
+        "harvested: {listing}"
+    );
+
+    // 3. a signed receipt: binary content of type id-ct-receipt
+    let receipt_der: &[u8] = &[
+        0x30, 0x0b, 0x02, 0x01, 0x01, 0x06, 0x02, 0x2a, 0x03, 0x04, 0x02, 0xff, 0x00,
+    ];
+    let input = write(&pki, "receipt.der", receipt_der);
+    let receipt = crlf(&openssl(
+        &[
+            "cms",
+            "-sign",
+            "-binary",
+            "-nodetach",
+            "-econtent_type",
+            "1.2.840.113549.1.9.16.1.1",
+            "-in",
+            &input,
+            "-signer",
+            alice.cert.to_str().unwrap(),
+            "-inkey",
+            alice.key.to_str().unwrap(),
+        ],
+        b"",
+    ));
+    send_it("receipt@partner.test", receipt).await;
+    assert!(wait_until(10, || sink.count() == 3).await);
+    let got = delivered_for(&sink, "receipt@partner.test");
+    assert!(
+        got.contains("application/pkcs7-mime"),
+        "left as sent:\n{got}"
+    );
+    assert!(got.contains("a signed receipt"), "{got}");
+    assert!(
+        got.bytes()
+            .all(|b| b == b'\r' || b == b'\n' || b == b'\t' || (32..127).contains(&b)),
+        "binary in the mail:\n{got:?}"
+    );
+}
