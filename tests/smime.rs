@@ -1080,3 +1080,67 @@ async fn headerless_content_certs_only_and_signed_receipts_are_delivered_as_mail
         "binary in the mail:\n{got:?}"
     );
 }
+
+/// A signature with more signer infos than `[smime] max_signers` is malformed (here:
+/// refused, as `undecryptable_action = "reject"` says), never valid; within the cap every
+/// signer is checked.
+#[tokio::test]
+async fn more_signers_than_max_signers_is_malformed() {
+    let pki = TestPki::new("Interop CA");
+    let signers: Vec<Holder> = (0..4)
+        .map(|i| pki.holder(&format!("signer{i}@partner.test")))
+        .collect();
+    let sink = Sink::start().await;
+    let gw = Gateway::start(
+        sink.addr,
+        &format!("{CERTS}[smime]\nundecryptable_action = \"reject\"\nmax_signers = 3\n"),
+    );
+    certs(&gw, &["trust-ca", pki.ca().to_str().unwrap()]);
+    settle().await;
+    let signed_by_many = |n: usize| {
+        let input = write(&pki, "many.in", &entity(TEXT));
+        let mut args = vec!["cms", "-sign", "-binary", "-nodetach", "-in", &input];
+        for s in &signers[..n] {
+            args.extend_from_slice(&[
+                "-signer",
+                s.cert.to_str().unwrap(),
+                "-inkey",
+                s.key.to_str().unwrap(),
+            ]);
+        }
+        crlf(&openssl(&args, b""))
+    };
+    let r = send(
+        &gw,
+        "alice@partner.test",
+        "bob@example.test",
+        &mail(
+            "alice@partner.test",
+            "bob@example.test",
+            "many@partner.test",
+            &signed_by_many(4),
+        ),
+    )
+    .await;
+    assert_eq!(r.code, 550, "{}", r.text);
+    assert!(gw.log().contains("SMIME_MALFORMED"), "{}", gw.log());
+    let r = send(
+        &gw,
+        "alice@partner.test",
+        "bob@example.test",
+        &mail(
+            "alice@partner.test",
+            "bob@example.test",
+            "three@partner.test",
+            &signed_by_many(3),
+        ),
+    )
+    .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert!(wait_until(10, || sink.count() == 1).await);
+    let got = delivered_for(&sink, "three@partner.test");
+    for s in &signers[..3] {
+        let who = format!("signed by <{}>, chain trusted", s.email);
+        assert!(got.contains(&who), "{who}:\n{got}");
+    }
+}

@@ -1298,3 +1298,33 @@ fn signed_attributes_that_break_rfc_5652_make_the_signature_invalid() {
         assert!(matches!(s, SignatureStatus::Invalid(_)), "{what}: {s:?}");
     }
 }
+
+/// The engine stops at its deadline (between layers and signers) with an error, and refuses
+/// more signer infos than allowed before checking any.
+#[test]
+fn the_engine_keeps_to_its_deadline_and_signer_cap() {
+    let pki = Pki::new("Test CA");
+    let alice = pki.user("alice@partner.test");
+    let signed = outer(&engine::sign(ENTITY, &keys(&alice), &[]).unwrap());
+    let store = pki.store();
+    let limited =
+        |limits: &engine::Limits| engine::unwrap_limited(&signed, &[], &store, &[], None, limits);
+    let past = engine::Limits {
+        max_signers: 8,
+        deadline: Some(std::time::Instant::now() - std::time::Duration::from_millis(1)),
+    };
+    assert!(
+        matches!(limited(&past), Err(SmimeError::Malformed(w)) if w.contains("job_timeout_secs"))
+    );
+    let none = engine::Limits {
+        max_signers: 0,
+        deadline: None,
+    };
+    assert!(matches!(limited(&none), Err(SmimeError::Malformed(w)) if w.contains("max_signers")));
+    let fine = engine::Limits {
+        max_signers: 1,
+        deadline: Some(std::time::Instant::now() + std::time::Duration::from_secs(60)),
+    };
+    let u = limited(&fine).unwrap().unwrap();
+    assert_eq!(u.signatures[0].status, SignatureStatus::Valid);
+}
