@@ -550,6 +550,8 @@ pub struct Envelope {
     pub recipients: Vec<KeyTransRecipient>,
     /// Recipients of other kinds (key agreement, KEK, password): OpenSSL's to read.
     pub other_recipients: usize,
+    /// The type of the encrypted content (id-data: a MIME entity).
+    pub content_type: ObjectIdentifier,
     pub content_cipher: Algorithm,
     pub ciphertext: Vec<u8>,
     /// AuthEnvelopedData: the authenticated attributes as DER `SET OF` (the AAD), and the
@@ -618,9 +620,11 @@ pub fn envelope(ber: &[u8]) -> Result<Envelope, String> {
         recipients.push(read_ktri(ri).ok_or_else(|| bad("unreadable recipient info"))?);
     }
     let mut c = elements(content);
-    let (Some((OID, _type)), Some((SEQUENCE, cipher))) = (c.next(), c.next()) else {
+    let (Some((OID, content_type)), Some((SEQUENCE, cipher))) = (c.next(), c.next()) else {
         return Err(bad("no content type or cipher"));
     };
+    let content_type =
+        ObjectIdentifier::from_bytes(content_type).map_err(|_| bad("bad content type"))?;
     let content_cipher = Algorithm::read(cipher).ok_or_else(|| bad("unreadable cipher"))?;
     let ciphertext = match c.next() {
         Some((tag @ (0x80 | 0xa0), ct)) => octets(tag & CONSTRUCTED, ct)
@@ -632,6 +636,7 @@ pub fn envelope(ber: &[u8]) -> Result<Envelope, String> {
         authenticated,
         recipients,
         other_recipients,
+        content_type,
         content_cipher,
         ciphertext,
         auth_attrs,

@@ -314,7 +314,17 @@ pub fn unwrap_limited(
                         mime::as_entity(mime::into_crlf(v.content))
                     }
                     k @ (Kind::Enveloped | Kind::AuthEnveloped) => {
-                        let (plain, openers) = decrypt(&der, keys)?;
+                        let envelope =
+                            cms_info::envelope_any(&der).map_err(SmimeError::Malformed)?;
+                        if envelope.content_type != cms_info::OID_DATA {
+                            // Not a MIME entity inside: its bytes are not mail text.
+                            out.left_as_sent = Some(format!(
+                                "encrypted content of type {}, not a MIME entity, delivered as sent",
+                                envelope.content_type
+                            ));
+                            break;
+                        }
+                        let (plain, openers) = decrypt(&der, &envelope, keys)?;
                         out.layers.push(Layer::Encrypted {
                             authenticated: k == Kind::AuthEnveloped,
                         });
@@ -340,14 +350,17 @@ pub fn unwrap_limited(
 /// Decrypt with the first key that fits.
 ///
 /// RSA key transport (PKCS#1 v1.5 and OAEP) with AES-CBC, AES-GCM or 3DES content — what
-/// S/MIME clients send — is opened here with OpenSSL's primitives (see [`open`]); anything
+/// S/MIME clients send — is opened here with OpenSSL's primitives (see `open_keyed`); anything
 /// else (key agreement, RC2, a recipient our keys match only by a differently encoded
 /// name) goes to OpenSSL's `CMS_decrypt`, which reads every kind.
 /// Returns the plaintext and the indexes of every given key that opens it (the first
 /// that did, then the others that hold the same content key): the plaintext is for their
 /// owners only.
-fn decrypt(der: &[u8], keys: &[KeyPair<'_>]) -> Result<(Vec<u8>, Vec<usize>), SmimeError> {
-    let envelope = cms_info::envelope_any(der).map_err(SmimeError::Malformed)?;
+fn decrypt(
+    der: &[u8],
+    envelope: &cms_info::Envelope,
+    keys: &[KeyPair<'_>],
+) -> Result<(Vec<u8>, Vec<usize>), SmimeError> {
     let mut errors = Vec::new();
     let mut ask_openssl = false;
     for (i, k) in keys.iter().enumerate() {
@@ -358,7 +371,7 @@ fn decrypt(der: &[u8], keys: &[KeyPair<'_>]) -> Result<(Vec<u8>, Vec<usize>), Sm
         let Some(recipient) = envelope.recipients.iter().find(|r| r.id.names(&cert_der)) else {
             continue;
         };
-        match open_keyed(&envelope, recipient, k.key) {
+        match open_keyed(envelope, recipient, k.key) {
             (Opened::Plain(plain), cek) => {
                 let mut openers = vec![i];
                 // Only with several keys (several local recipients): one more key
