@@ -639,3 +639,508 @@ async fn broken_or_foreign_smime_gets_its_symbol_and_the_configured_action() {
     assert_eq!(r.code, 550, "{}", r.text);
     assert!(gw2.log().contains("SMIME_MALFORMED"));
 }
+
+/// `application/pkcs7-mime` around a DER CMS blob, as a client sends it.
+fn pkcs7_mime(smime_type: &str, der: &[u8]) -> Vec<u8> {
+    let b64 = openssl(&["base64", "-e"], der);
+    crlf(
+        &[
+            format!(
+                "MIME-Version: 1.0\r\nContent-Type: application/pkcs7-mime; smime-type={smime_type}; name=\"smime.p7m\"\r\n\
+                 Content-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"smime.p7m\"\r\n\r\n"
+            )
+            .as_bytes(),
+            &b64,
+        ]
+        .concat(),
+    )
+}
+
+/// The serial number of a certificate file, as `openssl x509 -serial` prints it (hex).
+fn serial_of(cert: &std::path::Path) -> String {
+    let out = openssl(
+        &["x509", "-noout", "-serial", "-in", cert.to_str().unwrap()],
+        b"",
+    );
+    String::from_utf8_lossy(&out)
+        .trim()
+        .trim_start_matches("serial=")
+        .to_string()
+}
+
+/// A self-made certificate for `email` whose issuer differs from the real CA's only in
+/// letter case and whose serial number is `serial` (hex): what a forger makes to look like
+/// a partner's certificate. Returns (certificate, key) paths.
+fn look_alike(pki: &TestPki, name: &str, email: &str, serial: &str) -> (String, String) {
+    let p = |f: &str| pki.path(f).to_str().unwrap().to_string();
+    let (cert, key) = (p(&format!("{name}.pem")), p(&format!("{name}.key")));
+    openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &cert,
+            "-days",
+            "30",
+            "-set_serial",
+            &format!("0x{serial}"),
+            // the CA's name is "/O=Portcullis Interop/CN=Partner CA"
+            "-subj",
+            "/O=portcullis interop/CN=partner ca",
+            "-addext",
+            "basicConstraints=CA:FALSE",
+            "-addext",
+            "keyUsage=critical,digitalSignature,keyEncipherment",
+            "-addext",
+            "extendedKeyUsage=emailProtection",
+            "-addext",
+            &format!("subjectAltName=email:{email}"),
+        ],
+        b"",
+    );
+    (cert, key)
+}
+
+/// The forgery: a signature made with the forger's key (RSA-PSS, or PKCS#1 v1.5), the
+/// look-alike certificate listed first and the partner's real one after it, and the signer
+/// identifier naming the real certificate byte for byte (the identifier is not signed).
+fn forged_signed_data(pki: &TestPki, partner: &Holder, pss: bool) -> Vec<u8> {
+    let (cert, key) = look_alike(pki, "forger", &partner.email, &serial_of(&partner.cert));
+    let input = write(pki, "forged.in", &entity("Pay the invoice to account 666."));
+    let mut args = vec![
+        "cms",
+        "-sign",
+        "-binary",
+        "-nodetach",
+        "-outform",
+        "DER",
+        "-in",
+        &input,
+        "-signer",
+        &cert,
+        "-inkey",
+        &key,
+        "-certfile",
+        partner.cert.to_str().unwrap(),
+    ];
+    if pss {
+        args.extend_from_slice(&["-keyopt", "rsa_padding_mode:pss"]);
+    }
+    let mut der = openssl(&args, b"");
+    // The look-alike first in the certificate set (OpenSSL writes the set sorted).
+    let der_of = |pem: &str| openssl(&["x509", "-outform", "DER", "-in", pem], b"");
+    let (forger, real) = (der_of(&cert), der_of(partner.cert.to_str().unwrap()));
+    let at = |c: &[u8]| find(&der, c).expect("both certificates in the signed data");
+    let start = at(&forger).min(at(&real));
+    let both = [forger.as_slice(), real.as_slice()].concat();
+    der[start..start + both.len()].copy_from_slice(&both);
+    // The signer identifier comes after the certificates: its issuer is the last
+    // occurrence of the look-alike names. Same length, so no length changes.
+    for (from, to) in [
+        (&b"partner ca"[..], &b"Partner CA"[..]),
+        (b"portcullis interop", b"Portcullis Interop"),
+    ] {
+        let at = der
+            .windows(from.len())
+            .rposition(|w| w == from)
+            .expect("the signer identifier names the look-alike issuer");
+        der[at..at + from.len()].copy_from_slice(to);
+    }
+    der
+}
+
+/// A signature by a forger's key, naming a partner's real certificate (issued by a CA we
+/// trust) through a look-alike certificate listed first, is never reported as the partner's
+/// trusted signature: not with RSA-PSS (which once went to a verifier that matched the
+/// look-alike by its case-blind name comparison, while the chain and address came from the
+/// real certificate), not with PKCS#1 v1.5. Nothing is harvested from it, the From domain is
+/// not authenticated by it; a genuine RSA-PSS signature by the partner still verifies.
+#[tokio::test]
+async fn a_forged_signature_through_a_look_alike_certificate_is_never_the_partners() {
+    let pki = TestPki::new("Partner CA");
+    let alice = pki.holder("alice@partner.test");
+    let bob = pki.holder("bob@example.test");
+    let sink = Sink::start().await;
+    let gw = Gateway::start(
+        sink.addr,
+        &format!("{CERTS}[smime]\nkeep_signature = false\n"),
+    );
+    import_identity(&gw, &bob);
+    certs(&gw, &["trust-ca", pki.ca().to_str().unwrap()]);
+    settle().await;
+
+    let cases = [
+        (
+            "RSA-PSS forgery",
+            pkcs7_mime("signed-data", &forged_signed_data(&pki, &alice, true)),
+        ),
+        (
+            "PKCS#1 v1.5 forgery",
+            pkcs7_mime("signed-data", &forged_signed_data(&pki, &alice, false)),
+        ),
+        (
+            "RSA-PSS forgery, encrypted to bob",
+            cli_encrypt(
+                &pki,
+                &bob,
+                &["-aes-256-cbc"],
+                &pkcs7_mime("signed-data", &forged_signed_data(&pki, &alice, true)),
+            ),
+        ),
+    ];
+    for (i, (what, smime)) in cases.iter().enumerate() {
+        let id = format!("forged{i}@partner.test");
+        let r = send(
+            &gw,
+            "alice@partner.test",
+            "bob@example.test",
+            &mail("alice@partner.test", "bob@example.test", &id, smime),
+        )
+        .await;
+        assert_eq!(r.code, 250, "{what}: {}", r.text);
+        assert!(
+            wait_until(10, || sink.count() > i).await,
+            "{what}: not delivered"
+        );
+        let got = delivered_for(&sink, &id);
+        let result = got
+            .lines()
+            .find(|l| l.starts_with("X-Portcullis-SMIME:"))
+            .unwrap_or_else(|| panic!("{what}: no result header:\n{got}"));
+        eprintln!("{what}: {result}");
+        assert!(!result.contains("chain trusted"), "{what}: {result}");
+        assert!(result.contains("signature INVALID"), "{what}: {result}");
+    }
+    let log = gw.log();
+    assert!(!log.contains("SMIME_SIGNED_VALID"), "{log}");
+    let listing = certs(&gw, &["list", "--json"]);
+    assert!(
+        !listing.contains("alice@partner.test"),
+        "harvested: {listing}"
+    );
+
+    // The partner's own RSA-PSS signature verifies, on the gateway's own path.
+    let genuine = cli_sign(
+        &pki,
+        &alice,
+        &["-keyopt", "rsa_padding_mode:pss"],
+        &entity(TEXT),
+    );
+    let id = "genuine-pss@partner.test";
+    let r = send(
+        &gw,
+        "alice@partner.test",
+        "bob@example.test",
+        &mail("alice@partner.test", "bob@example.test", id, &genuine),
+    )
+    .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert!(wait_until(10, || sink.count() > cases.len()).await);
+    let got = delivered_for(&sink, id);
+    assert!(
+        got.contains("X-Portcullis-SMIME: signed by <alice@partner.test>, chain trusted"),
+        "{got}"
+    );
+}
+
+/// What the gateway delivered to `rcpt` of message `id`.
+fn delivered_to(sink: &Sink, id: &str, rcpt: &str) -> String {
+    sink.all()
+        .into_iter()
+        .find(|m| m.message_id().as_deref() == Some(id) && m.rcpts.iter().any(|r| r == rcpt))
+        .unwrap_or_else(|| panic!("{id} was not delivered to {rcpt}"))
+        .data
+}
+
+/// Ciphertext for one local user, sent again with another local mailbox as a co-recipient:
+/// only the user whose key opens it gets the plaintext; the co-recipient gets the message
+/// as it was sent (still encrypted). Mail encrypted to both is plaintext for both.
+#[tokio::test]
+async fn decrypted_plaintext_goes_only_to_the_recipients_whose_key_opened_it() {
+    let pki = TestPki::new("Interop CA");
+    let bob = pki.holder("bob@example.test");
+    let dave = pki.holder("dave@example.test");
+    let sink = Sink::start().await;
+    let gw = Gateway::start(
+        sink.addr,
+        &format!("{CERTS}[smime]\nkeep_signature = false\n"),
+    );
+    import_identity(&gw, &bob);
+    import_identity(&gw, &dave);
+    settle().await;
+
+    let for_bob = cli_encrypt(&pki, &bob, &["-aes-256-cbc"], &entity(TEXT));
+    let r = gw
+        .client()
+        .await
+        .send_message(
+            "mallory@elsewhere.test",
+            &["bob@example.test", "carol@example.test"],
+            &mail(
+                "mallory@elsewhere.test",
+                "bob@example.test",
+                "resent@elsewhere.test",
+                &for_bob,
+            ),
+        )
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert!(
+        wait_until(10, || sink.count() >= 2).await,
+        "two copies delivered"
+    );
+    let to_bob = delivered_to(&sink, "resent@elsewhere.test", "bob@example.test");
+    let to_carol = delivered_to(&sink, "resent@elsewhere.test", "carol@example.test");
+    assert!(to_bob.contains(TEXT), "bob reads it:\n{to_bob}");
+    assert!(to_bob.contains("X-Portcullis-SMIME: decrypted"), "{to_bob}");
+    assert!(
+        !to_carol.contains(TEXT),
+        "carol got the plaintext:\n{to_carol}"
+    );
+    assert!(to_carol.contains("application/pkcs7-mime"), "{to_carol}");
+    assert!(
+        !to_carol.contains("X-Portcullis-SMIME: decrypted"),
+        "{to_carol}"
+    );
+    assert!(
+        to_carol.contains("encrypted for another recipient"),
+        "{to_carol}"
+    );
+
+    // encrypted to bob and dave: both read it
+    let input = write(&pki, "both.in", &entity(TEXT));
+    let both = crlf(&openssl(
+        &[
+            "cms",
+            "-encrypt",
+            "-binary",
+            "-aes-256-cbc",
+            "-in",
+            &input,
+            "-recip",
+            bob.cert.to_str().unwrap(),
+            "-recip",
+            dave.cert.to_str().unwrap(),
+        ],
+        b"",
+    ));
+    let r = gw
+        .client()
+        .await
+        .send_message(
+            "alice@partner.test",
+            &["bob@example.test", "dave@example.test"],
+            &mail(
+                "alice@partner.test",
+                "bob@example.test",
+                "both@partner.test",
+                &both,
+            ),
+        )
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert!(wait_until(10, || sink.count() >= 3).await);
+    let got = sink
+        .all()
+        .into_iter()
+        .filter(|m| m.message_id().as_deref() == Some("both@partner.test"))
+        .collect::<Vec<_>>();
+    let rcpts: Vec<&String> = got.iter().flat_map(|m| &m.rcpts).collect();
+    assert_eq!(rcpts.len(), 2, "{rcpts:?}");
+    for m in &got {
+        assert!(m.data.contains(TEXT), "{:?}:\n{}", m.rcpts, m.data);
+    }
+}
+
+/// Content without a MIME header block (`openssl cms -encrypt` without `-text`) becomes the
+/// body of a text/plain entity, never part of the header; a certs-only message (RFC 8551
+/// §3.6) is accepted even with `undecryptable_action = "reject"`, delivered unchanged and
+/// not harvested; a signed receipt (content that is not a MIME entity) stays as sent
+/// instead of being spliced into the mail as binary.
+#[tokio::test]
+async fn headerless_content_certs_only_and_signed_receipts_are_delivered_as_mail() {
+    let pki = TestPki::new("Interop CA");
+    let bob = pki.holder("bob@example.test");
+    let alice = pki.holder("alice@partner.test");
+    let sink = Sink::start().await;
+    let gw = Gateway::start(
+        sink.addr,
+        &format!("{CERTS}[smime]\nundecryptable_action = \"reject\"\nkeep_signature = false\n"),
+    );
+    import_identity(&gw, &bob);
+    certs(&gw, &["trust-ca", pki.ca().to_str().unwrap()]);
+    settle().await;
+    let send_it = |id: &'static str, smime: Vec<u8>| {
+        let gw = &gw;
+        async move {
+            let r = send(
+                gw,
+                "alice@partner.test",
+                "bob@example.test",
+                &mail("alice@partner.test", "bob@example.test", id, &smime),
+            )
+            .await;
+            assert_eq!(r.code, 250, "{id}: {}", r.text);
+        }
+    };
+
+    // 1. header-less plaintext
+    let input = write(&pki, "bare.in", b"Hello world!\nSecond line.\n");
+    let bare = crlf(&openssl(
+        &[
+            "cms",
+            "-encrypt",
+            "-in",
+            &input,
+            "-recip",
+            bob.cert.to_str().unwrap(),
+        ],
+        b"",
+    ));
+    send_it("bare@partner.test", bare).await;
+    assert!(wait_until(10, || sink.count() == 1).await);
+    let got = delivered_for(&sink, "bare@partner.test");
+    let (head, body) = got.split_once("\r\n\r\n").expect("a header block");
+    assert!(
+        !head.contains("Hello world"),
+        "content in the header:\n{got}"
+    );
+    assert!(body.starts_with("Hello world!\r\nSecond line."), "{got}");
+    assert!(head.contains("Content-Type: text/plain"), "{got}");
+    assert!(head.contains("X-Portcullis-SMIME: decrypted"), "{got}");
+
+    // 2. certs-only
+    let der = openssl(
+        &[
+            "crl2pkcs7",
+            "-nocrl",
+            "-certfile",
+            alice.cert.to_str().unwrap(),
+            "-outform",
+            "DER",
+        ],
+        b"",
+    );
+    let certs_only = pkcs7_mime("certs-only", &der);
+    let sent_body =
+        String::from_utf8_lossy(crate::harness::smime::split(&certs_only).1).into_owned();
+    send_it("certs@partner.test", certs_only).await;
+    assert!(wait_until(10, || sink.count() == 2).await);
+    let got = delivered_for(&sink, "certs@partner.test");
+    assert!(got.contains("smime-type=certs-only"), "{got}");
+    assert!(got.ends_with(&sent_body), "delivered unchanged:\n{got}");
+    assert!(
+        got.contains("X-Portcullis-SMIME: certificates only"),
+        "{got}"
+    );
+    let listing = certs(&gw, &["list", "--json"]);
+    assert!(
+        !listing.contains("alice@partner.test"),
+        "harvested: {listing}"
+    );
+
+    // 3. a signed receipt: binary content of type id-ct-receipt
+    let receipt_der: &[u8] = &[
+        0x30, 0x0b, 0x02, 0x01, 0x01, 0x06, 0x02, 0x2a, 0x03, 0x04, 0x02, 0xff, 0x00,
+    ];
+    let input = write(&pki, "receipt.der", receipt_der);
+    let receipt = crlf(&openssl(
+        &[
+            "cms",
+            "-sign",
+            "-binary",
+            "-nodetach",
+            "-econtent_type",
+            "1.2.840.113549.1.9.16.1.1",
+            "-in",
+            &input,
+            "-signer",
+            alice.cert.to_str().unwrap(),
+            "-inkey",
+            alice.key.to_str().unwrap(),
+        ],
+        b"",
+    ));
+    send_it("receipt@partner.test", receipt).await;
+    assert!(wait_until(10, || sink.count() == 3).await);
+    let got = delivered_for(&sink, "receipt@partner.test");
+    assert!(
+        got.contains("application/pkcs7-mime"),
+        "left as sent:\n{got}"
+    );
+    assert!(got.contains("a signed receipt"), "{got}");
+    assert!(
+        got.bytes()
+            .all(|b| b == b'\r' || b == b'\n' || b == b'\t' || (32..127).contains(&b)),
+        "binary in the mail:\n{got:?}"
+    );
+}
+
+/// A signature with more signer infos than `[smime] max_signers` is malformed (here:
+/// refused, as `undecryptable_action = "reject"` says), never valid; within the cap every
+/// signer is checked.
+#[tokio::test]
+async fn more_signers_than_max_signers_is_malformed() {
+    let pki = TestPki::new("Interop CA");
+    let signers: Vec<Holder> = (0..4)
+        .map(|i| pki.holder(&format!("signer{i}@partner.test")))
+        .collect();
+    let sink = Sink::start().await;
+    let gw = Gateway::start(
+        sink.addr,
+        &format!("{CERTS}[smime]\nundecryptable_action = \"reject\"\nmax_signers = 3\n"),
+    );
+    certs(&gw, &["trust-ca", pki.ca().to_str().unwrap()]);
+    settle().await;
+    let signed_by_many = |n: usize| {
+        let input = write(&pki, "many.in", &entity(TEXT));
+        let mut args = vec!["cms", "-sign", "-binary", "-nodetach", "-in", &input];
+        for s in &signers[..n] {
+            args.extend_from_slice(&[
+                "-signer",
+                s.cert.to_str().unwrap(),
+                "-inkey",
+                s.key.to_str().unwrap(),
+            ]);
+        }
+        crlf(&openssl(&args, b""))
+    };
+    let r = send(
+        &gw,
+        "alice@partner.test",
+        "bob@example.test",
+        &mail(
+            "alice@partner.test",
+            "bob@example.test",
+            "many@partner.test",
+            &signed_by_many(4),
+        ),
+    )
+    .await;
+    assert_eq!(r.code, 550, "{}", r.text);
+    assert!(gw.log().contains("SMIME_MALFORMED"), "{}", gw.log());
+    let r = send(
+        &gw,
+        "alice@partner.test",
+        "bob@example.test",
+        &mail(
+            "alice@partner.test",
+            "bob@example.test",
+            "three@partner.test",
+            &signed_by_many(3),
+        ),
+    )
+    .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert!(wait_until(10, || sink.count() == 1).await);
+    let got = delivered_for(&sink, "three@partner.test");
+    for s in &signers[..3] {
+        let who = format!("signed by <{}>, chain trusted", s.email);
+        assert!(got.contains(&who), "{who}:\n{got}");
+    }
+}

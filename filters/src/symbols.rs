@@ -59,6 +59,7 @@ pub const REGISTRY: &[(&str, f64, &str)] = &[
     ("SMIME_DECRYPTED",        0.0, "S/MIME: decrypted with our key; the filters saw the plaintext (detail: layers)"),
     ("SMIME_UNDECRYPTABLE",    0.0, "S/MIME: encrypted, and none of our keys opens it; forces smime.undecryptable_action"),
     ("SMIME_MALFORMED",        1.0, "S/MIME: broken, truncated or garbled CMS; forces smime.undecryptable_action"),
+    ("SMIME_NOT_UNWRAPPED",    0.0, "S/MIME: certs-only, a signed receipt or other non-MIME content; delivered as sent (detail: what)"),
     ("SMIME_USER_PROTECTED",   0.0, "S/MIME (outbound): the user encrypted or signed the mail already; forces reject with smime.block_user_protected"),
     ("SMIME_NO_SIGNING_KEY",   0.0, "S/MIME (outbound): policy requires signing and the sender has no signing identity; forces reject"),
     ("SMIME_SIGNED_OUT",       0.0, "S/MIME (outbound): signed by the gateway (detail: certificate's address)"),

@@ -525,6 +525,12 @@ pub struct SmimeConfig {
     /// Refuse outbound mail the user already encrypted or signed (550 5.7.1), so archive,
     /// antivirus and compliance can see the content.
     pub block_user_protected: bool,
+    /// Signer infos one signature may carry; more make the message malformed (each costs
+    /// a public-key operation).
+    pub max_signers: usize,
+    /// Seconds one message's S/MIME work (decrypting, verifying) may take, waiting for a
+    /// worker thread included; past it the step fails (`[stages.smime] fail_mode`).
+    pub job_timeout_secs: u64,
     pub policy: Vec<SmimePolicy>,
 }
 
@@ -535,6 +541,8 @@ impl Default for SmimeConfig {
             undecryptable_action: UndecryptableAction::Deliver,
             keep_signature: true,
             block_user_protected: false,
+            max_signers: crate::smime::engine::DEFAULT_MAX_SIGNERS,
+            job_timeout_secs: 30,
             policy: Vec::new(),
         }
     }
@@ -612,6 +620,12 @@ impl SmimeConfig {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        if self.max_signers == 0 {
+            bail!("key `smime.max_signers`: must be at least 1");
+        }
+        if self.job_timeout_secs == 0 {
+            bail!("key `smime.job_timeout_secs`: must be greater than 0");
+        }
         for (i, p) in self.policy.iter().enumerate() {
             match (&p.domain, &p.user) {
                 (Some(d), None) => {

@@ -331,11 +331,35 @@ impl Pipeline {
                 .to_string();
             smime.harvest(&unwrapped.harvestable, &message_id).await;
         }
-        let mut copies = vec![MessageCopy {
-            recipients: None,
-            body: unwrapped.replacement,
-            headers: Vec::new(),
-        }];
+        // Inbound S/MIME plaintext goes only to the recipients who could open it; the
+        // others get what was sent (with their own result header).
+        let mut copies = match (unwrapped.readers, unwrapped.replacement) {
+            (Some(readers), Some(plain)) => {
+                let others: Vec<String> = envelope
+                    .rcpt_to
+                    .iter()
+                    .filter(|r| !readers.contains(r))
+                    .cloned()
+                    .collect();
+                vec![
+                    MessageCopy {
+                        recipients: Some(readers),
+                        body: Some(plain),
+                        headers: unwrapped.header.into_iter().collect(),
+                    },
+                    MessageCopy {
+                        recipients: Some(others),
+                        body: None,
+                        headers: unwrapped.others_header.into_iter().collect(),
+                    },
+                ]
+            }
+            (_, replacement) => vec![MessageCopy {
+                recipients: None,
+                body: replacement,
+                headers: Vec::new(),
+            }],
+        };
         // Outbound S/MIME: sign and encrypt what will be stored, copy by copy.
         if envelope.direction == Direction::Outbound
             && matches!(action, Action::Accept | Action::Tag | Action::Quarantine)
@@ -434,7 +458,10 @@ impl Pipeline {
         for sym in std::mem::take(&mut found.symbols) {
             card.add(self.weigh(sym));
         }
-        headers.extend(found.header.take());
+        // Split delivery: each copy gets its own result header (see `run`).
+        if found.readers.is_none() {
+            headers.extend(found.header.take());
+        }
         Ok(found)
     }
 

@@ -29,6 +29,13 @@ pub const OID_MESSAGE_DIGEST: ObjectIdentifier =
 pub const OID_SIGNING_TIME: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.5");
 pub const OID_SMIME_CAPABILITIES: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.15");
+pub const OID_COUNTERSIGNATURE: ObjectIdentifier = oid("1.2.840.113549.1.9.6");
+/// id-ct-receipt (RFC 2634): a signed receipt.
+pub const OID_RECEIPT: ObjectIdentifier = oid("1.2.840.113549.1.9.16.1.1");
+pub const OID_RSASSA_PSS: ObjectIdentifier = oid("1.2.840.113549.1.1.10");
+pub const OID_EC_PUBLIC_KEY: ObjectIdentifier = oid("1.2.840.10045.2.1");
+pub const OID_ED25519: ObjectIdentifier = oid("1.3.101.112");
+pub const OID_ED448: ObjectIdentifier = oid("1.3.101.113");
 // The algorithms the engine does itself, compared as values (no formatting per message).
 pub const OID_RSA_ENCRYPTION: ObjectIdentifier = oid("1.2.840.113549.1.1.1");
 pub const OID_RSAES_OAEP: ObjectIdentifier = oid("1.2.840.113549.1.1.7");
@@ -106,14 +113,21 @@ pub fn reencoded(ber: &[u8]) -> Option<Vec<u8>> {
         .ok()
 }
 
-/// [`signed_info`], with OpenSSL's re-encoding as the second try.
-pub fn signed_info_any(ber: &[u8]) -> Result<SignedInfo, String> {
-    signed_info(ber).or_else(|e| {
+/// [`signed_info_capped`], with OpenSSL's re-encoding as the second try (not for a
+/// structure refused for its number of signers: re-encoding does not change that).
+pub fn signed_info_any(ber: &[u8], max_signers: usize) -> Result<SignedInfo, String> {
+    signed_info_capped(ber, max_signers).or_else(|e| {
+        if e.starts_with(TOO_MANY_SIGNERS) {
+            return Err(e);
+        }
         reencoded(ber)
-            .and_then(|der| signed_info(&der).ok())
+            .and_then(|der| signed_info_capped(&der, max_signers).ok())
             .ok_or(e)
     })
 }
+
+/// How the error of a SignedData with more signer infos than allowed begins.
+pub const TOO_MANY_SIGNERS: &str = "too many signers";
 
 /// [`envelope`], with OpenSSL's re-encoding as the second try.
 pub fn envelope_any(ber: &[u8]) -> Result<Envelope, String> {
@@ -123,18 +137,20 @@ pub fn envelope_any(ber: &[u8]) -> Result<Envelope, String> {
 /// How a signer (or a recipient) names its certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SignerId {
-    /// DER of the issuer name, serial number bytes without leading zeros.
+    /// DER of the issuer name, contents of the serial number INTEGER, both as sent.
     IssuerSerial(Vec<u8>, Vec<u8>),
     SubjectKeyId(Vec<u8>),
 }
 
 impl SignerId {
-    /// Whether this names the certificate `cert_der`.
+    /// Whether this names the certificate `cert_der`: byte for byte, as RFC 5652 §5.3
+    /// compares them. No normalisation (letter case, spaces, string types, leading zeros
+    /// of the serial): a look-alike certificate must never stand in for the real one.
     pub fn names(&self, cert_der: &[u8]) -> bool {
         match self {
             SignerId::IssuerSerial(issuer, serial) => ber::cert_ids(cert_der).is_some_and(|c| {
                 c.issuer == issuer.as_slice()
-                    && tlv(c.serial).is_some_and(|(_, s, _)| strip_zeros(s) == serial.as_slice())
+                    && tlv(c.serial).is_some_and(|(_, s, _)| s == serial.as_slice())
             }),
             SignerId::SubjectKeyId(id) => ber::subject_key_id(cert_der) == Some(id.as_slice()),
         }
@@ -151,10 +167,7 @@ impl SignerId {
                 let (INTEGER, _, serial) = f.next()? else {
                     return None;
                 };
-                Some(SignerId::IssuerSerial(
-                    issuer.to_vec(),
-                    strip_zeros(serial).to_vec(),
-                ))
+                Some(SignerId::IssuerSerial(issuer.to_vec(), serial.to_vec()))
             }
             0x80 | 0xa0 => Some(SignerId::SubjectKeyId(
                 octets(tag & CONSTRUCTED, contents)?.into_owned(),
@@ -191,8 +204,13 @@ impl Algorithm {
 #[derive(Debug, Clone)]
 pub struct SignerMeta {
     pub id: SignerId,
-    /// Index of the signer's certificate in [`SignedInfo::certificates`], if it is there.
+    /// Index of the signer's certificate in [`SignedInfo::certificates`]: the one
+    /// certificate [`SignerId::names`] exactly. `None` when none does, or when several
+    /// different ones do ([`Self::ambiguous`]).
     pub cert: Option<usize>,
+    /// Several different certificates of the message carry the signer's identifier (a
+    /// duplicate serial number or key identifier): which one signed cannot be told.
+    pub ambiguous: bool,
     /// Digest algorithm.
     pub digest: ObjectIdentifier,
     /// SMIMECapabilities (RFC 8551 §2.5.2) announced in the signed attributes: the
@@ -204,6 +222,10 @@ pub struct SignerMeta {
     /// The messageDigest and contentType attributes.
     pub message_digest: Option<Vec<u8>>,
     pub content_type: Option<ObjectIdentifier>,
+    /// Why the attributes break RFC 5652 §5.3/§11 (a duplicated or multi-valued
+    /// contentType/messageDigest/signingTime, one of them unsigned, a signed
+    /// countersignature): such a signature is invalid whatever its cryptography says.
+    pub attr_problem: Option<String>,
     pub signature_algorithm: Algorithm,
     pub signature: Vec<u8>,
 }
@@ -225,11 +247,6 @@ pub struct SignedInfo {
     pub content_type: ObjectIdentifier,
     /// The encapsulated content (opaque signing); `None` for a detached signature.
     pub content: Option<Vec<u8>>,
-}
-
-fn strip_zeros(b: &[u8]) -> &[u8] {
-    let i = b.iter().position(|&x| x != 0).unwrap_or(b.len());
-    &b[i..]
 }
 
 /// The content of a ContentInfo of type `want`: the contents of its `[0] EXPLICIT` value.
@@ -255,6 +272,12 @@ fn content_of(ber: &[u8], want: ObjectIdentifier) -> Result<(u8, &[u8]), String>
 
 /// Read a SignedData (BER or DER).
 pub fn signed_info(ber: &[u8]) -> Result<SignedInfo, String> {
+    signed_info_capped(ber, usize::MAX)
+}
+
+/// [`signed_info`], refusing more than `max_signers` signer infos before reading any: each
+/// costs a pass over the content and a public-key operation.
+pub fn signed_info_capped(ber: &[u8], max_signers: usize) -> Result<SignedInfo, String> {
     let bad = |what: &str| format!("corrupt signed-data: {what}");
     let (SEQUENCE, sd) = content_of(ber, OID_SIGNED_DATA)? else {
         return Err(bad("not a SEQUENCE"));
@@ -305,7 +328,14 @@ pub fn signed_info(ber: &[u8]) -> Result<SignedInfo, String> {
         .filter(|(tag, _, _)| *tag == SEQUENCE)
         .map(|(_, der, _)| CertDer { der: der.to_vec() })
         .collect();
-    let mut signers = Vec::new();
+    let count = elements(signer_infos).count();
+    if count > max_signers {
+        return Err(format!(
+            "{TOO_MANY_SIGNERS}: {count} signer infos, more than the {max_signers} allowed \
+             ([smime] max_signers)"
+        ));
+    }
+    let mut signers = Vec::with_capacity(count);
     for (tag, si) in elements(signer_infos) {
         if tag != SEQUENCE {
             return Err(bad("a signer info is not a SEQUENCE"));
@@ -354,8 +384,29 @@ fn read_signer(si: &[u8], certificates: &[CertDer]) -> Option<Result<SignerMeta,
         return None;
     }
     let signature = octets(tag, signature)?.into_owned();
+    let unsigned = match f.next() {
+        Some((0xa1, u)) => Some(u),
+        None => None,
+        Some(_) => return None,
+    };
+    // The certificate the identifier names exactly; the same certificate sent twice is one.
+    let mut cert = None;
+    let mut ambiguous = false;
+    for (i, c) in certificates.iter().enumerate() {
+        if id.names(&c.der) {
+            match cert {
+                None => cert = Some(i),
+                Some(first) if certificates[first].der == c.der => {}
+                Some(_) => ambiguous = true,
+            }
+        }
+    }
+    if ambiguous {
+        cert = None;
+    }
     let mut meta = SignerMeta {
-        cert: certificates.iter().position(|c| id.names(&c.der)),
+        cert,
+        ambiguous,
         id,
         digest,
         capabilities: Vec::new(),
@@ -364,9 +415,23 @@ fn read_signer(si: &[u8], certificates: &[CertDer]) -> Option<Result<SignerMeta,
         signed_attrs: attrs.map(|a| ber::tlv_of(SET, &[a])),
         message_digest: None,
         content_type: None,
+        attr_problem: None,
         signature_algorithm,
         signature,
     };
+    let mut problem = |p: String| {
+        meta_problem(&mut meta.attr_problem, p);
+    };
+    // RFC 5652 §11: contentType, messageDigest and signingTime once each, single-valued,
+    // and signed; a countersignature unsigned. (Counts: contentType, messageDigest,
+    // signingTime.)
+    let mut seen = [0usize; 3];
+    let mut found_digest = None;
+    let mut found_type = None;
+    let mut found_caps = None;
+    if attrs.is_some_and(<[u8]>::is_empty) {
+        problem("an empty set of signed attributes".into());
+    }
     for (tag, attr) in elements(attrs.unwrap_or_default()) {
         if tag != SEQUENCE {
             return None;
@@ -378,24 +443,73 @@ fn read_signer(si: &[u8], certificates: &[CertDer]) -> Option<Result<SignerMeta,
         let (SET, values) = a.next()? else {
             return None;
         };
+        let oid = ObjectIdentifier::from_bytes(oid).ok()?;
+        let count = elements(values).count();
         let Some((vtag, value)) = elements(values).next() else {
             continue;
         };
-        match ObjectIdentifier::from_bytes(oid).ok()? {
+        let slot = match oid {
+            OID_CONTENT_TYPE => Some((0, "contentType")),
+            OID_MESSAGE_DIGEST => Some((1, "messageDigest")),
+            OID_SIGNING_TIME => Some((2, "signingTime")),
+            _ => None,
+        };
+        if let Some((i, name)) = slot {
+            seen[i] += 1;
+            if seen[i] == 2 {
+                problem(format!("the {name} attribute is there more than once"));
+            }
+            if count != 1 {
+                problem(format!("the {name} attribute has {count} values, not one"));
+            }
+        }
+        match oid {
             OID_MESSAGE_DIGEST if vtag & !CONSTRUCTED == OCTET_STRING => {
-                meta.message_digest = Some(octets(vtag, value)?.into_owned());
+                found_digest = Some(octets(vtag, value)?.into_owned());
             }
             OID_CONTENT_TYPE if vtag == OID => {
-                meta.content_type = ObjectIdentifier::from_bytes(value).ok();
+                found_type = ObjectIdentifier::from_bytes(value).ok();
+            }
+            OID_COUNTERSIGNATURE => {
+                problem("a countersignature among the signed attributes".into());
             }
             OID_SMIME_CAPABILITIES => match capabilities(vtag, value) {
-                Some(caps) => meta.capabilities = caps,
+                Some(caps) => found_caps = Some(caps),
                 None => return Some(Err("corrupt SMIMECapabilities".into())),
             },
             _ => {}
         }
     }
+    for (tag, attr) in elements(unsigned.unwrap_or_default()) {
+        if tag != SEQUENCE {
+            return None;
+        }
+        let (OID, oid) = elements(attr).next()? else {
+            return None;
+        };
+        let name = match ObjectIdentifier::from_bytes(oid).ok()? {
+            OID_CONTENT_TYPE => "contentType",
+            OID_MESSAGE_DIGEST => "messageDigest",
+            OID_SIGNING_TIME => "signingTime",
+            _ => continue,
+        };
+        problem(format!(
+            "the {name} attribute is among the unsigned attributes"
+        ));
+    }
+    meta.message_digest = found_digest;
+    meta.content_type = found_type;
+    if let Some(caps) = found_caps {
+        meta.capabilities = caps;
+    }
     Some(Ok(meta))
+}
+
+/// Keep the first attribute problem (the one the report names).
+fn meta_problem(slot: &mut Option<String>, p: String) {
+    if slot.is_none() {
+        *slot = Some(p);
+    }
 }
 
 /// SMIMECapabilities ::= SEQUENCE OF SMIMECapability { capabilityID OID, parameters ANY
@@ -436,6 +550,8 @@ pub struct Envelope {
     pub recipients: Vec<KeyTransRecipient>,
     /// Recipients of other kinds (key agreement, KEK, password): OpenSSL's to read.
     pub other_recipients: usize,
+    /// The type of the encrypted content (id-data: a MIME entity).
+    pub content_type: ObjectIdentifier,
     pub content_cipher: Algorithm,
     pub ciphertext: Vec<u8>,
     /// AuthEnvelopedData: the authenticated attributes as DER `SET OF` (the AAD), and the
@@ -504,9 +620,11 @@ pub fn envelope(ber: &[u8]) -> Result<Envelope, String> {
         recipients.push(read_ktri(ri).ok_or_else(|| bad("unreadable recipient info"))?);
     }
     let mut c = elements(content);
-    let (Some((OID, _type)), Some((SEQUENCE, cipher))) = (c.next(), c.next()) else {
+    let (Some((OID, content_type)), Some((SEQUENCE, cipher))) = (c.next(), c.next()) else {
         return Err(bad("no content type or cipher"));
     };
+    let content_type =
+        ObjectIdentifier::from_bytes(content_type).map_err(|_| bad("bad content type"))?;
     let content_cipher = Algorithm::read(cipher).ok_or_else(|| bad("unreadable cipher"))?;
     let ciphertext = match c.next() {
         Some((tag @ (0x80 | 0xa0), ct)) => octets(tag & CONSTRUCTED, ct)
@@ -518,6 +636,7 @@ pub fn envelope(ber: &[u8]) -> Result<Envelope, String> {
         authenticated,
         recipients,
         other_recipients,
+        content_type,
         content_cipher,
         ciphertext,
         auth_attrs,

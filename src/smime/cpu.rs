@@ -58,8 +58,52 @@ pub async fn run<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) ->
     }
 }
 
+/// [`run`] with a deadline: a job still queued at `deadline` is not started, and the
+/// answer is an error once `deadline` passes (the job itself checks its own deadline between
+/// steps: CPU work cannot be interrupted from outside).
+pub async fn run_until<T: Send + 'static>(
+    deadline: std::time::Instant,
+    job: impl FnOnce() -> T + Send + 'static,
+) -> anyhow::Result<T> {
+    let guarded = move || (std::time::Instant::now() < deadline).then(job);
+    match tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), run(guarded)).await {
+        Ok(Ok(Some(value))) => Ok(value),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(None)) | Err(_) => anyhow::bail!(
+            "S/MIME work took longer than its time limit ([smime] job_timeout_secs); the message was not changed"
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[tokio::test]
+    async fn a_job_past_its_deadline_is_an_error_and_not_started_late() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::time::{Duration, Instant};
+        let soon = Instant::now() + Duration::from_millis(100);
+        let e = super::run_until(soon, || std::thread::sleep(Duration::from_millis(400)))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("job_timeout_secs"), "{e}");
+        let started = Arc::new(AtomicBool::new(false));
+        let s = started.clone();
+        let past = Instant::now() - Duration::from_millis(1);
+        assert!(
+            super::run_until(past, move || s.store(true, Ordering::SeqCst))
+                .await
+                .is_err()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !started.load(Ordering::SeqCst),
+            "started after its deadline"
+        );
+        let later = Instant::now() + Duration::from_secs(5);
+        assert_eq!(super::run_until(later, || 7).await.unwrap(), 7);
+    }
+
     #[tokio::test]
     async fn results_come_back_and_a_panic_is_an_error_not_a_lost_worker() {
         assert_eq!(super::run(|| 6 * 7).await.unwrap(), 42);

@@ -13,8 +13,11 @@
 //! 3DES). Why not OpenSSL's whole-message CMS functions: in OpenSSL 3.0 their machinery
 //! (ASN.1 templates, BIO chains, algorithm fetches per operation) cost as much again as a
 //! third of the RSA operation on every message (benches/smime_engine.rs). What this path
-//! does not read — key agreement, RC2, RSA-PSS, other key types — still goes through
-//! `CMS_decrypt` / `CMS_verify` / `CMS_sign` / `CMS_encrypt`. The MIME around the CMS
+//! does not read — key agreement, RC2, other key types — still goes through `CMS_decrypt` /
+//! `CMS_sign` / `CMS_encrypt`. Signatures are verified here only (RSA PKCS#1 v1.5 and PSS,
+//! ECDSA, EdDSA): `CMS_verify` picks the signer's certificate by its own, looser name
+//! comparison, and the certificate that verified a signature must be the one whose chain
+//! is judged and whose address is reported. The MIME around the CMS
 //! blobs is written by [`super::mime`]. Errors are values: malformed, truncated or
 //! undecryptable input never panics.
 
@@ -34,9 +37,10 @@ use std::time::{Duration, Instant};
 
 use super::cms_info::{
     self, Kind, OID_AES128_CBC, OID_AES128_GCM, OID_AES192_CBC, OID_AES192_GCM, OID_AES256_CBC,
-    OID_AES256_GCM, OID_DES_EDE3_CBC, OID_ECDSA_SHA1, OID_ECDSA_SHA224, OID_ECDSA_SHA256,
-    OID_ECDSA_SHA384, OID_ECDSA_SHA512, OID_MGF1, OID_RSA_ENCRYPTION, OID_RSAES_OAEP, OID_SHA1_RSA,
-    OID_SHA224_RSA, OID_SHA256_RSA, OID_SHA384_RSA, OID_SHA512_RSA,
+    OID_AES256_GCM, OID_DES_EDE3_CBC, OID_EC_PUBLIC_KEY, OID_ECDSA_SHA1, OID_ECDSA_SHA224,
+    OID_ECDSA_SHA256, OID_ECDSA_SHA384, OID_ECDSA_SHA512, OID_ED448, OID_ED25519, OID_MGF1,
+    OID_RSA_ENCRYPTION, OID_RSAES_OAEP, OID_RSASSA_PSS, OID_SHA1_RSA, OID_SHA224_RSA,
+    OID_SHA256_RSA, OID_SHA384_RSA, OID_SHA512_RSA,
 };
 use super::der as der_walk;
 use super::{cms_build, mime, x509_cache};
@@ -129,6 +133,13 @@ pub struct Unwrapped {
     pub signed_entity: Option<Vec<u8>>,
     pub layers: Vec<Layer>,
     pub signatures: Vec<SignatureResult>,
+    /// For each encrypted layer, outermost first: the indexes (in the keys given to
+    /// [`unwrap`]) of the keys that open it.
+    pub opened_with: Vec<Vec<usize>>,
+    /// Why the innermost entity was not unwrapped further although it is S/MIME (a
+    /// certs-only message, a signed receipt, content that is not a MIME entity): it is
+    /// delivered as it came.
+    pub left_as_sent: Option<String>,
 }
 
 impl Unwrapped {
@@ -211,11 +222,38 @@ pub fn unwrap_with(
     intermediates: &[X509],
     verdicts: Option<&ChainVerdicts>,
 ) -> Result<Option<Unwrapped>, SmimeError> {
+    unwrap_limited(
+        message,
+        keys,
+        trust,
+        intermediates,
+        verdicts,
+        &Limits::default(),
+    )
+}
+
+/// [`unwrap_with`] within `limits` (signers per signature, a deadline).
+pub fn unwrap_limited(
+    message: &[u8],
+    keys: &[KeyPair<'_>],
+    trust: &X509StoreRef,
+    intermediates: &[X509],
+    verdicts: Option<&ChainVerdicts>,
+    limits: &Limits,
+) -> Result<Option<Unwrapped>, SmimeError> {
+    let ctx = VerifyContext {
+        trust,
+        intermediates,
+        verdicts,
+        limits,
+    };
     let mut out = Unwrapped {
         plaintext: Vec::new(),
         signed_entity: None,
         layers: Vec::new(),
         signatures: Vec::new(),
+        opened_with: Vec::new(),
+        left_as_sent: None,
     };
     // The top level is a whole message; only its content fields matter from here on (the
     // entity has the message's Content-Type, so the first round tells whether it is S/MIME).
@@ -226,6 +264,7 @@ pub fn unwrap_with(
                 "more than {MAX_LAYERS} nested S/MIME layers"
             )));
         }
+        limits.check_deadline()?;
         let next = match wrapping(&current)? {
             Wrapping::None if out.layers.is_empty() => return Ok(None),
             Wrapping::None => break,
@@ -235,9 +274,8 @@ pub fn unwrap_with(
                 let der = mime::decode_body(sig_entity.body, &sig_ct.transfer_encoding)
                     .map_err(|e| SmimeError::Malformed(format!("signature part: {e}")))?;
                 let content = mime::to_crlf(parts.content);
-                let (_, results) =
-                    verify(&der, Some(&content), trust, intermediates, verdicts, false)?;
-                out.signatures.extend(results);
+                let v = verify(&der, Some(&content), &ctx, false)?;
+                out.signatures.extend(v.results);
                 out.layers.push(Layer::Signed { opaque: false });
                 out.signed_entity = Some(current.clone());
                 content
@@ -248,21 +286,52 @@ pub fn unwrap_with(
                     .map_err(|e| SmimeError::Malformed(format!("pkcs7-mime body: {e}")))?;
                 match cms_info::kind(&der).map_err(SmimeError::Malformed)? {
                     Kind::Signed => {
-                        let (content, results) =
-                            verify(&der, None, trust, intermediates, verdicts, true)?;
-                        out.signatures.extend(results);
+                        let v = verify(&der, None, &ctx, true)?;
+                        if v.certs_only {
+                            // Certificates only: nothing signed, nothing to unwrap. They
+                            // vouch for nothing, so nothing is harvested from them.
+                            out.left_as_sent =
+                                Some("certificates only (certs-only), not a signed message".into());
+                            break;
+                        }
+                        out.signatures.extend(v.results);
                         out.layers.push(Layer::Signed { opaque: true });
                         out.signed_entity = Some(current.clone());
-                        mime::into_crlf(content)
+                        if v.content_type != cms_info::OID_DATA {
+                            // A signed receipt, or another content that is not a MIME
+                            // entity: its bytes are not mail text. The signed entity
+                            // (base64 MIME) is delivered as it came.
+                            out.left_as_sent = Some(if v.content_type == cms_info::OID_RECEIPT {
+                                "a signed receipt, delivered as sent".into()
+                            } else {
+                                format!(
+                                    "signed content of type {}, not a MIME entity, delivered as sent",
+                                    v.content_type
+                                )
+                            });
+                            break;
+                        }
+                        mime::as_entity(mime::into_crlf(v.content))
                     }
                     k @ (Kind::Enveloped | Kind::AuthEnveloped) => {
-                        let plain = decrypt(&der, keys)?;
+                        let envelope =
+                            cms_info::envelope_any(&der).map_err(SmimeError::Malformed)?;
+                        if envelope.content_type != cms_info::OID_DATA {
+                            // Not a MIME entity inside: its bytes are not mail text.
+                            out.left_as_sent = Some(format!(
+                                "encrypted content of type {}, not a MIME entity, delivered as sent",
+                                envelope.content_type
+                            ));
+                            break;
+                        }
+                        let (plain, openers) = decrypt(&der, &envelope, keys)?;
                         out.layers.push(Layer::Encrypted {
                             authenticated: k == Kind::AuthEnveloped,
                         });
+                        out.opened_with.push(openers);
                         // A signature outside the encryption does not sign the plaintext.
                         out.signed_entity = None;
-                        mime::into_crlf(plain)
+                        mime::as_entity(mime::into_crlf(plain))
                     }
                     Kind::Other => {
                         return Err(SmimeError::Malformed(
@@ -281,14 +350,20 @@ pub fn unwrap_with(
 /// Decrypt with the first key that fits.
 ///
 /// RSA key transport (PKCS#1 v1.5 and OAEP) with AES-CBC, AES-GCM or 3DES content — what
-/// S/MIME clients send — is opened here with OpenSSL's primitives (see [`open`]); anything
+/// S/MIME clients send — is opened here with OpenSSL's primitives (see `open_keyed`); anything
 /// else (key agreement, RC2, a recipient our keys match only by a differently encoded
 /// name) goes to OpenSSL's `CMS_decrypt`, which reads every kind.
-fn decrypt(der: &[u8], keys: &[KeyPair<'_>]) -> Result<Vec<u8>, SmimeError> {
-    let envelope = cms_info::envelope_any(der).map_err(SmimeError::Malformed)?;
+/// Returns the plaintext and the indexes of every given key that opens it (the first
+/// that did, then the others that hold the same content key): the plaintext is for their
+/// owners only.
+fn decrypt(
+    der: &[u8],
+    envelope: &cms_info::Envelope,
+    keys: &[KeyPair<'_>],
+) -> Result<(Vec<u8>, Vec<usize>), SmimeError> {
     let mut errors = Vec::new();
     let mut ask_openssl = false;
-    for k in keys {
+    for (i, k) in keys.iter().enumerate() {
         let Ok(cert_der) = k.cert.to_der() else {
             ask_openssl = true;
             continue;
@@ -296,10 +371,26 @@ fn decrypt(der: &[u8], keys: &[KeyPair<'_>]) -> Result<Vec<u8>, SmimeError> {
         let Some(recipient) = envelope.recipients.iter().find(|r| r.id.names(&cert_der)) else {
             continue;
         };
-        match open(&envelope, recipient, k.key) {
-            Opened::Plain(plain) => return Ok(plain),
-            Opened::Failed(why) => errors.push(format!("{}: {why}", subject_of(k.cert))),
-            Opened::NotHere => ask_openssl = true,
+        match open_keyed(envelope, recipient, k.key) {
+            (Opened::Plain(plain), cek) => {
+                let mut openers = vec![i];
+                // Only with several keys (several local recipients): one more key
+                // operation for each later key the message is addressed to.
+                for (j, other) in keys.iter().enumerate().skip(i + 1) {
+                    let Ok(der) = other.cert.to_der() else {
+                        continue;
+                    };
+                    let same = envelope.recipients.iter().filter(|r| r.id.names(&der)).any(
+                        |r| matches!(unwrap_content_key(r, other.key), Some(Ok(k)) if k == cek),
+                    );
+                    if same {
+                        openers.push(j);
+                    }
+                }
+                return Ok((plain, openers));
+            }
+            (Opened::Failed(why), _) => errors.push(format!("{}: {why}", subject_of(k.cert))),
+            (Opened::NotHere, _) => ask_openssl = true,
         }
     }
     if ask_openssl || (errors.is_empty() && !keys.is_empty()) {
@@ -327,16 +418,25 @@ fn undecryptable(der: &[u8], keys: usize, errors: &[String]) -> SmimeError {
     ))
 }
 
-/// OpenSSL's `CMS_decrypt`, key by key, for what [`open`] does not read.
-fn openssl_decrypt(der: &[u8], keys: &[KeyPair<'_>]) -> Result<Vec<u8>, SmimeError> {
+/// OpenSSL's `CMS_decrypt`, key by key, for what [`open`] does not read; as [`decrypt`],
+/// the indexes of every key that opens it.
+fn openssl_decrypt(der: &[u8], keys: &[KeyPair<'_>]) -> Result<(Vec<u8>, Vec<usize>), SmimeError> {
     let cms = CmsContentInfo::from_der(der)
         .map_err(|e| SmimeError::Malformed(format!("corrupt enveloped data: {e}")))?;
     let mut errors = Vec::new();
-    for k in keys {
+    for (i, k) in keys.iter().enumerate() {
         // With the certificate given, OpenSSL picks the matching RecipientInfo and fails
         // cleanly when there is none.
         match cms.decrypt(k.key, k.cert) {
-            Ok(plain) => return Ok(plain),
+            Ok(plain) => {
+                let mut openers = vec![i];
+                for (j, other) in keys.iter().enumerate().skip(i + 1) {
+                    if cms.decrypt(other.key, other.cert).is_ok_and(|p| p == plain) {
+                        openers.push(j);
+                    }
+                }
+                return Ok((plain, openers));
+            }
             Err(e) => errors.push(format!("{}: {}", subject_of(k.cert), first_error(&e))),
         }
     }
@@ -353,10 +453,10 @@ pub(super) enum Opened {
     NotHere,
 }
 
-/// The digests S/MIME signatures and RSA-OAEP use.
+/// The digests S/MIME signatures and RSA-OAEP use (the values index [`ContentDigests`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Digest {
-    Sha1,
+    Sha1 = 0,
     Sha224,
     Sha256,
     Sha384,
@@ -532,20 +632,30 @@ impl<'a> ContentAlg<'a> {
 
 /// Open `envelope` through `recipient` with `key`: the content key with RSA (v1.5 or
 /// OAEP), then the content.
+#[cfg(test)]
 pub(super) fn open(
     envelope: &cms_info::Envelope,
     recipient: &cms_info::KeyTransRecipient,
     key: &PKey<Private>,
 ) -> Opened {
+    open_keyed(envelope, recipient, key).0
+}
+
+/// [`open`], with the content key that opened the content.
+fn open_keyed(
+    envelope: &cms_info::Envelope,
+    recipient: &cms_info::KeyTransRecipient,
+    key: &PKey<Private>,
+) -> (Opened, Vec<u8>) {
     let Some(alg) = ContentAlg::of(&envelope.content_cipher) else {
-        return Opened::NotHere;
+        return (Opened::NotHere, Vec::new());
     };
     // GCM belongs in AuthEnvelopedData and CBC in EnvelopedData; a mix is OpenSSL's to judge.
     if alg.gcm_tag_len.is_some() != envelope.authenticated {
-        return Opened::NotHere;
+        return (Opened::NotHere, Vec::new());
     }
     let Some(cek) = unwrap_content_key(recipient, key) else {
-        return Opened::NotHere;
+        return (Opened::NotHere, Vec::new());
     };
     // A content key that does not unwrap (bad padding) or has the wrong length is replaced
     // by a random one, so the message fails the way a wrong key fails (RFC 3218 §2.3.2):
@@ -555,7 +665,7 @@ pub(super) fn open(
         _ => {
             let mut k = vec![0u8; alg.cipher.key_len()];
             if openssl::rand::rand_bytes(&mut k).is_err() {
-                return Opened::Failed("no random numbers".into());
+                return (Opened::Failed("no random numbers".into()), Vec::new());
             }
             k
         }
@@ -571,13 +681,21 @@ pub(super) fn open(
                 &envelope.ciphertext,
                 tag,
             ),
-            _ => return Opened::Failed("the authentication tag is missing or mis-sized".into()),
+            _ => {
+                return (
+                    Opened::Failed("the authentication tag is missing or mis-sized".into()),
+                    Vec::new(),
+                );
+            }
         },
     };
     match plain {
-        Ok(p) => Opened::Plain(p),
-        Err(_) => Opened::Failed(
-            "the content does not decrypt with this key (wrong key or changed message)".into(),
+        Ok(p) => (Opened::Plain(p), cek),
+        Err(_) => (
+            Opened::Failed(
+                "the content does not decrypt with this key (wrong key or changed message)".into(),
+            ),
+            Vec::new(),
         ),
     }
 }
@@ -587,50 +705,176 @@ pub(super) fn open(
 pub(super) enum Check {
     Valid,
     Invalid(String),
-    /// An algorithm or key type left to OpenSSL's CMS (RSA-PSS, EdDSA...), or a signer
-    /// certificate we could not find by its encoded name.
-    NotHere,
 }
 
-/// Check one signature with OpenSSL's primitives (RFC 5652 §5.4–5.6): the message digest
-/// attribute against the content, the content type attribute, and the signature over the
-/// signed attributes (or over the content when there are none).
+/// The content's digests, each made once however many signers use it: a message with many
+/// signer infos costs one pass over the content per digest algorithm, not per signer.
+pub(super) struct ContentDigests<'a> {
+    content: &'a [u8],
+    done: [Option<Vec<u8>>; 5],
+}
+
+impl<'a> ContentDigests<'a> {
+    pub(super) fn new(content: &'a [u8]) -> ContentDigests<'a> {
+        ContentDigests {
+            content,
+            done: Default::default(),
+        }
+    }
+
+    fn get(&mut self, digest: Digest) -> &[u8] {
+        let content = self.content;
+        self.done[digest as usize].get_or_insert_with(|| digest.hash(content))
+    }
+}
+
+/// A signature scheme this path verifies.
+enum Scheme {
+    RsaPkcs1(Digest),
+    RsaPss {
+        hash: Digest,
+        mgf1: Digest,
+        salt: i32,
+    },
+    Ecdsa(Digest),
+    /// Pure EdDSA (RFC 8419): the signature is over the data itself, not a digest.
+    EdDsa(Id),
+}
+
+impl Scheme {
+    /// The scheme of a signature algorithm; `digest` is the signer info's digest
+    /// algorithm (what `rsaEncryption` and `ecPublicKey` sign with). `Err`: why not.
+    fn of(alg: &cms_info::Algorithm, digest: Digest) -> Result<Scheme, String> {
+        let no_params = |scheme: Scheme| {
+            if alg.params.is_some() {
+                Err(format!(
+                    "unexpected parameters for the signature algorithm {}",
+                    alg.oid
+                ))
+            } else {
+                Ok(scheme)
+            }
+        };
+        match alg.oid {
+            OID_RSA_ENCRYPTION => no_params(Scheme::RsaPkcs1(digest)),
+            OID_SHA1_RSA => no_params(Scheme::RsaPkcs1(Digest::Sha1)),
+            OID_SHA224_RSA => no_params(Scheme::RsaPkcs1(Digest::Sha224)),
+            OID_SHA256_RSA => no_params(Scheme::RsaPkcs1(Digest::Sha256)),
+            OID_SHA384_RSA => no_params(Scheme::RsaPkcs1(Digest::Sha384)),
+            OID_SHA512_RSA => no_params(Scheme::RsaPkcs1(Digest::Sha512)),
+            OID_RSASSA_PSS => pss_params(alg.params.as_ref())
+                .ok_or_else(|| "RSA-PSS parameters this gateway does not read".to_string()),
+            OID_EC_PUBLIC_KEY => no_params(Scheme::Ecdsa(digest)),
+            OID_ECDSA_SHA1 => no_params(Scheme::Ecdsa(Digest::Sha1)),
+            OID_ECDSA_SHA224 => no_params(Scheme::Ecdsa(Digest::Sha224)),
+            OID_ECDSA_SHA256 => no_params(Scheme::Ecdsa(Digest::Sha256)),
+            OID_ECDSA_SHA384 => no_params(Scheme::Ecdsa(Digest::Sha384)),
+            OID_ECDSA_SHA512 => no_params(Scheme::Ecdsa(Digest::Sha512)),
+            OID_ED25519 => no_params(Scheme::EdDsa(Id::ED25519)),
+            OID_ED448 => no_params(Scheme::EdDsa(Id::ED448)),
+            other => Err(format!("unsupported signature algorithm {other}")),
+        }
+    }
+
+    /// Whether `key` is a key of this scheme.
+    fn fits(&self, key: Id) -> bool {
+        match self {
+            Scheme::RsaPkcs1(_) => key == Id::RSA,
+            Scheme::RsaPss { .. } => key == Id::RSA || key == Id::RSA_PSS,
+            Scheme::Ecdsa(_) => key == Id::EC,
+            Scheme::EdDsa(id) => key == *id,
+        }
+    }
+}
+
+/// RSASSA-PSS-params (RFC 4055 §3.1): hash [0], mask generation [1] (MGF1 only), salt
+/// length [2], trailer field [3] (1 only); SHA-1, MGF1 with SHA-1 and 20 where absent.
+/// The parameters must be there: a PSS signature names them (RFC 4055 §3.1).
+fn pss_params(params: Option<&(u8, Vec<u8>)>) -> Option<Scheme> {
+    let Some((der_walk::SEQUENCE, params)) = params else {
+        return None;
+    };
+    let mut hash = Digest::Sha1;
+    let mut mgf1 = Digest::Sha1;
+    let mut salt: i32 = 20;
+    let algorithm = |explicit: &[u8]| -> Option<(ObjectIdentifier, Option<Vec<u8>>)> {
+        let (der_walk::SEQUENCE, alg, _) = der_walk::tlv(explicit)? else {
+            return None;
+        };
+        let mut f = der_walk::elements_whole(alg);
+        let (der_walk::OID, _, oid) = f.next()? else {
+            return None;
+        };
+        let oid = ObjectIdentifier::from_bytes(oid).ok()?;
+        Some((oid, f.next().map(|(_, whole, _)| whole.to_vec())))
+    };
+    let small_int = |explicit: &[u8]| -> Option<i32> {
+        let (der_walk::INTEGER, n, _) = der_walk::tlv(explicit)? else {
+            return None;
+        };
+        // non-negative, at most two bytes (a salt longer than any RSA key is nonsense)
+        if n.is_empty() || n.len() > 3 || n[0] & 0x80 != 0 {
+            return None;
+        }
+        Some(n.iter().fold(0i32, |a, b| (a << 8) | i32::from(*b)))
+    };
+    for (tag, value) in der_walk::elements(params) {
+        match tag {
+            0xa0 => hash = Digest::of(&algorithm(value)?.0)?,
+            0xa1 => {
+                let (oid, inner) = algorithm(value)?;
+                if oid != OID_MGF1 {
+                    return None;
+                }
+                mgf1 = Digest::of(&algorithm(&inner?)?.0)?;
+            }
+            0xa2 => salt = small_int(value)?,
+            0xa3 if small_int(value)? == 1 => {}
+            _ => return None,
+        }
+    }
+    Some(Scheme::RsaPss { hash, mgf1, salt })
+}
+
+/// Check one signature with OpenSSL's primitives (RFC 5652 §5.3–5.6) against the one
+/// certificate `cert` — the certificate that is then judged and reported: the attribute
+/// rules, the message digest attribute against the content, the content type attribute,
+/// and the signature over the signed attributes (or over the content when there are none).
 pub(super) fn check_signature(
     signer: &cms_info::SignerMeta,
     cert: &X509,
     content_type: der::asn1::ObjectIdentifier,
-    content: &[u8],
+    content: &mut ContentDigests<'_>,
 ) -> Check {
-    let Some(digest) = Digest::of(&signer.digest) else {
-        return Check::NotHere;
-    };
-    let alg = &signer.signature_algorithm;
-    if alg.params.is_some() {
-        return Check::NotHere; // RSA-PSS and other parameterised schemes
+    if let Some(why) = &signer.attr_problem {
+        return Check::Invalid(format!("signed attributes break RFC 5652: {why}"));
     }
-    let (rsa, signed_digest) = match alg.oid {
-        OID_RSA_ENCRYPTION => (true, digest),
-        OID_SHA1_RSA => (true, Digest::Sha1),
-        OID_SHA224_RSA => (true, Digest::Sha224),
-        OID_SHA256_RSA => (true, Digest::Sha256),
-        OID_SHA384_RSA => (true, Digest::Sha384),
-        OID_SHA512_RSA => (true, Digest::Sha512),
-        OID_ECDSA_SHA1 => (false, Digest::Sha1),
-        OID_ECDSA_SHA224 => (false, Digest::Sha224),
-        OID_ECDSA_SHA256 => (false, Digest::Sha256),
-        OID_ECDSA_SHA384 => (false, Digest::Sha384),
-        OID_ECDSA_SHA512 => (false, Digest::Sha512),
-        _ => return Check::NotHere,
+    let Some(digest) = Digest::of(&signer.digest) else {
+        return Check::Invalid(format!(
+            "unsupported digest algorithm {}",
+            cms_info::digest_name(&signer.digest)
+        ));
     };
-    let run = || -> Result<Check, ErrorStack> {
-        let to_verify = match &signer.signed_attrs {
+    let scheme = match Scheme::of(&signer.signature_algorithm, digest) {
+        Ok(s) => s,
+        Err(why) => return Check::Invalid(why),
+    };
+    let mut run = || -> Result<Check, ErrorStack> {
+        let key = cert.public_key()?;
+        if !scheme.fits(key.id()) {
+            return Ok(Check::Invalid(
+                "the signature algorithm does not fit the signer's key".into(),
+            ));
+        }
+        // What the signature covers: the DER signed attributes, else the content.
+        let signed: Option<&[u8]> = match &signer.signed_attrs {
             Some(attrs) => {
                 let Some(claimed) = &signer.message_digest else {
                     return Ok(Check::Invalid(
                         "signed attributes without a message digest".into(),
                     ));
                 };
-                if digest.hash(content) != *claimed {
+                if content.get(digest) != claimed.as_slice() {
                     return Ok(Check::Invalid(
                         "content and signature do not match (message digest mismatch)".into(),
                     ));
@@ -640,51 +884,100 @@ pub(super) fn check_signature(
                         "the signed content type attribute is missing or differs".into(),
                     ));
                 }
-                signed_digest.hash(attrs)
+                Some(attrs)
             }
-            None => signed_digest.hash(content),
+            // RFC 5652 §5.3: signed attributes are mandatory unless the content is data.
+            None if content_type != cms_info::OID_DATA => {
+                return Ok(Check::Invalid(
+                    "no signed attributes over content that is not data".into(),
+                ));
+            }
+            None => None,
         };
-        let key = cert.public_key()?;
-        if (key.id() == Id::RSA) != rsa || (!rsa && key.id() != Id::EC) {
-            return Ok(Check::Invalid(
-                "the signature algorithm does not fit the signer's key".into(),
-            ));
-        }
-        let setup = if rsa {
-            Setup::VerifyRsaPkcs1(signed_digest.md())
-        } else {
-            Setup::VerifyEcdsa
-        };
-        key_ops::with_public(&key, setup, |ctx| {
-            Ok(match ctx.verify(&to_verify, &signer.signature) {
-                Ok(true) => Check::Valid,
-                _ => Check::Invalid("the signature does not verify (signature failure)".into()),
+        let verified = |setup: Setup, hash: Digest, content: &mut ContentDigests<'_>| {
+            let to_verify = match signed {
+                Some(attrs) => hash.hash(attrs),
+                None => content.get(hash).to_vec(),
+            };
+            key_ops::with_public(&key, setup, |ctx| {
+                Ok(ctx.verify(&to_verify, &signer.signature).unwrap_or(false))
             })
+        };
+        let ok = match scheme {
+            Scheme::RsaPkcs1(hash) => verified(Setup::VerifyRsaPkcs1(hash.md()), hash, content)?,
+            Scheme::RsaPss { hash, mgf1, salt } => verified(
+                Setup::VerifyRsaPss {
+                    hash: hash.md(),
+                    mgf1: mgf1.md(),
+                    salt,
+                },
+                hash,
+                content,
+            )?,
+            Scheme::Ecdsa(hash) => verified(Setup::VerifyEcdsa, hash, content)?,
+            Scheme::EdDsa(_) => {
+                let data = signed.unwrap_or(content.content);
+                openssl::sign::Verifier::new_without_digest(&key)?
+                    .verify_oneshot(&signer.signature, data)
+                    .unwrap_or(false)
+            }
+        };
+        Ok(if ok {
+            Check::Valid
+        } else {
+            Check::Invalid("the signature does not verify (signature failure)".into())
         })
     };
     run().unwrap_or_else(|e| Check::Invalid(first_error(&e)))
 }
 
-/// Verify a SignedData (with its detached content, or opaque). Returns the signed content
-/// and one result per signer; `Err` only when the structure is unusable.
+/// What [`verify`] found in a SignedData.
+struct Verified {
+    /// The encapsulated content (opaque signatures only; empty otherwise).
+    content: Vec<u8>,
+    /// eContentType.
+    content_type: ObjectIdentifier,
+    results: Vec<SignatureResult>,
+    /// A degenerate SignedData without signers and content: certificates only (RFC 8551
+    /// §3.6).
+    certs_only: bool,
+}
+
+/// Verify a SignedData (with its detached content, or opaque): one result per signer;
+/// `Err` only when the structure is unusable (or has more signers than allowed).
 ///
-/// Two steps: each signature with OpenSSL's primitives ([`check_signature`]; OpenSSL's
-/// `CMS_verify` for schemes it does not do), then each signer's chain against the trust
-/// store plus our purpose check. The certificates are parsed once per distinct DER
-/// (`x509_cache`): parsing them anew for every message cost more than the RSA operation.
-/// The chain step is ours rather than `CMS_verify`'s because OpenSSL 3.0 builds chains
-/// from the message's own certificates only; ours also uses the store's intermediates.
+/// Per signer, one certificate object does everything: it is the certificate of the
+/// message that the signer identifier names exactly (`cms_info::SignerId::names`), its
+/// key checks the signature ([`check_signature`]), its chain is judged against the trust
+/// store plus our purpose check, and its address is reported. There is no second lookup
+/// and no other verifier: a signature algorithm this path does not do is an invalid
+/// signature. The certificates are parsed once per distinct DER (`x509_cache`): parsing
+/// them anew for every message cost more than the RSA operation. The chain step is ours
+/// rather than `CMS_verify`'s because OpenSSL 3.0 builds chains from the message's own
+/// certificates only; ours also uses the store's intermediates.
 fn verify(
     der: &[u8],
     detached: Option<&[u8]>,
-    trust: &X509StoreRef,
-    intermediates: &[X509],
-    verdicts: Option<&ChainVerdicts>,
+    ctx: &VerifyContext<'_>,
     opaque: bool,
-) -> Result<(Vec<u8>, Vec<SignatureResult>), SmimeError> {
+) -> Result<Verified, SmimeError> {
     let malformed = |e: String| SmimeError::Malformed(format!("corrupt signed data: {e}"));
-    let info = cms_info::signed_info_any(der).map_err(malformed)?;
+    let info = cms_info::signed_info_any(der, ctx.limits.max_signers).map_err(|e| {
+        if e.starts_with(cms_info::TOO_MANY_SIGNERS) {
+            SmimeError::Malformed(e)
+        } else {
+            malformed(e)
+        }
+    })?;
     if info.signers.is_empty() {
+        if detached.is_none() && info.content.is_none() {
+            return Ok(Verified {
+                content: Vec::new(),
+                content_type: info.content_type,
+                results: Vec::new(),
+                certs_only: true,
+            });
+        }
         return Err(SmimeError::Malformed("signed-data without a signer".into()));
     }
     let content: &[u8] = detached.or(info.content.as_deref()).unwrap_or_default();
@@ -699,30 +992,6 @@ fn verify(
         .iter()
         .map(|c| x509_cache::parse(&c.der).ok())
         .collect();
-    let signer_cert = |s: &cms_info::SignerMeta| s.cert.and_then(|i| certs[i].as_ref());
-    let mut checks: Vec<Check> = info
-        .signers
-        .iter()
-        .map(|s| match signer_cert(s) {
-            Some(cert) => check_signature(s, cert, info.content_type, content),
-            None => Check::NotHere,
-        })
-        .collect();
-    if checks.iter().any(|c| matches!(c, Check::NotHere)) {
-        // OpenSSL judges the whole SignedData, as before this path existed.
-        tracing::debug!(
-            "S/MIME: verifying with OpenSSL's CMS (a scheme or signer this path does not read)"
-        );
-        let verdict = openssl_verify(der, certs.iter().flatten(), detached)?;
-        checks = info
-            .signers
-            .iter()
-            .map(|_| match &verdict {
-                Ok(()) => Check::Valid,
-                Err(why) => Check::Invalid(why.clone()),
-            })
-            .collect();
-    }
     // Chain material for every signer: what the message carries (a signer's own
     // certificate among it does no harm) and the CA certificates the store holds. Made
     // only when a chain is checked (a remembered verdict needs none).
@@ -730,80 +999,115 @@ fn verify(
         certs
             .iter()
             .flatten()
-            .chain(intermediates)
+            .chain(ctx.intermediates)
             .cloned()
             .collect()
     };
-    let results = info
-        .signers
-        .iter()
-        .zip(checks)
-        .map(|(s, check)| {
-            let signer = s.cert.map(|i| &info.certificates[i]);
-            let status = match (check, signer_cert(s)) {
-                (Check::Invalid(why), _) => SignatureStatus::Invalid(why),
-                (_, None) => SignatureStatus::UntrustedChain(
-                    "the signer's certificate is not in the message".into(),
-                ),
-                (_, Some(cert)) => {
-                    let judge = || {
-                        chain_error(cert, &untrusted(), trust)
-                            .or_else(|| smime_signing_problems(cert))
-                    };
-                    let verdict = match (verdicts, signer) {
-                        (Some(v), Some(signer)) => {
-                            v.verdict(&signer.der, &info.certificates, judge)
+    let mut digests = ContentDigests::new(content);
+    let mut results = Vec::with_capacity(info.signers.len());
+    for s in &info.signers {
+        ctx.limits.check_deadline()?;
+        // The one certificate of this signer, named exactly by its identifier.
+        let signer = s
+            .cert
+            .and_then(|i| Some((&info.certificates[i], certs[i].as_ref()?)));
+        let status = match signer {
+            None if s.ambiguous => SignatureStatus::Invalid(
+                "several different certificates in the message carry the signer's identifier"
+                    .into(),
+            ),
+            None if s.cert.is_some() => {
+                SignatureStatus::Invalid("the signer's certificate does not parse".into())
+            }
+            None => SignatureStatus::Invalid(
+                "the signer's certificate is not in the message (none matches its identifier exactly)"
+                    .into(),
+            ),
+            Some((signer_der, cert)) => {
+                match check_signature(s, cert, info.content_type, &mut digests) {
+                    Check::Invalid(why) => SignatureStatus::Invalid(why),
+                    Check::Valid => {
+                        let judge = || {
+                            chain_error(cert, &untrusted(), ctx.trust)
+                                .or_else(|| smime_signing_problems(cert))
+                        };
+                        let verdict = match ctx.verdicts {
+                            Some(v) => v.verdict(&signer_der.der, &info.certificates, judge),
+                            None => judge(),
+                        };
+                        match verdict {
+                            None => SignatureStatus::Valid,
+                            Some(reason) => SignatureStatus::UntrustedChain(reason),
                         }
-                        _ => judge(),
-                    };
-                    match verdict {
-                        None => SignatureStatus::Valid,
-                        Some(reason) => SignatureStatus::UntrustedChain(reason),
                     }
                 }
-            };
-            SignatureResult {
-                status,
-                // from the certificate parsed for the check (x509_cache), not parsed again
-                signer_address: signer_cert(s).and_then(email_of),
-                signer_der: signer.map(|c| c.der.clone()),
-                chain_der: info
-                    .certificates
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| Some(*i) != s.cert)
-                    .map(|(_, c)| c.der.clone())
-                    .collect(),
-                capabilities: s.capabilities.clone(),
-                digest: cms_info::digest_name(&s.digest),
-                opaque,
             }
-        })
-        .collect();
+        };
+        results.push(SignatureResult {
+            status,
+            // from the very certificate object that was checked (x509_cache), not parsed again
+            signer_address: signer.and_then(|(_, cert)| email_of(cert)),
+            signer_der: signer.map(|(c, _)| c.der.clone()),
+            chain_der: info
+                .certificates
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| signer.is_none() || Some(*i) != s.cert)
+                .map(|(_, c)| c.der.clone())
+                .collect(),
+            capabilities: s.capabilities.clone(),
+            digest: cms_info::digest_name(&s.digest),
+            opaque,
+        });
+    }
     // The caller needs the content only from an opaque signature (it wraps it).
     let content = if opaque { content.to_vec() } else { Vec::new() };
-    Ok((content, results))
+    Ok(Verified {
+        content,
+        content_type: info.content_type,
+        results,
+        certs_only: false,
+    })
 }
 
-/// OpenSSL's `CMS_verify` over the whole SignedData (signatures and digests, not the
-/// chain): `Ok(Err(reason))` when a signature fails.
-fn openssl_verify<'a>(
-    der: &[u8],
-    certs: impl IntoIterator<Item = &'a X509>,
-    detached: Option<&[u8]>,
-) -> Result<Result<(), String>, SmimeError> {
-    let malformed = |e: ErrorStack| SmimeError::Malformed(format!("corrupt signed data: {e}"));
-    let stack = stack_of(certs).map_err(malformed)?;
-    let mut cms = CmsContentInfo::from_der(der).map_err(malformed)?;
-    Ok(cms
-        .verify(
-            Some(&stack),
-            None,
-            detached,
-            None,
-            CMSOptions::BINARY | CMSOptions::NOVERIFY,
-        )
-        .map_err(|e| first_error(&e)))
+/// What [`verify`] judges with.
+struct VerifyContext<'a> {
+    trust: &'a X509StoreRef,
+    intermediates: &'a [X509],
+    verdicts: Option<&'a ChainVerdicts>,
+    limits: &'a Limits,
+}
+
+/// Bounds on the work one message may cause.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Signer infos per SignedData; more makes the message malformed.
+    pub max_signers: usize,
+    /// When the work must stop (checked between layers and signers).
+    pub deadline: Option<Instant>,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_signers: DEFAULT_MAX_SIGNERS,
+            deadline: None,
+        }
+    }
+}
+
+/// `[smime] max_signers` when not configured: real mail has one signer, rarely two.
+pub const DEFAULT_MAX_SIGNERS: usize = 8;
+
+impl Limits {
+    fn check_deadline(&self) -> Result<(), SmimeError> {
+        match self.deadline {
+            Some(d) if Instant::now() >= d => Err(SmimeError::Malformed(
+                "processing took longer than [smime] job_timeout_secs allows".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Chain verdicts of signer certificates (trusted, or why not), remembered between

@@ -34,6 +34,12 @@ pub struct InboundResult {
     pub replacement: Option<Vec<u8>>,
     /// Valid signatures, to harvest once the verdict lets the message through.
     pub harvestable: Vec<SignatureResult>,
+    /// The envelope recipients the replacement (the plaintext) is for, when not all: those
+    /// whose key, or whose domain's gateway key, opened the message. The others get the
+    /// message as received, with [`Self::others_header`] instead of [`Self::header`].
+    pub readers: Option<Vec<String>>,
+    /// The result header for the recipients who are not [`Self::readers`].
+    pub others_header: Option<String>,
 }
 
 pub struct SmimeInbound {
@@ -80,19 +86,34 @@ impl SmimeInbound {
             return Ok(InboundResult::default());
         }
         let mut identities: Vec<Identity> = Vec::new();
+        // Per envelope recipient, the indexes of its keys (its own, its domain's gateway
+        // key) in `identities`.
+        let mut owned: Vec<Vec<usize>> = Vec::with_capacity(envelope.rcpt_to.len());
         for rcpt in &envelope.rcpt_to {
+            let mut mine = Vec::new();
             for id in self.keyring.decryption_identities(rcpt).await? {
-                if !identities.iter().any(|i| i.cert == id.cert) {
-                    identities.push(id);
-                }
+                let at = match identities.iter().position(|i| i.cert == id.cert) {
+                    Some(at) => at,
+                    None => {
+                        identities.push(id);
+                        identities.len() - 1
+                    }
+                };
+                mine.push(at);
             }
+            owned.push(mine);
         }
         let trust = self.keyring.trust_store()?;
         let intermediates = self.keyring.intermediates();
         let verdicts = self.verdicts_for(&trust);
         let message = raw.to_vec();
+        let deadline = Instant::now() + Duration::from_secs(self.config.job_timeout_secs);
+        let limits = engine::Limits {
+            max_signers: self.config.max_signers,
+            deadline: Some(deadline),
+        };
         // RSA private-key operations take milliseconds: off the reactor.
-        let result = super::cpu::run(move || {
+        let result = super::cpu::run_until(deadline, move || {
             let keys: Vec<KeyPair> = identities
                 .iter()
                 .map(|i| KeyPair {
@@ -100,12 +121,41 @@ impl SmimeInbound {
                     key: &i.key,
                 })
                 .collect();
-            engine::unwrap_with(&message, &keys, &trust, &intermediates, verdicts.as_deref())
+            engine::unwrap_limited(
+                &message,
+                &keys,
+                &trust,
+                &intermediates,
+                verdicts.as_deref(),
+                &limits,
+            )
         })
         .await?;
         Ok(match result {
             Ok(None) => InboundResult::default(),
-            Ok(Some(u)) => self.unwrapped(raw, u),
+            Ok(Some(u)) => {
+                // The plaintext is for the recipients holding a key to every encrypted layer.
+                let reads = |mine: &Vec<usize>| {
+                    u.opened_with
+                        .iter()
+                        .all(|layer| layer.iter().any(|k| mine.contains(k)))
+                };
+                let readers: Vec<String> = envelope
+                    .rcpt_to
+                    .iter()
+                    .zip(&owned)
+                    .filter(|(_, mine)| reads(mine))
+                    .map(|(r, _)| r.clone())
+                    .collect();
+                let mut out = self.unwrapped(raw, u);
+                if readers.len() < envelope.rcpt_to.len() && out.replacement.is_some() {
+                    out.readers = Some(readers);
+                    out.others_header = Some(header(
+                        "encrypted for another recipient, delivered as received",
+                    ));
+                }
+                out
+            }
             Err(e) => self.failed(e),
         })
     }
@@ -156,7 +206,16 @@ impl SmimeInbound {
                 }
             }
         }
+        if let Some(why) = &u.left_as_sent {
+            out.symbols
+                .push(Symbol::new("SMIME_NOT_UNWRAPPED", why.as_str()));
+            summary.push(why.clone());
+        }
         out.header = Some(header(&summary.join("; ")));
+        // Left as sent and not encrypted: delivered byte for byte as received.
+        if u.left_as_sent.is_some() && !u.decrypted() {
+            return out;
+        }
         // Keep the signature where it directly wraps the plaintext and the operator wants
         // it; otherwise deliver the plaintext. A message that was only signed and keeps its
         // signature is stored as received, byte for byte.
@@ -190,6 +249,8 @@ impl SmimeInbound {
             header: Some(header(&text)),
             replacement: None,
             harvestable: Vec::new(),
+            readers: None,
+            others_header: None,
         }
     }
 

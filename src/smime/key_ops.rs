@@ -1,4 +1,4 @@
-//! RSA and ECDSA key operations through OpenSSL contexts kept per thread.
+//! RSA (PKCS#1 v1.5, PSS, OAEP) and ECDSA key operations through OpenSSL contexts kept per thread.
 //!
 //! Making a context anew for every operation (`EVP_PKEY_CTX_new`, `*_init`, the padding
 //! and digest parameters) costs OpenSSL 3.0 algorithm fetches under locks that every
@@ -30,6 +30,12 @@ const KEPT_PER_THREAD: usize = 16;
 pub enum Setup {
     SignRsaPkcs1(&'static MdRef),
     VerifyRsaPkcs1(&'static MdRef),
+    /// RSASSA-PSS (RFC 4055): the message digest, the MGF1 digest, the salt length.
+    VerifyRsaPss {
+        hash: &'static MdRef,
+        mgf1: &'static MdRef,
+        salt: i32,
+    },
     VerifyEcdsa,
     DecryptRsaPkcs1,
     DecryptRsaOaep {
@@ -49,6 +55,18 @@ impl PartialEq for Setup {
             (DecryptRsaOaep { hash: a, mgf1: m }, DecryptRsaOaep { hash: b, mgf1: n }) => {
                 std::ptr::eq(*a, *b) && std::ptr::eq(*m, *n)
             }
+            (
+                VerifyRsaPss {
+                    hash: a,
+                    mgf1: m,
+                    salt: s,
+                },
+                VerifyRsaPss {
+                    hash: b,
+                    mgf1: n,
+                    salt: t,
+                },
+            ) => std::ptr::eq(*a, *b) && std::ptr::eq(*m, *n) && s == t,
             (VerifyEcdsa, VerifyEcdsa)
             | (DecryptRsaPkcs1, DecryptRsaPkcs1)
             | (EncryptRsaPkcs1, EncryptRsaPkcs1) => true,
@@ -154,9 +172,10 @@ fn set_up_private(ctx: &mut PkeyCtx<Private>, setup: Setup) -> Result<(), ErrorS
             ctx.set_rsa_oaep_md(hash)?;
             ctx.set_rsa_mgf1_md(mgf1)
         }
-        Setup::VerifyRsaPkcs1(_) | Setup::VerifyEcdsa | Setup::EncryptRsaPkcs1 => {
-            set_up_public_op(ctx, setup)
-        }
+        Setup::VerifyRsaPkcs1(_)
+        | Setup::VerifyRsaPss { .. }
+        | Setup::VerifyEcdsa
+        | Setup::EncryptRsaPkcs1 => set_up_public_op(ctx, setup),
     }
 }
 
@@ -170,6 +189,13 @@ fn set_up_public_op<T: openssl::pkey::HasPublic>(
             ctx.verify_init()?;
             ctx.set_rsa_padding(Padding::PKCS1)?;
             ctx.set_signature_md(md)
+        }
+        Setup::VerifyRsaPss { hash, mgf1, salt } => {
+            ctx.verify_init()?;
+            ctx.set_rsa_padding(Padding::PKCS1_PSS)?;
+            ctx.set_signature_md(hash)?;
+            ctx.set_rsa_pss_saltlen(openssl::sign::RsaPssSaltlen::custom(salt))?;
+            ctx.set_rsa_mgf1_md(mgf1)
         }
         Setup::VerifyEcdsa => ctx.verify_init(),
         Setup::EncryptRsaPkcs1 => {

@@ -93,6 +93,36 @@ fn fields(header: &[u8]) -> Vec<&[u8]> {
     out
 }
 
+/// `content` as a MIME entity. Content that does not open with a header block — only
+/// header fields up to the first empty line, as `openssl cms -encrypt` without `-text` and
+/// several libraries produce — is the body of a `text/plain` entity (the RFC 2045
+/// defaults, written out), so no line of it ever lands in the message's header block.
+pub fn as_entity(content: Vec<u8>) -> Vec<u8> {
+    if opens_with_header_block(&content) {
+        return content;
+    }
+    const HEADER: &[u8] = b"Content-Type: text/plain; charset=us-ascii\r\n\r\n";
+    let mut out = Vec::with_capacity(HEADER.len() + content.len());
+    out.extend_from_slice(HEADER);
+    out.extend_from_slice(&content);
+    out
+}
+
+/// Whether every line before the first empty line is a header field (RFC 5322 §2.2: a
+/// name of printable characters without a colon, then a colon) or folds one.
+fn opens_with_header_block(entity: &[u8]) -> bool {
+    if entity.is_empty() {
+        return false;
+    }
+    let header = split(entity).header;
+    fields(header).into_iter().all(|f| {
+        let Some(colon) = memchr::memchr(b':', f) else {
+            return false;
+        };
+        colon > 0 && f[..colon].iter().all(|&b| (33..=126).contains(&b))
+    })
+}
+
 /// A field's name as written (blanks around it trimmed); compare it ignoring ASCII case.
 fn field_name(field: &[u8]) -> &[u8] {
     let end = memchr::memchr(b':', field).unwrap_or(0);

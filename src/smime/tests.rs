@@ -501,7 +501,7 @@ fn a_chain_sent_incomplete_is_completed_from_held_intermediates_never_trusted_by
 #[test]
 fn the_primitive_path_itself_opens_and_checks_what_the_cli_produces() {
     use super::cms_info;
-    use super::engine::{Check, Opened};
+    use super::engine::{Check, ContentDigests, Opened};
     let pki = Pki::new("Test CA");
     let bob = pki.user("bob@example.test");
     let bob_der = bob.cert.to_der().unwrap();
@@ -571,7 +571,12 @@ fn the_primitive_path_itself_opens_and_checks_what_the_cli_produces() {
         let cert = openssl::x509::X509::from_der(&info.certificates[s.cert.unwrap()].der).unwrap();
         let what = format!("{} {md} detached={detached}", signer.cert_path.display());
         assert_eq!(
-            engine::check_signature(s, &cert, info.content_type, ENTITY),
+            engine::check_signature(
+                s,
+                &cert,
+                info.content_type,
+                &mut ContentDigests::new(ENTITY)
+            ),
             Check::Valid,
             "{what}"
         );
@@ -579,7 +584,12 @@ fn the_primitive_path_itself_opens_and_checks_what_the_cli_produces() {
         changed[50] ^= 0x20;
         assert!(
             matches!(
-                engine::check_signature(s, &cert, info.content_type, &changed),
+                engine::check_signature(
+                    s,
+                    &cert,
+                    info.content_type,
+                    &mut ContentDigests::new(&changed)
+                ),
                 Check::Invalid(_)
             ),
             "{what}"
@@ -589,7 +599,12 @@ fn the_primitive_path_itself_opens_and_checks_what_the_cli_produces() {
         forged.signature[last] ^= 1;
         assert!(
             matches!(
-                engine::check_signature(&forged, &cert, info.content_type, ENTITY),
+                engine::check_signature(
+                    &forged,
+                    &cert,
+                    info.content_type,
+                    &mut ContentDigests::new(ENTITY)
+                ),
                 Check::Invalid(_)
             ),
             "{what}"
@@ -597,10 +612,10 @@ fn the_primitive_path_itself_opens_and_checks_what_the_cli_produces() {
     }
 }
 
-/// What the engine's own path leaves to OpenSSL's CMS still works: an RSA-PSS signature
-/// is verified, an EC key signs, and tampering is still caught on that path.
+/// RSA-PSS and ECDSA signatures are verified on the engine's own path (no other verifier
+/// is left), and tampering is caught there.
 #[test]
-fn schemes_left_to_openssl_cms_still_work() {
+fn rsa_pss_and_ecdsa_signatures_verify_on_the_engines_own_path() {
     let pki = Pki::new("Test CA");
     let alice = pki.user("alice@partner.test");
     let pss = cli_sign(&pki, &alice, &["-keyopt", "rsa_padding_mode:pss"], ENTITY);
@@ -617,11 +632,29 @@ fn schemes_left_to_openssl_cms_still_work() {
         .replacen("quarterly", "QUARTERLY", 1);
     let u = unwrap_ok(tampered.as_bytes(), &[], &pki);
     assert!(matches!(
-        u.signatures[0].status,
-        SignatureStatus::Invalid(_)
+        &u.signatures[0].status,
+        SignatureStatus::Invalid(why) if why.contains("message digest mismatch")
     ));
+    let pss_sha384 = cli_sign(
+        &pki,
+        &alice,
+        &[
+            "-md",
+            "sha384",
+            "-keyopt",
+            "rsa_padding_mode:pss",
+            "-keyopt",
+            "rsa_pss_saltlen:20",
+        ],
+        ENTITY,
+    );
+    let u = unwrap_ok(&outer(&pss_sha384), &[], &pki);
+    assert_eq!(u.signatures[0].status, SignatureStatus::Valid);
 
     let carol = pki.user_ec("carol@partner.test");
+    let by_cli = cli_sign(&pki, &carol, &["-md", "sha512"], ENTITY);
+    let u = unwrap_ok(&outer(&by_cli), &[], &pki);
+    assert_eq!(u.signatures[0].status, SignatureStatus::Valid);
     let signed = engine::sign(ENTITY, &keys(&carol), &[]).unwrap();
     assert_eq!(cli_verify(&pki, &signed), ENTITY);
     let u = unwrap_ok(&outer(&signed), &[], &pki);
@@ -674,9 +707,9 @@ fn encodings_the_walker_refuses_get_a_second_try_through_openssl() {
     let mut odd = vec![0x30, 0x85, 0, 0, 0];
     odd.extend_from_slice(&der[2..]);
     assert!(cms_info::signed_info(&odd).is_err());
-    let info = cms_info::signed_info_any(&odd).unwrap();
+    let info = cms_info::signed_info_any(&odd, 8).unwrap();
     assert_eq!(info.content.as_deref(), Some(ENTITY));
-    assert!(cms_info::signed_info_any(b"\x30\x85garbage").is_err());
+    assert!(cms_info::signed_info_any(b"\x30\x85garbage", 8).is_err());
 }
 
 /// Every truncation and a changed byte at every position of real CMS structures (opaque
@@ -685,6 +718,7 @@ fn encodings_the_walker_refuses_get_a_second_try_through_openssl() {
 #[test]
 fn truncated_or_mutated_cms_is_an_error_or_a_result_never_a_panic() {
     use super::cms_info;
+    use super::engine::ContentDigests;
     let pki = Pki::new("Test CA");
     let alice = pki.user("alice@partner.test");
     let bob = pki.user("bob@example.test");
@@ -702,7 +736,12 @@ fn truncated_or_mutated_cms_is_an_error_or_a_result_never_a_panic() {
                     .cert
                     .and_then(|i| openssl::x509::X509::from_der(&info.certificates[i].der).ok());
                 if let Some(cert) = cert {
-                    let _ = engine::check_signature(s, &cert, info.content_type, ENTITY);
+                    let _ = engine::check_signature(
+                        s,
+                        &cert,
+                        info.content_type,
+                        &mut ContentDigests::new(ENTITY),
+                    );
                 }
                 let _ = s.capabilities.len();
             }
@@ -720,4 +759,572 @@ fn truncated_or_mutated_cms_is_an_error_or_a_result_never_a_panic() {
             exercise(&m);
         }
     }
+}
+
+/// SignedData built field by field, so a test can name any certificate as the signer, list
+/// any certificates in any order, and put any attribute anywhere.
+mod built {
+    use super::super::cms_info::{
+        OID_CONTENT_TYPE, OID_DATA, OID_MESSAGE_DIGEST, OID_MGF1, OID_RSASSA_PSS, OID_SHA256,
+        OID_SHA256_RSA, OID_SIGNED_DATA, OID_SIGNING_TIME,
+    };
+    use super::super::der::{self as ber, INTEGER, OCTET_STRING, OID, SEQUENCE, SET, tlv_of};
+    use ::der::asn1::ObjectIdentifier;
+    use openssl::hash::MessageDigest;
+    use openssl::pkey::{PKey, Private};
+    use openssl::sign::Signer;
+
+    pub fn oid(o: ObjectIdentifier) -> Vec<u8> {
+        tlv_of(OID, &[o.as_bytes()])
+    }
+
+    pub fn attribute(o: ObjectIdentifier, values: &[&[u8]]) -> Vec<u8> {
+        tlv_of(SEQUENCE, &[&oid(o), &tlv_of(SET, values)])
+    }
+
+    pub fn content_type(o: ObjectIdentifier) -> Vec<u8> {
+        attribute(OID_CONTENT_TYPE, &[&oid(o)])
+    }
+
+    pub fn message_digest(content: &[u8]) -> Vec<u8> {
+        let d = openssl::sha::sha256(content);
+        attribute(OID_MESSAGE_DIGEST, &[&tlv_of(OCTET_STRING, &[&d])])
+    }
+
+    pub fn signing_time() -> Vec<u8> {
+        attribute(
+            OID_SIGNING_TIME,
+            &[&tlv_of(ber::UTC_TIME, &[b"261128100000Z"])],
+        )
+    }
+
+    /// The usual signed attributes over `content`.
+    pub fn usual(content: &[u8]) -> Vec<Vec<u8>> {
+        vec![
+            content_type(OID_DATA),
+            message_digest(content),
+            signing_time(),
+        ]
+    }
+
+    /// The signer identifier for a certificate: issuer and serial, as they are in it.
+    pub fn issuer_serial(cert_der: &[u8]) -> Vec<u8> {
+        let ids = ber::cert_ids(cert_der).unwrap();
+        tlv_of(SEQUENCE, &[ids.issuer, ids.serial])
+    }
+
+    /// The signer identifier naming the key identifier `ski`.
+    pub fn key_id(ski: &[u8]) -> Vec<u8> {
+        tlv_of(0x80, &[ski])
+    }
+
+    pub struct Signing<'a> {
+        pub sid: Vec<u8>,
+        pub key: &'a PKey<Private>,
+        pub certs: Vec<Vec<u8>>,
+        pub content: &'a [u8],
+        pub econtent_type: ObjectIdentifier,
+        pub signed: Option<Vec<Vec<u8>>>,
+        pub unsigned: Vec<Vec<u8>>,
+        /// RSA-PSS (SHA-256, MGF1 with SHA-256, salt 32) instead of PKCS#1 v1.5.
+        pub pss: bool,
+    }
+
+    /// An opaque SignedData, SHA-256 with RSA PKCS#1 v1.5 or RSA-PSS.
+    pub fn signed_data(s: &Signing<'_>) -> Vec<u8> {
+        let attrs = s.signed.as_ref().map(|a| a.concat());
+        let covered = match &attrs {
+            Some(a) => tlv_of(SET, &[a]),
+            None => s.content.to_vec(),
+        };
+        let mut signer = Signer::new(MessageDigest::sha256(), s.key).unwrap();
+        if s.pss {
+            signer
+                .set_rsa_padding(openssl::rsa::Padding::PKCS1_PSS)
+                .unwrap();
+            signer
+                .set_rsa_pss_saltlen(openssl::sign::RsaPssSaltlen::custom(32))
+                .unwrap();
+            signer.set_rsa_mgf1_md(MessageDigest::sha256()).unwrap();
+        }
+        signer.update(&covered).unwrap();
+        let signature = signer.sign_to_vec().unwrap();
+        let alg = |o| tlv_of(SEQUENCE, &[&oid(o), &[0x05, 0x00]]);
+        let sha256 = tlv_of(SEQUENCE, &[&oid(OID_SHA256)]);
+        let signature_alg = if s.pss {
+            tlv_of(
+                SEQUENCE,
+                &[
+                    &oid(OID_RSASSA_PSS),
+                    &tlv_of(
+                        SEQUENCE,
+                        &[
+                            &tlv_of(0xa0, &[&sha256]),
+                            &tlv_of(0xa1, &[&tlv_of(SEQUENCE, &[&oid(OID_MGF1), &sha256])]),
+                            &tlv_of(0xa2, &[&tlv_of(INTEGER, &[&[32]])]),
+                        ],
+                    ),
+                ],
+            )
+        } else {
+            alg(OID_SHA256_RSA)
+        };
+        let version = if s.sid[0] == 0x80 { 3u8 } else { 1u8 };
+        let mut si: Vec<Vec<u8>> = vec![
+            tlv_of(INTEGER, &[&[version]]),
+            s.sid.clone(),
+            alg(OID_SHA256),
+        ];
+        if let Some(a) = &attrs {
+            si.push(tlv_of(0xa0, &[a]));
+        }
+        si.push(signature_alg);
+        si.push(tlv_of(OCTET_STRING, &[&signature]));
+        if !s.unsigned.is_empty() {
+            si.push(tlv_of(0xa1, &[&s.unsigned.concat()]));
+        }
+        let si: Vec<&[u8]> = si.iter().map(Vec::as_slice).collect();
+        let encap = tlv_of(
+            SEQUENCE,
+            &[
+                &oid(s.econtent_type),
+                &tlv_of(0xa0, &[&tlv_of(OCTET_STRING, &[s.content])]),
+            ],
+        );
+        let sd = tlv_of(
+            SEQUENCE,
+            &[
+                &tlv_of(INTEGER, &[&[version]]),
+                &tlv_of(SET, &[&alg(OID_SHA256)]),
+                &encap,
+                &tlv_of(0xa0, &[&s.certs.concat()]),
+                &tlv_of(SET, &[&tlv_of(SEQUENCE, &si)]),
+            ],
+        );
+        tlv_of(SEQUENCE, &[&oid(OID_SIGNED_DATA), &tlv_of(0xa0, &[&sd])])
+    }
+
+    /// The SignedData as a whole message (application/pkcs7-mime).
+    pub fn message(der: &[u8]) -> Vec<u8> {
+        let mut m = b"From: <alice@partner.test>\r\nTo: <bob@example.test>\r\nSubject: figures\r\n\
+            Content-Type: application/pkcs7-mime; smime-type=signed-data; name=smime.p7m\r\n\
+            Content-Transfer-Encoding: base64\r\n\r\n"
+            .to_vec();
+        super::super::mime::put_base64_lines(&mut m, der);
+        m
+    }
+}
+
+/// A certificate naming `issuer` as its issuer, with `serial`, the subject key identifier
+/// `ski` and alice's address, on `key`: a forger's look-alike of alice's certificate.
+fn look_alike(
+    issuer: &openssl::x509::X509NameRef,
+    serial: &openssl::asn1::Asn1IntegerRef,
+    ski: Option<&[u8]>,
+    key: &openssl::pkey::PKey<openssl::pkey::Private>,
+) -> openssl::x509::X509 {
+    use openssl::x509::extension::{ExtendedKeyUsage, KeyUsage, SubjectAlternativeName};
+    let mut name = openssl::x509::X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", "alice@partner.test")
+        .unwrap();
+    let name = name.build();
+    let mut b = openssl::x509::X509::builder().unwrap();
+    b.set_version(2).unwrap();
+    b.set_serial_number(serial).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(issuer).unwrap();
+    b.set_pubkey(key).unwrap();
+    b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(30).unwrap())
+        .unwrap();
+    b.append_extension(
+        KeyUsage::new()
+            .critical()
+            .digital_signature()
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    b.append_extension(ExtendedKeyUsage::new().email_protection().build().unwrap())
+        .unwrap();
+    let san = SubjectAlternativeName::new()
+        .email("alice@partner.test")
+        .build(&b.x509v3_context(None, None))
+        .unwrap();
+    b.append_extension(san).unwrap();
+    if let Some(ski) = ski {
+        let value = super::der::tlv_of(super::der::OCTET_STRING, &[ski]);
+        let ext = openssl::x509::X509Extension::new_from_der(
+            &openssl::asn1::Asn1Object::from_str("2.5.29.14").unwrap(),
+            false,
+            &openssl::asn1::Asn1OctetString::new_from_bytes(&value).unwrap(),
+        )
+        .unwrap();
+        b.append_extension(ext).unwrap();
+    }
+    b.sign(key, openssl::hash::MessageDigest::sha256()).unwrap();
+    b.build()
+}
+
+/// Names that print like the CA's but are encoded differently: letter case, spaces, the
+/// string type.
+fn issuer_look_alikes(ca_cn: &str) -> Vec<(&'static str, openssl::x509::X509Name)> {
+    use openssl::asn1::Asn1Type;
+    let named = |text: &str, ty: Option<Asn1Type>| {
+        let mut n = openssl::x509::X509NameBuilder::new().unwrap();
+        match ty {
+            Some(ty) => n.append_entry_by_text_with_type("CN", text, ty).unwrap(),
+            None => n.append_entry_by_text("CN", text).unwrap(),
+        }
+        n.build()
+    };
+    vec![
+        ("lower case", named(&ca_cn.to_lowercase(), None)),
+        ("upper case", named(&ca_cn.to_uppercase(), None)),
+        ("doubled space", named(&ca_cn.replace(' ', "  "), None)),
+        ("trailing space", named(&format!("{ca_cn} "), None)),
+        (
+            "PrintableString",
+            named(ca_cn, Some(Asn1Type::PRINTABLESTRING)),
+        ),
+        ("BMPString", named(ca_cn, Some(Asn1Type::BMPSTRING))),
+    ]
+}
+
+/// Signer identification by issuer and serial number: a forger's certificate whose issuer
+/// name differs from the real one only in case, spaces or string type, with alice's
+/// serial, listed before alice's real certificate, never makes the forger's signature
+/// alice's; nor does a certificate with the very same issuer and serial (which one signed
+/// cannot be told: invalid). The certificate that verified is the one reported.
+#[test]
+fn look_alike_issuers_and_duplicate_serials_never_pass_for_the_real_certificate() {
+    use built::{Signing, issuer_serial, message, signed_data, usual};
+    let pki = Pki::new("Partner CA");
+    let alice = pki.user("alice@partner.test");
+    let forger_key =
+        openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
+    let alice_der = alice.cert.to_der().unwrap();
+    let serial = alice.cert.serial_number();
+    let content = ENTITY;
+    let mut fakes = issuer_look_alikes("Partner CA");
+    // the real CA's name, byte for byte: a duplicate issuer and serial
+    fakes.push((
+        "same issuer bytes",
+        pki.ca.subject_name().to_owned().unwrap(),
+    ));
+    let ca_name = pki.ca.subject_name().to_der().unwrap();
+    for (what, issuer) in &fakes {
+        // each look-alike really is another encoding (the duplicate really is the same)
+        assert_eq!(
+            issuer.to_der().unwrap() == ca_name,
+            *what == "same issuer bytes",
+            "{what}"
+        );
+        let fake = look_alike(issuer, serial, None, &forger_key);
+        let fake_der = fake.to_der().unwrap();
+        let exact_duplicate = *what == "same issuer bytes";
+        for (signed_by, key, pss) in [
+            ("forger", &forger_key, false),
+            ("forger", &forger_key, true),
+            ("alice", &alice.key, false),
+            ("alice", &alice.key, true),
+        ] {
+            // the identifier names alice's certificate; the look-alike comes first
+            let der = signed_data(&Signing {
+                sid: issuer_serial(&alice_der),
+                key,
+                certs: vec![fake_der.clone(), alice_der.clone()],
+                content,
+                econtent_type: super::cms_info::OID_DATA,
+                signed: Some(usual(content)),
+                unsigned: vec![],
+                pss,
+            });
+            let u = engine::unwrap(&message(&der), &[], &pki.store())
+                .unwrap()
+                .unwrap();
+            let s = &u.signatures[0];
+            let case = format!("{what}, signed by {signed_by}, pss {pss}");
+            match (signed_by, exact_duplicate) {
+                ("alice", false) => {
+                    assert_eq!(s.status, SignatureStatus::Valid, "{case}");
+                    assert_eq!(
+                        s.signer_der.as_deref(),
+                        Some(alice_der.as_slice()),
+                        "{case}"
+                    );
+                }
+                (_, true) => assert!(
+                    matches!(&s.status, SignatureStatus::Invalid(w) if w.contains("several")),
+                    "{case}: {:?}",
+                    s.status
+                ),
+                _ => assert!(
+                    matches!(s.status, SignatureStatus::Invalid(_)),
+                    "{case}: {:?}",
+                    s.status
+                ),
+            }
+            // the identifier names the look-alike: it verifies the forger's signature, and
+            // then it is that certificate whose chain is judged (and fails)
+            let der = signed_data(&Signing {
+                sid: issuer_serial(&fake_der),
+                key,
+                certs: vec![alice_der.clone(), fake_der.clone()],
+                content,
+                econtent_type: super::cms_info::OID_DATA,
+                signed: Some(usual(content)),
+                unsigned: vec![],
+                pss,
+            });
+            let u = engine::unwrap(&message(&der), &[], &pki.store())
+                .unwrap()
+                .unwrap();
+            let s = &u.signatures[0];
+            assert_ne!(s.status, SignatureStatus::Valid, "{case} (named)");
+            if signed_by == "forger" && !exact_duplicate {
+                assert!(
+                    matches!(s.status, SignatureStatus::UntrustedChain(_)),
+                    "{case} (named): {:?}",
+                    s.status
+                );
+                assert_eq!(s.signer_der.as_deref(), Some(fake_der.as_slice()), "{case}");
+            }
+        }
+    }
+}
+
+/// Signer identification by subject key identifier: a forger's certificate carrying alice's
+/// key identifier makes the signer ambiguous (invalid), one whose identifier differs only by
+/// a leading zero byte is not alice's; alice's own signature named by key id verifies.
+#[test]
+fn look_alike_key_identifiers_never_pass_for_the_real_certificate() {
+    use built::{Signing, key_id, message, signed_data, usual};
+    let pki = Pki::new("Partner CA");
+    let alice = pki.user("alice@partner.test");
+    let forger_key =
+        openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
+    let alice_der = alice.cert.to_der().unwrap();
+    let ski = super::der::subject_key_id(&alice_der).unwrap().to_vec();
+    let issuer = openssl::x509::X509NameBuilder::new().unwrap().build();
+    let serial =
+        openssl::asn1::Asn1Integer::from_bn(&openssl::bn::BigNum::from_u32(7).unwrap()).unwrap();
+    let padded = [&[0u8][..], &ski].concat();
+    let status = |key, certs: Vec<Vec<u8>>, id: &[u8]| {
+        let der = signed_data(&Signing {
+            sid: key_id(id),
+            key,
+            certs,
+            content: ENTITY,
+            econtent_type: super::cms_info::OID_DATA,
+            signed: Some(usual(ENTITY)),
+            unsigned: vec![],
+            pss: true,
+        });
+        let u = engine::unwrap(&message(&der), &[], &pki.store())
+            .unwrap()
+            .unwrap();
+        u.signatures[0].clone()
+    };
+    // alice alone, named by key id: valid
+    let s = status(&alice.key, vec![alice_der.clone()], &ski);
+    assert_eq!(s.status, SignatureStatus::Valid);
+    // the same key id on a forger's certificate, listed first
+    let same = look_alike(&issuer, &serial, Some(&ski), &forger_key)
+        .to_der()
+        .unwrap();
+    for key in [&forger_key, &alice.key] {
+        let s = status(key, vec![same.clone(), alice_der.clone()], &ski);
+        assert!(
+            matches!(&s.status, SignatureStatus::Invalid(w) if w.contains("several")),
+            "{:?}",
+            s.status
+        );
+    }
+    // a key id that differs by a leading zero byte: not alice's certificate
+    let near = look_alike(&issuer, &serial, Some(&padded), &forger_key)
+        .to_der()
+        .unwrap();
+    let s = status(&forger_key, vec![near.clone(), alice_der.clone()], &ski);
+    assert!(
+        matches!(s.status, SignatureStatus::Invalid(_)),
+        "{:?}",
+        s.status
+    );
+    let s = status(&forger_key, vec![alice_der.clone(), near.clone()], &padded);
+    assert_ne!(s.status, SignatureStatus::Valid);
+    assert_eq!(s.signer_der.as_deref(), Some(near.as_slice()));
+}
+
+/// RFC 5652 §5.3 and §11: contentType, messageDigest and signingTime once each, with one
+/// value, among the signed attributes only; the contentType attribute equal to the
+/// eContentType; signed attributes present over content that is not data. A signature that
+/// breaks these is invalid though its cryptography holds (OpenSSL refuses these too).
+#[test]
+fn signed_attributes_that_break_rfc_5652_make_the_signature_invalid() {
+    use super::cms_info::{OID_DATA, OID_MESSAGE_DIGEST, OID_RECEIPT, OID_SIGNED_DATA};
+    use built::{
+        Signing, attribute, content_type, issuer_serial, message, message_digest, signed_data,
+        signing_time,
+    };
+    let pki = Pki::new("Partner CA");
+    let alice = pki.user("alice@partner.test");
+    let alice_der = alice.cert.to_der().unwrap();
+    let status = |signed: Option<Vec<Vec<u8>>>, unsigned: Vec<Vec<u8>>, econtent| {
+        let der = signed_data(&Signing {
+            sid: issuer_serial(&alice_der),
+            key: &alice.key,
+            certs: vec![alice_der.clone()],
+            content: ENTITY,
+            econtent_type: econtent,
+            signed,
+            unsigned,
+            pss: false,
+        });
+        engine::unwrap(&message(&der), &[], &pki.store())
+            .unwrap()
+            .unwrap()
+            .signatures[0]
+            .status
+            .clone()
+    };
+    let (ct, md, st) = (
+        content_type(OID_DATA),
+        message_digest(ENTITY),
+        signing_time(),
+    );
+    let d = openssl::sha::sha256(ENTITY);
+    let two_digests = attribute(
+        OID_MESSAGE_DIGEST,
+        &[
+            &super::der::tlv_of(super::der::OCTET_STRING, &[&d]),
+            &super::der::tlv_of(super::der::OCTET_STRING, &[&d]),
+        ],
+    );
+    // the controls: what every client sends, and an unrelated unsigned attribute
+    assert_eq!(
+        status(
+            Some(vec![ct.clone(), md.clone(), st.clone()]),
+            vec![],
+            OID_DATA
+        ),
+        SignatureStatus::Valid
+    );
+    assert_eq!(status(None, vec![], OID_DATA), SignatureStatus::Valid);
+    let unrelated = attribute(
+        ::der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.2.14"),
+        &[&super::der::tlv_of(super::der::SEQUENCE, &[])],
+    );
+    assert_eq!(
+        status(
+            Some(vec![ct.clone(), md.clone()]),
+            vec![unrelated],
+            OID_DATA
+        ),
+        SignatureStatus::Valid
+    );
+    type Attrs = Vec<Vec<u8>>;
+    let broken: Vec<(&str, Option<Attrs>, Attrs, _)> = vec![
+        (
+            "contentType twice",
+            Some(vec![ct.clone(), ct.clone(), md.clone()]),
+            vec![],
+            OID_DATA,
+        ),
+        (
+            "messageDigest twice",
+            Some(vec![ct.clone(), md.clone(), md.clone()]),
+            vec![],
+            OID_DATA,
+        ),
+        (
+            "messageDigest with two values",
+            Some(vec![ct.clone(), two_digests]),
+            vec![],
+            OID_DATA,
+        ),
+        (
+            "signingTime twice",
+            Some(vec![ct.clone(), md.clone(), st.clone(), st.clone()]),
+            vec![],
+            OID_DATA,
+        ),
+        (
+            "contentType moved to the unsigned attributes",
+            Some(vec![md.clone()]),
+            vec![ct.clone()],
+            OID_DATA,
+        ),
+        (
+            "messageDigest moved to the unsigned attributes",
+            Some(vec![ct.clone()]),
+            vec![md.clone()],
+            OID_DATA,
+        ),
+        (
+            "signingTime among the unsigned attributes",
+            Some(vec![ct.clone(), md.clone()]),
+            vec![st.clone()],
+            OID_DATA,
+        ),
+        (
+            "contentType repeated among the unsigned attributes",
+            Some(vec![ct.clone(), md.clone()]),
+            vec![ct.clone()],
+            OID_DATA,
+        ),
+        (
+            "contentType attribute differs from eContentType",
+            Some(vec![content_type(OID_SIGNED_DATA), md.clone()]),
+            vec![],
+            OID_DATA,
+        ),
+        (
+            "no signed attributes over a receipt",
+            None,
+            vec![],
+            OID_RECEIPT,
+        ),
+        (
+            "an empty set of signed attributes",
+            Some(vec![]),
+            vec![],
+            OID_DATA,
+        ),
+    ];
+    for (what, signed, unsigned, econtent) in broken {
+        let s = status(signed, unsigned, econtent);
+        assert!(matches!(s, SignatureStatus::Invalid(_)), "{what}: {s:?}");
+    }
+}
+
+/// The engine stops at its deadline (between layers and signers) with an error, and refuses
+/// more signer infos than allowed before checking any.
+#[test]
+fn the_engine_keeps_to_its_deadline_and_signer_cap() {
+    let pki = Pki::new("Test CA");
+    let alice = pki.user("alice@partner.test");
+    let signed = outer(&engine::sign(ENTITY, &keys(&alice), &[]).unwrap());
+    let store = pki.store();
+    let limited =
+        |limits: &engine::Limits| engine::unwrap_limited(&signed, &[], &store, &[], None, limits);
+    let past = engine::Limits {
+        max_signers: 8,
+        deadline: Some(std::time::Instant::now() - std::time::Duration::from_millis(1)),
+    };
+    assert!(
+        matches!(limited(&past), Err(SmimeError::Malformed(w)) if w.contains("job_timeout_secs"))
+    );
+    let none = engine::Limits {
+        max_signers: 0,
+        deadline: None,
+    };
+    assert!(matches!(limited(&none), Err(SmimeError::Malformed(w)) if w.contains("max_signers")));
+    let fine = engine::Limits {
+        max_signers: 1,
+        deadline: Some(std::time::Instant::now() + std::time::Duration::from_secs(60)),
+    };
+    let u = limited(&fine).unwrap().unwrap();
+    assert_eq!(u.signatures[0].status, SignatureStatus::Valid);
 }
