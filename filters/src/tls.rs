@@ -1,5 +1,5 @@
 //! TLS reputation (inbound): a bonus for a sending server that used TLS and proved itself
-//! with a valid client certificate whose name fits, a small malus for plaintext.
+//! with a valid client certificate whose name fits; plaintext itself scores nothing.
 //!
 //! Facts come from the session's handshake (`Envelope::tls`); the per-domain *requirement*
 //! (`[[tls_policy]]`) is enforced earlier, at MAIL FROM, by the SMTP session.

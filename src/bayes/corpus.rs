@@ -287,7 +287,7 @@ pub fn source_group(raw: &[u8]) -> String {
 /// in the same fold: the model is always validated on senders and lists it never saw,
 /// which random folds hide (mailing-list ham is near-duplicated within a list).
 ///
-/// `seed` picks one of many assignments of sources to folds (0: the one of rounds 1 and 2).
+/// `seed` picks one of many assignments of sources to folds (0 is the default).
 /// With a few large sources the result depends on which land together, so compare
 /// variants over several seeds.
 pub fn cross_validate_grouped(

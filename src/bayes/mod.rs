@@ -5,11 +5,9 @@
 //!
 //! Learning paths, all through [`learn`] / [`learn_batch`]:
 //! - `portcullis bayes train --ham DIR --spam DIR` and `bayes learn --ham|--spam FILE`;
-//! - quarantine actions (release = ham, delete-as-spam = spam) call [`learn`] once the
-//!   quarantine exists;
 //! - autolearn: [`autolearn`] applies `filters::bayes::autolearn`'s cautious policy (very
-//!   confident, authenticated sender, never a virus) and learns; it waits for sender
-//!   authentication (issue #3) to be wired in, and is off by default.
+//!   confident, authenticated sender, never a virus) and learns (`pipeline::learning`
+//!   calls it after the verdict); off by default.
 
 pub mod corpus;
 pub mod store;

@@ -67,7 +67,7 @@ pub enum BayesAction {
         /// senders and lists.
         #[arg(long)]
         grouped: bool,
-        /// Which assignment of sources to folds (grouped only; 0 = that of rounds 1 and 2).
+        /// Which assignment of sources to folds (grouped only).
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Parameter overrides for every variant, e.g. `--param robinson_s=0.3`.

@@ -106,7 +106,7 @@ pub async fn run(config: &Config, action: QueueAction) -> anyhow::Result<i32> {
                 Ok(0)
             } else {
                 eprintln!(
-                    "no queued message {id} (held messages are released through the quarantine)"
+                    "no queued message {id} (held messages are not retried; `queue show {id}` shows one)"
                 );
                 Ok(1)
             }

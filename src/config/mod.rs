@@ -390,7 +390,7 @@ pub struct BayesConfig {
     /// Seconds between checks for a changed model (learned by the CLI or another gateway).
     pub reload_secs: u64,
     /// Cautious autolearn: only very confident verdicts on authenticated senders, never
-    /// viruses. Needs sender authentication (issue #3); off by default.
+    /// viruses. Needs sender authentication (`[auth]`); off by default.
     pub autolearn: bool,
     pub autolearn_spam_above: f64,
     pub autolearn_ham_below: f64,

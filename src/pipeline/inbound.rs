@@ -1,5 +1,5 @@
 //! THE inbound order (internet → local domains). One stage per line; adding a stage is
-//! adding a line. Stages of later issues are listed where they will go.
+//! adding a line.
 
 use super::{ConfiguredStage, Resources, push_stage};
 use crate::config::Config;

@@ -1,5 +1,6 @@
-//! The durable queue: every accepted message is a body file in `spool/` plus one row in
-//! SQLite, and it is only acknowledged (250) once both are on disk.
+//! The durable queue: every accepted message is one row in SQLite plus its body (inline in
+//! the database or a file in `spool/`), and it is only acknowledged (250) once both are on
+//! disk.
 //!
 //! Where a body lives depends on its size ([`INLINE_LIMIT`]): small messages (nearly all
 //! mail) are stored *inline* in the `bodies` table, in the same transaction as their row;
@@ -42,7 +43,7 @@ pub use store::QueueStore;
 #[serde(rename_all = "lowercase")]
 pub enum QueueState {
     Queued,
-    /// Quarantine verdict: kept, never delivered until an operator releases it.
+    /// Quarantine verdict: kept and never delivered; `queue delete` drops it.
     Held,
 }
 

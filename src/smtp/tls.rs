@@ -1,7 +1,7 @@
 //! STARTTLS on the listener (openssl, RFC 3207).
 //!
 //! Clients are *asked* for a certificate and any answer is accepted: the certificate is a
-//! reputation signal (issue #3), never a requirement for the handshake.
+//! reputation signal (`filters::tls`), never a requirement for the handshake.
 
 use std::path::{Path, PathBuf};
 

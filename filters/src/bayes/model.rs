@@ -106,12 +106,10 @@ impl Scoring {
 /// Scoring parameters. Defaults chosen by 10-fold cross-validation inside the public
 /// training corpus grouped by source (`portcullis bayes cv --grouped`, TRAIN of
 /// `corpus/fetch.sh`: validation on lists and senders the model never saw), never on its
-/// test corpus; the experiments are in `corpus/README.md`. Against the earlier
-/// s = 0.45, min_dev = 0.1, α = 1 (chosen on random folds, which reward memorising
-/// sources): a weaker prior and a smaller α trust tokens seen in few messages more, which
-/// generalises better to unseen sources; min_dev 0.2 keeps near-neutral tokens out of the
-/// chi-square. Grouped-CV ROC AUC of the combined scoring 0.9939 → 0.9958 with the same
-/// tokenizer (0.9916 → 0.9959 together with the tokenizer changes of the same round).
+/// test corpus (method: `corpus/README.md`). A weak prior and a small α trust tokens seen
+/// in few messages, which generalises better to unseen sources than values chosen on
+/// random folds (those reward memorising sources); min_dev 0.2 keeps near-neutral tokens
+/// out of the chi-square.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Params {
     pub scoring: Scoring,

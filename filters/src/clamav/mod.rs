@@ -1,4 +1,4 @@
-//! The ClamAV stage: every message (the decrypted one, once S/MIME unwrapping exists) is
+//! The ClamAV stage: every message (the decrypted one, when S/MIME unwrapped it) is
 //! streamed to a real clamd with INSTREAM.
 //!
 //! Findings: `CLAM_VIRUS` (detail: the signature name) forcing the configured action
