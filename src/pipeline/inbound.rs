@@ -1,34 +1,46 @@
-//! THE inbound order (internet → local domains). One stage per line; adding a stage is
-//! adding a line.
+//! THE inbound order (internet → local domains). One step per line; adding a stage is
+//! adding a line. `Pipeline::run` follows this list and nothing else.
 
-use super::{ConfiguredStage, Resources, push_stage};
+use super::{Resources, Step, push_check};
 use crate::config::Config;
 
-pub fn stages(config: &Config, resources: &Resources) -> Vec<ConfiguredStage> {
+pub fn steps(config: &Config, resources: &Resources) -> Vec<Step> {
     let mut s = Vec::new();
-    // 1. S/MIME unwrapping is not in this list: Pipeline::run decrypts and verifies before
-    //    it (every stage below judges the plaintext) and harvests after the verdict.
+    let smime = resources.smime_inbound(config);
+    // 1. S/MIME: decrypt and verify, so every check below judges the plaintext.
+    if let Some(smime) = &smime {
+        s.push(Step::Unwrap {
+            smime: smime.clone(),
+            fail_mode: config.stage("smime").fail_mode,
+        });
+    }
     // 2. Auth: SPF, DKIM, ARC, DMARC → symbols and our Authentication-Results header.
     if let Some(auth) = resources.auth_stage(config) {
-        push_stage(&mut s, config, auth);
+        push_check(&mut s, config, auth);
     }
     // 3. Level of trust: relationships, known servers, pins — for authenticated senders.
     if let Some(trust) = resources.trust_stage(config) {
-        push_stage(&mut s, config, trust);
+        push_check(&mut s, config, trust);
     }
     // 4. TLS reputation: a verified client certificate that names the sender earns trust,
     //    a domain that drops its usual certificate is flagged (the per-domain TLS
     //    *requirement* is enforced at MAIL FROM by the session).
-    push_stage(&mut s, config, resources.tls_stage());
+    push_check(&mut s, config, resources.tls_stage());
     // 5. Header sanity: the RFC 5322 shape of the message.
-    push_stage(&mut s, config, filters::header_sanity::HeaderSanity);
+    push_check(&mut s, config, filters::header_sanity::HeaderSanity);
     // 6. Bayes: spam probability from the learned model (no opinion until trained).
     if let Some(bayes) = resources.bayes_stage(config) {
-        push_stage(&mut s, config, bayes);
+        push_check(&mut s, config, bayes);
     }
     // 7. ClamAV: a virus is rejected in the dialog (or quarantined, by config).
     if let Some(clamav) = resources.clamav_stage(config) {
-        push_stage(&mut s, config, clamav);
+        push_check(&mut s, config, clamav);
+    }
+    // 8. The verdict: the score card becomes accept, tag, quarantine, reject or tempfail.
+    s.push(Step::Verdict);
+    // 9. Harvest: valid signers' certificates, only from mail the verdict lets through.
+    if let Some(smime) = smime {
+        s.push(Step::Harvest(smime));
     }
     s
 }

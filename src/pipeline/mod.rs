@@ -8,7 +8,11 @@ pub mod dkim_sign;
 pub mod inbound;
 pub mod learning;
 pub mod outbound;
+mod step;
 pub mod verdict;
+
+use step::Phase;
+pub use step::Step;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -51,14 +55,14 @@ pub struct ConfiguredStage {
     pub fail_mode: FailMode,
 }
 
-/// Add `stage` to `list` unless `[stages.NAME] enabled = false`.
-pub fn push_stage(list: &mut Vec<ConfiguredStage>, config: &Config, stage: impl Stage + 'static) {
+/// Add `stage` to `steps` as a check unless `[stages.NAME] enabled = false`.
+pub fn push_check(steps: &mut Vec<Step>, config: &Config, stage: impl Stage + 'static) {
     let settings = config.stage(stage.name());
     if settings.enabled {
-        list.push(ConfiguredStage {
+        steps.push(Step::Check(ConfiguredStage {
             stage: Box::new(stage),
             fail_mode: settings.fail_mode,
-        });
+        }));
     }
 }
 
@@ -184,6 +188,20 @@ impl Resources {
         }
     }
 
+    /// S/MIME on inbound mail, when `[smime] enabled` and the certificate store is open.
+    pub fn smime_inbound(&self, config: &Config) -> Option<Arc<SmimeInbound>> {
+        let keyring = self.keyring.clone()?;
+        (config.smime.enabled && config.stage("smime").enabled)
+            .then(|| Arc::new(SmimeInbound::new(keyring, config.smime.clone())))
+    }
+
+    /// S/MIME by policy on outbound mail, when `[smime] enabled` and the store is open.
+    pub fn smime_outbound(&self, config: &Config) -> Option<Arc<SmimeOutbound>> {
+        let keyring = self.keyring.clone()?;
+        (config.smime.enabled && config.stage("smime").enabled)
+            .then(|| Arc::new(SmimeOutbound::new(keyring, config.smime.clone())))
+    }
+
     /// The Bayes stage, when `[bayes] enabled` and a model was loaded.
     pub fn bayes_stage(&self, config: &Config) -> Option<filters::bayes::Bayes> {
         let model = self.bayes.clone().filter(|_| config.bayes.enabled)?;
@@ -210,41 +228,34 @@ impl Resources {
 }
 
 pub struct Pipeline {
-    inbound: Vec<ConfiguredStage>,
-    outbound: Vec<ConfiguredStage>,
+    inbound: Vec<Step>,
+    outbound: Vec<Step>,
     thresholds: VerdictConfig,
     points: BTreeMap<String, f64>,
     metrics: Metrics,
-    dkim_signer: Option<Arc<dkim_sign::OutboundSigner>>,
     learning: learning::Learning,
-    /// S/MIME unwrapping, before every inbound stage (`[smime] enabled` and a keyring).
-    smime_in: Option<SmimeInbound>,
-    /// S/MIME by policy on outbound mail, and the RCPT TO check of the session.
+    /// Outbound S/MIME, for the session's check at RCPT TO; `None` when S/MIME is off.
     smime_out: Option<Arc<SmimeOutbound>>,
-    smime_fail_mode: FailMode,
 }
 
 impl Pipeline {
     pub fn from_config(config: &Config, resources: &Resources, metrics: Metrics) -> Pipeline {
+        let inbound = inbound::steps(config, resources);
+        let outbound = outbound::steps(config, resources);
+        for (direction, steps) in [("inbound", &inbound), ("outbound", &outbound)] {
+            if let Err(e) = step::check_order(steps) {
+                // The lists are code, not configuration: a wrong order is a bug.
+                panic!("the {direction} order is not valid: {e}");
+            }
+        }
         Pipeline {
-            inbound: inbound::stages(config, resources),
-            outbound: outbound::stages(config, resources),
+            inbound,
+            outbound,
             thresholds: config.verdict.clone(),
             points: config.symbols.clone(),
             metrics,
-            dkim_signer: resources.dkim_signer.clone(),
             learning: resources.learning.clone(),
-            smime_in: resources
-                .keyring
-                .clone()
-                .filter(|_| config.smime.enabled && config.stage("smime").enabled)
-                .map(|k| SmimeInbound::new(k, config.smime.clone())),
-            smime_out: resources
-                .keyring
-                .clone()
-                .filter(|_| config.smime.enabled && config.stage("smime").enabled)
-                .map(|k| Arc::new(SmimeOutbound::new(k, config.smime.clone()))),
-            smime_fail_mode: config.stage("smime").fail_mode,
+            smime_out: resources.smime_outbound(config),
         }
     }
 
@@ -260,22 +271,31 @@ impl Pipeline {
         self.smime_out.as_deref()
     }
 
-    /// Run every stage of the message's direction, in order, and decide.
+    /// Run the steps of the message's direction, in their order, and decide. The order
+    /// (`inbound.rs`, `outbound.rs`) has three phases, checked when the pipeline is built:
+    /// steps that change what is judged, the checks and the verdict, steps on what will be
+    /// stored.
     pub async fn run(&self, envelope: &Envelope, raw: &[u8]) -> Outcome {
-        let stages = match envelope.direction {
+        let steps = match envelope.direction {
             Direction::Inbound => &self.inbound,
             Direction::Outbound => &self.outbound,
         };
         let mut card = ScoreCard::default();
         let mut headers = Vec::new();
-        // S/MIME first: inbound, every later stage judges the plaintext.
-        let unwrapped = match self
-            .smime_first(envelope, raw, &mut card, &mut headers)
-            .await
-        {
-            Ok(u) => u,
-            Err(out) => return out,
-        };
+        let mut unwrapped = InboundResult::default();
+        let phase_of = |p: Phase| steps.iter().filter(move |s| s.phase() == p);
+
+        // 1. What the checks judge: inbound, the S/MIME plaintext.
+        for step in phase_of(Phase::Prepare) {
+            if let Err(out) = self
+                .prepare(step, envelope, raw, &mut unwrapped, &mut card, &mut headers)
+                .await
+            {
+                return out;
+            }
+        }
+
+        // 2. The checks, in order, then the verdict.
         let judged = unwrapped.replacement.as_deref().unwrap_or(raw);
         let parsed = mail_parser::MessageParser::default().parse(judged);
         // What the stages establish for each other; a valid, trusted S/MIME signature of the
@@ -284,127 +304,108 @@ impl Pipeline {
             authenticated_domain: smime_authenticated_domain(&unwrapped, parsed.as_ref()),
             ..Facts::default()
         };
-        for s in stages {
-            let started = Instant::now();
-            let ctx = MessageContext {
-                envelope,
-                raw: judged,
-                // DKIM covers what was sent (the encrypted form); kept for the auth stage.
-                wire: raw,
-                parsed: parsed.as_ref(),
-                facts: &facts,
-            };
-            let result = s.stage.check_with_headers(&ctx).await;
-            self.metrics
-                .stage_time(s.stage.name(), started.elapsed().as_secs_f64());
-            match result {
-                Ok(findings) => {
-                    for sym in findings.symbols {
-                        card.add(self.weigh(sym));
+        let mut decided = None;
+        for step in phase_of(Phase::Judge) {
+            match step {
+                Step::Check(s) => {
+                    let started = Instant::now();
+                    let ctx = MessageContext {
+                        envelope,
+                        raw: judged,
+                        // DKIM covers what was sent (the encrypted form); kept for auth.
+                        wire: raw,
+                        parsed: parsed.as_ref(),
+                        facts: &facts,
+                    };
+                    let result = s.stage.check_with_headers(&ctx).await;
+                    self.metrics
+                        .stage_time(s.stage.name(), started.elapsed().as_secs_f64());
+                    match result {
+                        Ok(findings) => {
+                            for sym in findings.symbols {
+                                card.add(self.weigh(sym));
+                            }
+                            headers.extend(findings.headers);
+                            facts.merge(findings.facts);
+                        }
+                        Err(e) => {
+                            if let Some(out) = self.stage_failed(
+                                s.stage.name(),
+                                s.fail_mode,
+                                &e.to_string(),
+                                &mut card,
+                                &headers,
+                            ) {
+                                return out;
+                            }
+                        }
                     }
-                    headers.extend(findings.headers);
-                    facts.merge(findings.facts);
                 }
-                Err(e) => {
-                    if let Some(out) = self.stage_failed(
-                        s.stage.name(),
-                        s.fail_mode,
-                        &e.to_string(),
-                        &mut card,
-                        &headers,
-                    ) {
-                        return out;
-                    }
-                }
+                Step::Verdict => decided = Some(verdict::decide(&card, &self.thresholds)),
+                _ => unreachable!("check_order keeps other steps out of the judge phase"),
             }
         }
-        let (action, reason) = verdict::decide(&card, &self.thresholds);
-        // Partners' certificates are learnt only from mail we let through.
-        if matches!(action, Action::Accept | Action::Tag)
-            && !unwrapped.harvestable.is_empty()
-            && let Some(smime) = &self.smime_in
-        {
-            let message_id = parsed
-                .as_ref()
-                .and_then(|m| m.message_id())
-                .unwrap_or_default()
-                .to_string();
-            smime.harvest(&unwrapped.harvestable, &message_id).await;
-        }
-        // Inbound S/MIME plaintext goes only to the recipients who could open it; the
-        // others get what was sent (with their own result header).
-        let mut copies = match (unwrapped.readers, unwrapped.replacement) {
-            (Some(readers), Some(plain)) => {
-                let others: Vec<String> = envelope
-                    .rcpt_to
-                    .iter()
-                    .filter(|r| !readers.contains(r))
-                    .cloned()
-                    .collect();
-                vec![
-                    MessageCopy {
-                        recipients: Some(readers),
-                        body: Some(plain),
-                        headers: unwrapped.header.into_iter().collect(),
-                    },
-                    MessageCopy {
-                        recipients: Some(others),
-                        body: None,
-                        headers: unwrapped.others_header.into_iter().collect(),
-                    },
-                ]
-            }
-            (_, replacement) => vec![MessageCopy {
-                recipients: None,
-                body: replacement,
-                headers: Vec::new(),
-            }],
-        };
-        // Outbound S/MIME: sign and encrypt what will be stored, copy by copy.
-        if envelope.direction == Direction::Outbound
-            && matches!(action, Action::Accept | Action::Tag | Action::Quarantine)
-            && let Some(smime) = &self.smime_out
-        {
-            let started = Instant::now();
-            let result = smime.protect(envelope, raw).await;
-            self.metrics
-                .stage_time("smime", started.elapsed().as_secs_f64());
-            match result {
-                Ok(Some(protected)) => {
-                    copies = protected.copies;
-                    for sym in protected.symbols {
-                        card.add(self.weigh(sym));
+        let (action, reason) = decided.expect("check_order requires a verdict step");
+        let message_id = parsed
+            .as_ref()
+            .and_then(|m| m.message_id())
+            .unwrap_or_default()
+            .to_string();
+        drop(parsed);
+
+        // 3. What will be stored: the copies, then the steps that act on them.
+        let harvestable = std::mem::take(&mut unwrapped.harvestable);
+        let mut copies = first_copies(envelope, unwrapped);
+        let stored = matches!(action, Action::Accept | Action::Tag | Action::Quarantine);
+        for step in phase_of(Phase::Store) {
+            match step {
+                // Partners' certificates are learnt only from mail we let through.
+                Step::Harvest(smime)
+                    if matches!(action, Action::Accept | Action::Tag)
+                        && !harvestable.is_empty() =>
+                {
+                    smime.harvest(&harvestable, &message_id).await;
+                }
+                Step::Protect(smime) if stored => {
+                    let started = Instant::now();
+                    let result = smime.protect(envelope, raw).await;
+                    self.metrics
+                        .stage_time("smime", started.elapsed().as_secs_f64());
+                    match result {
+                        Ok(Some(protected)) => {
+                            copies = protected.copies;
+                            for sym in protected.symbols {
+                                card.add(self.weigh(sym));
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            // Always 451 here, whatever the fail mode: passing would send
+                            // in clear what policy wants signed or encrypted.
+                            if let Some(out) = self.stage_failed(
+                                "smime",
+                                FailMode::Tempfail,
+                                &format!("{e:#}"),
+                                &mut card,
+                                &headers,
+                            ) {
+                                return out;
+                            }
+                        }
                     }
                 }
-                Ok(None) => {}
-                Err(e) => {
-                    // Always 451 here, whatever the fail mode: passing would send in clear
-                    // what policy wants signed or encrypted.
-                    if let Some(out) = self.stage_failed(
-                        "smime",
-                        FailMode::Tempfail,
-                        &format!("{e:#}"),
-                        &mut card,
-                        &headers,
-                    ) {
-                        return out;
+                // Each copy signed as it will leave.
+                Step::DkimSign(signer) if stored => {
+                    let started = Instant::now();
+                    for copy in &mut copies {
+                        copy.headers
+                            .extend(signer.sign(copy.body.as_deref().unwrap_or(raw)));
                     }
+                    self.metrics
+                        .stage_time("dkim_sign", started.elapsed().as_secs_f64());
                 }
+                _ => {}
             }
-        }
-        // Last step before the queue: outbound mail that will be stored gets DKIM-signed,
-        // each copy as it will leave.
-        if envelope.direction == Direction::Outbound
-            && matches!(action, Action::Accept | Action::Tag | Action::Quarantine)
-            && let Some(signer) = &self.dkim_signer
-        {
-            let started = Instant::now();
-            for copy in &mut copies {
-                copy.headers
-                    .extend(signer.sign(copy.body.as_deref().unwrap_or(raw)));
-            }
-            self.metrics
-                .stage_time("dkim_sign", started.elapsed().as_secs_f64());
         }
         Outcome {
             action,
@@ -416,40 +417,41 @@ impl Pipeline {
         }
     }
 
-    /// The S/MIME step before the stages. Inbound: unwrap (decrypt, verify) so the stages
-    /// judge the plaintext. Outbound: the precheck (mail the user protected already, a
-    /// required signature we cannot make). Its symbols and result header go on the card;
-    /// `Err`: stop with this outcome (`[stages.smime] fail_mode`).
-    async fn smime_first(
+    /// A step that changes what the checks judge. Inbound: S/MIME unwrap (decrypt, verify).
+    /// Outbound: the S/MIME precheck (mail the user protected already, a required signature
+    /// we cannot make). Its symbols and result header go on the card; `Err`: stop with this
+    /// outcome (`[stages.smime] fail_mode`).
+    async fn prepare(
         &self,
+        step: &Step,
         envelope: &Envelope,
         raw: &[u8],
+        unwrapped: &mut InboundResult,
         card: &mut ScoreCard,
         headers: &mut Vec<String>,
-    ) -> Result<InboundResult, Outcome> {
+    ) -> Result<(), Outcome> {
         let started = Instant::now();
-        let step = match (envelope.direction, &self.smime_in, &self.smime_out) {
-            (Direction::Inbound, Some(smime), _) => smime.unwrap(envelope, raw).await,
-            (Direction::Outbound, _, Some(smime)) => {
+        let (result, fail_mode) = match step {
+            Step::Unwrap { smime, fail_mode } => (smime.unwrap(envelope, raw).await, *fail_mode),
+            Step::Precheck { smime, fail_mode } => (
                 smime
                     .precheck(envelope, raw)
                     .await
                     .map(|symbols| InboundResult {
                         symbols,
                         ..InboundResult::default()
-                    })
-            }
-            _ => return Ok(InboundResult::default()),
+                    }),
+                *fail_mode,
+            ),
+            _ => unreachable!("check_order keeps other steps out of the prepare phase"),
         };
         self.metrics
             .stage_time("smime", started.elapsed().as_secs_f64());
-        let mut found = match step {
+        let mut found = match result {
             Ok(found) => found,
             Err(e) => {
                 let error = format!("{e:#}");
-                if let Some(out) =
-                    self.stage_failed("smime", self.smime_fail_mode, &error, card, headers)
-                {
+                if let Some(out) = self.stage_failed("smime", fail_mode, &error, card, headers) {
                     return Err(out);
                 }
                 InboundResult::default()
@@ -458,11 +460,12 @@ impl Pipeline {
         for sym in std::mem::take(&mut found.symbols) {
             card.add(self.weigh(sym));
         }
-        // Split delivery: each copy gets its own result header (see `run`).
+        // Split delivery: each copy gets its own result header (see `first_copies`).
         if found.readers.is_none() {
             headers.extend(found.header.take());
         }
-        Ok(found)
+        *unwrapped = found;
+        Ok(())
     }
 
     /// A stage could not do its job: its fail mode decides. `Some`: stop with this outcome
@@ -505,6 +508,39 @@ impl Pipeline {
     }
 }
 
+/// The copies to store before any outbound treatment: one, holding the S/MIME plaintext when
+/// the message was decrypted — or, when only some recipients' keys opened it, the plaintext
+/// for those and the message as received (with its own result header) for the others.
+fn first_copies(envelope: &Envelope, unwrapped: InboundResult) -> Vec<MessageCopy> {
+    match (unwrapped.readers, unwrapped.replacement) {
+        (Some(readers), Some(plain)) => {
+            let others: Vec<String> = envelope
+                .rcpt_to
+                .iter()
+                .filter(|r| !readers.contains(r))
+                .cloned()
+                .collect();
+            vec![
+                MessageCopy {
+                    recipients: Some(readers),
+                    body: Some(plain),
+                    headers: unwrapped.header.into_iter().collect(),
+                },
+                MessageCopy {
+                    recipients: Some(others),
+                    body: None,
+                    headers: unwrapped.others_header.into_iter().collect(),
+                },
+            ]
+        }
+        (_, replacement) => vec![MessageCopy {
+            recipients: None,
+            body: replacement,
+            headers: Vec::new(),
+        }],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -536,10 +572,15 @@ mod tests {
     fn pipeline(config: &Config, extra: Option<FailMode>) -> Pipeline {
         let mut p = Pipeline::from_config(config, &Resources::default(), Metrics::new());
         if let Some(fail_mode) = extra {
-            p.inbound.push(ConfiguredStage {
-                stage: Box::new(Failing),
-                fail_mode,
-            });
+            // A check of its own, just before the verdict.
+            let verdict = p.inbound.len() - 1;
+            p.inbound.insert(
+                verdict,
+                Step::Check(ConfiguredStage {
+                    stage: Box::new(Failing),
+                    fail_mode,
+                }),
+            );
         }
         p
     }

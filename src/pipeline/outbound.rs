@@ -1,21 +1,35 @@
-//! THE outbound order (internal networks → anywhere). One stage per line.
+//! THE outbound order (internal networks → anywhere). One step per line. `Pipeline::run`
+//! follows this list and nothing else.
 
-use super::{ConfiguredStage, Resources, push_stage};
+use super::{Resources, Step, push_check};
 use crate::config::Config;
 
-pub fn stages(config: &Config, resources: &Resources) -> Vec<ConfiguredStage> {
+pub fn steps(config: &Config, resources: &Resources) -> Vec<Step> {
     let mut s = Vec::new();
-    // 1. S/MIME precheck (Pipeline::run, before this list): mail the user encrypted or signed
-    //    when block_user_protected; sign = "require" without an identity.
+    let smime = resources.smime_outbound(config);
+    // 1. S/MIME precheck: mail the user encrypted or signed (block_user_protected);
+    //    sign = "require" without an identity.
+    if let Some(smime) = &smime {
+        s.push(Step::Precheck {
+            smime: smime.clone(),
+            fail_mode: config.stage("smime").fail_mode,
+        });
+    }
     // 2. Header sanity: a broken client or a hijacked account shows here first.
-    push_stage(&mut s, config, filters::header_sanity::HeaderSanity);
+    push_check(&mut s, config, filters::header_sanity::HeaderSanity);
     // 3. ClamAV: no virus leaves the company either.
     if let Some(clamav) = resources.clamav_stage(config) {
-        push_stage(&mut s, config, clamav);
+        push_check(&mut s, config, clamav);
     }
-    // 4. S/MIME by policy (Pipeline::run, after the verdict): sign, encrypt per recipient
-    //    certificate, one copy per treatment.
-    // 5. DKIM signing is not a stage: Pipeline::run signs what the verdict lets through,
-    //    as the last step before the queue (dkim_sign.rs).
+    // 4. The verdict.
+    s.push(Step::Verdict);
+    // 5. S/MIME by policy: sign, encrypt per recipient certificate, one copy per treatment.
+    if let Some(smime) = smime {
+        s.push(Step::Protect(smime));
+    }
+    // 6. DKIM: each copy as it will leave, the last step before the queue.
+    if let Some(signer) = resources.dkim_signer.clone() {
+        s.push(Step::DkimSign(signer));
+    }
     s
 }

@@ -1,0 +1,113 @@
+//! The kinds of step a direction's order is made of, and the rule their order follows.
+
+use std::sync::Arc;
+
+use super::ConfiguredStage;
+use super::dkim_sign::OutboundSigner;
+use crate::config::FailMode;
+use crate::smime::inbound::SmimeInbound;
+use crate::smime::outbound::SmimeOutbound;
+
+/// One step of the inbound or outbound order (`inbound.rs`, `outbound.rs`).
+pub enum Step {
+    /// S/MIME decrypt and verify, so the checks judge the plaintext (inbound).
+    Unwrap {
+        smime: Arc<SmimeInbound>,
+        fail_mode: FailMode,
+    },
+    /// Refuse what S/MIME policy forbids before judging it (outbound).
+    Precheck {
+        smime: Arc<SmimeOutbound>,
+        fail_mode: FailMode,
+    },
+    /// A check: facts in, symbols out (the `filters` stages).
+    Check(ConfiguredStage),
+    /// The score card becomes the action.
+    Verdict,
+    /// Keep the certificates of valid signers, from mail the verdict lets through.
+    Harvest(Arc<SmimeInbound>),
+    /// Sign and encrypt what will be stored, by policy, copy by copy.
+    Protect(Arc<SmimeOutbound>),
+    /// DKIM-sign every copy as it will leave: the last step before the queue.
+    DkimSign(Arc<OutboundSigner>),
+}
+
+/// The three phases of an order, in this sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Phase {
+    /// Change what the checks judge.
+    Prepare,
+    /// The checks and the verdict.
+    Judge,
+    /// Act on what will be stored.
+    Store,
+}
+
+impl Step {
+    pub(super) fn phase(&self) -> Phase {
+        match self {
+            Step::Unwrap { .. } | Step::Precheck { .. } => Phase::Prepare,
+            Step::Check(_) | Step::Verdict => Phase::Judge,
+            Step::Harvest(_) | Step::Protect(_) | Step::DkimSign(_) => Phase::Store,
+        }
+    }
+
+    /// For messages about the order.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Step::Unwrap { .. } => "smime unwrap",
+            Step::Precheck { .. } => "smime precheck",
+            Step::Check(s) => s.stage.name(),
+            Step::Verdict => "verdict",
+            Step::Harvest(_) => "smime harvest",
+            Step::Protect(_) => "smime protect",
+            Step::DkimSign(_) => "dkim sign",
+        }
+    }
+}
+
+/// An order is valid when its phases come in sequence and exactly one verdict ends the
+/// checks (nothing that changes the message may run after a check judged it, and nothing
+/// is stored before the verdict).
+pub(super) fn check_order(steps: &[Step]) -> Result<(), String> {
+    let mut last = Phase::Prepare;
+    for pair in steps.windows(2) {
+        if matches!(pair[0], Step::Verdict) && matches!(pair[1], Step::Check(_)) {
+            return Err(format!("{} comes after the verdict", pair[1].name()));
+        }
+    }
+    for step in steps {
+        if step.phase() < last {
+            return Err(format!("{} comes too late", step.name()));
+        }
+        last = step.phase();
+    }
+    match steps.iter().filter(|s| matches!(s, Step::Verdict)).count() {
+        1 => Ok(()),
+        n => Err(format!("{n} verdict steps (one is needed)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check() -> Step {
+        Step::Check(ConfiguredStage {
+            stage: Box::new(filters::header_sanity::HeaderSanity),
+            fail_mode: FailMode::Tempfail,
+        })
+    }
+
+    #[test]
+    fn checks_come_before_the_one_verdict() {
+        assert!(check_order(&[check(), Step::Verdict]).is_ok());
+        assert!(check_order(&[check()]).unwrap_err().contains("0 verdict"));
+        assert!(
+            check_order(&[Step::Verdict, check()])
+                .unwrap_err()
+                .contains("after the verdict")
+        );
+        assert!(check_order(&[Step::Verdict, Step::Verdict]).is_err());
+    }
+}
