@@ -643,3 +643,64 @@ fn modern_pkcs12_imports_without_the_legacy_provider() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("private key stored (encrypted)"), "{out}");
 }
+
+#[test]
+fn a_self_made_ca_certificate_with_its_own_key_imports_as_an_identity() {
+    let s = Setup::new();
+    // what `openssl req -x509` makes by default: basicConstraints CA:TRUE
+    s.openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "carol.key",
+        "-out",
+        "carol.pem",
+        "-subj",
+        "/CN=Carol/emailAddress=carol@example.test",
+        "-days",
+        "365",
+        "-addext",
+        "subjectAltName=email:carol@example.test",
+    ]);
+    let cert = std::fs::read_to_string(s.path("carol.pem")).unwrap();
+    let key = std::fs::read_to_string(s.path("carol.key")).unwrap();
+    let text = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(s.path("carol.pem"))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("CA:TRUE"),
+        "the fixture should be a CA certificate"
+    );
+    let both = s.write("carol-both.pem", &format!("{cert}{key}"));
+    let (code, out, err) = s.certs(&["import", &both]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!err.contains("belongs to none"), "{err}");
+    assert!(
+        err.contains("warning: CN=Carol") && err.contains("CA certificate"),
+        "{err}"
+    );
+    assert!(out.contains("private key stored (encrypted)"), "{out}");
+    let fp = s.fingerprint("carol.pem");
+    let shown: Value = serde_json::from_str(&s.ok(&["show", &fp, "--json"])).unwrap();
+    assert_eq!(shown["has_private_key"], true, "{shown}");
+    assert_eq!(shown["is_ca"], true, "{shown}");
+    // a key that is not the certificate's is still refused with the true reason
+    s.openssl(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        "other.key",
+    ]);
+    let other = std::fs::read_to_string(s.path("other.key")).unwrap();
+    let wrong = s.write("carol-wrong.pem", &format!("{cert}{other}"));
+    let err = s.fails(&["import", &wrong]);
+    assert!(err.contains("belongs to none"), "{err}");
+}

@@ -16,7 +16,7 @@ use filters::{Envelope, Symbol};
 use super::engine::{
     self, ChainVerdicts, KeyPair, SignatureResult, SignatureStatus, SmimeError, Unwrapped,
 };
-use super::keyring::{Identity, Keyring};
+use super::keyring::{Identity, Keyring, Revocation, RevocationMode};
 use super::mime;
 use crate::config::SmimeConfig;
 use openssl::x509::store::X509Store;
@@ -105,9 +105,43 @@ impl SmimeInbound {
         .await?;
         Ok(match result {
             Ok(None) => InboundResult::default(),
-            Ok(Some(u)) => self.unwrapped(raw, u),
+            Ok(Some(mut u)) => {
+                let notes = self.check_revocation(&mut u.signatures).await?;
+                self.unwrapped(raw, u, &notes)
+            }
             Err(e) => self.failed(e),
         })
+    }
+
+    /// Revocation of each trusted signer's chain (the certificate the verdict was made on,
+    /// with the certificates the message carried): a revoked one is no longer trusted; an
+    /// unknown status makes it untrusted with `revocation = "hard"`, else it is noted in
+    /// the result ("chain trusted (revocation unknown)"). The notes go with `signatures`.
+    async fn check_revocation(
+        &self,
+        signatures: &mut [SignatureResult],
+    ) -> anyhow::Result<Vec<Option<&'static str>>> {
+        let mut notes = vec![None; signatures.len()];
+        for (s, note) in signatures.iter_mut().zip(notes.iter_mut()) {
+            if s.status != SignatureStatus::Valid {
+                continue;
+            }
+            let Some(signer) = s.signer() else { continue };
+            match self.keyring.revocation(&signer, &s.chain()).await? {
+                Revocation::Off | Revocation::Good => {}
+                Revocation::Revoked(why) => s.status = SignatureStatus::UntrustedChain(why),
+                Revocation::Unknown(why) => {
+                    tracing::info!(signer = ?s.signer_address, reason = %why, "S/MIME signer's revocation status unknown");
+                    if self.keyring.revocation_mode() == RevocationMode::Hard {
+                        s.status =
+                            SignatureStatus::UntrustedChain(format!("revocation unknown: {why}"));
+                    } else {
+                        *note = Some("revocation unknown");
+                    }
+                }
+            }
+        }
+        Ok(notes)
     }
 
     /// The chain verdict memory for `trust`. The keyring builds one trust store per change
@@ -126,7 +160,7 @@ impl SmimeInbound {
         }
     }
 
-    fn unwrapped(&self, raw: &[u8], u: Unwrapped) -> InboundResult {
+    fn unwrapped(&self, raw: &[u8], u: Unwrapped, notes: &[Option<&str>]) -> InboundResult {
         let mut out = InboundResult::default();
         let mut summary = Vec::new();
         if u.decrypted() {
@@ -134,12 +168,19 @@ impl SmimeInbound {
                 .push(Symbol::new("SMIME_DECRYPTED", format!("{:?}", u.layers)));
             summary.push("decrypted".to_string());
         }
-        for s in &u.signatures {
+        for (i, s) in u.signatures.iter().enumerate() {
             let who = s.signer_address.as_deref().unwrap_or("unknown signer");
             match &s.status {
                 SignatureStatus::Valid => {
-                    out.symbols.push(Symbol::new("SMIME_SIGNED_VALID", who));
-                    summary.push(format!("signed by <{who}>, chain trusted"));
+                    let note = notes
+                        .get(i)
+                        .copied()
+                        .flatten()
+                        .map(|n| format!(" ({n})"))
+                        .unwrap_or_default();
+                    out.symbols
+                        .push(Symbol::new("SMIME_SIGNED_VALID", format!("{who}{note}")));
+                    summary.push(format!("signed by <{who}>, chain trusted{note}"));
                     out.harvestable.push(s.clone());
                 }
                 SignatureStatus::UntrustedChain(why) => {
