@@ -1834,6 +1834,72 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn harvest_keeps_only_the_verified_path_within_the_caps() {
+        let root = Pki::new();
+        let sub = root.sub_ca("Partner Sub CA");
+        let eve = sub.user("eve@partner.test");
+        let junk: Vec<Pki> = (0..5).map(|i| Pki::named(&format!("Junk {i}"))).collect();
+        let mut chain: Vec<X509> = junk.iter().map(|j| j.ca_cert.clone()).collect();
+        chain.push(sub.ca_cert.clone());
+        chain.extend(junk.iter().map(|j| j.sub_ca("Junk Sub").ca_cert.clone()));
+        let subjects = |all: &[Arc<CertRecord>]| -> Vec<String> {
+            all.iter().map(|r| r.facts.subject.clone()).collect()
+        };
+
+        let t = store_with(no_system_roots()).await;
+        t.store
+            .trust_ca(std::slice::from_ref(&root.ca_cert))
+            .await
+            .unwrap();
+        t.store
+            .harvest(&eve.cert, &chain, "<m@p>", &[])
+            .await
+            .unwrap();
+        let all = t.store.all().await.unwrap();
+        assert_eq!(all.len(), 3, "root, sub CA, eve: {:?}", subjects(&all));
+        assert!(!subjects(&all).iter().any(|s| s.contains("Junk")));
+        assert_eq!(t.store.intermediates().len(), 1);
+
+        // an untrusted signer teaches nothing
+        let stranger = junk[0].user("x@junk.test");
+        t.store
+            .harvest(&stranger.cert, &chain, "<n@p>", &[])
+            .await
+            .unwrap();
+        assert_eq!(t.store.all().await.unwrap().len(), 3);
+
+        // the total cap on harvested CA certificates, and the per-message cap
+        for (config, expected) in [
+            (
+                CertsConfig {
+                    max_harvested_intermediates: 0,
+                    ..no_system_roots()
+                },
+                2,
+            ),
+            (
+                CertsConfig {
+                    max_harvest_per_message: 1,
+                    ..no_system_roots()
+                },
+                2,
+            ),
+        ] {
+            let t = store_with(config).await;
+            t.store
+                .trust_ca(std::slice::from_ref(&root.ca_cert))
+                .await
+                .unwrap();
+            t.store
+                .harvest(&eve.cert, &chain, "<m@p>", &[])
+                .await
+                .unwrap();
+            let all = t.store.all().await.unwrap();
+            assert_eq!(all.len(), expected, "root and eve: {:?}", subjects(&all));
+        }
+    }
+
+    #[tokio::test]
     async fn keys_are_sealed_in_the_database_and_delete_removes_them() {
         let t = store_with(no_system_roots()).await;
         let ca = Pki::new();
