@@ -689,6 +689,7 @@ fn a_self_made_ca_certificate_with_its_own_key_imports_as_an_identity() {
     let shown: Value = serde_json::from_str(&s.ok(&["show", &fp, "--json"])).unwrap();
     assert_eq!(shown["has_private_key"], true, "{shown}");
     assert_eq!(shown["is_ca"], true, "{shown}");
+    assert_eq!(shown["signing_problems"], serde_json::json!([]), "{shown}");
     // a key that is not the certificate's is still refused with the true reason
     s.openssl(&[
         "genpkey",

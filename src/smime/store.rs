@@ -123,6 +123,11 @@ impl CertRecord {
     /// chain is no obstacle (the administrator imported the identity), only a preference.
     pub fn signing_problems(&self, now: i64) -> Vec<String> {
         let mut p = self.facts.signing_problems(now);
+        // A CA certificate imported with its own key is an identity the administrator chose
+        // (the import warned about it).
+        if self.has_private_key {
+            p.retain(|x| x != "a CA certificate");
+        }
         if !self.has_private_key {
             p.push("no private key".into());
         }
