@@ -447,6 +447,71 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn revocation_decides_between_trusted_unknown_and_not_trusted() {
+        use crate::smime::keyring::{MemoryKeyring, Revocation, RevocationMode};
+        let w = world();
+        let raw = signed_and_encrypted(&w);
+        for (revocation, mode, expected, harvested) in [
+            (
+                Revocation::Good,
+                RevocationMode::Soft,
+                "chain trusted",
+                true,
+            ),
+            (
+                Revocation::Revoked("certificate revoked".into()),
+                RevocationMode::Soft,
+                "chain NOT trusted (certificate revoked)",
+                false,
+            ),
+            (
+                Revocation::Unknown("no CRL of CN=Test CA".into()),
+                RevocationMode::Soft,
+                "chain trusted (revocation unknown)",
+                true,
+            ),
+            (
+                Revocation::Unknown("no CRL of CN=Test CA".into()),
+                RevocationMode::Hard,
+                "chain NOT trusted (revocation unknown: no CRL of CN=Test CA)",
+                false,
+            ),
+        ] {
+            let mut k = MemoryKeyring::default();
+            k.identities.insert(
+                "bob@example.test".into(),
+                vec![(w.bob.cert.clone(), w.bob.key.clone())],
+            );
+            k.trusted.push(w.pki.ca.clone());
+            k.revocation = Some(revocation.clone());
+            k.revocation_mode = mode;
+            let k = Arc::new(k);
+            let c = Config::parse("").unwrap();
+            let r = Resources {
+                keyring: Some(k.clone()),
+                ..Resources::default()
+            };
+            let out = Pipeline::from_config(&c, &r, Metrics::new())
+                .run(&envelope(), &raw)
+                .await;
+            let header = out
+                .headers
+                .iter()
+                .find(|h| h.starts_with("X-Portcullis-SMIME:"))
+                .unwrap();
+            assert!(
+                header.ends_with(&format!("signed by <alice@partner.test>, {expected}")),
+                "{revocation:?}: {header}"
+            );
+            assert_eq!(
+                !k.harvested.lock().unwrap().is_empty(),
+                harvested,
+                "{revocation:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn no_harvest_when_the_verdict_rejects_and_undecryptable_takes_its_action() {
         let w = world();
         let raw = signed_and_encrypted(&w);

@@ -102,6 +102,9 @@ pub struct MemoryKeyring {
     pub encryption: std::collections::BTreeMap<String, (X509, bool)>,
     pub trusted: Vec<X509>,
     pub harvested: std::sync::Mutex<Vec<(String, String)>>,
+    /// What `revocation` answers (None: not checked) and the mode.
+    pub revocation: Option<Revocation>,
+    pub revocation_mode: RevocationMode,
 }
 
 #[cfg(test)]
@@ -160,6 +163,13 @@ impl Keyring for MemoryKeyring {
             b.add_cert(c.clone())?;
         }
         Ok(Arc::new(b.build()))
+    }
+    fn revocation<'a>(&'a self, _cert: &'a X509, _sent: &'a [X509]) -> KeyFuture<'a, Revocation> {
+        let r = self.revocation.clone().unwrap_or(Revocation::Off);
+        Box::pin(async move { Ok(r) })
+    }
+    fn revocation_mode(&self) -> RevocationMode {
+        self.revocation_mode
     }
     fn harvest<'a>(
         &'a self,
