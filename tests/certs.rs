@@ -643,3 +643,573 @@ fn modern_pkcs12_imports_without_the_legacy_provider() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("private key stored (encrypted)"), "{out}");
 }
+
+#[test]
+fn a_self_made_ca_certificate_with_its_own_key_imports_as_an_identity() {
+    let s = Setup::new();
+    // what `openssl req -x509` makes by default: basicConstraints CA:TRUE
+    s.openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "carol.key",
+        "-out",
+        "carol.pem",
+        "-subj",
+        "/CN=Carol/emailAddress=carol@example.test",
+        "-days",
+        "365",
+        "-addext",
+        "subjectAltName=email:carol@example.test",
+    ]);
+    let cert = std::fs::read_to_string(s.path("carol.pem")).unwrap();
+    let key = std::fs::read_to_string(s.path("carol.key")).unwrap();
+    let text = Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(s.path("carol.pem"))
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("CA:TRUE"),
+        "the fixture should be a CA certificate"
+    );
+    let both = s.write("carol-both.pem", &format!("{cert}{key}"));
+    let (code, out, err) = s.certs(&["import", &both]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!err.contains("belongs to none"), "{err}");
+    assert!(
+        err.contains("warning: CN=Carol") && err.contains("CA certificate"),
+        "{err}"
+    );
+    assert!(out.contains("private key stored (encrypted)"), "{out}");
+    let fp = s.fingerprint("carol.pem");
+    let shown: Value = serde_json::from_str(&s.ok(&["show", &fp, "--json"])).unwrap();
+    assert_eq!(shown["has_private_key"], true, "{shown}");
+    assert_eq!(shown["is_ca"], true, "{shown}");
+    assert_eq!(shown["signing_problems"], serde_json::json!([]), "{shown}");
+    // a key that is not the certificate's is still refused with the true reason
+    s.openssl(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        "other.key",
+    ]);
+    let other = std::fs::read_to_string(s.path("other.key")).unwrap();
+    let wrong = s.write("carol-wrong.pem", &format!("{cert}{other}"));
+    let err = s.fails(&["import", &wrong]);
+    assert!(err.contains("belongs to none"), "{err}");
+}
+
+// === through the running gateway: what harvesting keeps, and revocation ===
+
+use crate::harness::smime::{TestPki, crlf, openssl};
+use crate::harness::{Gateway, Sink, free_port};
+
+/// `[certs]` for the gateway tests: only what a test trusts, changes seen within a second.
+const GW_CERTS: &str = "[certs]\nsystem_roots = false\nreload_secs = 1\n";
+
+/// `certs ARGS` on the gateway's config must succeed; its stdout.
+fn gw_certs(gw: &Gateway, args: &[&str]) -> String {
+    let mut all = vec!["certs"];
+    all.extend_from_slice(args);
+    let (code, out, err) = gw.cli(&all);
+    assert_eq!(code, 0, "certs {args:?}: {err}{out}");
+    out
+}
+
+/// Give the running gateway time to see what the CLI changed (reload_secs = 1).
+async fn settle() {
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+}
+
+/// A detached `openssl cms -sign` of a small text by `cert`/`key`, with `extra` options.
+fn signed_by(dir: &std::path::Path, cert: &str, key: &str, extra: &[&str]) -> Vec<u8> {
+    let input = dir.join("content.txt");
+    std::fs::write(
+        &input,
+        "Content-Type: text/plain; charset=us-ascii\r\n\r\nquarterly figures\r\n",
+    )
+    .unwrap();
+    let mut args = vec![
+        "cms",
+        "-sign",
+        "-binary",
+        "-in",
+        input.to_str().unwrap(),
+        "-signer",
+        cert,
+        "-inkey",
+        key,
+    ];
+    args.extend_from_slice(extra);
+    crlf(&openssl(&args, b""))
+}
+
+/// Send a signed message from `from` to bob@example.test; the X-Portcullis-SMIME field of
+/// what reached the next hop.
+async fn deliver_signed(gw: &Gateway, sink: &Sink, from: &str, id: &str, smime: &[u8]) -> String {
+    let message = format!(
+        "From: <{from}>\r\nTo: <bob@example.test>\r\nSubject: figures\r\nDate: Sat, 28 Nov 2026 10:00:00 +0000\r\nMessage-ID: <{id}>\r\n{}",
+        String::from_utf8_lossy(smime)
+    );
+    let r = gw
+        .client()
+        .await
+        .send_message(from, &["bob@example.test"], &message)
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert!(
+        crate::harness::wait_until(15, || sink
+            .all()
+            .iter()
+            .any(|m| m.message_id().as_deref() == Some(id)))
+        .await,
+        "{id} not delivered; log:\n{}",
+        gw.log()
+    );
+    let got = sink
+        .all()
+        .into_iter()
+        .find(|m| m.message_id().as_deref() == Some(id))
+        .unwrap()
+        .data;
+    got.lines()
+        .find(|l| l.starts_with("X-Portcullis-SMIME:"))
+        .unwrap_or_else(|| panic!("no result header in {got}"))
+        .to_string()
+}
+
+/// Every subject the store lists (end-entity and CA certificates).
+fn stored_subjects(gw: &Gateway) -> Vec<String> {
+    let list: Value = serde_json::from_str(&gw_certs(gw, &["list", "--json"])).unwrap();
+    let mut out: Vec<String> = list["cas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["subject"].as_str().unwrap().to_string())
+        .collect();
+    for d in list["domains"].as_array().unwrap() {
+        for c in d["certs"].as_array().unwrap() {
+            out.push(format!(
+                "{} {}",
+                c["subject"].as_str().unwrap(),
+                c["addresses"]
+            ));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[tokio::test]
+async fn harvest_keeps_the_verified_chain_not_the_ca_certificates_a_message_carries() {
+    let pki = TestPki::new("Partner CA");
+    let alice = pki.holder("alice@partner.test");
+    // 50 self-made CA certificates to go with a valid signature
+    let mut junk = String::new();
+    for i in 0..50 {
+        let (key, cert) = (
+            pki.path(&format!("junk{i}.key")),
+            pki.path(&format!("junk{i}.pem")),
+        );
+        openssl(
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                key.to_str().unwrap(),
+                "-out",
+                cert.to_str().unwrap(),
+                "-subj",
+                &format!("/CN=Junk CA {i}"),
+                "-days",
+                "30",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+            ],
+            b"",
+        );
+        junk.push_str(&std::fs::read_to_string(&cert).unwrap());
+    }
+    let junk_file = pki.path("junk.pem");
+    std::fs::write(&junk_file, junk).unwrap();
+    let sink = Sink::start().await;
+    let gw = Gateway::start(sink.addr, GW_CERTS);
+    gw_certs(&gw, &["trust-ca", pki.ca().to_str().unwrap()]);
+    settle().await;
+
+    let smime = signed_by(
+        pki.dir.path(),
+        alice.cert.to_str().unwrap(),
+        alice.key.to_str().unwrap(),
+        &["-certfile", junk_file.to_str().unwrap()],
+    );
+    let header = deliver_signed(
+        &gw,
+        &sink,
+        "alice@partner.test",
+        "junk@partner.test",
+        &smime,
+    )
+    .await;
+    assert!(
+        header.contains("signed by <alice@partner.test>, chain trusted"),
+        "{header}"
+    );
+    let subjects = stored_subjects(&gw);
+    assert!(
+        subjects.iter().any(|s| s.contains("alice@partner.test")),
+        "the signer is harvested: {subjects:?}"
+    );
+    assert!(
+        !subjects.iter().any(|s| s.contains("Junk CA")),
+        "no junk CA harvested: {subjects:?}"
+    );
+    assert_eq!(
+        subjects.len(),
+        2,
+        "the trusted CA and the signer, nothing else: {subjects:?}"
+    );
+}
+
+/// A CA run with `openssl ca` (index, serial and CRL number files), as a small real CA
+/// is: it issues S/MIME certificates (with a CRL distribution point when given), revokes
+/// them and publishes CRLs.
+struct OpensslCa {
+    dir: tempfile::TempDir,
+    cdp: Option<String>,
+}
+
+impl OpensslCa {
+    fn new(name: &str, cdp: Option<String>) -> OpensslCa {
+        require_tool("openssl", "openssl");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("newcerts")).unwrap();
+        std::fs::write(d.join("index.txt"), "").unwrap();
+        std::fs::write(d.join("serial"), "1000\n").unwrap();
+        std::fs::write(d.join("crlnumber"), "1000\n").unwrap();
+        std::fs::write(
+            d.join("ca.cnf"),
+            format!(
+                "[ca]\ndefault_ca = own\n[own]\ndir = {}\ndatabase = $dir/index.txt\n\
+                 new_certs_dir = $dir/newcerts\ncertificate = $dir/ca.pem\n\
+                 private_key = $dir/ca.key\nserial = $dir/serial\ncrlnumber = $dir/crlnumber\n\
+                 default_md = sha256\ndefault_days = 30\ndefault_crl_days = 7\n\
+                 policy = any\nunique_subject = no\nemail_in_dn = yes\n\
+                 [any]\ncommonName = supplied\nemailAddress = optional\n",
+                d.display()
+            ),
+        )
+        .unwrap();
+        let ca = OpensslCa { dir, cdp };
+        ca.run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-subj",
+            &format!("/CN={name}"),
+            "-days",
+            "30",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        ca
+    }
+
+    fn p(&self, file: &str) -> String {
+        self.dir.path().join(file).to_str().unwrap().to_string()
+    }
+
+    fn run(&self, args: &[&str]) {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A user certificate for `address` issued with `openssl ca`: NAME.pem, NAME.key.
+    fn issue(&self, name: &str, address: &str) {
+        self.run(&[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={name}/emailAddress={address}"),
+        ]);
+        let mut ext = format!(
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n\
+             extendedKeyUsage=emailProtection\nsubjectAltName=email:{address}\n"
+        );
+        if let Some(url) = &self.cdp {
+            ext.push_str(&format!("crlDistributionPoints=URI:{url}\n"));
+        }
+        std::fs::write(self.dir.path().join(format!("{name}.ext")), ext).unwrap();
+        self.run(&[
+            "ca",
+            "-batch",
+            "-notext",
+            "-config",
+            "ca.cnf",
+            "-in",
+            &format!("{name}.csr"),
+            "-out",
+            &format!("{name}.pem"),
+            "-extfile",
+            &format!("{name}.ext"),
+        ]);
+    }
+
+    fn revoke(&self, name: &str) {
+        self.run(&["ca", "-config", "ca.cnf", "-revoke", &format!("{name}.pem")]);
+    }
+
+    /// Publish a CRL: ca.crl (PEM) and ca.crl.der (as distribution points serve it).
+    fn gencrl(&self) {
+        self.run(&[
+            "ca", "-batch", "-config", "ca.cnf", "-gencrl", "-out", "ca.crl",
+        ]);
+        self.run(&[
+            "crl",
+            "-in",
+            "ca.crl",
+            "-outform",
+            "DER",
+            "-out",
+            "ca.crl.der",
+        ]);
+    }
+
+    /// A detached signature by NAME.
+    fn sign(&self, name: &str) -> Vec<u8> {
+        signed_by(
+            self.dir.path(),
+            &self.p(&format!("{name}.pem")),
+            &self.p(&format!("{name}.key")),
+            &[],
+        )
+    }
+}
+
+/// `python3 -m http.server` on 127.0.0.1 serving `dir`; stopped on drop.
+struct HttpServer(std::process::Child);
+
+impl HttpServer {
+    fn start(dir: &std::path::Path, port: u16) -> HttpServer {
+        require_tool("python3", "python3");
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
+            .arg("--directory")
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start python3 -m http.server");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "python3 -m http.server did not listen on {port}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        HttpServer(child)
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn an_imported_crl_makes_a_revoked_signer_untrusted() {
+    let ca = OpensslCa::new("Revoking CA", None);
+    ca.issue("rita", "rita@partner.test");
+    let sink = Sink::start().await;
+    let gw = Gateway::start(sink.addr, GW_CERTS);
+    gw_certs(&gw, &["trust-ca", &ca.p("ca.pem")]);
+    settle().await;
+
+    // no CRL held and no distribution point: trusted, but not as if checked
+    let header = deliver_signed(
+        &gw,
+        &sink,
+        "rita@partner.test",
+        "r1@partner.test",
+        &ca.sign("rita"),
+    )
+    .await;
+    assert!(
+        header.ends_with("signed by <rita@partner.test>, chain trusted (revocation unknown)"),
+        "{header}"
+    );
+
+    ca.revoke("rita");
+    ca.gencrl();
+    let out = gw_certs(&gw, &["import-crl", &ca.p("ca.crl")]);
+    assert!(out.contains("new") && out.contains("1 revoked"), "{out}");
+    // a CRL is not a certificate: `certs import` says where it goes
+    let (code, _, err) = gw.cli(&["certs", "import", &ca.p("ca.crl")]);
+    assert_eq!(code, 2);
+    assert!(err.contains("import-crl"), "{err}");
+    settle().await;
+
+    // the same signer, judged a moment ago, is now refused trust
+    let header = deliver_signed(
+        &gw,
+        &sink,
+        "rita@partner.test",
+        "r2@partner.test",
+        &ca.sign("rita"),
+    )
+    .await;
+    assert!(
+        header.ends_with("signed by <rita@partner.test>, chain NOT trusted (certificate revoked)"),
+        "{header}"
+    );
+    // `certs show` of the certificate harvested from the first message says so
+    let fp = {
+        let out = Command::new("openssl")
+            .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+            .arg(ca.p("rita.pem"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .split_once('=')
+            .unwrap()
+            .1
+            .replace(':', "")
+            .to_ascii_lowercase()
+    };
+    let shown = gw_certs(&gw, &["show", &fp]);
+    assert!(
+        shown.contains("revocation:     REVOKED (certificate revoked)"),
+        "{shown}"
+    );
+    assert!(shown.contains("encryption now: not usable"), "{shown}");
+    let json: Value = serde_json::from_str(&gw_certs(&gw, &["show", &fp, "--json"])).unwrap();
+    assert_eq!(json["revocation"]["state"], "revoked", "{json}");
+}
+
+#[tokio::test]
+async fn crls_are_fetched_from_the_distribution_point_and_an_unreachable_one_soft_fails() {
+    let port = free_port();
+    let ca = OpensslCa::new(
+        "Publishing CA",
+        Some(format!("http://127.0.0.1:{port}/ca.crl.der")),
+    );
+    ca.issue("gina", "gina@partner.test");
+    ca.issue("rolf", "rolf@partner.test");
+    ca.revoke("rolf");
+    ca.gencrl();
+    let _http = HttpServer::start(ca.dir.path(), port);
+    // a second CA whose distribution point nobody serves
+    let dead = OpensslCa::new(
+        "Unreachable CA",
+        Some(format!("http://127.0.0.1:{}/none.crl", free_port())),
+    );
+    dead.issue("uwe", "uwe@partner.test");
+
+    let sink = Sink::start().await;
+    let gw = Gateway::start(sink.addr, GW_CERTS);
+    gw_certs(&gw, &["trust-ca", &ca.p("ca.pem")]);
+    gw_certs(&gw, &["trust-ca", &dead.p("ca.pem")]);
+    settle().await;
+
+    let header = deliver_signed(
+        &gw,
+        &sink,
+        "gina@partner.test",
+        "g1@partner.test",
+        &ca.sign("gina"),
+    )
+    .await;
+    assert!(
+        header.ends_with("signed by <gina@partner.test>, chain trusted"),
+        "checked against the fetched CRL: {header}"
+    );
+    let header = deliver_signed(
+        &gw,
+        &sink,
+        "rolf@partner.test",
+        "f1@partner.test",
+        &ca.sign("rolf"),
+    )
+    .await;
+    assert!(
+        header.ends_with("signed by <rolf@partner.test>, chain NOT trusted (certificate revoked)"),
+        "{header}"
+    );
+    let header = deliver_signed(
+        &gw,
+        &sink,
+        "uwe@partner.test",
+        "u1@partner.test",
+        &dead.sign("uwe"),
+    )
+    .await;
+    assert!(
+        header.ends_with("signed by <uwe@partner.test>, chain trusted (revocation unknown)"),
+        "{header}"
+    );
+    assert!(gw.log().contains("cannot fetch a CRL"), "{}", gw.log());
+
+    // revocation = "hard": no CRL to be had is no trust
+    let hard = Gateway::start(sink.addr, &format!("{GW_CERTS}revocation = \"hard\"\n"));
+    gw_certs(&hard, &["trust-ca", &dead.p("ca.pem")]);
+    settle().await;
+    let header = deliver_signed(
+        &hard,
+        &sink,
+        "uwe@partner.test",
+        "u2@partner.test",
+        &dead.sign("uwe"),
+    )
+    .await;
+    assert!(
+        header.contains("signed by <uwe@partner.test>, chain NOT trusted (revocation unknown:"),
+        "{header}"
+    );
+}

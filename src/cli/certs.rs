@@ -1,4 +1,4 @@
-//! `portcullis certs import|list|show|export|delete|trust-ca`: the S/MIME certificate and
+//! `portcullis certs import|import-crl|list|show|export|delete|trust-ca`: the S/MIME certificate and
 //! key store in the `data_dir` database. Works while the gateway runs (it picks changes
 //! up within `certs.reload_secs`). Private keys go in, never out: `export` writes the
 //! certificate only.
@@ -10,9 +10,10 @@ use clap::Subcommand;
 use serde_json::json;
 
 use crate::config::Config;
+use crate::smime::crl::{self, Revocation};
 use crate::smime::info::{self, date_text};
 use crate::smime::parse;
-use crate::smime::store::{CertRecord, CertStore, Stored, normalize_domain};
+use crate::smime::store::{CA_IDENTITY_NOTE, CertRecord, CertStore, Stored, normalize_domain};
 
 #[derive(Subcommand, Debug)]
 pub enum CertsAction {
@@ -46,6 +47,13 @@ pub enum CertsAction {
     Export { fingerprint: String },
     /// Delete a certificate and its private key (give the full fingerprint).
     Delete { fingerprint: String },
+    /// Import certificate revocation lists (PEM or DER; each signed by a CA certificate the
+    /// store holds or `certs.extra_ca` names). Replaces an older CRL of the same CA.
+    ImportCrl {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Trust the CA certificate(s) of a file as anchors for chains.
     TrustCa {
         file: PathBuf,
@@ -220,10 +228,12 @@ fn list(all: &[Arc<CertRecord>], domain: Option<&str>, json: bool) -> anyhow::Re
     Ok(())
 }
 
-fn show(r: &CertRecord, json: bool) -> anyhow::Result<()> {
+fn show(r: &CertRecord, revocation: &Revocation, json: bool) -> anyhow::Result<()> {
     let now = info::now();
     if json {
-        println!("{}", serde_json::to_string_pretty(&cert_json(r, now))?);
+        let mut v = cert_json(r, now);
+        v["revocation"] = serde_json::to_value(revocation)?;
+        println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     let f = &r.facts;
@@ -305,6 +315,7 @@ fn show(r: &CertRecord, json: bool) -> anyhow::Result<()> {
     for (i, l) in r.chain.chain.iter().enumerate() {
         println!("  {} {}  [{}]", i + 1, l.subject, &l.fingerprint[..16]);
     }
+    println!("revocation:     {}", revocation.text());
     let problems = r.encryption_problems(now);
     println!(
         "encryption now: {}",
@@ -341,6 +352,11 @@ pub async fn run(config: &Config, action: CertsAction) -> anyhow::Result<i32> {
                 parse::read_import(&bytes, &file.display().to_string(), password.as_deref())?;
             let store = open(config, true).await?;
             let stored = store.import(&bundle, domain.as_deref()).await?;
+            for s in &stored {
+                if s.details.iter().any(|d| d == CA_IDENTITY_NOTE) {
+                    eprintln!("warning: {}: {CA_IDENTITY_NOTE}", s.subject);
+                }
+            }
             print_stored(&stored, json)?;
             Ok(0)
         }
@@ -352,7 +368,37 @@ pub async fn run(config: &Config, action: CertsAction) -> anyhow::Result<i32> {
         }
         CertsAction::Show { fingerprint, json } => {
             let store = open(config, false).await?;
-            show(&*store.find(&fingerprint).await?, json)?;
+            let r = store.find(&fingerprint).await?;
+            // As a signature check would see it (a CRL is fetched when none is held).
+            let revocation = if r.chain.trusted {
+                store.revocation(&r.cert, &[]).await
+            } else {
+                r.revocation.clone()
+            };
+            let r = store.find(&fingerprint).await?;
+            show(&r, &revocation, json)?;
+            Ok(0)
+        }
+        CertsAction::ImportCrl { file, json } => {
+            let crls = crl::read_crls(&read(&file)?, &file.display().to_string())?;
+            let store = open(config, false).await?;
+            let stored = store.import_crls(&crls).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&stored)?);
+            } else {
+                for c in &stored {
+                    println!(
+                        "{:<9} CRL of {}: {} revoked, issued {}, next update {}",
+                        c.change,
+                        c.issuer,
+                        c.revoked,
+                        date_text(c.this_update),
+                        c.next_update
+                            .map(date_text)
+                            .unwrap_or_else(|| "(not given)".into())
+                    );
+                }
+            }
             Ok(0)
         }
         CertsAction::Export { fingerprint } => {

@@ -91,3 +91,11 @@ pub const TRUST_PIN_RELOAD_SECS: u64 = 30;
 pub const CERTS_KEY_FILE: &str = "smime-master.key";
 /// Seconds between checks for certificate store changes made elsewhere.
 pub const CERTS_RELOAD_SECS: u64 = 2;
+/// The signer, two intermediates and one more certificate of the signer's.
+pub const CERTS_MAX_HARVEST_PER_MESSAGE: usize = 4;
+pub const CERTS_MAX_HARVESTED_INTERMEDIATES: usize = 1000;
+pub const CERTS_CRL_CONNECT_TIMEOUT_SECS: u64 = 5;
+pub const CERTS_CRL_READ_TIMEOUT_SECS: u64 = 15;
+/// Large public CAs publish CRLs of several MB.
+pub const CERTS_CRL_MAX_BYTES: usize = 20 * 1024 * 1024;
+pub const CERTS_CRL_RETRY_SECS: u64 = 300;

@@ -562,6 +562,38 @@ pub struct CertsConfig {
     pub system_roots: bool,
     /// Seconds between checks for changes made by the CLI or another gateway.
     pub reload_secs: u64,
+    /// Certificates kept from one signed message (the signer, the intermediate CAs of its
+    /// verified chain, the signer's other certificates), at most.
+    pub max_harvest_per_message: usize,
+    /// Harvested CA certificates in the store, at most; past it no more are harvested (a
+    /// warning is logged; import needed ones with `certs import`).
+    pub max_harvested_intermediates: usize,
+    /// Revocation checking of signers' chains (see [`RevocationMode`]).
+    pub revocation: RevocationMode,
+    /// Fetch CRLs from a certificate's CRL distribution point (http:// only).
+    pub crl_fetch: bool,
+    /// Seconds to connect to a CRL distribution point.
+    pub crl_connect_timeout_secs: u64,
+    /// Seconds for the whole CRL download once connected.
+    pub crl_read_timeout_secs: u64,
+    /// Largest CRL fetched (bytes); a larger one is refused (revocation unknown).
+    pub crl_max_bytes: usize,
+    /// Seconds before a distribution point that failed is tried again.
+    pub crl_retry_secs: u64,
+}
+
+/// `[certs] revocation`: what a signer's revocation status does to the verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RevocationMode {
+    /// Not checked; held CRLs are ignored.
+    Off,
+    /// A revoked certificate makes the chain untrusted; when no current CRL can be had the
+    /// chain stays trusted and the result says "revocation unknown".
+    #[default]
+    Soft,
+    /// As soft, but without a current CRL the chain is not trusted.
+    Hard,
 }
 
 impl Default for CertsConfig {
@@ -571,6 +603,14 @@ impl Default for CertsConfig {
             extra_ca: Vec::new(),
             system_roots: true,
             reload_secs: defaults::CERTS_RELOAD_SECS,
+            max_harvest_per_message: defaults::CERTS_MAX_HARVEST_PER_MESSAGE,
+            max_harvested_intermediates: defaults::CERTS_MAX_HARVESTED_INTERMEDIATES,
+            revocation: RevocationMode::Soft,
+            crl_fetch: true,
+            crl_connect_timeout_secs: defaults::CERTS_CRL_CONNECT_TIMEOUT_SECS,
+            crl_read_timeout_secs: defaults::CERTS_CRL_READ_TIMEOUT_SECS,
+            crl_max_bytes: defaults::CERTS_CRL_MAX_BYTES,
+            crl_retry_secs: defaults::CERTS_CRL_RETRY_SECS,
         }
     }
 }
@@ -893,6 +933,19 @@ impl Config {
                 self.auth.max_signed_headers as u64,
             ),
             ("certs.reload_secs", self.certs.reload_secs),
+            (
+                "certs.max_harvest_per_message",
+                self.certs.max_harvest_per_message as u64,
+            ),
+            (
+                "certs.crl_connect_timeout_secs",
+                self.certs.crl_connect_timeout_secs,
+            ),
+            (
+                "certs.crl_read_timeout_secs",
+                self.certs.crl_read_timeout_secs,
+            ),
+            ("certs.crl_max_bytes", self.certs.crl_max_bytes as u64),
         ] {
             if v == 0 {
                 bail!("key `{key}`: must be greater than 0");

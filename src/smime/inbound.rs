@@ -16,7 +16,7 @@ use filters::{Envelope, Symbol};
 use super::engine::{
     self, ChainVerdicts, KeyPair, SignatureResult, SignatureStatus, SmimeError, Unwrapped,
 };
-use super::keyring::{Identity, Keyring};
+use super::keyring::{Identity, Keyring, Revocation, RevocationMode};
 use super::mime;
 use crate::config::SmimeConfig;
 use openssl::x509::store::X509Store;
@@ -133,7 +133,8 @@ impl SmimeInbound {
         .await?;
         Ok(match result {
             Ok(None) => InboundResult::default(),
-            Ok(Some(u)) => {
+            Ok(Some(mut u)) => {
+                let notes = self.check_revocation(&mut u.signatures).await?;
                 // The plaintext is for the recipients holding a key to every encrypted layer.
                 let reads = |mine: &Vec<usize>| {
                     u.opened_with
@@ -147,7 +148,7 @@ impl SmimeInbound {
                     .filter(|(_, mine)| reads(mine))
                     .map(|(r, _)| r.clone())
                     .collect();
-                let mut out = self.unwrapped(raw, u);
+                let mut out = self.unwrapped(raw, u, &notes);
                 if readers.len() < envelope.rcpt_to.len() && out.replacement.is_some() {
                     out.readers = Some(readers);
                     out.others_header = Some(header(
@@ -158,6 +159,37 @@ impl SmimeInbound {
             }
             Err(e) => self.failed(e),
         })
+    }
+
+    /// Revocation of each trusted signer's chain (the certificate the verdict was made on,
+    /// with the certificates the message carried): a revoked one is no longer trusted; an
+    /// unknown status makes it untrusted with `revocation = "hard"`, else it is noted in
+    /// the result ("chain trusted (revocation unknown)"). The notes go with `signatures`.
+    async fn check_revocation(
+        &self,
+        signatures: &mut [SignatureResult],
+    ) -> anyhow::Result<Vec<Option<&'static str>>> {
+        let mut notes = vec![None; signatures.len()];
+        for (s, note) in signatures.iter_mut().zip(notes.iter_mut()) {
+            if s.status != SignatureStatus::Valid {
+                continue;
+            }
+            let Some(signer) = s.signer() else { continue };
+            match self.keyring.revocation(&signer, &s.chain()).await? {
+                Revocation::Off | Revocation::Good => {}
+                Revocation::Revoked(why) => s.status = SignatureStatus::UntrustedChain(why),
+                Revocation::Unknown(why) => {
+                    tracing::info!(signer = ?s.signer_address, reason = %why, "S/MIME signer's revocation status unknown");
+                    if self.keyring.revocation_mode() == RevocationMode::Hard {
+                        s.status =
+                            SignatureStatus::UntrustedChain(format!("revocation unknown: {why}"));
+                    } else {
+                        *note = Some("revocation unknown");
+                    }
+                }
+            }
+        }
+        Ok(notes)
     }
 
     /// The chain verdict memory for `trust`. The keyring builds one trust store per change
@@ -176,7 +208,7 @@ impl SmimeInbound {
         }
     }
 
-    fn unwrapped(&self, raw: &[u8], u: Unwrapped) -> InboundResult {
+    fn unwrapped(&self, raw: &[u8], u: Unwrapped, notes: &[Option<&str>]) -> InboundResult {
         let mut out = InboundResult::default();
         let mut summary = Vec::new();
         if u.decrypted() {
@@ -184,12 +216,19 @@ impl SmimeInbound {
                 .push(Symbol::new("SMIME_DECRYPTED", format!("{:?}", u.layers)));
             summary.push("decrypted".to_string());
         }
-        for s in &u.signatures {
+        for (i, s) in u.signatures.iter().enumerate() {
             let who = s.signer_address.as_deref().unwrap_or("unknown signer");
             match &s.status {
                 SignatureStatus::Valid => {
-                    out.symbols.push(Symbol::new("SMIME_SIGNED_VALID", who));
-                    summary.push(format!("signed by <{who}>, chain trusted"));
+                    let note = notes
+                        .get(i)
+                        .copied()
+                        .flatten()
+                        .map(|n| format!(" ({n})"))
+                        .unwrap_or_default();
+                    out.symbols
+                        .push(Symbol::new("SMIME_SIGNED_VALID", format!("{who}{note}")));
+                    summary.push(format!("signed by <{who}>, chain trusted{note}"));
                     out.harvestable.push(s.clone());
                 }
                 SignatureStatus::UntrustedChain(why) => {
@@ -464,6 +503,71 @@ mod tests {
         let text = String::from_utf8_lossy(out.copies[0].body.as_ref().unwrap()).into_owned();
         assert!(text.contains("multipart/signed"), "{text}");
         assert!(text.contains("meet at noon"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn revocation_decides_between_trusted_unknown_and_not_trusted() {
+        use crate::smime::keyring::{MemoryKeyring, Revocation, RevocationMode};
+        let w = world();
+        let raw = signed_and_encrypted(&w);
+        for (revocation, mode, expected, harvested) in [
+            (
+                Revocation::Good,
+                RevocationMode::Soft,
+                "chain trusted",
+                true,
+            ),
+            (
+                Revocation::Revoked("certificate revoked".into()),
+                RevocationMode::Soft,
+                "chain NOT trusted (certificate revoked)",
+                false,
+            ),
+            (
+                Revocation::Unknown("no CRL of CN=Test CA".into()),
+                RevocationMode::Soft,
+                "chain trusted (revocation unknown)",
+                true,
+            ),
+            (
+                Revocation::Unknown("no CRL of CN=Test CA".into()),
+                RevocationMode::Hard,
+                "chain NOT trusted (revocation unknown: no CRL of CN=Test CA)",
+                false,
+            ),
+        ] {
+            let mut k = MemoryKeyring::default();
+            k.identities.insert(
+                "bob@example.test".into(),
+                vec![(w.bob.cert.clone(), w.bob.key.clone())],
+            );
+            k.trusted.push(w.pki.ca.clone());
+            k.revocation = Some(revocation.clone());
+            k.revocation_mode = mode;
+            let k = Arc::new(k);
+            let c = Config::parse("").unwrap();
+            let r = Resources {
+                keyring: Some(k.clone()),
+                ..Resources::default()
+            };
+            let out = Pipeline::from_config(&c, &r, Metrics::new())
+                .run(&envelope(), &raw)
+                .await;
+            let header = out
+                .headers
+                .iter()
+                .find(|h| h.starts_with("X-Portcullis-SMIME:"))
+                .unwrap();
+            assert!(
+                header.ends_with(&format!("signed by <alice@partner.test>, {expected}")),
+                "{revocation:?}: {header}"
+            );
+            assert_eq!(
+                !k.harvested.lock().unwrap().is_empty(),
+                harvested,
+                "{revocation:?}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use openssl::x509::X509;
 use openssl::x509::store::X509Store;
 
-pub use super::store::{EncryptionCert, Identity};
+pub use super::crl::Revocation;
+pub use super::store::{EncryptionCert, Identity, RevocationMode};
 
 pub type KeyFuture<'a, T> = Pin<Box<dyn Future<Output = anyhow::Result<T>> + Send + 'a>>;
 
@@ -28,6 +29,15 @@ pub trait Keyring: Send + Sync {
     /// CA certificates held but not trusted, to complete chains senders send incomplete.
     fn intermediates(&self) -> Vec<X509> {
         Vec::new()
+    }
+    /// The revocation status of a verified signer certificate's chain (`sent`: the
+    /// certificates the message carried). Without a store: not checked.
+    fn revocation<'a>(&'a self, _cert: &'a X509, _sent: &'a [X509]) -> KeyFuture<'a, Revocation> {
+        Box::pin(async { Ok(Revocation::Off) })
+    }
+    /// What an unknown revocation status means for the verdict.
+    fn revocation_mode(&self) -> RevocationMode {
+        RevocationMode::Off
     }
     /// Remember a partner's verified certificate (and chain, capabilities) for encryption.
     fn harvest<'a>(
@@ -58,6 +68,12 @@ impl Keyring for super::store::CertStore {
     fn intermediates(&self) -> Vec<X509> {
         super::store::CertStore::intermediates(self)
     }
+    fn revocation<'a>(&'a self, cert: &'a X509, sent: &'a [X509]) -> KeyFuture<'a, Revocation> {
+        Box::pin(async move { Ok(super::store::CertStore::revocation(self, cert, sent).await) })
+    }
+    fn revocation_mode(&self) -> RevocationMode {
+        super::store::CertStore::revocation_mode(self)
+    }
     fn harvest<'a>(
         &'a self,
         signer: &'a X509,
@@ -86,6 +102,9 @@ pub struct MemoryKeyring {
     pub encryption: std::collections::BTreeMap<String, (X509, bool)>,
     pub trusted: Vec<X509>,
     pub harvested: std::sync::Mutex<Vec<(String, String)>>,
+    /// What `revocation` answers (None: not checked) and the mode.
+    pub revocation: Option<Revocation>,
+    pub revocation_mode: RevocationMode,
 }
 
 #[cfg(test)]
@@ -144,6 +163,13 @@ impl Keyring for MemoryKeyring {
             b.add_cert(c.clone())?;
         }
         Ok(Arc::new(b.build()))
+    }
+    fn revocation<'a>(&'a self, _cert: &'a X509, _sent: &'a [X509]) -> KeyFuture<'a, Revocation> {
+        let r = self.revocation.clone().unwrap_or(Revocation::Off);
+        Box::pin(async move { Ok(r) })
+    }
+    fn revocation_mode(&self) -> RevocationMode {
+        self.revocation_mode
     }
     fn harvest<'a>(
         &'a self,

@@ -7,6 +7,7 @@
 //! - [`keys`]: private keys sealed at rest with AES-256-GCM under a 0600 master key file.
 //! - [`parse`]: reading PEM/DER/PKCS#7/PKCS#12 files (the legacy provider for RC2-40).
 //! - [`trust`]: trust anchors (system roots, `certs.extra_ca`, `certs trust-ca`) and chains.
+//! - [`crl`]: revocation lists (read, checked against a verified chain, fetched over http).
 //! - [`info`]: facts read from a certificate and the usable-for-encryption/signing rules.
 //!
 //! The engine and its pipeline steps:
@@ -25,6 +26,7 @@
 //!   enveloped and authEnveloped data) over [`der`], a BER/DER walker.
 
 // the store
+pub mod crl;
 pub mod der;
 pub mod info;
 pub mod keys;

@@ -54,6 +54,9 @@ pub fn read_import(bytes: &[u8], name: &str, password: Option<&str>) -> anyhow::
     if let Ok(p12) = Pkcs12::from_der(bytes) {
         return read_pkcs12(&p12, name, password);
     }
+    if openssl::x509::X509Crl::from_der(bytes).is_ok() {
+        bail!("{name} is a certificate revocation list: import it with `certs import-crl`");
+    }
     bail!("{name} is not a certificate (PEM or DER), a PKCS#7 bundle or a PKCS#12 file")
 }
 
@@ -119,6 +122,9 @@ fn pkcs7_certs(p7: &Pkcs7, name: &str) -> anyhow::Result<Vec<X509>> {
 
 fn read_pem(bytes: &[u8], name: &str, password: Option<&str>) -> anyhow::Result<Bundle> {
     let certs = pem_certs(bytes, name)?;
+    if certs.is_empty() && contains(bytes, b"-----BEGIN X509 CRL-----") {
+        bail!("{name} is a certificate revocation list: import it with `certs import-crl`");
+    }
     if certs.is_empty() {
         bail!("{name} contains no certificate (a private key alone cannot be imported)");
     }
@@ -136,15 +142,21 @@ fn read_pem(bytes: &[u8], name: &str, password: Option<&str>) -> anyhow::Result<
                 anyhow::anyhow!("{name}: the private key does not parse: {e}")
             }
         })?;
-        let Some(leaf) = bundle.leaves.iter_mut().find(|l| {
-            l.cert
-                .public_key()
-                .map(|p| p.public_eq(&key))
-                .unwrap_or(false)
-        }) else {
+        let matches = |c: &X509| c.public_key().map(|p| p.public_eq(&key)).unwrap_or(false);
+        if let Some(leaf) = bundle.leaves.iter_mut().find(|l| matches(&l.cert)) {
+            leaf.key = Some(key);
+        } else if let Some(i) = bundle.cas.iter().position(matches) {
+            // A self-made certificate (`openssl req -x509` marks it CA:TRUE by default) with
+            // its own key: what many users have as their S/MIME identity. It becomes an
+            // identity; the import says it is a CA certificate (see `CertStore::import`).
+            let cert = bundle.cas.remove(i);
+            bundle.leaves.push(Leaf {
+                cert,
+                key: Some(key),
+            });
+        } else {
             bail!("{name}: the private key belongs to none of the file's certificates");
-        };
-        leaf.key = Some(key);
+        }
     }
     Ok(bundle)
 }
@@ -270,6 +282,12 @@ mod tests {
         wrong.extend(other.key.private_key_to_pem_pkcs8().unwrap());
         let e = read_import(&wrong, "f", None).err().unwrap().to_string();
         assert!(e.contains("belongs to none"), "{e}");
+        // a CA certificate with its own key is an identity, not "no match"
+        let mut own_ca = pki.ca_cert.to_pem().unwrap();
+        own_ca.extend(pki.ca_key.private_key_to_pem_pkcs8().unwrap());
+        let b = read_import(&own_ca, "f", None).unwrap();
+        assert!(b.cas.is_empty());
+        assert!(b.leaves[0].key.as_ref().unwrap().public_eq(&pki.ca_key));
     }
 
     #[test]

@@ -17,12 +17,13 @@ use anyhow::{Context, bail};
 use openssl::pkey::{PKey, Private};
 use openssl::stack::Stack;
 use openssl::x509::store::X509Store;
-use openssl::x509::{X509, X509Ref};
+use openssl::x509::{X509, X509Crl, X509Ref};
 use serde::Serialize;
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
-pub use crate::config::CertsConfig;
+pub use crate::config::{CertsConfig, RevocationMode};
 
+use super::crl::{self, FetchLimits, HeldCrl, Revocation};
 use super::info::{self, CertFacts, domain_of, normalize_address};
 use super::keys::MasterKey;
 use super::parse::{self, Bundle};
@@ -97,6 +98,8 @@ pub struct CertRecord {
     pub explicitly_trusted: bool,
     pub has_private_key: bool,
     pub chain: ChainStatus,
+    /// From the CRLs the store holds (a fetch may know more: `CertStore::revocation`).
+    pub revocation: Revocation,
 }
 
 impl CertRecord {
@@ -105,6 +108,9 @@ impl CertRecord {
         let mut p = self.facts.encryption_problems(now);
         if !self.chain.trusted && !self.explicitly_trusted {
             p.push(format!("chain not trusted: {}", self.chain.detail));
+        }
+        if let Revocation::Revoked(why) = &self.revocation {
+            p.push(why.clone());
         }
         p
     }
@@ -117,6 +123,11 @@ impl CertRecord {
     /// chain is no obstacle (the administrator imported the identity), only a preference.
     pub fn signing_problems(&self, now: i64) -> Vec<String> {
         let mut p = self.facts.signing_problems(now);
+        // A CA certificate imported with its own key is an identity the administrator chose
+        // (the import warned about it).
+        if self.has_private_key {
+            p.retain(|x| x != "a CA certificate");
+        }
         if !self.has_private_key {
             p.push("no private key".into());
         }
@@ -133,6 +144,35 @@ impl CertRecord {
             .is_some_and(info::capabilities_list_gcm)
     }
 }
+
+/// How long a revocation result is reused (a CRL change resets it at once).
+const REVOCATION_TTL: Duration = Duration::from_secs(60);
+/// Bound of the revocation memory; past it the memory starts over.
+const REVOCATIONS_MAX: usize = 4096;
+
+/// What `certs import-crl` did with one CRL.
+#[derive(Debug, Clone, Serialize)]
+pub struct CrlStored {
+    pub fingerprint: String,
+    pub issuer: String,
+    /// Unix seconds.
+    pub this_update: i64,
+    pub next_update: Option<i64>,
+    /// Revoked serial numbers it lists.
+    pub revoked: usize,
+    /// "new", "unchanged", or why it was not stored.
+    pub change: &'static str,
+}
+
+fn hex_lower(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Said on importing a CA certificate together with its private key (what `openssl req
+/// -x509` makes by default): it is used as an identity, but mail clients may balk at it.
+pub const CA_IDENTITY_NOTE: &str = "a CA certificate (basicConstraints CA:TRUE) with its own \
+     private key: stored as an identity; some mail clients refuse CA certificates for S/MIME, \
+     so prefer an end-entity certificate (CA:FALSE) for mail";
 
 /// What an import or harvest did to one certificate.
 #[derive(Debug, Clone, Serialize)]
@@ -160,6 +200,8 @@ struct Index {
     trust: Option<Arc<X509Store>>,
     /// CA certificates held but not explicitly trusted (see `intermediates`).
     untrusted_cas: Vec<X509>,
+    /// The CRL held per issuer (by the issuer certificate's fingerprint).
+    crls: HashMap<String, Arc<HeldCrl>>,
 }
 
 struct Inner {
@@ -172,6 +214,16 @@ struct Inner {
     last_check: Mutex<Instant>,
     /// One rebuild at a time.
     reloading: tokio::sync::Mutex<()>,
+    /// Harvest caps, revocation mode and CRL fetching limits.
+    config: CertsConfig,
+    /// One round of CRL downloads at a time (the others then find the CRL held).
+    fetching: tokio::sync::Mutex<()>,
+    /// Distribution points that failed lately (URL → when): not tried again before
+    /// `crl_retry_secs`.
+    fetch_failures: Mutex<HashMap<String, Instant>>,
+    /// Revocation results per signer and sent certificates, with the store version they
+    /// were made at (a new CRL or certificate makes them stale) and when.
+    revocations: Mutex<HashMap<[u8; 32], (i64, Revocation, Instant)>>,
     /// Opened private keys by fingerprint (opening costs an AES-GCM pass and a PKCS#8 parse).
     keys: Mutex<HashMap<String, PKey<Private>>>,
     /// Held while a key is read and opened, so that the 20 sessions that all miss the cache
@@ -287,6 +339,10 @@ impl CertStore {
                 })),
                 last_check: Mutex::new(Instant::now()),
                 reloading: tokio::sync::Mutex::new(()),
+                config: config.clone(),
+                fetching: tokio::sync::Mutex::new(()),
+                fetch_failures: Mutex::new(HashMap::new()),
+                revocations: Mutex::new(HashMap::new()),
                 keys: Mutex::new(HashMap::new()),
                 opening: tokio::sync::Mutex::new(()),
             }),
@@ -356,11 +412,17 @@ impl CertStore {
         for (domain, fp) in gateway_rows {
             gateway_of.entry(fp).or_default().push(domain);
         }
+        let crl_rows: Vec<(String, Vec<u8>)> =
+            sqlx::query_as("SELECT issuer_fingerprint, der FROM smime_crls")
+                .fetch_all(pool)
+                .await?;
 
         let anchors = self.inner.anchors.clone();
-        let (index, status_changes) =
-            tokio::task::spawn_blocking(move || build_index(version, rows, gateway_of, &anchors))
-                .await??;
+        let mode = self.inner.config.revocation;
+        let (index, status_changes) = tokio::task::spawn_blocking(move || {
+            build_index(version, rows, gateway_of, crl_rows, &anchors, mode)
+        })
+        .await??;
         if !status_changes.is_empty() {
             // The column shows people the last result; not a change of the store itself.
             let mut tx = pool.begin().await?;
@@ -482,8 +544,8 @@ impl CertStore {
         let mut tx = self.inner.pool.begin().await?;
         let mut out = Vec::new();
         for leaf in &bundle.leaves {
-            out.push(
-                self.upsert(
+            let mut stored = self
+                .upsert(
                     &mut tx,
                     &leaf.cert,
                     Upsert {
@@ -493,8 +555,11 @@ impl CertStore {
                         ..Upsert::default()
                     },
                 )
-                .await?,
-            );
+                .await?;
+            if stored.is_ca && leaf.key.is_some() {
+                stored.details.push(CA_IDENTITY_NOTE.into());
+            }
+            out.push(stored);
         }
         for ca in &bundle.cas {
             out.push(
@@ -536,11 +601,16 @@ impl CertStore {
         Ok(out)
     }
 
-    /// Harvest a valid signer's certificate and its chain (source = harvested, with
-    /// Message-ID and date); idempotent. From `chain`, CA certificates are kept for chain
-    /// building, and end-entity certificates sharing an address with the signer (e.g. a
-    /// separate encryption certificate) are kept as the signer's; others are ignored.
-    /// New `capabilities` replace the signer's stored ones.
+    /// Harvest a valid signer's certificate (source = harvested, with Message-ID and date);
+    /// idempotent. Of the certificates the message carried (`chain`), only those the store
+    /// can vouch for are kept: the intermediate CAs of the path that verifies the signer up
+    /// to a trusted anchor (the anchor itself is trusted already), and end-entity
+    /// certificates sharing an address with the signer (e.g. a separate encryption
+    /// certificate) whose own chain verifies. Anything else a sender adds (CA certificates
+    /// of its own making, say) is ignored. At most `certs.max_harvest_per_message`
+    /// certificates per message, and no new CA certificates once
+    /// `certs.max_harvested_intermediates` harvested ones are held. New `capabilities`
+    /// replace the signer's stored ones.
     pub async fn harvest(
         &self,
         signer: &X509,
@@ -550,6 +620,52 @@ impl CertStore {
     ) -> anyhow::Result<()> {
         let signer_facts = CertFacts::of(signer)?;
         let capabilities = (!capabilities.is_empty()).then_some(capabilities);
+        let index = self.index().await?;
+        let Some(trust) = index.trust.clone() else {
+            bail!("the trust store is not loaded");
+        };
+        let mut helpers: Vec<X509> = index.untrusted_cas.clone();
+        helpers.extend(chain.iter().filter(|c| info::is_ca(c)).cloned());
+        let owners: Vec<X509> = chain
+            .iter()
+            .filter(|c| {
+                !info::is_ca(c)
+                    && CertFacts::of(c).is_ok_and(|f| {
+                        f.fingerprint != signer_facts.fingerprint
+                            && f.addresses
+                                .iter()
+                                .any(|a| signer_facts.addresses.contains(a))
+                    })
+            })
+            .cloned()
+            .collect();
+        let signer_owned = signer.clone();
+        // Chain building is CPU work: off the async threads.
+        let (path, owners) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let mut stack = Stack::new()?;
+            for c in helpers {
+                stack.push(c)?;
+            }
+            let path = trust::verified_path(&trust, &stack, &signer_owned);
+            let owners: Vec<X509> = owners
+                .into_iter()
+                .filter(|c| trust::verified_path(&trust, &stack, c).is_some())
+                .collect();
+            Ok((path, owners))
+        })
+        .await??;
+        let Some(path) = path else {
+            tracing::info!(signer = ?signer_facts.addresses, "signer's chain does not verify against the store now; nothing harvested");
+            return Ok(());
+        };
+        // path: signer, intermediates..., anchor (trusted already, never harvested)
+        let intermediates = &path[1..path.len().saturating_sub(1).max(1)];
+        let max = self.inner.config.max_harvest_per_message;
+        let mut harvested_cas: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM smime_certs WHERE source = 'harvested' AND is_ca = 1",
+        )
+        .fetch_one(&self.inner.pool)
+        .await?;
         let mut tx = self.inner.pool.begin().await?;
         let mut out = vec![
             self.upsert(
@@ -564,17 +680,21 @@ impl CertStore {
             )
             .await?,
         ];
-        for c in chain {
-            let facts = CertFacts::of(c)?;
-            if facts.fingerprint == signer_facts.fingerprint {
-                continue;
+        for c in intermediates {
+            if out.len() >= max {
+                break;
             }
-            let same_owner = facts
-                .addresses
-                .iter()
-                .any(|a| signer_facts.addresses.contains(a));
-            if !facts.is_ca && !same_owner {
-                continue;
+            let fp = info::fingerprint(c)?;
+            if !index.records.contains_key(&fp) {
+                if harvested_cas >= self.inner.config.max_harvested_intermediates as i64 {
+                    tracing::warn!(
+                        ca = %info::name_text(c.subject_name()),
+                        limit = self.inner.config.max_harvested_intermediates,
+                        "the store holds the most harvested CA certificates allowed (key `certs.max_harvested_intermediates`): not harvested; import it with `certs import` if needed"
+                    );
+                    continue;
+                }
+                harvested_cas += 1;
             }
             out.push(
                 self.upsert(
@@ -583,7 +703,24 @@ impl CertStore {
                     Upsert {
                         source: Source::Harvested,
                         message_id: Some(message_id),
-                        capabilities: if same_owner { capabilities } else { None },
+                        ..Upsert::default()
+                    },
+                )
+                .await?,
+            );
+        }
+        for c in &owners {
+            if out.len() >= max {
+                break;
+            }
+            out.push(
+                self.upsert(
+                    &mut tx,
+                    c,
+                    Upsert {
+                        source: Source::Harvested,
+                        message_id: Some(message_id),
+                        capabilities,
                         ..Upsert::default()
                     },
                 )
@@ -591,6 +728,249 @@ impl CertStore {
             );
         }
         self.commit(tx, &out).await
+    }
+
+    /// Store CRLs an operator gives (`certs import-crl`): each must be signed by a
+    /// certificate the store holds or `certs.extra_ca` names. Replaces an older CRL of the
+    /// same issuer; an older one than held is left out.
+    pub async fn import_crls(&self, crls: &[X509Crl]) -> anyhow::Result<Vec<CrlStored>> {
+        let index = self.index().await?;
+        let candidates: Vec<X509> = index
+            .records
+            .values()
+            .filter(|r| r.facts.is_ca || r.explicitly_trusted)
+            .map(|r| r.cert.clone())
+            .chain(self.inner.anchors.extra_ca.iter().cloned())
+            .collect();
+        let mut out = Vec::new();
+        for c in crls {
+            let issuer_name = info::name_text(c.issuer_name());
+            let Some(issuer) = candidates.iter().find(|i| crl::issued_by(c, i)) else {
+                bail!(
+                    "the CRL of {issuer_name} is not signed by any CA certificate the store                      holds: import or trust the issuing CA first (`certs import` / `certs                      trust-ca`), then the CRL"
+                );
+            };
+            out.push(self.store_crl(c, issuer, "imported", None).await?);
+        }
+        Ok(out)
+    }
+
+    /// Insert a verified CRL of `issuer` (one per issuer, the newest).
+    async fn store_crl(
+        &self,
+        c: &X509Crl,
+        issuer: &X509Ref,
+        source: &str,
+        url: Option<&str>,
+    ) -> anyhow::Result<CrlStored> {
+        let der = c.to_der()?;
+        let fingerprint = hex_lower(&openssl::sha::sha256(&der));
+        let issuer_fp = info::fingerprint(issuer)?;
+        let this_update = crl::unix(c.last_update())?;
+        let next_update = c.next_update().map(crl::unix).transpose()?;
+        let revoked = c.get_revoked().map(|r| r.len()).unwrap_or(0);
+        let mut stored = CrlStored {
+            fingerprint: fingerprint.clone(),
+            issuer: info::name_text(issuer.subject_name()),
+            this_update,
+            next_update,
+            revoked,
+            change: "new",
+        };
+        let mut tx = self.inner.pool.begin().await?;
+        let held: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT fingerprint, this_update FROM smime_crls WHERE issuer_fingerprint = ?",
+        )
+        .bind(&issuer_fp)
+        .fetch_all(&mut *tx)
+        .await?;
+        if held.iter().any(|(fp, _)| *fp == fingerprint) {
+            stored.change = "unchanged";
+        } else if held.iter().any(|(_, t)| *t > this_update) {
+            stored.change = "older than the CRL held (not stored)";
+        }
+        if stored.change != "new" {
+            tx.rollback().await?;
+            return Ok(stored);
+        }
+        sqlx::query("DELETE FROM smime_crls WHERE issuer_fingerprint = ?")
+            .bind(&issuer_fp)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO smime_crls (fingerprint, issuer_fingerprint, issuer, der, this_update, \
+             next_update, revoked_count, source, url, added_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&fingerprint)
+        .bind(&issuer_fp)
+        .bind(&stored.issuer)
+        .bind(&der)
+        .bind(this_update)
+        .bind(next_update)
+        .bind(revoked as i64)
+        .bind(source)
+        .bind(url)
+        .bind(info::now())
+        .execute(&mut *tx)
+        .await?;
+        // A new CRL changes verdicts: the store's version moves, so running gateways
+        // reload (and start new chain-verdict and revocation memories).
+        sqlx::query("UPDATE smime_meta SET version = version + 1 WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.reload().await?;
+        Ok(stored)
+    }
+
+    /// The configured revocation mode.
+    pub fn revocation_mode(&self) -> RevocationMode {
+        self.inner.config.revocation
+    }
+
+    /// The revocation status of `cert`'s verified chain (built as for the signature
+    /// verdict: the store's anchors and CA certificates plus the certificates the message
+    /// carried, `sent`). Certificates without a current CRL get one fetched from their
+    /// distribution point when `certs.crl_fetch` is on. Never fails: what keeps the check
+    /// from running is an unknown status.
+    pub async fn revocation(&self, cert: &X509, sent: &[X509]) -> Revocation {
+        if self.inner.config.revocation == RevocationMode::Off {
+            return Revocation::Off;
+        }
+        match self.revocation_checked(cert, sent).await {
+            Ok(r) => r,
+            Err(e) => Revocation::Unknown(format!("{e:#}")),
+        }
+    }
+
+    async fn revocation_checked(&self, cert: &X509, sent: &[X509]) -> anyhow::Result<Revocation> {
+        let index = self.index().await?;
+        let mut h = openssl::sha::Sha256::new();
+        for c in std::iter::once(cert).chain(sent) {
+            let der = c.to_der()?;
+            h.update(&(der.len() as u64).to_be_bytes());
+            h.update(&der);
+        }
+        let key = h.finish();
+        if let Some((version, r, at)) = self
+            .inner
+            .revocations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            && *version == index.version
+            && at.elapsed() < REVOCATION_TTL
+        {
+            return Ok(r.clone());
+        }
+        let Some(trust) = index.trust.clone() else {
+            bail!("the trust store is not loaded");
+        };
+        let mut helpers = index.untrusted_cas.clone();
+        helpers.extend(sent.iter().cloned());
+        let owned = cert.clone();
+        let path = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let mut stack = Stack::new()?;
+            for c in helpers {
+                stack.push(c)?;
+            }
+            Ok(trust::verified_path(&trust, &stack, &owned))
+        })
+        .await??;
+        let Some(path) = path else {
+            return Ok(Revocation::Unknown(
+                "the chain does not verify against the store".into(),
+            ));
+        };
+        let mut verdict = held_verdict(&path, &index.crls, info::now());
+        if matches!(verdict, Revocation::Unknown(_)) && self.inner.config.crl_fetch {
+            verdict = self.fetch_for(&path).await;
+        }
+        let version = self.current().version;
+        let mut memory = self
+            .inner
+            .revocations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if memory.len() >= REVOCATIONS_MAX {
+            memory.clear();
+        }
+        memory.insert(key, (version, verdict.clone(), Instant::now()));
+        Ok(verdict)
+    }
+
+    /// Fetch the CRLs `path` lacks from the distribution points, store them, and judge
+    /// again. Failures are remembered for `crl_retry_secs` and named in the result.
+    async fn fetch_for(&self, path: &[X509]) -> Revocation {
+        let _one = self.inner.fetching.lock().await;
+        // Another task may have fetched them while this one waited.
+        let current = self.current();
+        let missing =
+            match crl::check_path(path, |fp| current.crls.get(fp).map(|c| &**c), info::now()) {
+                Err(revoked) => return Revocation::Revoked(revoked),
+                Ok(m) => m,
+            };
+        let limits = FetchLimits {
+            connect: Duration::from_secs(self.inner.config.crl_connect_timeout_secs),
+            read: Duration::from_secs(self.inner.config.crl_read_timeout_secs),
+            max_bytes: self.inner.config.crl_max_bytes,
+        };
+        let retry = Duration::from_secs(self.inner.config.crl_retry_secs);
+        let mut failures = Vec::new();
+        for m in &missing {
+            let issuer = &path[m.position + 1];
+            if m.urls.is_empty() {
+                failures.push(format!(
+                    "{}: no http CRL distribution point",
+                    info::name_text(path[m.position].subject_name())
+                ));
+            }
+            for url in &m.urls {
+                let failed_lately = self
+                    .inner
+                    .fetch_failures
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(url)
+                    .is_some_and(|at| at.elapsed() < retry);
+                if failed_lately {
+                    failures.push(format!("{url}: failed lately, retried later"));
+                    continue;
+                }
+                match self.fetch_one(url, issuer, limits).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::warn!(url = %url, error = %format!("{e:#}"), "cannot fetch a CRL (revocation status unknown)");
+                        failures.push(format!("{e:#}"));
+                        self.inner
+                            .fetch_failures
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(url.clone(), Instant::now());
+                    }
+                }
+            }
+        }
+        match held_verdict(path, &self.current().crls, info::now()) {
+            Revocation::Unknown(why) if !failures.is_empty() => {
+                Revocation::Unknown(format!("{why}; {}", failures.join("; ")))
+            }
+            v => v,
+        }
+    }
+
+    async fn fetch_one(&self, url: &str, issuer: &X509, limits: FetchLimits) -> anyhow::Result<()> {
+        let body = crl::fetch(url, limits).await?;
+        let crls = crl::read_crls(&body, url)?;
+        let Some(c) = crls.iter().find(|c| crl::issued_by(c, issuer)) else {
+            bail!(
+                "{url}: the CRL is not signed by {}",
+                info::name_text(issuer.subject_name())
+            );
+        };
+        self.store_crl(c, issuer, "fetched", Some(url)).await?;
+        Ok(())
     }
 
     /// Delete a certificate (and its private key, if stored). Returns what was deleted.
@@ -937,14 +1317,51 @@ impl Default for Upsert<'_> {
     }
 }
 
+/// A stored CRL as the index holds it.
+fn held_crl(der: &[u8], issuer_fingerprint: String) -> anyhow::Result<HeldCrl> {
+    let crl = X509Crl::from_der(der)?;
+    Ok(HeldCrl {
+        this_update: crl::unix(crl.last_update())?,
+        next_update: crl.next_update().map(crl::unix).transpose()?,
+        crl,
+        issuer_fingerprint,
+    })
+}
+
+/// The held CRLs' verdict on a verified path, without fetching.
+fn held_verdict(path: &[X509], crls: &HashMap<String, Arc<HeldCrl>>, now: i64) -> Revocation {
+    match crl::check_path(path, |fp| crls.get(fp).map(|c| &**c), now) {
+        Err(revoked) => Revocation::Revoked(revoked),
+        Ok(missing) if missing.is_empty() => Revocation::Good,
+        Ok(missing) => Revocation::Unknown(
+            missing
+                .iter()
+                .map(|m| m.why.clone())
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+    }
+}
+
 /// The index of all rows, with every chain status computed (CPU work: run it off the
 /// async threads). Also returns the rows whose stored chain status text changed.
 fn build_index(
     version: i64,
     rows: Vec<Row>,
     mut gateway_of: HashMap<String, Vec<String>>,
+    crl_rows: Vec<(String, Vec<u8>)>,
     configured: &Anchors,
+    mode: RevocationMode,
 ) -> anyhow::Result<(Index, Vec<(String, String)>)> {
+    let mut crls = HashMap::new();
+    for (issuer_fingerprint, der) in crl_rows {
+        match held_crl(&der, issuer_fingerprint) {
+            Ok(held) => {
+                crls.insert(held.issuer_fingerprint.clone(), Arc::new(held));
+            }
+            Err(e) => tracing::warn!(error = %e, "stored CRL does not parse; skipped"),
+        }
+    }
     let mut parsed = Vec::with_capacity(rows.len());
     for row in rows {
         let cert = match X509::from_der(&row.der) {
@@ -980,11 +1397,23 @@ fn build_index(
         version,
         trust: Some(trust),
         untrusted_cas,
+        crls,
         ..Index::default()
     };
+    let now = info::now();
     let mut status_changes = Vec::new();
     for (row, cert, facts) in parsed {
         let chain = trust::check_chain(&checker, &intermediates, &cert);
+        let revocation = if mode == RevocationMode::Off {
+            Revocation::Off
+        } else if !chain.trusted {
+            Revocation::Unknown("the chain is not trusted".into())
+        } else {
+            let path: Vec<X509> = std::iter::once(cert.clone())
+                .chain(chain.above.iter().cloned())
+                .collect();
+            held_verdict(&path, &index.crls, now)
+        };
         if chain.text() != row.chain_status {
             status_changes.push((row.fingerprint.clone(), chain.text()));
         }
@@ -1007,9 +1436,11 @@ fn build_index(
             explicitly_trusted: row.trusted,
             has_private_key: row.has_key,
             chain,
+            revocation,
             facts,
         });
-        if !record.facts.is_ca {
+        // A CA certificate is an identity only when its own key was imported with it.
+        if !record.facts.is_ca || record.has_private_key {
             for a in &record.facts.addresses {
                 index
                     .by_address
@@ -1403,6 +1834,72 @@ mod tests {
         assert_eq!(out[0].change, "updated");
         let r = t.store.find(&out[0].fingerprint).await.unwrap();
         assert_eq!(r.source, Source::Imported);
+    }
+
+    #[tokio::test]
+    async fn harvest_keeps_only_the_verified_path_within_the_caps() {
+        let root = Pki::new();
+        let sub = root.sub_ca("Partner Sub CA");
+        let eve = sub.user("eve@partner.test");
+        let junk: Vec<Pki> = (0..5).map(|i| Pki::named(&format!("Junk {i}"))).collect();
+        let mut chain: Vec<X509> = junk.iter().map(|j| j.ca_cert.clone()).collect();
+        chain.push(sub.ca_cert.clone());
+        chain.extend(junk.iter().map(|j| j.sub_ca("Junk Sub").ca_cert.clone()));
+        let subjects = |all: &[Arc<CertRecord>]| -> Vec<String> {
+            all.iter().map(|r| r.facts.subject.clone()).collect()
+        };
+
+        let t = store_with(no_system_roots()).await;
+        t.store
+            .trust_ca(std::slice::from_ref(&root.ca_cert))
+            .await
+            .unwrap();
+        t.store
+            .harvest(&eve.cert, &chain, "<m@p>", &[])
+            .await
+            .unwrap();
+        let all = t.store.all().await.unwrap();
+        assert_eq!(all.len(), 3, "root, sub CA, eve: {:?}", subjects(&all));
+        assert!(!subjects(&all).iter().any(|s| s.contains("Junk")));
+        assert_eq!(t.store.intermediates().len(), 1);
+
+        // an untrusted signer teaches nothing
+        let stranger = junk[0].user("x@junk.test");
+        t.store
+            .harvest(&stranger.cert, &chain, "<n@p>", &[])
+            .await
+            .unwrap();
+        assert_eq!(t.store.all().await.unwrap().len(), 3);
+
+        // the total cap on harvested CA certificates, and the per-message cap
+        for (config, expected) in [
+            (
+                CertsConfig {
+                    max_harvested_intermediates: 0,
+                    ..no_system_roots()
+                },
+                2,
+            ),
+            (
+                CertsConfig {
+                    max_harvest_per_message: 1,
+                    ..no_system_roots()
+                },
+                2,
+            ),
+        ] {
+            let t = store_with(config).await;
+            t.store
+                .trust_ca(std::slice::from_ref(&root.ca_cert))
+                .await
+                .unwrap();
+            t.store
+                .harvest(&eve.cert, &chain, "<m@p>", &[])
+                .await
+                .unwrap();
+            let all = t.store.all().await.unwrap();
+            assert_eq!(all.len(), expected, "root and eve: {:?}", subjects(&all));
+        }
     }
 
     #[tokio::test]

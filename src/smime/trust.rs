@@ -73,6 +73,9 @@ pub struct ChainStatus {
     pub detail: String,
     /// The certificates above this one, up to the anchor (or as far as it could be built).
     pub chain: Vec<ChainLink>,
+    /// The same certificates as objects (for the revocation check of a trusted chain).
+    #[serde(skip)]
+    pub above: Vec<X509>,
 }
 
 impl ChainStatus {
@@ -100,10 +103,11 @@ pub fn check_chain(
         let mut ctx = X509StoreContext::new()?;
         ctx.init(store, cert, intermediates, |c| {
             let ok = c.verify_cert()?;
-            let chain: Vec<ChainLink> = c
+            let above: Vec<X509> = c
                 .chain()
-                .map(|s| s.iter().skip(1).map(link).collect())
+                .map(|s| s.iter().skip(1).map(|x| x.to_owned()).collect())
                 .unwrap_or_default();
+            let chain: Vec<ChainLink> = above.iter().map(|x| link(x)).collect();
             let detail = if ok {
                 chain
                     .last()
@@ -116,6 +120,7 @@ pub fn check_chain(
                 trusted: ok,
                 detail,
                 chain,
+                above,
             })
         })
     })();
@@ -123,7 +128,26 @@ pub fn check_chain(
         trusted: false,
         detail: e.to_string(),
         chain: Vec::new(),
+        above: Vec::new(),
     })
+}
+
+/// The path OpenSSL verifies from `cert` to an anchor in `store` (`cert` first, the anchor
+/// last), with `intermediates` as untrusted helpers; `None` when the chain does not verify.
+pub fn verified_path(
+    store: &X509StoreRef,
+    intermediates: &Stack<X509>,
+    cert: &X509Ref,
+) -> Option<Vec<X509>> {
+    let mut ctx = X509StoreContext::new().ok()?;
+    ctx.init(store, cert, intermediates, |c| {
+        if !c.verify_cert()? {
+            return Ok(None);
+        }
+        Ok(c.chain().map(|s| s.iter().map(|x| x.to_owned()).collect()))
+    })
+    .ok()
+    .flatten()
 }
 
 #[cfg(test)]
