@@ -23,8 +23,8 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use filters::{Direction, Envelope};
+use portcullis::certs::CertStore;
 use portcullis::config::Config;
-use portcullis::smime::CertStore;
 use portcullis::smime::inbound::SmimeInbound;
 use portcullis::smime::keyring::Keyring;
 use portcullis::smime::outbound::SmimeOutbound;

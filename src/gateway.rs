@@ -116,7 +116,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     }
     if config.smime.enabled {
         let store =
-            crate::smime::CertStore::open(db.pool().clone(), &config.data_dir, &config.certs)
+            crate::certs::CertStore::open(db.pool().clone(), &config.data_dir, &config.certs)
                 .await
                 .context("cannot open the S/MIME certificate store")?;
         resources.keyring = Some(Arc::new(store));

@@ -13,14 +13,16 @@
 //! - [`queue`]: queue rows (small bodies inline, large ones as spool files), group commit,
 //!   delivery jobs.
 //! - [`delivery`]: SMTP client workers, MX lookup, retries, DSNs.
-//! - [`smime`]: S/MIME — the certificate and key store, the CMS engine (decrypt, verify,
-//!   sign, encrypt) and its pipeline steps.
+//! - [`certs`]: the certificate and key store (import, harvest, anchors, revocation).
+//! - [`smime`]: S/MIME — the CMS engine (decrypt, verify, sign, encrypt) and its pipeline
+//!   steps.
 //! - [`bayes`]: the Bayes model in the store, learning, training, eval and cross-validation.
 //! - [`trust`]: the level of trust's tables, and learning from stored messages.
 //! - [`metrics`]: Prometheus counters; [`telemetry`]: logs.
 //! - [`gateway`]: wires the parts together; [`cli`]: the `portcullis` command.
 
 pub mod bayes;
+pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod delivery;

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use clap::Subcommand;
 use serde_json::json;
 
+use crate::certs::crl::{self, Revocation};
+use crate::certs::info::{self, date_text};
+use crate::certs::parse;
+use crate::certs::store::{CA_IDENTITY_NOTE, CertRecord, CertStore, Stored, normalize_domain};
 use crate::config::Config;
-use crate::smime::crl::{self, Revocation};
-use crate::smime::info::{self, date_text};
-use crate::smime::parse;
-use crate::smime::store::{CA_IDENTITY_NOTE, CertRecord, CertStore, Stored, normalize_domain};
 
 #[derive(Subcommand, Debug)]
 pub enum CertsAction {

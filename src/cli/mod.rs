@@ -101,7 +101,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             let checked = Config::load(&config)?;
             // Key files are read at start; a bad one should show here first.
             crate::pipeline::dkim_sign::OutboundSigner::load(&checked.dkim_signing)?;
-            crate::smime::store::check_config(&checked.data_dir, &checked.certs)?;
+            crate::certs::store::check_config(&checked.data_dir, &checked.certs)?;
             println!("{}: ok", config.display());
             Ok(0)
         }

@@ -548,7 +548,7 @@ impl Default for SmimeConfig {
     }
 }
 
-/// `[certs]`: the S/MIME certificate and key store (`crate::smime::store`).
+/// `[certs]`: the S/MIME certificate and key store (`crate::certs::store`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CertsConfig {

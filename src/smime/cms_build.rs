@@ -15,7 +15,7 @@ use super::cms_info::{
     OID_AUTH_ENVELOPED_DATA, OID_CONTENT_TYPE, OID_DATA, OID_ENVELOPED_DATA, OID_MESSAGE_DIGEST,
     OID_RSA_ENCRYPTION, OID_SHA256, OID_SIGNED_DATA, OID_SIGNING_TIME, OID_SMIME_CAPABILITIES,
 };
-use super::der::{
+use crate::certs::der::{
     CertIds, INTEGER, NULL, OCTET_STRING, OID, SEQUENCE, SET, header, put_header, tlv_of,
 };
 

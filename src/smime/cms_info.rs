@@ -2,7 +2,7 @@
 //! certificates, content and signer infos of a SignedData; the recipients and encrypted
 //! content of an EnvelopedData or AuthEnvelopedData.
 //!
-//! Choice: the structures are walked over the bytes as received ([`super::der`]), BER or
+//! Choice: the structures are walked over the bytes as received ([`crate::certs::der`]), BER or
 //! DER, without a copy; the RustCrypto `cms` crate's types (x509-cert, spki) read the
 //! values where a typed read is clearer — an issuer name for an error message, the
 //! SMIMECapabilities list. The `cms` crate cannot read the
@@ -12,7 +12,7 @@
 use der::Decode;
 use der::asn1::ObjectIdentifier;
 
-use super::der::{
+use crate::certs::der::{
     self as ber, CONSTRUCTED, INTEGER, OCTET_STRING, OID, SEQUENCE, SET, elements, elements_whole,
     octets, tlv,
 };

@@ -42,8 +42,8 @@ use super::cms_info::{
     OID_RSA_ENCRYPTION, OID_RSAES_OAEP, OID_RSASSA_PSS, OID_SHA1_RSA, OID_SHA224_RSA,
     OID_SHA256_RSA, OID_SHA384_RSA, OID_SHA512_RSA,
 };
-use super::der as der_walk;
 use super::{cms_build, mime, x509_cache};
+use crate::certs::der as der_walk;
 
 /// Nesting deeper than this is refused (real clients use two layers; a bomb uses many).
 const MAX_LAYERS: usize = 6;
@@ -1177,11 +1177,11 @@ fn stack_of<'a>(
 /// Why a (chain-verified) signer certificate may not sign S/MIME mail: validity, key usage,
 /// extended key usage; `None` when it may.
 fn smime_signing_problems(cert: &X509) -> Option<String> {
-    let facts = match super::info::CertFacts::of(cert) {
+    let facts = match crate::certs::info::CertFacts::of(cert) {
         Ok(f) => f,
         Err(e) => return Some(format!("unreadable certificate: {e}")),
     };
-    let problems = facts.signing_problems(super::info::now());
+    let problems = facts.signing_problems(crate::certs::info::now());
     (!problems.is_empty()).then(|| problems.join(", "))
 }
 
@@ -1341,7 +1341,7 @@ fn rsa_signed_data(entity: &[u8], signer: &KeyPair<'_>, chain: &[X509]) -> Resul
         }
     }
     let digest = Digest::Sha256.hash(entity);
-    let attrs = cms_build::signed_attributes(&digest, super::info::now());
+    let attrs = cms_build::signed_attributes(&digest, crate::certs::info::now());
     let signature = key_ops::with_private(signer.key, Setup::SignRsaPkcs1(Md::sha256()), |ctx| {
         let mut signature = Vec::new();
         ctx.sign_to_vec(&Digest::Sha256.hash(&attrs), &mut signature)?;

@@ -359,12 +359,12 @@ mod tests {
 
     use filters::{Action, Direction, Envelope};
 
+    use crate::certs::test_pki::on_disk::Pki;
     use crate::config::Config;
     use crate::metrics::Metrics;
     use crate::pipeline::{Pipeline, Resources};
     use crate::smime::engine::{self, ContentCipher, KeyPair};
     use crate::smime::keyring::MemoryKeyring;
-    use crate::smime::test_pki::Pki;
 
     const ENTITY: &[u8] = b"Content-Type: text/plain\r\n\r\nmeet at noon\r\n";
 
@@ -390,8 +390,8 @@ mod tests {
     struct World {
         pki: Pki,
         keyring: Arc<MemoryKeyring>,
-        alice: crate::smime::test_pki::User,
-        bob: crate::smime::test_pki::User,
+        alice: crate::certs::test_pki::on_disk::User,
+        bob: crate::certs::test_pki::on_disk::User,
     }
 
     fn world() -> World {

@@ -10,10 +10,9 @@
 //! A context holds a reference to its key, so while a context is kept no other key can
 //! have its address: the address names the key. A few are kept per thread, the oldest
 //! dropped first; every change of the certificate store drops them all
-//! ([`forget_all`]), so a deleted key does not live on in a worker's memory.
+//! (`certs::keys::generation` moves), so a deleted key does not live on in a worker's memory.
 
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use openssl::error::ErrorStack;
 use openssl::md::MdRef;
@@ -88,17 +87,9 @@ thread_local! {
     static MADE_IN: Cell<u64> = const { Cell::new(0) };
 }
 
-/// Bumped by [`forget_all`]; a thread that sees a newer one drops what it kept.
-static GENERATION: AtomicU64 = AtomicU64::new(0);
-
-/// Drop every kept context on every thread (each at its next operation): the
-/// certificate store changed, and keys it no longer holds must not stay referenced.
-pub fn forget_all() {
-    GENERATION.fetch_add(1, Ordering::Relaxed);
-}
-
+/// A thread that sees a newer generation of the store's keys drops what it kept.
 fn drop_if_outdated() {
-    let now = GENERATION.load(Ordering::Relaxed);
+    let now = crate::certs::keys::generation();
     if MADE_IN.get() != now {
         PRIVATE.with(|k| k.borrow_mut().clear());
         PUBLIC.with(|k| k.borrow_mut().clear());
@@ -284,7 +275,7 @@ mod tests {
         // (`<=`: another test's store change may empty them meanwhile)
         PRIVATE.with(|k| assert!(k.borrow().len() <= KEPT_PER_THREAD));
         // A change of the store drops them all at this thread's next operation.
-        forget_all();
+        crate::certs::keys::forget_all();
         let sig = with_private(&a, Setup::SignRsaPkcs1(Md::sha256()), |c| {
             let mut s = Vec::new();
             c.sign_to_vec(&digest, &mut s)?;

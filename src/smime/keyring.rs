@@ -10,8 +10,8 @@ use std::sync::Arc;
 use openssl::x509::X509;
 use openssl::x509::store::X509Store;
 
-pub use super::crl::Revocation;
-pub use super::store::{EncryptionCert, Identity, RevocationMode};
+pub use crate::certs::crl::Revocation;
+pub use crate::certs::store::{EncryptionCert, Identity, RevocationMode};
 
 pub type KeyFuture<'a, T> = Pin<Box<dyn Future<Output = anyhow::Result<T>> + Send + 'a>>;
 
@@ -49,30 +49,38 @@ pub trait Keyring: Send + Sync {
     ) -> KeyFuture<'a, ()>;
 }
 
-impl Keyring for super::store::CertStore {
+impl Keyring for crate::certs::store::CertStore {
     fn decryption_identities<'a>(&'a self, rcpt: &'a str) -> KeyFuture<'a, Vec<Identity>> {
-        Box::pin(super::store::CertStore::decryption_identities(self, rcpt))
+        Box::pin(crate::certs::store::CertStore::decryption_identities(
+            self, rcpt,
+        ))
     }
     fn signing_identity<'a>(&'a self, sender: &'a str) -> KeyFuture<'a, Option<Identity>> {
-        Box::pin(super::store::CertStore::signing_identity(self, sender))
+        Box::pin(crate::certs::store::CertStore::signing_identity(
+            self, sender,
+        ))
     }
     fn encryption_certificate<'a>(
         &'a self,
         rcpt: &'a str,
     ) -> KeyFuture<'a, Option<EncryptionCert>> {
-        Box::pin(super::store::CertStore::encryption_certificate(self, rcpt))
+        Box::pin(crate::certs::store::CertStore::encryption_certificate(
+            self, rcpt,
+        ))
     }
     fn trust_store(&self) -> anyhow::Result<Arc<X509Store>> {
-        super::store::CertStore::shared_trust_store(self)
+        crate::certs::store::CertStore::shared_trust_store(self)
     }
     fn intermediates(&self) -> Vec<X509> {
-        super::store::CertStore::intermediates(self)
+        crate::certs::store::CertStore::intermediates(self)
     }
     fn revocation<'a>(&'a self, cert: &'a X509, sent: &'a [X509]) -> KeyFuture<'a, Revocation> {
-        Box::pin(async move { Ok(super::store::CertStore::revocation(self, cert, sent).await) })
+        Box::pin(
+            async move { Ok(crate::certs::store::CertStore::revocation(self, cert, sent).await) },
+        )
     }
     fn revocation_mode(&self) -> RevocationMode {
-        super::store::CertStore::revocation_mode(self)
+        crate::certs::store::CertStore::revocation_mode(self)
     }
     fn harvest<'a>(
         &'a self,
@@ -81,7 +89,7 @@ impl Keyring for super::store::CertStore {
         message_id: &'a str,
         capabilities: &'a [String],
     ) -> KeyFuture<'a, ()> {
-        Box::pin(super::store::CertStore::harvest(
+        Box::pin(crate::certs::store::CertStore::harvest(
             self,
             signer,
             chain,

@@ -232,12 +232,12 @@ mod tests {
 
     use filters::{Action, Direction, Envelope};
 
+    use crate::certs::test_pki::on_disk::Pki;
     use crate::config::Config;
     use crate::metrics::Metrics;
     use crate::pipeline::{Pipeline, Resources};
     use crate::smime::engine::{self, KeyPair, Layer, SignatureStatus};
     use crate::smime::keyring::MemoryKeyring;
-    use crate::smime::test_pki::Pki;
 
     const MESSAGE: &[u8] = b"From: Alice <alice@example.test>\r\nTo: bob@partner.test, carol@other.test\r\nSubject: offer\r\nDate: Sat, 28 Nov 2026 10:00:00 +0000\r\nMessage-ID: <offer@example.test>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nthe price is 42\r\n";
 
@@ -405,12 +405,12 @@ mod dkim_tests {
     use filters::{Direction, Envelope};
     use openssl::pkey::PKey;
 
+    use crate::certs::test_pki::on_disk::Pki;
     use crate::config::{Config, DkimSigningConfig};
     use crate::metrics::Metrics;
     use crate::pipeline::dkim_sign::OutboundSigner;
     use crate::pipeline::{Pipeline, Resources};
     use crate::smime::keyring::MemoryKeyring;
-    use crate::smime::test_pki::Pki;
 
     fn bh(sig: &str) -> String {
         let i = sig.find("bh=").unwrap() + 3;

@@ -1,7 +1,7 @@
 //! The engine against the `openssl cms` command line tool, in both directions.
 
 use super::engine::{self, ContentCipher, KeyPair, Layer, SignatureStatus, SmimeError, Unwrapped};
-use super::test_pki::{Pki, User, openssl, openssl_ok};
+use crate::certs::test_pki::on_disk::{Pki, User, openssl, openssl_ok};
 
 const ENTITY: &[u8] = b"Content-Type: text/plain; charset=us-ascii\r\n\r\nThe quarterly figures, in confidence.\r\nLine two.\r\n";
 
@@ -408,7 +408,7 @@ fn openssl_cms_verifies_and_decrypts_what_the_engine_produces() {
         u.signatures[0].capabilities.first().map(String::as_str),
         Some("2.16.840.1.101.3.4.1.46")
     );
-    assert!(super::info::capabilities_list_gcm(
+    assert!(crate::certs::info::capabilities_list_gcm(
         &u.signatures[0].capabilities
     ));
     assert!(
@@ -429,7 +429,7 @@ fn openssl_cms_verifies_and_decrypts_what_the_engine_produces() {
         printed.contains("aes-256-gcm") && !printed.contains("rc2"),
         "{printed}"
     );
-    assert!(super::info::capabilities_list_gcm(&[
+    assert!(crate::certs::info::capabilities_list_gcm(&[
         "2.16.840.1.101.3.4.1.46".to_string()
     ]));
 }
@@ -437,7 +437,7 @@ fn openssl_cms_verifies_and_decrypts_what_the_engine_produces() {
 #[test]
 fn a_chain_sent_incomplete_is_completed_from_held_intermediates_never_trusted_by_them() {
     use openssl::x509::store::X509StoreBuilder;
-    let root = super::testpki::Pki::named("Root CA");
+    let root = crate::certs::test_pki::Pki::named("Root CA");
     let sub = root.sub_ca("Issuing Sub CA");
     let alice = sub.user("alice@partner.test");
     let pair = KeyPair {
@@ -466,9 +466,9 @@ fn a_chain_sent_incomplete_is_completed_from_held_intermediates_never_trusted_by
         SignatureStatus::Valid
     );
     // completing the chain is no licence for a certificate not made for S/MIME
-    let web = sub.issue(super::testpki::UserSpec {
+    let web = sub.issue(crate::certs::test_pki::UserSpec {
         eku_email: false,
-        ..super::testpki::UserSpec::email("web@partner.test")
+        ..crate::certs::test_pki::UserSpec::email("web@partner.test")
     });
     let web_pair = KeyPair {
         cert: &web.cert,
@@ -768,7 +768,7 @@ mod built {
         OID_CONTENT_TYPE, OID_DATA, OID_MESSAGE_DIGEST, OID_MGF1, OID_RSASSA_PSS, OID_SHA256,
         OID_SHA256_RSA, OID_SIGNED_DATA, OID_SIGNING_TIME,
     };
-    use super::super::der::{self as ber, INTEGER, OCTET_STRING, OID, SEQUENCE, SET, tlv_of};
+    use crate::certs::der::{self as ber, INTEGER, OCTET_STRING, OID, SEQUENCE, SET, tlv_of};
     use ::der::asn1::ObjectIdentifier;
     use openssl::hash::MessageDigest;
     use openssl::pkey::{PKey, Private};
@@ -954,7 +954,7 @@ fn look_alike(
         .unwrap();
     b.append_extension(san).unwrap();
     if let Some(ski) = ski {
-        let value = super::der::tlv_of(super::der::OCTET_STRING, &[ski]);
+        let value = crate::certs::der::tlv_of(crate::certs::der::OCTET_STRING, &[ski]);
         let ext = openssl::x509::X509Extension::new_from_der(
             &openssl::asn1::Asn1Object::from_str("2.5.29.14").unwrap(),
             false,
@@ -1106,7 +1106,9 @@ fn look_alike_key_identifiers_never_pass_for_the_real_certificate() {
     let forger_key =
         openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
     let alice_der = alice.cert.to_der().unwrap();
-    let ski = super::der::subject_key_id(&alice_der).unwrap().to_vec();
+    let ski = crate::certs::der::subject_key_id(&alice_der)
+        .unwrap()
+        .to_vec();
     let issuer = openssl::x509::X509NameBuilder::new().unwrap().build();
     let serial =
         openssl::asn1::Asn1Integer::from_bn(&openssl::bn::BigNum::from_u32(7).unwrap()).unwrap();
@@ -1198,8 +1200,8 @@ fn signed_attributes_that_break_rfc_5652_make_the_signature_invalid() {
     let two_digests = attribute(
         OID_MESSAGE_DIGEST,
         &[
-            &super::der::tlv_of(super::der::OCTET_STRING, &[&d]),
-            &super::der::tlv_of(super::der::OCTET_STRING, &[&d]),
+            &crate::certs::der::tlv_of(crate::certs::der::OCTET_STRING, &[&d]),
+            &crate::certs::der::tlv_of(crate::certs::der::OCTET_STRING, &[&d]),
         ],
     );
     // the controls: what every client sends, and an unrelated unsigned attribute
@@ -1214,7 +1216,7 @@ fn signed_attributes_that_break_rfc_5652_make_the_signature_invalid() {
     assert_eq!(status(None, vec![], OID_DATA), SignatureStatus::Valid);
     let unrelated = attribute(
         ::der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.9.16.2.14"),
-        &[&super::der::tlv_of(super::der::SEQUENCE, &[])],
+        &[&crate::certs::der::tlv_of(crate::certs::der::SEQUENCE, &[])],
     );
     assert_eq!(
         status(

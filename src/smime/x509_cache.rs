@@ -42,7 +42,7 @@ mod tests {
 
     #[test]
     fn returns_the_certificate_asked_for_and_refuses_garbage() {
-        let pki = crate::smime::test_pki::Pki::new("Cache CA");
+        let pki = crate::certs::test_pki::on_disk::Pki::new("Cache CA");
         let a = pki.user("a@example.test").cert.to_der().unwrap();
         let b = pki.user("b@example.test").cert.to_der().unwrap();
         for _ in 0..2 {

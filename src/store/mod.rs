@@ -1,7 +1,7 @@
 //! The gateway's one database: opened, migrated and made private here, then handed to its
 //! owners. Each owner keeps its own SQL in its own room — the queue (`queue::store`), the
 //! Bayes model (`bayes::store`), the level of trust (`trust`), the certificate store
-//! (`smime::store`) — behind functions, in portable SQL (`?` placeholders, no SQLite-only
+//! (`certs::store`) — behind functions, in portable SQL (`?` placeholders, no SQLite-only
 //! syntax), so that another database could later sit behind the same functions for several
 //! gateways sharing one state.
 //!

@@ -6,6 +6,7 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, bail};
 use openssl::pkey::{PKey, Private};
@@ -178,6 +179,21 @@ fn decode_hex(s: &str) -> Option<[u8; KEY_LEN]> {
         *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
     }
     Some(out)
+}
+
+/// Bumped on every change of the store's keys: whoever keeps something made from a key
+/// (the S/MIME engine keeps OpenSSL contexts per worker thread) drops it when this moves, so
+/// a deleted key does not live on in memory.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// The store's keys changed.
+pub fn forget_all() {
+    GENERATION.fetch_add(1, Ordering::Relaxed);
+}
+
+/// How many times the store's keys changed since the process started.
+pub fn generation() -> u64 {
+    GENERATION.load(Ordering::Relaxed)
 }
 
 #[cfg(test)]

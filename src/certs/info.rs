@@ -249,7 +249,7 @@ pub fn capabilities_list_gcm(capabilities: &[String]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::smime::testpki::{Pki, UserSpec};
+    use crate::certs::test_pki::{Pki, UserSpec};
 
     #[test]
     fn facts_of_a_user_certificate() {

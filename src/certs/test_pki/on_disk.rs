@@ -9,7 +9,7 @@ use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 use openssl::x509::store::{X509Store, X509StoreBuilder};
 
-use super::testpki::{self, UserSpec};
+use super::{self as testpki, UserSpec};
 
 pub struct Pki {
     pub dir: tempfile::TempDir,

@@ -71,7 +71,7 @@ fn ec_key() -> PKey<Private> {
 }
 
 fn time(days: i64) -> Asn1Time {
-    Asn1Time::from_unix(super::info::now() + days * 86_400).unwrap()
+    Asn1Time::from_unix(crate::certs::info::now() + days * 86_400).unwrap()
 }
 
 fn serial() -> Asn1Integer {
@@ -79,6 +79,12 @@ fn serial() -> Asn1Integer {
     bn.rand(64, openssl::bn::MsbOption::MAYBE_ZERO, false)
         .unwrap();
     bn.to_asn1_integer().unwrap()
+}
+
+impl Default for Pki {
+    fn default() -> Pki {
+        Pki::new()
+    }
 }
 
 impl Pki {
@@ -191,3 +197,6 @@ fn add_key_id(b: &mut X509Builder, issuer: Option<&X509Ref>) {
         .unwrap();
     b.append_extension(ski).unwrap();
 }
+
+#[cfg(test)]
+pub mod on_disk;

@@ -153,7 +153,7 @@ pub fn verified_path(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::smime::testpki::Pki;
+    use crate::certs::test_pki::Pki;
 
     fn no_roots(extra: Vec<X509>) -> Anchors {
         Anchors {

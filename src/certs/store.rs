@@ -23,12 +23,12 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 pub use crate::config::{CertsConfig, RevocationMode};
 
+use super::anchors::{self, Anchors};
+pub use super::anchors::{ChainLink, ChainStatus};
 use super::crl::{self, FetchLimits, HeldCrl, Revocation};
 use super::info::{self, CertFacts, domain_of, normalize_address};
 use super::keys::MasterKey;
 use super::parse::{self, Bundle};
-use super::trust::{self, Anchors};
-pub use super::trust::{ChainLink, ChainStatus};
 
 /// A certificate with its private key, for decrypting and signing.
 pub struct Identity {
@@ -441,7 +441,7 @@ impl CertStore {
             .unwrap_or_else(|e| e.into_inner())
             .retain(|fp, _| index.records.contains_key(fp));
         // Deleted keys must not live on in the workers' kept contexts either.
-        super::key_ops::forget_all();
+        super::keys::forget_all();
         *self.inner.index.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(index);
         *self
             .inner
@@ -646,10 +646,10 @@ impl CertStore {
             for c in helpers {
                 stack.push(c)?;
             }
-            let path = trust::verified_path(&trust, &stack, &signer_owned);
+            let path = anchors::verified_path(&trust, &stack, &signer_owned);
             let owners: Vec<X509> = owners
                 .into_iter()
-                .filter(|c| trust::verified_path(&trust, &stack, c).is_some())
+                .filter(|c| anchors::verified_path(&trust, &stack, c).is_some())
                 .collect();
             Ok((path, owners))
         })
@@ -875,7 +875,7 @@ impl CertStore {
             for c in helpers {
                 stack.push(c)?;
             }
-            Ok(trust::verified_path(&trust, &stack, &owned))
+            Ok(anchors::verified_path(&trust, &stack, &owned))
         })
         .await??;
         let Some(path) = path else {
@@ -1403,7 +1403,7 @@ fn build_index(
     let now = info::now();
     let mut status_changes = Vec::new();
     for (row, cert, facts) in parsed {
-        let chain = trust::check_chain(&checker, &intermediates, &cert);
+        let chain = anchors::check_chain(&checker, &intermediates, &cert);
         let revocation = if mode == RevocationMode::Off {
             Revocation::Off
         } else if !chain.trusted {
@@ -1477,8 +1477,8 @@ fn build_index(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::smime::parse::Leaf;
-    use crate::smime::testpki::{Pki, UserSpec};
+    use crate::certs::parse::Leaf;
+    use crate::certs::test_pki::{Pki, UserSpec};
 
     struct TestStore {
         _dir: tempfile::TempDir,

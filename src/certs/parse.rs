@@ -251,7 +251,7 @@ fn pkcs12_error(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::smime::testpki::Pki;
+    use crate::certs::test_pki::Pki;
     use openssl::nid::Nid;
     use openssl::stack::Stack;
 
