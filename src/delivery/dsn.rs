@@ -1,6 +1,7 @@
 //! Delivery status notifications (RFC 3464): the bounce a sender gets when we give up.
 
-use crate::smtp::received::rfc5322_date;
+use crate::smtp::address::smtp_path;
+use crate::smtp::received::{printable, rfc5322_date};
 
 /// One recipient we could not deliver to.
 pub struct FailedRecipient<'a> {
@@ -25,7 +26,7 @@ pub fn build(
     m.push_str(&format!(
         "From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n"
     ));
-    m.push_str(&format!("To: <{sender}>\r\n"));
+    m.push_str(&format!("To: <{}>\r\n", shown(sender)));
     m.push_str("Subject: Undelivered Mail Returned to Sender\r\n");
     m.push_str(&format!("Date: {}\r\n", rfc5322_date(now)));
     m.push_str(&format!("Message-ID: <{id}.dsn@{hostname}>\r\n"));
@@ -42,7 +43,11 @@ pub fn build(
         "This is the mail gateway at {hostname}.\r\n\r\nYour message could not be delivered to one or more recipients.\r\nIt has been returned below, headers only.\r\n\r\n"
     ));
     for f in failed {
-        m.push_str(&format!("<{}>: {}\r\n", f.address, one_line(f.diagnostic)));
+        m.push_str(&format!(
+            "<{}>: {}\r\n",
+            shown(f.address),
+            one_line(f.diagnostic)
+        ));
     }
     m.push_str(&format!(
         "\r\n--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n"
@@ -51,7 +56,10 @@ pub fn build(
     m.push_str(&format!("X-Portcullis-Queue-ID: {id}\r\n"));
     m.push_str(&format!("Arrival-Date: {}\r\n", rfc5322_date(arrival)));
     for f in failed {
-        m.push_str(&format!("\r\nFinal-Recipient: rfc822; {}\r\n", f.address));
+        m.push_str(&format!(
+            "\r\nFinal-Recipient: rfc822; {}\r\n",
+            shown(f.address)
+        ));
         m.push_str("Action: failed\r\n");
         m.push_str(&format!("Status: {}\r\n", status_code(f.diagnostic)));
         m.push_str(&format!(
@@ -66,6 +74,11 @@ pub fn build(
     out.extend_from_slice(header_block(original));
     out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     out
+}
+
+/// An address as it is written in a path, for the DSN's header and report fields.
+fn shown(address: &str) -> String {
+    smtp_path(address).unwrap_or_else(|| printable(address))
 }
 
 fn one_line(s: &str) -> String {

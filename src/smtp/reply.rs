@@ -66,6 +66,16 @@ pub const UNKNOWN_COMMAND: Reply = Reply::new(500, "5.5.2", "Command not recogni
 pub const SYNTAX: Reply = Reply::new(501, "5.5.4", "Syntax error in parameters or arguments");
 pub const BAD_SENDER: Reply = Reply::new(501, "5.1.7", "Bad sender address syntax");
 pub const BAD_RECIPIENT: Reply = Reply::new(501, "5.1.3", "Bad recipient address syntax");
+pub const CONTROL_IN_SENDER: Reply = Reply::new(
+    553,
+    "5.1.7",
+    "Control characters are not allowed in the sender address",
+);
+pub const CONTROL_IN_RECIPIENT: Reply = Reply::new(
+    553,
+    "5.1.3",
+    "Control characters are not allowed in the recipient address",
+);
 pub const BAD_HELO: Reply = Reply::new(501, "5.5.4", "Syntax: EHLO hostname");
 pub const NOT_IMPLEMENTED: Reply = Reply::new(502, "5.5.1", "Command not implemented");
 pub const VRFY_DISABLED: Reply = Reply::new(502, "5.5.1", "VRFY command is disabled");
@@ -134,6 +144,8 @@ mod tests {
             SYNTAX,
             BAD_SENDER,
             BAD_RECIPIENT,
+            CONTROL_IN_SENDER,
+            CONTROL_IN_RECIPIENT,
             BAD_HELO,
             NOT_IMPLEMENTED,
             VRFY_DISABLED,

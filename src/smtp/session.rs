@@ -17,7 +17,7 @@ use smtp_proto::{Error as ParseError, MAIL_BODY_8BITMIME, MAIL_SMTPUTF8, Request
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use super::address::{Refusal, classify_recipient};
+use super::address::{Refusal, classify_recipient, has_control, path_has_control};
 use super::received::{printable, received_header};
 use super::reply::{self, Reply, write_reply};
 use super::stream::Stream;
@@ -385,7 +385,7 @@ impl Session {
         match request {
             Request::Ehlo { host } => self.ehlo(host, true),
             Request::Helo { host } => self.ehlo(host, false),
-            Request::Mail { from } => self.mail(from),
+            Request::Mail { from } => self.mail(from, line),
             Request::Rcpt { to } => self.rcpt(to, line).await,
             Request::Data => self.data(),
             Request::Bdat {
@@ -482,7 +482,7 @@ impl Session {
         self.listener.tls_mode == TlsMode::Required && self.tls.is_none()
     }
 
-    fn mail(&mut self, from: smtp_proto::MailFrom<String>) -> Next {
+    fn mail(&mut self, from: smtp_proto::MailFrom<String>, line: &[u8]) -> Next {
         if self.helo.is_none() {
             return self.bad(reply::NEED_HELO);
         }
@@ -501,6 +501,10 @@ impl Session {
         }
         if !smtputf8 && !from.address.is_ascii() {
             return self.bad(reply::BAD_SENDER);
+        }
+        if has_control(&from.address) || path_has_control(line) {
+            tracing::info!(client = %self.peer, sender = %printable(&from.address), "sender with a control character refused");
+            return self.bad(reply::CONTROL_IN_SENDER);
         }
         if let Some(refusal) = self.tls_policy_refusal(&from.address) {
             return self.bad(refusal);
@@ -532,6 +536,10 @@ impl Session {
         if !tx.smtputf8 && !to.address.is_ascii() {
             return self.bad(reply::BAD_RECIPIENT);
         }
+        if has_control(&to.address) {
+            tracing::info!(client = %self.peer, rcpt = %printable(&to.address), "recipient with a control character refused");
+            return self.bad(reply::CONTROL_IN_RECIPIENT);
+        }
         let line = String::from_utf8_lossy(line);
         let raw_path = line.split_once(':').map(|(_, p)| p).unwrap_or("");
         let raw_path = raw_path.split_once('>').map(|(p, _)| p).unwrap_or(raw_path);
@@ -541,6 +549,10 @@ impl Session {
             &to.address,
             &format!("{}>", raw_path.trim()),
         ) {
+            Ok(_) if path_has_control(line.as_bytes()) => {
+                tracing::info!(client = %self.peer, rcpt = %printable(&to.address), "recipient with a control character refused");
+                self.bad(reply::CONTROL_IN_RECIPIENT)
+            }
             Ok(accepted) => {
                 if let Some(refusal) = self.smime_refusal(&accepted.address).await {
                     return self.bad(refusal);
