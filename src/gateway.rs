@@ -130,6 +130,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         pipeline: Arc::new(Pipeline::from_config(&config, &resources, metrics.clone())),
         queue,
         metrics,
+        incoming: crate::smtp::body::Incoming::open(&config.data_dir, &config.limits)?,
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut smtp_addrs = Vec::new();

@@ -91,6 +91,11 @@ pub const NEED_VERIFIED_CERT: Reply =
 pub const UNSUPPORTED_PARAM: Reply = Reply::new(555, "5.5.4", "Unsupported MAIL or RCPT parameter");
 pub const UTF8_WITHOUT_EHLO: Reply = Reply::new(555, "5.5.4", "SMTPUTF8 requires EHLO");
 pub const TOO_BIG: Reply = Reply::new(552, "5.3.4", "Message size exceeds fixed limit");
+pub const BARE_LINE_ENDING: Reply = Reply::new(
+    554,
+    "5.5.2",
+    "Bare CR or LF in the message; end every line with CRLF",
+);
 pub const RELAY_DENIED: Reply = Reply::new(550, "5.7.1", "Relay access denied");
 pub const ROUTING_DENIED: Reply = Reply::new(
     550,
@@ -146,6 +151,7 @@ mod tests {
             BAD_RECIPIENT,
             CONTROL_IN_SENDER,
             CONTROL_IN_RECIPIENT,
+            BARE_LINE_ENDING,
             BAD_HELO,
             NOT_IMPLEMENTED,
             VRFY_DISABLED,
