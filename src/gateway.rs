@@ -131,6 +131,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         queue,
         metrics,
         incoming: crate::smtp::body::Incoming::open(&config.data_dir, &config.limits)?,
+        recipients: crate::smtp::verify::RecipientVerifier::new(&config)?,
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut smtp_addrs = Vec::new();

@@ -96,6 +96,13 @@ pub const BARE_LINE_ENDING: Reply = Reply::new(
     "5.5.2",
     "Bare CR or LF in the message; end every line with CRLF",
 );
+pub const UNKNOWN_RECIPIENT: Reply =
+    Reply::new(550, "5.1.1", "Recipient address rejected: user unknown");
+pub const VERIFY_UNAVAILABLE: Reply = Reply::new(
+    450,
+    "4.1.1",
+    "Recipient address verification unavailable, try again later",
+);
 pub const RELAY_DENIED: Reply = Reply::new(550, "5.7.1", "Relay access denied");
 pub const ROUTING_DENIED: Reply = Reply::new(
     550,
@@ -152,6 +159,8 @@ mod tests {
             CONTROL_IN_SENDER,
             CONTROL_IN_RECIPIENT,
             BARE_LINE_ENDING,
+            UNKNOWN_RECIPIENT,
+            VERIFY_UNAVAILABLE,
             BAD_HELO,
             NOT_IMPLEMENTED,
             VRFY_DISABLED,

@@ -17,12 +17,13 @@ use smtp_proto::{Error as ParseError, MAIL_BODY_8BITMIME, MAIL_SMTPUTF8, Request
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use super::address::{Refusal, classify_recipient, has_control, path_has_control};
+use super::address::{Accepted, Refusal, Route, classify_recipient, has_control, path_has_control};
 use super::body::{Body, DataReceiver, Incoming, LineEndings};
 use super::received::{printable, received_header};
 use super::reply::{self, Reply, write_reply};
 use super::stream::Stream;
 use super::tls;
+use super::verify::{RecipientVerifier, Verdict};
 use crate::config::{BareLineEndings, Config, TlsMode};
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, verdict};
@@ -36,6 +37,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Bodies in transfer: the spool directory and the large-body permits.
     pub incoming: Incoming,
+    /// `[recipients]`: which local recipients exist.
+    pub recipients: RecipientVerifier,
 }
 
 /// Per-listener settings.
@@ -550,6 +553,9 @@ impl Session {
                 self.bad(reply::CONTROL_IN_RECIPIENT)
             }
             Ok(accepted) => {
+                if let Some(refusal) = self.verification_refusal(&accepted).await {
+                    return self.bad(refusal);
+                }
                 if let Some(refusal) = self.smime_refusal(&accepted.address).await {
                     return self.bad(refusal);
                 }
@@ -571,6 +577,31 @@ impl Session {
                     Refusal::HiddenRoute => reply::ROUTING_DENIED,
                     Refusal::RelayDenied => reply::RELAY_DENIED,
                 })
+            }
+        }
+    }
+
+    /// `[recipients] verify`: a recipient of our domains that does not exist is refused
+    /// here (550 5.1.1), so that no bounce is ever sent for it; when that cannot be told
+    /// now, 450 4.1.1 (the client retries). postmaster is always accepted (RFC 5321 §4.5.1).
+    async fn verification_refusal(&self, accepted: &Accepted) -> Option<Reply> {
+        let verifier = &self.shared.recipients;
+        if !verifier.is_on() || accepted.route != Route::Internal {
+            return None;
+        }
+        let local = accepted.address.rsplit_once('@').map(|(l, _)| l)?;
+        if local.eq_ignore_ascii_case("postmaster") {
+            return None;
+        }
+        match verifier.check(&accepted.address).await {
+            Verdict::Exists => None,
+            Verdict::Unknown => {
+                tracing::info!(client = %self.peer, rcpt = %printable(&accepted.address), "unknown recipient refused");
+                Some(reply::UNKNOWN_RECIPIENT)
+            }
+            Verdict::TryLater(why) => {
+                tracing::warn!(client = %self.peer, rcpt = %printable(&accepted.address), reason = %why, "recipient verification unavailable; 450");
+                Some(reply::VERIFY_UNAVAILABLE)
             }
         }
     }
