@@ -206,7 +206,7 @@ pub struct RecipientsConfig {
     pub callout_negative_ttl_secs: u64,
     /// The whole callout (connect and every reply).
     pub callout_timeout_secs: u64,
-    /// Entries in the callout cache; the oldest go first when it is full.
+    /// Entries in the callout cache; when it is full, expired entries go, then all.
     pub callout_cache_entries: usize,
 }
 
@@ -1112,6 +1112,70 @@ mod tests {
         assert_eq!(c.certs.key_file, d.certs.key_file);
         assert_eq!(c.certs.system_roots, d.certs.system_roots);
         assert_eq!(c.certs.reload_secs, d.certs.reload_secs);
+        assert_eq!(c.limits.bare_line_endings, d.limits.bare_line_endings);
+        assert_eq!(
+            c.limits.spool_threshold_bytes,
+            d.limits.spool_threshold_bytes
+        );
+        assert_eq!(
+            c.limits.max_large_messages_in_memory,
+            d.limits.max_large_messages_in_memory
+        );
+        assert_eq!(c.limits.ipv6_prefix_len, d.limits.ipv6_prefix_len);
+        assert_eq!(c.recipients.verify, d.recipients.verify);
+        assert_eq!(c.recipients.reload_secs, d.recipients.reload_secs);
+        assert_eq!(
+            c.recipients.callout_positive_ttl_secs,
+            d.recipients.callout_positive_ttl_secs
+        );
+        assert_eq!(
+            c.recipients.callout_negative_ttl_secs,
+            d.recipients.callout_negative_ttl_secs
+        );
+        assert_eq!(
+            c.recipients.callout_timeout_secs,
+            d.recipients.callout_timeout_secs
+        );
+        assert_eq!(
+            c.recipients.callout_cache_entries,
+            d.recipients.callout_cache_entries
+        );
+        assert_eq!(
+            c.queue.dsn_max_returned_bytes,
+            d.queue.dsn_max_returned_bytes
+        );
+    }
+
+    #[test]
+    fn recipient_verification_and_body_limits_are_checked() {
+        let e = format!(
+            "{:#}",
+            Config::parse("[recipients]\nverify = \"list\"").unwrap_err()
+        );
+        assert!(e.contains("recipients.list_file"), "{e}");
+        let e = format!(
+            "{:#}",
+            Config::parse("[recipients]\nlist_file = \"/x\"").unwrap_err()
+        );
+        assert!(e.contains("recipients.list_file"), "{e}");
+        let e = format!(
+            "{:#}",
+            Config::parse("[limits]\nipv6_prefix_len = 0").unwrap_err()
+        );
+        assert!(e.contains("limits.ipv6_prefix_len"), "{e}");
+        let e = format!(
+            "{:#}",
+            Config::parse("[limits]\nbare_line_endings = \"keep\"").unwrap_err()
+        );
+        assert!(
+            e.contains("bare_line_endings") || e.contains("normalize"),
+            "{e}"
+        );
+        let e = format!(
+            "{:#}",
+            Config::parse("[limits]\nspool_threshold_bytes = 0").unwrap_err()
+        );
+        assert!(e.contains("limits.spool_threshold_bytes"), "{e}");
     }
 
     #[test]
