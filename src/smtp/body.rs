@@ -13,7 +13,6 @@
 //! message a large body is read back for the pipeline, at most
 //! `limits.max_large_messages_in_memory` at once.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -55,7 +54,7 @@ impl Incoming {
 /// went away).
 struct SpoolFile {
     path: PathBuf,
-    out: std::io::BufWriter<std::fs::File>,
+    file: tokio::fs::File,
 }
 
 impl Drop for SpoolFile {
@@ -64,7 +63,13 @@ impl Drop for SpoolFile {
     }
 }
 
-/// The body of one message as it arrives.
+/// Once a body is in a file, bytes are written out in pieces of this size.
+const SPOOL_WRITE: usize = 128 * 1024;
+
+/// The body of one message as it arrives. `push` only appends to memory; `settle` (after
+/// each read) moves what is held to the file once the body is past the threshold, so the
+/// session never waits on the disk inside the receiver and holds at most about
+/// `threshold` bytes.
 pub struct Body {
     mem: Vec<u8>,
     file: Option<SpoolFile>,
@@ -110,58 +115,59 @@ impl Body {
         self.file = None;
     }
 
-    /// Append bytes. The spool file is written through a buffer to the page cache (no
-    /// fsync: the queue makes the accepted copy durable), so this does not wait on the disk.
+    /// Append bytes (in memory; see `settle`).
     pub fn push(&mut self, bytes: &[u8]) {
         self.len += bytes.len();
         if self.discarding || self.error.is_some() {
             return;
         }
-        if self.file.is_none() && self.mem.len() + bytes.len() > self.threshold {
-            self.start_spool();
+        self.mem.extend_from_slice(bytes);
+    }
+
+    /// Move held bytes to the spool file when the body is past the threshold (creating
+    /// the file the first time). Written to the page cache, no fsync: the queue makes the
+    /// accepted copy durable.
+    pub async fn settle(&mut self) {
+        if self.discarding || self.error.is_some() {
+            return;
         }
-        let failed = match &mut self.file {
-            Some(f) => f
-                .out
-                .write_all(bytes)
-                .err()
-                .map(|e| format!("cannot write {}: {e}", f.path.display())),
-            None if self.error.is_none() => {
-                self.mem.extend_from_slice(bytes);
-                None
-            }
-            None => None,
+        let due = match self.file {
+            None => self.mem.len() > self.threshold,
+            Some(_) => self.mem.len() >= SPOOL_WRITE,
         };
-        if let Some(why) = failed {
-            self.fail(why);
+        if due && let Err(e) = self.spill().await {
+            self.fail(e);
         }
     }
 
-    fn start_spool(&mut self) {
-        use std::os::unix::fs::OpenOptionsExt;
-        let path = self
-            .dir
-            .join(format!("{}.part", crate::queue::new_queue_id()));
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path);
-        match file {
-            Ok(f) => {
-                let mut spool = SpoolFile {
-                    path,
-                    out: std::io::BufWriter::with_capacity(64 * 1024, f),
-                };
-                let held = std::mem::take(&mut self.mem);
-                if let Err(e) = spool.out.write_all(&held) {
-                    self.fail(format!("cannot write {}: {e}", spool.path.display()));
-                    return;
-                }
-                self.file = Some(spool);
-            }
-            Err(e) => self.fail(format!("cannot create {}: {e}", path.display())),
+    async fn spill(&mut self) -> Result<(), String> {
+        use tokio::io::AsyncWriteExt;
+        if self.file.is_none() {
+            let path = self
+                .dir
+                .join(format!("{}.part", crate::queue::new_queue_id()));
+            let file = tokio::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .await
+                .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+            self.file = Some(SpoolFile { path, file });
         }
+        let spool = self.file.as_mut().expect("opened above");
+        spool
+            .file
+            .write_all(&self.mem)
+            .await
+            .map_err(|e| format!("cannot write {}: {e}", spool.path.display()))?;
+        if self.mem.capacity() > 2 * SPOOL_WRITE {
+            // The memory that held the first `threshold` bytes is not needed any more.
+            self.mem = Vec::with_capacity(2 * SPOOL_WRITE);
+        } else {
+            self.mem.clear();
+        }
+        Ok(())
     }
 
     fn fail(&mut self, why: String) {
@@ -178,15 +184,22 @@ impl Body {
         mut self,
         incoming: &Incoming,
     ) -> Result<(Vec<u8>, Option<OwnedSemaphorePermit>), String> {
+        use tokio::io::AsyncWriteExt;
         if let Some(e) = self.error.take() {
             return Err(e);
         }
-        let Some(mut file) = self.file.take() else {
+        if self.file.is_none() {
             return Ok((std::mem::take(&mut self.mem), None));
-        };
-        file.out
+        }
+        if !self.mem.is_empty() {
+            self.spill().await?;
+        }
+        let mut spool = self.file.take().expect("checked above");
+        spool
+            .file
             .flush()
-            .map_err(|e| format!("cannot write {}: {e}", file.path.display()))?;
+            .await
+            .map_err(|e| format!("cannot write {}: {e}", spool.path.display()))?;
         let permit = incoming
             .large
             .clone()
@@ -194,10 +207,10 @@ impl Body {
             .await
             .map_err(|e| format!("large-body permits closed: {e}"))?;
         // Read in one allocation of the file's size: no growth copies.
-        let bytes = tokio::fs::read(&file.path)
+        let bytes = tokio::fs::read(&spool.path)
             .await
-            .map_err(|e| format!("cannot read {}: {e}", file.path.display()))?;
-        drop(file);
+            .map_err(|e| format!("cannot read {}: {e}", spool.path.display()))?;
+        drop(spool);
         Ok((bytes, Some(permit)))
     }
 }
@@ -450,24 +463,65 @@ mod tests {
     fn large_bodies_go_to_a_file_that_is_removed_after_reading() {
         let dir = tempfile::tempdir().unwrap();
         let inc = incoming(dir.path(), 10);
-        let mut body = Body::new(&inc);
-        body.push(b"0123456789");
-        assert!(!body.is_spooled());
-        body.push(b"abc");
-        assert!(body.is_spooled());
-        assert_eq!(std::fs::read_dir(inc.dir()).unwrap().count(), 1);
         let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
             .build()
             .unwrap();
+        let files = || std::fs::read_dir(inc.dir()).unwrap().count();
+        let mut body = Body::new(&inc);
+        body.push(b"0123456789");
+        rt.block_on(body.settle());
+        assert!(!body.is_spooled());
+        body.push(b"abc");
+        rt.block_on(body.settle());
+        assert!(body.is_spooled());
+        body.push(b"def");
+        rt.block_on(body.settle());
+        assert_eq!(files(), 1);
         let (bytes, permit) = rt.block_on(body.into_bytes(&inc)).unwrap();
-        assert_eq!(bytes, b"0123456789abc");
+        assert_eq!(bytes, b"0123456789abcdef");
         assert!(permit.is_some());
-        assert_eq!(std::fs::read_dir(inc.dir()).unwrap().count(), 0);
+        assert_eq!(files(), 0);
         // a refused body's file goes too
         let mut body = Body::new(&inc);
         body.push(&[b'x'; 20]);
-        assert_eq!(std::fs::read_dir(inc.dir()).unwrap().count(), 1);
+        rt.block_on(body.settle());
+        assert_eq!(files(), 1);
         drop(body);
-        assert_eq!(std::fs::read_dir(inc.dir()).unwrap().count(), 0);
+        assert_eq!(files(), 0);
+    }
+
+    #[test]
+    fn large_bodies_wait_for_a_permit() {
+        let dir = tempfile::tempdir().unwrap();
+        let limits = Limits {
+            spool_threshold_bytes: 4,
+            max_large_messages_in_memory: 1,
+            ..Limits::default()
+        };
+        let inc = Incoming::open(dir.path(), &limits).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut a = Body::new(&inc);
+            let mut b = Body::new(&inc);
+            for body in [&mut a, &mut b] {
+                body.push(b"large enough");
+                body.settle().await;
+                assert!(body.is_spooled());
+            }
+            let (_, permit) = a.into_bytes(&inc).await.unwrap();
+            let wait = std::time::Duration::from_millis(100);
+            let mut second = Box::pin(b.into_bytes(&inc));
+            assert!(
+                tokio::time::timeout(wait, &mut second).await.is_err(),
+                "a second large body was loaded while the only permit was held"
+            );
+            drop(permit);
+            let (bytes, _) = tokio::time::timeout(wait, second).await.unwrap().unwrap();
+            assert_eq!(bytes, b"large enough");
+        });
     }
 }

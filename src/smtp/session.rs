@@ -320,6 +320,7 @@ impl Session {
                     let (used, done) =
                         rx.ingest(&self.inbuf[self.pos..], &mut tx.lines, &mut tx.body);
                     self.pos += used;
+                    tx.body.settle().await;
                     // Checked before `done`: a whole message may arrive in one read. The
                     // rest of an oversized body is read to its end but not kept.
                     if tx.body.len() > max && !tx.oversize {
@@ -339,6 +340,7 @@ impl Session {
                     let take = avail.len().min(left);
                     tx.lines.push(&avail[..take], &mut tx.body);
                     self.pos += take;
+                    tx.body.settle().await;
                     // Bare line endings made CRLF can grow a body past what BDAT announced.
                     if tx.body.len() > self.shared.config.max_message_size && !tx.oversize {
                         tx.oversize = true;
