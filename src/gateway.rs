@@ -133,6 +133,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         pipeline: Arc::new(Pipeline::from_config(&config, &resources, metrics.clone())),
         queue,
         metrics,
+        incoming: crate::smtp::body::Incoming::open(&config.data_dir, &config.limits)?,
+        recipients: crate::smtp::verify::RecipientVerifier::new(&config)?,
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut smtp_addrs = Vec::new();

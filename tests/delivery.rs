@@ -436,3 +436,142 @@ async fn every_file_in_the_data_directory_is_private() {
     let open = readable_by_others(&dir);
     assert!(open.is_empty(), "readable by group or others: {open:?}");
 }
+
+/// A message with bare-LF line ends to a recipient the internal server refuses: the bounce
+/// (which may go to a forged sender) returns the header only, never the body, and at most
+/// `dsn_max_returned_bytes` of it.
+#[tokio::test]
+async fn bounce_of_a_bare_lf_message_returns_only_the_capped_header() {
+    let sink = Sink::start().await;
+    sink.set_mode(SinkMode::RejectBad);
+    let gw = Gateway::start(
+        sink.addr,
+        &format!("{QUICK_RETRY}dsn_max_returned_bytes = 2048\n"),
+    );
+    let mut filler = String::new();
+    for i in 0..100 {
+        filler.push_str(&format!("X-Filler-{i:03}: {}\n", "f".repeat(40)));
+    }
+    let msg = format!(
+        "From: <s@example.test>\nTo: <bad@example.test>\nSubject: spam\nMessage-ID: <lf@ext.test>\n{filler}\nBUY CHEAP PILLS\n\nmore spam body\n"
+    );
+    let mut c = Client::greeted(gw.smtp).await;
+    c.envelope("s@example.test", &["bad@example.test"]).await;
+    c.cmd("DATA", 354).await;
+    c.send_raw(format!("{msg}\r\n.\r\n").as_bytes()).await;
+    c.expect(250).await;
+    assert!(
+        wait_until(10, || sink.count() == 1).await,
+        "log:\n{}",
+        gw.log()
+    );
+    let dsn = &sink.all()[0];
+    assert!(dsn.mail_from.is_empty(), "a DSN from the null sender");
+    assert!(
+        dsn.data.contains("Message-ID: <lf@ext.test>"),
+        "{}",
+        dsn.data
+    );
+    assert!(
+        !dsn.data.contains("PILLS") && !dsn.data.contains("spam body"),
+        "the body was returned:\n{}",
+        dsn.data
+    );
+    assert!(
+        !dsn.data.contains("X-Filler-099"),
+        "the header was not capped"
+    );
+    let returned = dsn
+        .data
+        .split("Content-Type: text/rfc822-headers\r\n\r\n")
+        .nth(1)
+        .expect("a returned header part");
+    let returned = returned.split("\r\n--").next().unwrap();
+    assert!(returned.len() <= 2048, "{} bytes returned", returned.len());
+}
+
+/// `verify = "callout"`: the internal server is asked at RCPT TO; a user it refuses gets
+/// 550 5.1.1 at once (no message, no bounce), and while it cannot be asked, 450 4.1.1.
+#[tokio::test]
+async fn callout_refuses_unknown_recipients_at_rcpt_time() {
+    let mut sink = Sink::start().await;
+    sink.set_mode(SinkMode::RejectBad);
+    let gw = Gateway::start(
+        sink.addr,
+        &format!("{QUICK_RETRY}[recipients]\nverify = \"callout\"\ncallout_timeout_secs = 5\n"),
+    );
+    let mut c = Client::greeted(gw.smtp).await;
+    c.cmd("EHLO client.test", 250).await;
+    c.cmd("MAIL FROM:<spammer@forged.test>", 250).await;
+    let r = c.cmd("RCPT TO:<bad.user@example.test>", 550).await;
+    assert!(r.text.contains("5.1.1"), "{}", r.text);
+    c.cmd("RCPT TO:<good@example.test>", 250).await;
+    c.cmd("RCPT TO:<Postmaster@example.test>", 250).await;
+    let r = c
+        .data(&message(
+            "spammer@forged.test",
+            "good@example.test",
+            "co@forged.test",
+            "x",
+        ))
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert!(
+        wait_until(10, || sink.count() == 1).await,
+        "log:\n{}",
+        gw.log()
+    );
+    assert_eq!(
+        sink.all()[0].rcpts,
+        vec!["good@example.test", "Postmaster@example.test"]
+    );
+    // The internal server goes away: a known answer comes from the cache, a new question
+    // gets a temporary failure.
+    sink.stop();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    c.cmd("MAIL FROM:<spammer@forged.test>", 250).await;
+    c.cmd("RCPT TO:<good@example.test>", 250).await;
+    let r = c.cmd("RCPT TO:<bad.user@example.test>", 550).await;
+    assert!(r.text.contains("5.1.1"), "cached: {}", r.text);
+    let r = c.cmd("RCPT TO:<new@example.test>", 450).await;
+    assert!(r.text.contains("4.1.1"), "{}", r.text);
+    c.cmd("QUIT", 221).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(sink.count(), 1, "no bounce, no second message");
+}
+
+/// `verify = "list"`: only listed addresses and `@domain` entries; the file is re-read
+/// when it changes.
+#[tokio::test]
+async fn recipient_list_refuses_unlisted_users_and_is_reloaded() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let list = dir.path().join("recipients");
+    std::fs::write(&list, "alice@example.test\n# the whole lists domain\n").unwrap();
+    let gw = Gateway::start(
+        sink.addr,
+        &format!(
+            "[recipients]\nverify = \"list\"\nlist_file = \"{}\"\nreload_secs = 1\n",
+            list.display()
+        ),
+    );
+    let mut c = Client::greeted(gw.smtp).await;
+    c.cmd("EHLO client.test", 250).await;
+    c.cmd("MAIL FROM:<a@ext.test>", 250).await;
+    c.cmd("RCPT TO:<Alice@example.test>", 250).await;
+    let r = c.cmd("RCPT TO:<mallory@example.test>", 550).await;
+    assert!(r.text.contains("5.1.1"), "{}", r.text);
+    c.cmd("RSET", 250).await;
+    std::fs::write(&list, "alice@example.test\nmallory@example.test\n").unwrap();
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+    std::fs::File::options()
+        .write(true)
+        .open(&list)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    c.cmd("MAIL FROM:<a@ext.test>", 250).await;
+    c.cmd("RCPT TO:<mallory@example.test>", 250).await;
+    c.cmd("QUIT", 221).await;
+}

@@ -400,3 +400,97 @@ async fn total_connections_are_capped() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// On a dual-stack listener IPv4 clients arrive as IPv4-mapped IPv6 addresses, all inside
+/// one /64: each must still count as its own IPv4 address, while IPv6 clients count per
+/// `ipv6_prefix_len` network.
+#[tokio::test]
+async fn per_ip_limit_on_a_dual_stack_listener_counts_ipv4_clients_apart() {
+    let sink = Sink::start().await;
+    let v6_port = crate::harness::free_port();
+    let _gw = Gateway::start(
+        sink.addr,
+        &format!(
+            "[limits]\nmax_connections_per_ip = 2\nipv6_prefix_len = 64\n[[listeners]]\nbind = \"[::]:{v6_port}\"\ntls = \"none\"\n"
+        ),
+    );
+    let dual: std::net::SocketAddr = format!("127.0.0.1:{v6_port}").parse().unwrap();
+    let v6: std::net::SocketAddr = format!("[::1]:{v6_port}").parse().unwrap();
+    let _a1 = Client::greeted(dual).await;
+    let _a2 = Client::greeted(dual).await;
+    let mut a3 = Client::connect(dual).await;
+    let r = a3.read_reply().await.expect("a 421, got EOF");
+    assert_eq!(r.code, 421, "{}", r.text);
+    // another IPv4 address in the same mapped /64 has its own allowance
+    let mut b = Client::connect_from(dual, "127.0.0.2".parse().unwrap()).await;
+    b.expect(220).await;
+    b.cmd("QUIT", 221).await;
+    // IPv6 clients are limited too
+    let _c1 = Client::greeted(v6).await;
+    let _c2 = Client::greeted(v6).await;
+    let mut c3 = Client::connect(v6).await;
+    let r = c3.read_reply().await.expect("a 421, got EOF");
+    assert_eq!(r.code, 421, "{}", r.text);
+    assert!(r.text.contains("4.7.0"), "{}", r.text);
+}
+
+/// A body above `spool_threshold_bytes` is in a file under `data_dir/incoming` while it
+/// arrives, is delivered byte for byte, and the file is gone afterwards.
+#[tokio::test]
+async fn large_body_is_spooled_while_it_arrives_and_delivered_exactly() {
+    let sink = Sink::start().await;
+    let gw = Gateway::start(sink.addr, "[limits]\nspool_threshold_bytes = 65536\n");
+    let incoming = gw.data_dir().join("incoming");
+    let files = || std::fs::read_dir(&incoming).map(|d| d.count()).unwrap_or(0);
+    let body: String = (0..6000)
+        .map(|i| {
+            format!(
+                "{}line {i:05} {}\r\n",
+                if i % 7 == 0 { "." } else { "" },
+                "z".repeat(50)
+            )
+        })
+        .collect();
+    let msg = message("a@ext.test", "u@example.test", "spool@ext.test", &body);
+    let mut stuffed = String::new();
+    for line in msg.split_inclusive("\r\n") {
+        if line.starts_with('.') {
+            stuffed.push('.');
+        }
+        stuffed.push_str(line);
+    }
+    let (first, rest) = stuffed.split_at(200_000);
+    let mut c = Client::greeted(gw.smtp).await;
+    c.envelope("a@ext.test", &["u@example.test"]).await;
+    c.cmd("DATA", 354).await;
+    c.send_raw(first.as_bytes()).await;
+    assert!(
+        wait_until(5, || files() == 1).await,
+        "no spool file while the body arrives"
+    );
+    c.send_raw(rest.as_bytes()).await;
+    c.send_raw(b".\r\n").await;
+    let r = c.expect(250).await;
+    assert!(r.text.contains("queued as"), "{}", r.text);
+    assert_eq!(files(), 0, "spool file left after the end of DATA");
+    assert!(
+        wait_until(15, || sink.count() == 1).await,
+        "log:\n{}",
+        gw.log()
+    );
+    assert!(
+        sink.all()[0].raw.ends_with(msg.as_bytes()),
+        "large body altered"
+    );
+    // a client that goes away mid-body leaves no file either
+    let mut c = Client::greeted(gw.smtp).await;
+    c.envelope("a@ext.test", &["u@example.test"]).await;
+    c.cmd("DATA", 354).await;
+    c.send_raw(first.as_bytes()).await;
+    assert!(wait_until(5, || files() == 1).await);
+    drop(c);
+    assert!(
+        wait_until(5, || files() == 0).await,
+        "spool file left by a vanished client"
+    );
+}

@@ -417,3 +417,73 @@ async fn source_routes_hidden_behind_white_space_are_refused() {
         problems.join("\n  ")
     );
 }
+
+/// A quoted local part may hold `>` and spaces; written back unquoted it would end the path
+/// and add ESMTP parameters (ENVID, NOTIFY) to the command the next hop reads.
+#[tokio::test]
+async fn quoted_local_parts_reach_the_next_hop_quoted() {
+    let sink = Sink::start().await;
+    let gw = Gateway::start(sink.addr, "");
+    let mut c = Client::greeted(gw.smtp).await;
+    c.cmd("EHLO client.test", 250).await;
+    c.cmd(r#"MAIL FROM:<"ceo> ENVID=x"@evil.test>"#, 250).await;
+    c.cmd(r#"RCPT TO:<"root> NOTIFY=SUCCESS"@example.test>"#, 250)
+        .await;
+    c.cmd("RCPT TO:<plain.user@example.test>", 250).await;
+    let msg = message("ceo@evil.test", "root@example.test", "q@evil.test", "hi");
+    let r = c.data(&msg).await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert!(
+        wait_until(10, || sink.count() == 1).await,
+        "not delivered; log:\n{}",
+        gw.log()
+    );
+    let got = &sink.all()[0];
+    assert_eq!(got.mail_line, r#"MAIL FROM:<"ceo> ENVID=x"@evil.test>"#);
+    assert_eq!(
+        got.rcpt_lines,
+        vec![
+            r#"RCPT TO:<"root> NOTIFY=SUCCESS"@example.test>"#.to_string(),
+            "RCPT TO:<plain.user@example.test>".to_string(),
+        ]
+    );
+}
+
+/// NUL, CR, LF, other C0 controls and DEL in a quoted sender or recipient are refused at
+/// the command; nothing reaches the next hop.
+#[tokio::test]
+async fn control_characters_in_addresses_are_refused() {
+    let sink = Sink::start().await;
+    let gw = Gateway::start(sink.addr, "");
+    let mut c = Client::greeted(gw.smtp).await;
+    c.cmd("EHLO client.test", 250).await;
+    for ctl in ["\0", "\r", "\x01", "\t", "\x7f"] {
+        c.send_raw(format!("MAIL FROM:<\"a{ctl}b\"@evil.test>\r\n").as_bytes())
+            .await;
+        let r = c.read_reply().await.unwrap();
+        assert_eq!(r.code, 553, "{ctl:?}: {}", r.text);
+        assert!(r.text.contains("5.1.7"), "{ctl:?}: {}", r.text);
+    }
+    c.cmd("MAIL FROM:<a@ext.test>", 250).await;
+    for ctl in ["\0", "\r", "\x1b", "\x7f"] {
+        c.send_raw(format!("RCPT TO:<\"u{ctl}v\"@example.test>\r\n").as_bytes())
+            .await;
+        let r = c.read_reply().await.unwrap();
+        assert_eq!(r.code, 553, "{ctl:?}: {}", r.text);
+        assert!(r.text.contains("5.1.3"), "{ctl:?}: {}", r.text);
+    }
+    c.cmd("RCPT TO:<u@example.test>", 250).await;
+    let r = c
+        .data(&message(
+            "a@ext.test",
+            "u@example.test",
+            "ctl@ext.test",
+            "x",
+        ))
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert!(wait_until(10, || sink.count() == 1).await);
+    let got = &sink.all()[0];
+    assert_eq!(got.mail_line, "MAIL FROM:<a@ext.test>");
+    assert_eq!(got.rcpt_lines, vec!["RCPT TO:<u@example.test>".to_string()]);
+}

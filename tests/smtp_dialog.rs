@@ -195,3 +195,147 @@ async fn sigterm_finishes_the_message_in_transfer_then_says_421() {
     );
     assert_eq!(sink.all()[0].message_id().as_deref(), Some("term@ext.test"));
 }
+
+/// End-of-data look-alikes that some servers accept, each followed by a second
+/// transaction: if any of them ended DATA here, the commands after it would be taken as a
+/// second message (SMTP smuggling), and a bare CR or LF forwarded could do the same at
+/// the next hop.
+const SMUGGLING_ENDS: &[&[u8]] = &[
+    b"\r\n.\r\r\n",
+    b"\n.\n",
+    b"\r.\r",
+    b"\r\n.\n",
+    b"\n.\r\n",
+    b"\r\n.\r",
+    b"\r\r\n.\r\r\n",
+];
+
+fn smuggling_attempt(end: &[u8]) -> Vec<u8> {
+    let mut m = message(
+        "a@ext.test",
+        "u@example.test",
+        "carrier@ext.test",
+        "first part",
+    )
+    .into_bytes();
+    m.truncate(m.len() - 2);
+    m.extend_from_slice(end);
+    m.extend_from_slice(
+        b"MAIL FROM:<smuggled@ext.test>\r\nRCPT TO:<victim@example.test>\r\nDATA\r\nSubject: smuggled\r\n\r\nsmuggled body\r\n\r\n.\r\n",
+    );
+    m
+}
+
+/// Every CR in `b` is followed by LF and every LF follows a CR.
+fn crlf_only(b: &[u8]) -> bool {
+    b.iter().enumerate().all(|(i, &c)| match c {
+        b'\r' => b.get(i + 1) == Some(&b'\n'),
+        b'\n' => i > 0 && b[i - 1] == b'\r',
+        _ => true,
+    })
+}
+
+#[tokio::test]
+async fn data_ends_only_at_crlf_dot_crlf_and_bare_endings_are_normalized() {
+    let sink = Sink::start().await;
+    let gw = Gateway::start(sink.addr, "");
+    for (i, end) in SMUGGLING_ENDS.iter().enumerate() {
+        let mut c = Client::greeted(gw.smtp).await;
+        c.envelope("a@ext.test", &["u@example.test"]).await;
+        c.cmd("DATA", 354).await;
+        c.send_raw(&smuggling_attempt(end)).await;
+        let r = c.expect(250).await;
+        assert!(r.text.contains("queued as"), "{end:?}: {}", r.text);
+        // The next reply is to QUIT, not to a smuggled MAIL FROM.
+        c.cmd("QUIT", 221).await;
+        assert!(
+            wait_until(10, || sink.count() == i + 1).await,
+            "{end:?}: log:\n{}",
+            gw.log()
+        );
+    }
+    // Give a wrongly split second message time to show up.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let all = sink.all();
+    assert_eq!(
+        all.len(),
+        SMUGGLING_ENDS.len(),
+        "a smuggled message arrived"
+    );
+    for (got, end) in all.iter().zip(SMUGGLING_ENDS) {
+        assert_eq!(got.rcpts, vec!["u@example.test"], "{end:?}");
+        assert_eq!(got.mail_from, "a@ext.test", "{end:?}");
+        assert!(
+            crlf_only(&got.raw),
+            "{end:?}: a bare CR or LF reached the next hop: {:?}",
+            String::from_utf8_lossy(&got.raw)
+        );
+        assert!(got.data.contains("smuggled body\r\n"), "{end:?}");
+    }
+}
+
+#[tokio::test]
+async fn bare_endings_are_refused_when_configured_and_the_session_stays_in_step() {
+    let sink = Sink::start().await;
+    let gw = Gateway::start(sink.addr, "[limits]\nbare_line_endings = \"reject\"\n");
+    for end in SMUGGLING_ENDS {
+        let mut c = Client::greeted(gw.smtp).await;
+        c.envelope("a@ext.test", &["u@example.test"]).await;
+        c.cmd("DATA", 354).await;
+        c.send_raw(&smuggling_attempt(end)).await;
+        let r = c.expect(554).await;
+        assert!(r.text.contains("5.5.2"), "{end:?}: {}", r.text);
+        c.cmd("QUIT", 221).await;
+    }
+    // BDAT: a CR at the end of one chunk and LF at the start of the next is CRLF; a bare
+    // CR split the same way is refused.
+    let mut c = Client::greeted(gw.smtp).await;
+    c.envelope("a@ext.test", &["u@example.test"]).await;
+    c.send_raw(b"BDAT 17\r\nSubject: ok\r\n\r\nx\r").await;
+    c.expect(250).await;
+    c.send_raw(b"BDAT 1 LAST\r\n\n").await;
+    let r = c.expect(250).await;
+    assert!(r.text.contains("queued as"), "{}", r.text);
+    c.cmd("MAIL FROM:<a@ext.test>", 250).await;
+    c.cmd("RCPT TO:<u@example.test>", 250).await;
+    c.send_raw(b"BDAT 17\r\nSubject: no\r\n\r\nx\r").await;
+    c.expect(250).await;
+    c.send_raw(b"BDAT 3 LAST\r\n.\r\n").await;
+    c.expect(554).await;
+    c.cmd("QUIT", 221).await;
+    assert!(wait_until(10, || sink.count() == 1).await);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(sink.count(), 1, "only the clean BDAT message is delivered");
+    assert!(sink.all()[0].data.contains("Subject: ok"));
+}
+
+#[tokio::test]
+async fn bdat_bare_endings_are_normalized_across_chunks() {
+    let sink = Sink::start().await;
+    let gw = Gateway::start(sink.addr, "");
+    let mut c = Client::greeted(gw.smtp).await;
+    c.envelope("a@ext.test", &["u@example.test"]).await;
+    let first = b"Subject: bdat\r\n\r\na\rb\n.\rc\r";
+    c.send_raw(format!("BDAT {}\r\n", first.len()).as_bytes())
+        .await;
+    c.send_raw(first).await;
+    c.expect(250).await;
+    c.send_raw(b"BDAT 4 LAST\r\nd\n.\n").await;
+    let r = c.expect(250).await;
+    assert!(r.text.contains("queued as"), "{}", r.text);
+    c.cmd("QUIT", 221).await;
+    assert!(wait_until(10, || sink.count() == 1).await);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(sink.count(), 1);
+    let got = &sink.all()[0];
+    assert!(
+        crlf_only(&got.raw),
+        "{:?}",
+        String::from_utf8_lossy(&got.raw)
+    );
+    assert!(
+        got.raw.ends_with(b"\r\n\r\na\r\nb\r\n.\r\nc\r\nd\r\n.\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&got.raw)
+    );
+}

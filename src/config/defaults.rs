@@ -32,6 +32,28 @@ pub const IDLE_TIMEOUT_SECS: u64 = 300;
 pub const SESSION_TIMEOUT_SECS: u64 = 1800;
 /// On SIGTERM, sessions get this long to finish a message in transfer before the exit.
 pub const SHUTDOWN_GRACE_SECS: u64 = 30;
+/// Bodies up to 1 MiB stay in memory while they arrive; larger ones go to a file, so a
+/// thousand slow senders of large messages cost a thousand MiB at most, not 25 GB.
+pub const SPOOL_THRESHOLD_BYTES: usize = 1024 * 1024;
+/// Large bodies in memory for the pipeline at once: 8 × 25 MiB (and its copies) at most.
+pub const MAX_LARGE_MESSAGES_IN_MEMORY: usize = 8;
+/// Providers give each IPv6 host a /64 (RFC 6177); counting whole addresses would give
+/// one host 2^64 connection allowances.
+pub const IPV6_PREFIX_LEN: u8 = 64;
+
+/// The recipient list file is checked for changes this often.
+pub const RECIPIENT_LIST_RELOAD_SECS: u64 = 30;
+/// Postfix's address_verify_positive_expire_time is 31 days; a day is enough for a
+/// gateway and lets a removed mailbox be noticed sooner.
+pub const CALLOUT_POSITIVE_TTL_SECS: u64 = 24 * 3600;
+/// Postfix's address_verify_negative_expire_time is 3 days; an hour lets a new mailbox
+/// receive mail soon after it is created.
+pub const CALLOUT_NEGATIVE_TTL_SECS: u64 = 3600;
+/// A callout to the internal server on the same network answers within seconds; the
+/// client waits for it at RCPT TO.
+pub const CALLOUT_TIMEOUT_SECS: u64 = 10;
+/// Callout cache entries (an address and a time each: about 100 bytes).
+pub const CALLOUT_CACHE_ENTRIES: usize = 100_000;
 
 /// Parallel outgoing SMTP connections; each keeps its connection for the next message.
 pub const DELIVERY_CONCURRENCY: usize = 16;
@@ -51,6 +73,9 @@ pub const SMTP_REPLY_TIMEOUT_SECS: u64 = 300;
 pub const MX_PORT: u16 = 25;
 /// How long an idle outgoing connection is kept for the next message.
 pub const DELIVERY_IDLE_SECS: u64 = 10;
+/// A bounce returns the header of the message, never the body; a header beyond 16 KiB is
+/// cut (RFC 3462 allows returning only part of the message).
+pub const DSN_MAX_RETURNED_BYTES: usize = 16 * 1024;
 
 /// Score thresholds of the verdict (ARCHITECTURE.md §2).
 pub const TAG_SCORE: f64 = 5.0;

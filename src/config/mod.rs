@@ -139,6 +139,27 @@ pub struct Limits {
     pub idle_timeout_secs: u64,
     pub session_timeout_secs: u64,
     pub shutdown_grace_secs: u64,
+    /// Bare CR or LF in a message body (not part of CRLF): refused, or made CRLF.
+    pub bare_line_endings: BareLineEndings,
+    /// A body larger than this is written to a file in `data_dir` while it arrives.
+    pub spool_threshold_bytes: usize,
+    /// Bodies above the spool threshold held in memory for the pipeline at once; the
+    /// others wait their turn at the end of DATA.
+    pub max_large_messages_in_memory: usize,
+    /// IPv6 clients count against `max_connections_per_ip` per network of this prefix
+    /// length (one host usually has a whole /64).
+    pub ipv6_prefix_len: u8,
+}
+
+/// What the listener does with a bare CR or bare LF in a message body. Either way, only
+/// CRLF line endings are forwarded, and only CRLF.CRLF ends DATA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BareLineEndings {
+    /// Each bare CR or LF becomes CRLF.
+    Normalize,
+    /// The message is refused with 554 5.5.2.
+    Reject,
 }
 
 impl Default for Limits {
@@ -151,7 +172,83 @@ impl Default for Limits {
             idle_timeout_secs: defaults::IDLE_TIMEOUT_SECS,
             session_timeout_secs: defaults::SESSION_TIMEOUT_SECS,
             shutdown_grace_secs: defaults::SHUTDOWN_GRACE_SECS,
+            bare_line_endings: BareLineEndings::Normalize,
+            spool_threshold_bytes: defaults::SPOOL_THRESHOLD_BYTES,
+            max_large_messages_in_memory: defaults::MAX_LARGE_MESSAGES_IN_MEMORY,
+            ipv6_prefix_len: defaults::IPV6_PREFIX_LEN,
         }
+    }
+}
+
+/// How recipients of our own domains are checked at RCPT TO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecipientVerify {
+    /// Any local part is accepted (the internal server's refusals become bounces).
+    Off,
+    /// Only the addresses and `@domain` entries of `list_file`.
+    List,
+    /// Ask the internal server (`inbound_next_hop`) with MAIL/RCPT/RSET; cached.
+    Callout,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecipientsConfig {
+    pub verify: RecipientVerify,
+    /// One address or `@domain` per line; `#` starts a comment. For `verify = "list"`.
+    pub list_file: Option<PathBuf>,
+    /// How often a running gateway checks whether `list_file` changed.
+    pub reload_secs: u64,
+    /// Callout answers are remembered: an existing recipient this long...
+    pub callout_positive_ttl_secs: u64,
+    /// ...a refused one this long (a temporary failure is not remembered).
+    pub callout_negative_ttl_secs: u64,
+    /// The whole callout (connect and every reply).
+    pub callout_timeout_secs: u64,
+    /// Entries in the callout cache; when it is full, expired entries go, then all.
+    pub callout_cache_entries: usize,
+}
+
+impl Default for RecipientsConfig {
+    fn default() -> Self {
+        RecipientsConfig {
+            verify: RecipientVerify::Off,
+            list_file: None,
+            reload_secs: defaults::RECIPIENT_LIST_RELOAD_SECS,
+            callout_positive_ttl_secs: defaults::CALLOUT_POSITIVE_TTL_SECS,
+            callout_negative_ttl_secs: defaults::CALLOUT_NEGATIVE_TTL_SECS,
+            callout_timeout_secs: defaults::CALLOUT_TIMEOUT_SECS,
+            callout_cache_entries: defaults::CALLOUT_CACHE_ENTRIES,
+        }
+    }
+}
+
+impl RecipientsConfig {
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.verify == RecipientVerify::List && self.list_file.is_none() {
+            bail!(
+                "key `recipients.list_file`: needed with verify = \"list\" (one address or @domain per line)"
+            );
+        }
+        if self.verify != RecipientVerify::List && self.list_file.is_some() {
+            bail!(
+                "key `recipients.list_file`: set, but verify is not \"list\"; set verify = \"list\" or remove the key"
+            );
+        }
+        for (key, v) in [
+            ("recipients.reload_secs", self.reload_secs),
+            ("recipients.callout_timeout_secs", self.callout_timeout_secs),
+            (
+                "recipients.callout_cache_entries",
+                self.callout_cache_entries as u64,
+            ),
+        ] {
+            if v == 0 {
+                bail!("key `{key}`: must be greater than 0");
+            }
+        }
+        Ok(())
     }
 }
 
@@ -167,6 +264,8 @@ pub struct QueueConfig {
     pub reply_timeout_secs: u64,
     pub idle_connection_secs: u64,
     pub mx_port: u16,
+    /// At most this much of the returned message's header goes into a bounce.
+    pub dsn_max_returned_bytes: usize,
 }
 
 impl Default for QueueConfig {
@@ -181,6 +280,7 @@ impl Default for QueueConfig {
             reply_timeout_secs: defaults::SMTP_REPLY_TIMEOUT_SECS,
             idle_connection_secs: defaults::DELIVERY_IDLE_SECS,
             mx_port: defaults::MX_PORT,
+            dsn_max_returned_bytes: defaults::DSN_MAX_RETURNED_BYTES,
         }
     }
 }
@@ -718,6 +818,7 @@ pub struct Config {
     pub metrics_bind: String,
     pub log_format: LogFormat,
     pub limits: Limits,
+    pub recipients: RecipientsConfig,
     pub queue: QueueConfig,
     pub verdict: VerdictConfig,
     pub clamav: ClamavConfig,
@@ -758,6 +859,7 @@ impl Default for Config {
             metrics_bind: defaults::METRICS_BIND.into(),
             log_format: LogFormat::Text,
             limits: Limits::default(),
+            recipients: RecipientsConfig::default(),
             queue: QueueConfig::default(),
             verdict: VerdictConfig::default(),
             clamav: ClamavConfig::default(),
@@ -883,6 +985,14 @@ impl Config {
             ("limits.idle_timeout_secs", l.idle_timeout_secs),
             ("limits.session_timeout_secs", l.session_timeout_secs),
             (
+                "limits.spool_threshold_bytes",
+                l.spool_threshold_bytes as u64,
+            ),
+            (
+                "limits.max_large_messages_in_memory",
+                l.max_large_messages_in_memory as u64,
+            ),
+            (
                 "queue.delivery_concurrency",
                 self.queue.delivery_concurrency as u64,
             ),
@@ -898,6 +1008,13 @@ impl Config {
                 bail!("key `{key}`: must be greater than 0");
             }
         }
+        if !(1..=128).contains(&l.ipv6_prefix_len) {
+            bail!(
+                "key `limits.ipv6_prefix_len`: must be 1 to 128, got {}",
+                l.ipv6_prefix_len
+            );
+        }
+        self.recipients.validate()?;
         self.bayes.validate()?;
         self.smime.validate()?;
         for (i, d) in self.dkim_signing.iter().enumerate() {
@@ -1098,6 +1215,70 @@ mod tests {
         assert_eq!(c.certs.key_file, d.certs.key_file);
         assert_eq!(c.certs.system_roots, d.certs.system_roots);
         assert_eq!(c.certs.reload_secs, d.certs.reload_secs);
+        assert_eq!(c.limits.bare_line_endings, d.limits.bare_line_endings);
+        assert_eq!(
+            c.limits.spool_threshold_bytes,
+            d.limits.spool_threshold_bytes
+        );
+        assert_eq!(
+            c.limits.max_large_messages_in_memory,
+            d.limits.max_large_messages_in_memory
+        );
+        assert_eq!(c.limits.ipv6_prefix_len, d.limits.ipv6_prefix_len);
+        assert_eq!(c.recipients.verify, d.recipients.verify);
+        assert_eq!(c.recipients.reload_secs, d.recipients.reload_secs);
+        assert_eq!(
+            c.recipients.callout_positive_ttl_secs,
+            d.recipients.callout_positive_ttl_secs
+        );
+        assert_eq!(
+            c.recipients.callout_negative_ttl_secs,
+            d.recipients.callout_negative_ttl_secs
+        );
+        assert_eq!(
+            c.recipients.callout_timeout_secs,
+            d.recipients.callout_timeout_secs
+        );
+        assert_eq!(
+            c.recipients.callout_cache_entries,
+            d.recipients.callout_cache_entries
+        );
+        assert_eq!(
+            c.queue.dsn_max_returned_bytes,
+            d.queue.dsn_max_returned_bytes
+        );
+    }
+
+    #[test]
+    fn recipient_verification_and_body_limits_are_checked() {
+        let e = format!(
+            "{:#}",
+            Config::parse("[recipients]\nverify = \"list\"").unwrap_err()
+        );
+        assert!(e.contains("recipients.list_file"), "{e}");
+        let e = format!(
+            "{:#}",
+            Config::parse("[recipients]\nlist_file = \"/x\"").unwrap_err()
+        );
+        assert!(e.contains("recipients.list_file"), "{e}");
+        let e = format!(
+            "{:#}",
+            Config::parse("[limits]\nipv6_prefix_len = 0").unwrap_err()
+        );
+        assert!(e.contains("limits.ipv6_prefix_len"), "{e}");
+        let e = format!(
+            "{:#}",
+            Config::parse("[limits]\nbare_line_endings = \"keep\"").unwrap_err()
+        );
+        assert!(
+            e.contains("bare_line_endings") || e.contains("normalize"),
+            "{e}"
+        );
+        let e = format!(
+            "{:#}",
+            Config::parse("[limits]\nspool_threshold_bytes = 0").unwrap_err()
+        );
+        assert!(e.contains("limits.spool_threshold_bytes"), "{e}");
     }
 
     #[test]

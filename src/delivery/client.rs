@@ -12,6 +12,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+use crate::smtp::address::smtp_path;
+
 /// What happened to one recipient in one attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RcptResult {
@@ -88,6 +90,9 @@ impl Connection {
     }
 }
 
+/// Why a recipient (or every recipient, for the sender) is failed without trying.
+const UNWRITABLE_ADDRESS: &str = "553 5.1.3 address contains a control character";
+
 async fn transaction<T: AsyncRead + AsyncWrite + Unpin>(
     c: &mut SmtpClient<T>,
     pipelining: bool,
@@ -95,9 +100,24 @@ async fn transaction<T: AsyncRead + AsyncWrite + Unpin>(
     rcpts: &[String],
     body: &[u8],
 ) -> Result<Vec<RcptResult>, String> {
-    let mut cmds = Vec::with_capacity(rcpts.len() + 2);
-    cmds.push(format!("MAIL FROM:<{from}>\r\n"));
-    for r in rcpts {
+    // Addresses are quoted again as the next hop must read them; one with a control
+    // character cannot be written at all (the listener refuses those; this guards what an
+    // older queue may hold).
+    let Some(from_path) = smtp_path(from) else {
+        let failed = RcptResult::Failed(UNWRITABLE_ADDRESS.into());
+        return Ok(rcpts.iter().map(|_| failed.clone()).collect());
+    };
+    let paths: Vec<Option<String>> = rcpts.iter().map(|r| smtp_path(r)).collect();
+    let sendable: Vec<&String> = paths.iter().flatten().collect();
+    if sendable.is_empty() {
+        return Ok(rcpts
+            .iter()
+            .map(|_| RcptResult::Failed(UNWRITABLE_ADDRESS.into()))
+            .collect());
+    }
+    let mut cmds = Vec::with_capacity(sendable.len() + 2);
+    cmds.push(format!("MAIL FROM:<{from_path}>\r\n"));
+    for r in &sendable {
         cmds.push(format!("RCPT TO:<{r}>\r\n"));
     }
     cmds.push("DATA\r\n".to_string());
@@ -132,15 +152,21 @@ async fn transaction<T: AsyncRead + AsyncWrite + Unpin>(
         let failed = RcptResult::from_reply(mail);
         return Ok(rcpts.iter().map(|_| failed.clone()).collect());
     }
-    let mut results: Vec<RcptResult> = rcpts
+    let mut sent = 0;
+    let mut results: Vec<RcptResult> = paths
         .iter()
-        .enumerate()
-        .map(|(i, _)| match replies.get(i + 1) {
-            Some(r) => RcptResult::from_reply(r),
-            None => RcptResult::Deferred("no reply to RCPT".into()),
+        .map(|path| {
+            if path.is_none() {
+                return RcptResult::Failed(UNWRITABLE_ADDRESS.into());
+            }
+            sent += 1;
+            match replies.get(sent) {
+                Some(r) => RcptResult::from_reply(r),
+                None => RcptResult::Deferred("no reply to RCPT".into()),
+            }
         })
         .collect();
-    let data_reply = replies.get(rcpts.len() + 1);
+    let data_reply = replies.get(sendable.len() + 1);
     let accepted = results
         .iter()
         .any(|r| matches!(r, RcptResult::Delivered(_)));

@@ -366,6 +366,7 @@ impl Delivery {
             message.received_at,
             &list,
             body,
+            self.config.queue.dsn_max_returned_bytes,
         );
         let size = text.len() as u64;
         let text = Arc::new(text);

@@ -119,6 +119,75 @@ fn normalize_domain(domain: &str) -> Result<String, Refusal> {
     if ok { Ok(d) } else { Err(Refusal::Syntax) }
 }
 
+/// True when an address holds a control character (C0, including NUL, CR and LF, or DEL):
+/// such a byte has no place in a mailbox, and written into a command to the next hop it
+/// could end or extend that command.
+pub fn has_control(address: &str) -> bool {
+    address.bytes().any(|b| b < 0x20 || b == 0x7f)
+}
+
+/// True when the path of a MAIL or RCPT command line, from its first `<` to its last `>`,
+/// holds a control character. The parser drops some of them (a CR inside a quoted local
+/// part), so the address it returns is not enough to tell.
+pub fn path_has_control(line: &[u8]) -> bool {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let Some(start) = line.iter().position(|&b| b == b'<') else {
+        return false;
+    };
+    let end = line.iter().rposition(|&b| b == b'>').unwrap_or(line.len());
+    line.get(start..end)
+        .is_some_and(|path| path.iter().any(|&b| b < 0x20 || b == 0x7f))
+}
+
+/// The address as it is written in a `MAIL FROM:<...>` or `RCPT TO:<...>` path (RFC 5321
+/// §4.1.2). The parser hands us the local part unquoted, so a local part that is not a
+/// dot-atom is quoted again, with `"` and `\` escaped; otherwise a quoted local part such
+/// as `"a> NOTIFY=SUCCESS"` would reach the next hop as command parameters.
+/// `None` when the address holds a control character: it cannot be written safely.
+pub fn smtp_path(address: &str) -> Option<String> {
+    if has_control(address) {
+        return None;
+    }
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        // The null sender, or a bare `postmaster`.
+        return Some(if address.is_empty() || is_dot_atom(address) {
+            address.to_string()
+        } else {
+            quoted(address)
+        });
+    };
+    if is_dot_atom(local) {
+        return Some(address.to_string());
+    }
+    Some(format!("{}@{domain}", quoted(local)))
+}
+
+/// RFC 5321 Dot-string: atoms of atext (plus UTF-8 under SMTPUTF8) joined by single dots.
+fn is_dot_atom(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('.').all(|atom| {
+            !atom.is_empty()
+                && atom.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b) || b >= 0x80
+                })
+        })
+}
+
+/// RFC 5321 Quoted-string: `"` and `\` as quoted pairs, everything else as it is.
+fn quoted(s: &str) -> String {
+    let mut q = String::with_capacity(s.len() + 2);
+    q.push('"');
+    for c in s.chars() {
+        if c == '"' || c == '\\' {
+            q.push('\\');
+        }
+        q.push(c);
+    }
+    q.push('"');
+    q
+}
+
 /// Domain part of an address, lowercased ("" for the null sender).
 pub use filters::domain_of;
 
@@ -212,5 +281,44 @@ mod tests {
                 "{addr}"
             );
         }
+    }
+
+    #[test]
+    fn local_parts_that_are_not_dot_atoms_are_quoted_again() {
+        for (addr, path) in [
+            ("a.b@x.test", "a.b@x.test"),
+            ("a+tag@x.test", "a+tag@x.test"),
+            ("", ""),
+            ("ceo> ENVID=x@evil.test", r#""ceo> ENVID=x"@evil.test"#),
+            (
+                "root> NOTIFY=SUCCESS@x.test",
+                r#""root> NOTIFY=SUCCESS"@x.test"#,
+            ),
+            ("a..b@x.test", r#""a..b"@x.test"#),
+            (".a@x.test", r#"".a"@x.test"#),
+            (r#"say "hi"\@x.test"#, r#""say \"hi\"\\"@x.test"#),
+            ("u@v@x.test", r#""u@v"@x.test"#),
+            ("jörg@x.test", "jörg@x.test"),
+        ] {
+            assert_eq!(smtp_path(addr).as_deref(), Some(path), "{addr:?}");
+        }
+    }
+
+    #[test]
+    fn addresses_with_control_characters_cannot_be_written() {
+        for addr in [
+            "a\0b@x.test",
+            "a\rb@x.test",
+            "a\nb@x.test",
+            "a\x7fb@x.test",
+            "a\tb@x.test",
+        ] {
+            assert!(has_control(addr), "{addr:?}");
+            assert_eq!(smtp_path(addr), None, "{addr:?}");
+        }
+        assert!(!has_control("a b@x.test"));
+        assert!(path_has_control(b"MAIL FROM:<\"a\rb\"@x.test>\r\n"));
+        assert!(!path_has_control(b"MAIL FROM:<a@x.test> SIZE=10\r\n"));
+        assert!(!path_has_control(b"RCPT TO:<a@x.test>\n"));
     }
 }

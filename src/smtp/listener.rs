@@ -11,7 +11,25 @@ use tokio::sync::{Semaphore, watch};
 use super::reply::{self, Reply};
 use super::session::{ListenerSettings, Session, Shared};
 
-/// Sessions per client IP, decremented when a session ends.
+/// What a client counts as for `max_connections_per_ip`: its IPv4 address, or its IPv6
+/// network of `ipv6_prefix_len` bits (a host usually holds a whole /64, so counting exact
+/// IPv6 addresses would let one host open any number of sessions). An IPv4-mapped IPv6
+/// address counts as the IPv4 address.
+pub fn client_key(ip: IpAddr, ipv6_prefix_len: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return IpAddr::V4(v4);
+            }
+            let bits = u32::from(ipv6_prefix_len.min(128));
+            let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+            IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & mask))
+        }
+    }
+}
+
+/// Sessions per client IP (or IPv6 network), decremented when a session ends.
 #[derive(Default, Clone)]
 struct PerIp(Arc<Mutex<HashMap<IpAddr, usize>>>);
 
@@ -86,7 +104,8 @@ pub async fn serve(
             refuse(tcp, reply::TOO_MANY_CONNECTIONS);
             continue;
         };
-        let Some(ip_guard) = per_ip.enter(peer.ip(), limits.max_connections_per_ip) else {
+        let key = client_key(peer.ip(), limits.ipv6_prefix_len);
+        let Some(ip_guard) = per_ip.enter(key, limits.max_connections_per_ip) else {
             shared.metrics.connection_refused("max_connections_per_ip");
             tracing::info!(client = %peer, "per-IP connection limit reached");
             refuse(tcp, reply::TOO_MANY_FROM_IP);
@@ -118,5 +137,38 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("sessions still open after the shutdown grace period; closing them");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_clients_count_per_prefix() {
+        let k = |a: &str, len| client_key(a.parse().unwrap(), len);
+        assert_eq!(k("2001:db8:1:2:aaaa::1", 64), k("2001:db8:1:2:ffff::9", 64));
+        assert_ne!(k("2001:db8:1:2::1", 64), k("2001:db8:1:3::1", 64));
+        assert_eq!(k("2001:db8:1:2::1", 64), k("2001:db8:1:2::", 128));
+        assert_ne!(k("2001:db8:1:2::1", 128), k("2001:db8:1:2::2", 128));
+        assert_eq!(k("2001:db8:1:2::1", 48), k("2001:db8:1:ff::1", 48));
+        assert_eq!(k("192.0.2.7", 64), k("::ffff:192.0.2.7", 64));
+        assert_ne!(k("192.0.2.7", 64), k("192.0.2.8", 64));
+        assert_eq!(k("::1", 1), k("7fff::", 1));
+    }
+
+    #[test]
+    fn the_per_prefix_count_is_one_budget() {
+        let per = PerIp::default();
+        let a = client_key("2001:db8::1".parse().unwrap(), 64);
+        let b = client_key("2001:db8::2".parse().unwrap(), 64);
+        let g1 = per.enter(a, 2).unwrap();
+        let _g2 = per.enter(b, 2).unwrap();
+        assert!(
+            per.enter(b, 2).is_none(),
+            "a third session from the same /64"
+        );
+        drop(g1);
+        assert!(per.enter(a, 2).is_some());
     }
 }

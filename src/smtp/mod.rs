@@ -11,9 +11,11 @@
 //! 6152 (8BITMIME), 6531 (SMTPUTF8), 2034/3463 (ENHANCEDSTATUSCODES), 3030 (CHUNKING/BDAT).
 
 pub mod address;
+pub mod body;
 pub mod listener;
 pub mod received;
 pub mod reply;
 pub mod session;
 pub mod stream;
 pub mod tls;
+pub mod verify;

@@ -66,6 +66,16 @@ pub const UNKNOWN_COMMAND: Reply = Reply::new(500, "5.5.2", "Command not recogni
 pub const SYNTAX: Reply = Reply::new(501, "5.5.4", "Syntax error in parameters or arguments");
 pub const BAD_SENDER: Reply = Reply::new(501, "5.1.7", "Bad sender address syntax");
 pub const BAD_RECIPIENT: Reply = Reply::new(501, "5.1.3", "Bad recipient address syntax");
+pub const CONTROL_IN_SENDER: Reply = Reply::new(
+    553,
+    "5.1.7",
+    "Control characters are not allowed in the sender address",
+);
+pub const CONTROL_IN_RECIPIENT: Reply = Reply::new(
+    553,
+    "5.1.3",
+    "Control characters are not allowed in the recipient address",
+);
 pub const BAD_HELO: Reply = Reply::new(501, "5.5.4", "Syntax: EHLO hostname");
 pub const NOT_IMPLEMENTED: Reply = Reply::new(502, "5.5.1", "Command not implemented");
 pub const VRFY_DISABLED: Reply = Reply::new(502, "5.5.1", "VRFY command is disabled");
@@ -81,6 +91,18 @@ pub const NEED_VERIFIED_CERT: Reply =
 pub const UNSUPPORTED_PARAM: Reply = Reply::new(555, "5.5.4", "Unsupported MAIL or RCPT parameter");
 pub const UTF8_WITHOUT_EHLO: Reply = Reply::new(555, "5.5.4", "SMTPUTF8 requires EHLO");
 pub const TOO_BIG: Reply = Reply::new(552, "5.3.4", "Message size exceeds fixed limit");
+pub const BARE_LINE_ENDING: Reply = Reply::new(
+    554,
+    "5.5.2",
+    "Bare CR or LF in the message; end every line with CRLF",
+);
+pub const UNKNOWN_RECIPIENT: Reply =
+    Reply::new(550, "5.1.1", "Recipient address rejected: user unknown");
+pub const VERIFY_UNAVAILABLE: Reply = Reply::new(
+    450,
+    "4.1.1",
+    "Recipient address verification unavailable, try again later",
+);
 pub const RELAY_DENIED: Reply = Reply::new(550, "5.7.1", "Relay access denied");
 pub const ROUTING_DENIED: Reply = Reply::new(
     550,
@@ -134,6 +156,11 @@ mod tests {
             SYNTAX,
             BAD_SENDER,
             BAD_RECIPIENT,
+            CONTROL_IN_SENDER,
+            CONTROL_IN_RECIPIENT,
+            BARE_LINE_ENDING,
+            UNKNOWN_RECIPIENT,
+            VERIFY_UNAVAILABLE,
             BAD_HELO,
             NOT_IMPLEMENTED,
             VRFY_DISABLED,

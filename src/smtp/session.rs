@@ -12,17 +12,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use filters::{Action, Direction, Envelope, TlsFacts};
-use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, DummyDataReceiver};
+use smtp_proto::request::receiver::DummyDataReceiver;
 use smtp_proto::{Error as ParseError, MAIL_BODY_8BITMIME, MAIL_SMTPUTF8, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use super::address::{Refusal, classify_recipient};
+use super::address::{Accepted, Refusal, Route, classify_recipient, has_control, path_has_control};
+use super::body::{Body, DataReceiver, Incoming, LineEndings};
 use super::received::{printable, received_header};
 use super::reply::{self, Reply, write_reply};
 use super::stream::Stream;
 use super::tls;
-use crate::config::{Config, TlsMode};
+use super::verify::{RecipientVerifier, Verdict};
+use crate::config::{BareLineEndings, Config, TlsMode};
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, verdict};
 use crate::queue::{Queue, QueueState, QueuedMessage, Recipient, new_queue_id, unix_now};
@@ -33,6 +35,10 @@ pub struct Shared {
     pub pipeline: Arc<Pipeline>,
     pub queue: Queue,
     pub metrics: Metrics,
+    /// Bodies in transfer: the spool directory and the large-body permits.
+    pub incoming: Incoming,
+    /// `[recipients]`: which local recipients exist.
+    pub recipients: RecipientVerifier,
 }
 
 /// Per-listener settings.
@@ -47,7 +53,9 @@ struct Transaction {
     rcpts: Vec<String>,
     smtputf8: bool,
     body_8bit: bool,
-    body: Vec<u8>,
+    body: Body,
+    /// The line-ending rule, over DATA or all BDAT chunks.
+    lines: LineEndings,
     /// The body went past max_message_size: it is being discarded, the answer is 552.
     oversize: bool,
     bdat_used: bool,
@@ -56,10 +64,8 @@ struct Transaction {
 enum Mode {
     Command,
     Data(DataReceiver),
-    /// Reading the rest of an oversized DATA body without keeping it.
-    DataDiscard(DummyDataReceiver),
-    /// Reading a BDAT chunk into the body.
-    Bdat(BdatReceiver),
+    /// Reading a BDAT chunk into the body: bytes left, and whether it is the last chunk.
+    Bdat(usize, bool),
     /// Reading a BDAT chunk we will refuse; `reply` is the answer once it is read.
     BdatDiscard(DummyDataReceiver, Reply),
 }
@@ -311,47 +317,41 @@ impl Session {
                 Mode::Data(mut rx) => {
                     let max = self.config().max_message_size;
                     let tx = self.tx.as_mut().expect("DATA mode has a transaction");
-                    let mut it = self.inbuf[self.pos..].iter();
-                    let before = it.len();
-                    let done = rx.ingest(&mut it, &mut tx.body);
-                    self.pos += before - it.len();
-                    // Checked before `done`: a whole message may arrive in one read.
-                    if tx.body.len() > max {
+                    let (used, done) =
+                        rx.ingest(&self.inbuf[self.pos..], &mut tx.lines, &mut tx.body);
+                    self.pos += used;
+                    tx.body.settle().await;
+                    // Checked before `done`: a whole message may arrive in one read. The
+                    // rest of an oversized body is read to its end but not kept.
+                    if tx.body.len() > max && !tx.oversize {
                         tx.oversize = true;
-                        tx.body = Vec::new();
+                        tx.body.discard();
                     }
                     if done {
                         self.finish_message().await;
-                    } else if tx.oversize {
-                        self.mode = Mode::DataDiscard(DummyDataReceiver::new_data(&rx));
                     } else {
                         self.mode = Mode::Data(rx);
                         return Next::Continue;
                     }
                 }
-                Mode::DataDiscard(mut rx) => {
-                    let mut it = self.inbuf[self.pos..].iter();
-                    let before = it.len();
-                    let done = rx.ingest(&mut it);
-                    self.pos += before - it.len();
-                    if done {
-                        self.finish_message().await;
-                    } else {
-                        self.mode = Mode::DataDiscard(rx);
-                        return Next::Continue;
-                    }
-                }
-                Mode::Bdat(mut rx) => {
+                Mode::Bdat(left, is_last) => {
                     let tx = self.tx.as_mut().expect("BDAT mode has a transaction");
-                    let mut it = self.inbuf[self.pos..].iter();
-                    let before = it.len();
-                    let done = rx.ingest(&mut it, &mut tx.body);
-                    self.pos += before - it.len();
-                    if !done {
-                        self.mode = Mode::Bdat(rx);
+                    let avail = &self.inbuf[self.pos..];
+                    let take = avail.len().min(left);
+                    tx.lines.push(&avail[..take], &mut tx.body);
+                    self.pos += take;
+                    tx.body.settle().await;
+                    // Bare line endings made CRLF can grow a body past what BDAT announced.
+                    if tx.body.len() > self.shared.config.max_message_size && !tx.oversize {
+                        tx.oversize = true;
+                        tx.body.discard();
+                    }
+                    if take < left {
+                        self.mode = Mode::Bdat(left - take, is_last);
                         return Next::Continue;
                     }
-                    if rx.is_last {
+                    if is_last {
+                        tx.lines.finish(&mut tx.body);
                         self.finish_message().await;
                     } else {
                         let n = tx.body.len();
@@ -385,7 +385,7 @@ impl Session {
         match request {
             Request::Ehlo { host } => self.ehlo(host, true),
             Request::Helo { host } => self.ehlo(host, false),
-            Request::Mail { from } => self.mail(from),
+            Request::Mail { from } => self.mail(from, line),
             Request::Rcpt { to } => self.rcpt(to, line).await,
             Request::Data => self.data(),
             Request::Bdat {
@@ -482,7 +482,7 @@ impl Session {
         self.listener.tls_mode == TlsMode::Required && self.tls.is_none()
     }
 
-    fn mail(&mut self, from: smtp_proto::MailFrom<String>) -> Next {
+    fn mail(&mut self, from: smtp_proto::MailFrom<String>, line: &[u8]) -> Next {
         if self.helo.is_none() {
             return self.bad(reply::NEED_HELO);
         }
@@ -502,6 +502,10 @@ impl Session {
         if !smtputf8 && !from.address.is_ascii() {
             return self.bad(reply::BAD_SENDER);
         }
+        if has_control(&from.address) || path_has_control(line) {
+            tracing::info!(client = %self.peer, sender = %printable(&from.address), "sender with a control character refused");
+            return self.bad(reply::CONTROL_IN_SENDER);
+        }
         if let Some(refusal) = self.tls_policy_refusal(&from.address) {
             return self.bad(refusal);
         }
@@ -510,7 +514,8 @@ impl Session {
             rcpts: Vec::new(),
             smtputf8,
             body_8bit: from.flags & MAIL_BODY_8BITMIME != 0,
-            body: Vec::new(),
+            body: Body::new(&self.shared.incoming),
+            lines: LineEndings::new(self.config().limits.bare_line_endings),
             oversize: false,
             bdat_used: false,
         });
@@ -532,6 +537,10 @@ impl Session {
         if !tx.smtputf8 && !to.address.is_ascii() {
             return self.bad(reply::BAD_RECIPIENT);
         }
+        if has_control(&to.address) {
+            tracing::info!(client = %self.peer, rcpt = %printable(&to.address), "recipient with a control character refused");
+            return self.bad(reply::CONTROL_IN_RECIPIENT);
+        }
         let line = String::from_utf8_lossy(line);
         let raw_path = line.split_once(':').map(|(_, p)| p).unwrap_or("");
         let raw_path = raw_path.split_once('>').map(|(p, _)| p).unwrap_or(raw_path);
@@ -541,7 +550,14 @@ impl Session {
             &to.address,
             &format!("{}>", raw_path.trim()),
         ) {
+            Ok(_) if path_has_control(line.as_bytes()) => {
+                tracing::info!(client = %self.peer, rcpt = %printable(&to.address), "recipient with a control character refused");
+                self.bad(reply::CONTROL_IN_RECIPIENT)
+            }
             Ok(accepted) => {
+                if let Some(refusal) = self.verification_refusal(&accepted).await {
+                    return self.bad(refusal);
+                }
                 if let Some(refusal) = self.smime_refusal(&accepted.address).await {
                     return self.bad(refusal);
                 }
@@ -563,6 +579,31 @@ impl Session {
                     Refusal::HiddenRoute => reply::ROUTING_DENIED,
                     Refusal::RelayDenied => reply::RELAY_DENIED,
                 })
+            }
+        }
+    }
+
+    /// `[recipients] verify`: a recipient of our domains that does not exist is refused
+    /// here (550 5.1.1), so that no bounce is ever sent for it; when that cannot be told
+    /// now, 450 4.1.1 (the client retries). postmaster is always accepted (RFC 5321 §4.5.1).
+    async fn verification_refusal(&self, accepted: &Accepted) -> Option<Reply> {
+        let verifier = &self.shared.recipients;
+        if !verifier.is_on() || accepted.route != Route::Internal {
+            return None;
+        }
+        let local = accepted.address.rsplit_once('@').map(|(l, _)| l)?;
+        if local.eq_ignore_ascii_case("postmaster") {
+            return None;
+        }
+        match verifier.check(&accepted.address).await {
+            Verdict::Exists => None,
+            Verdict::Unknown => {
+                tracing::info!(client = %self.peer, rcpt = %printable(&accepted.address), "unknown recipient refused");
+                Some(reply::UNKNOWN_RECIPIENT)
+            }
+            Verdict::TryLater(why) => {
+                tracing::warn!(client = %self.peer, rcpt = %printable(&accepted.address), reason = %why, "recipient verification unavailable; 450");
+                Some(reply::VERIFY_UNAVAILABLE)
             }
         }
     }
@@ -622,8 +663,7 @@ impl Session {
         }
         let tx = self.tx.as_mut().expect("checked above");
         tx.bdat_used = true;
-        tx.body.reserve(chunk_size.min(1024 * 1024));
-        self.mode = Mode::Bdat(BdatReceiver::new(chunk_size, is_last));
+        self.mode = Mode::Bdat(chunk_size, is_last);
         Next::Continue
     }
 
@@ -694,12 +734,15 @@ impl Session {
     /// The message is complete: run the pipeline, store it if the verdict allows, answer.
     async fn finish_message(&mut self) {
         let started = Instant::now();
-        let Some(tx) = self.tx.take() else { return };
-        if tx.oversize {
-            self.reply(reply::TOO_BIG);
-            tracing::info!(client = %self.peer, "message over max_message_size refused");
-            return;
-        }
+        let Some(mut tx) = self.tx.take() else { return };
+        // `_large` is the large-body permit: held until this message is done with.
+        let (body, _large) = match self.complete_body(&mut tx).await {
+            Ok(b) => b,
+            Err(r) => {
+                self.reply(r);
+                return;
+            }
+        };
         let direction = if self.internal {
             Direction::Outbound
         } else {
@@ -715,7 +758,7 @@ impl Session {
             body_8bit: tx.body_8bit,
             tls: self.tls.clone(),
         };
-        let outcome = self.shared.pipeline.run(&envelope, &tx.body).await;
+        let outcome = self.shared.pipeline.run(&envelope, &body).await;
         let id = new_queue_id();
         let mut stored = false;
         let refusal = verdict::refusal_reply(outcome.action, &outcome.card);
@@ -727,7 +770,7 @@ impl Session {
                 for (i, copy) in outcome.copies.iter().enumerate() {
                     let copy_id = if i == 0 { id.clone() } else { new_queue_id() };
                     let recipients = copy.recipients.as_ref().unwrap_or(&envelope.rcpt_to);
-                    let message_body = copy.body.as_deref().unwrap_or(&tx.body);
+                    let message_body = copy.body.as_deref().unwrap_or(&body);
                     // Inbound: verdict fields from outside (X-Portcullis-*, X-Spam-*, an
                     // Authentication-Results claiming our authserv-id) are forgeries; ours
                     // are in the trace headers.
@@ -797,7 +840,7 @@ impl Session {
             };
             self.shared
                 .pipeline
-                .learn(&envelope, &outcome, stored, judged.unwrap_or(&tx.body));
+                .learn(&envelope, &outcome, stored, judged.unwrap_or(&body));
         }
         let verdict = if stored || refusal.is_some() {
             outcome.action.as_str()
@@ -816,7 +859,7 @@ impl Session {
             helo = %envelope.helo,
             mail_from = %printable(&envelope.mail_from),
             rcpt = %envelope.rcpt_to.join(","),
-            size = tx.body.len(),
+            size = body.len(),
             tls = self.tls.as_ref().map(|t| t.version.as_str()).unwrap_or("none"),
             verdict,
             score = outcome.card.score(),
@@ -825,6 +868,29 @@ impl Session {
             ms = started.elapsed().as_secs_f64() * 1000.0,
             "message"
         );
+    }
+
+    /// The received body in memory, or the reply that refuses the message: over
+    /// max_message_size, bare CR or LF under `bare_line_endings = "reject"`, or a spool
+    /// file that could not be written or read (a temporary failure; nothing is lost, the
+    /// client keeps the message).
+    async fn complete_body(
+        &mut self,
+        tx: &mut Transaction,
+    ) -> Result<(Vec<u8>, Option<tokio::sync::OwnedSemaphorePermit>), Reply> {
+        if tx.oversize {
+            tracing::info!(client = %self.peer, "message over max_message_size refused");
+            return Err(reply::TOO_BIG);
+        }
+        if tx.lines.bare_seen && self.config().limits.bare_line_endings == BareLineEndings::Reject {
+            tracing::info!(client = %self.peer, "message with bare CR or LF refused");
+            return Err(reply::BARE_LINE_ENDING);
+        }
+        let body = std::mem::replace(&mut tx.body, Body::new(&self.shared.incoming));
+        body.into_bytes(&self.shared.incoming).await.map_err(|e| {
+            tracing::error!(client = %self.peer, error = %e, "message body lost in transfer; tempfailed");
+            reply::QUEUE_ERROR
+        })
     }
 
     /// Our Received: line, plus the result headers of an inbound message.

@@ -18,6 +18,11 @@ pub struct Received {
     pub mail_from: String,
     pub rcpts: Vec<String>,
     pub data: String,
+    /// The DATA payload exactly as it arrived, dot-stuffing removed (bare CR and LF kept).
+    pub raw: Vec<u8>,
+    /// The MAIL and RCPT command lines exactly as they arrived, without their CRLF.
+    pub mail_line: String,
+    pub rcpt_lines: Vec<String>,
     /// The message came over STARTTLS.
     pub tls: bool,
 }
@@ -152,11 +157,14 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
     }
     let mut from = String::new();
     let mut rcpts: Vec<String> = Vec::new();
+    let mut mail_line = String::new();
+    let mut rcpt_lines: Vec<String> = Vec::new();
     loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).await? == 0 {
+        let mut bytes = Vec::new();
+        if r.read_until(b'\n', &mut bytes).await? == 0 {
             return Ok(None);
         }
+        let line = String::from_utf8_lossy(&bytes).into_owned();
         let upper = line.to_ascii_uppercase();
         let reply: String = if upper.starts_with("EHLO") {
             let starttls = if offer_tls { "250-STARTTLS\r\n" } else { "" };
@@ -172,10 +180,13 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
             "250 ok\r\n".into()
         } else if upper.starts_with("MAIL FROM:") {
             from = addr(&line[10..]);
+            mail_line = line.trim_end_matches(['\r', '\n']).to_string();
             rcpts.clear();
+            rcpt_lines.clear();
             "250 2.1.0 ok\r\n".into()
         } else if upper.starts_with("RCPT TO:") {
             let a = addr(&line[8..]);
+            rcpt_lines.push(line.trim_end_matches(['\r', '\n']).to_string());
             let m = *mode.lock().unwrap();
             match m {
                 SinkMode::Defer => "451 4.3.0 try later\r\n".into(),
@@ -190,21 +201,26 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(
                 "554 5.5.1 no valid recipients\r\n".into()
             } else {
                 w.write_all(b"354 go ahead\r\n").await?;
-                let mut data = String::new();
+                // Lenient on purpose: a "." line after a bare LF ends the data here, as it
+                // does in some servers, so a smuggled end of data shows as a second message.
+                let mut raw = Vec::new();
                 loop {
-                    let mut l = String::new();
-                    if r.read_line(&mut l).await? == 0 {
+                    let mut l = Vec::new();
+                    if r.read_until(b'\n', &mut l).await? == 0 {
                         return Ok(None);
                     }
-                    if l == ".\r\n" {
+                    if l == b".\r\n" {
                         break;
                     }
-                    data.push_str(l.strip_prefix('.').unwrap_or(&l));
+                    raw.extend_from_slice(l.strip_prefix(b".").unwrap_or(&l));
                 }
                 messages.lock().unwrap().push(Received {
                     mail_from: from.clone(),
                     rcpts: std::mem::take(&mut rcpts),
-                    data,
+                    data: String::from_utf8_lossy(&raw).into_owned(),
+                    raw,
+                    mail_line: mail_line.clone(),
+                    rcpt_lines: std::mem::take(&mut rcpt_lines),
                     tls: is_tls,
                 });
                 "250 2.0.0 stored\r\n".into()
