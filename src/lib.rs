@@ -24,6 +24,7 @@
 pub mod bayes;
 pub mod certs;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod delivery;
 pub mod gateway;

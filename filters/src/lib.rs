@@ -34,6 +34,13 @@ use std::pin::Pin;
 
 pub use mail_parser;
 
+/// Seconds since the epoch (0 if the clock is before it).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// The lowercase domain of an address, without a final dot ("" when there is none).
 pub fn domain_of(address: &str) -> String {
     address

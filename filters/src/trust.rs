@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::RwLock;
 
+pub use crate::unix_now;
 use crate::{Direction, Facts, MessageContext, Stage, StageFuture, Symbol, domain_of};
 
 /// Default half-life of a relationship's weight.
@@ -377,12 +378,6 @@ pub struct TrustStage {
     pub book: std::sync::Arc<TrustBook>,
     /// Clock (unix seconds); a parameter so tests can age relationships.
     pub now: fn() -> i64,
-}
-
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// The From: address of a message (lowercase), else the envelope sender.

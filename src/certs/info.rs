@@ -222,7 +222,7 @@ impl CertFacts {
 
 /// "2027-03-01" for unix seconds (UTC).
 pub fn date_text(unix: i64) -> String {
-    let (y, m, d) = crate::smtp::received::civil_from_days(unix.div_euclid(86_400));
+    let (y, m, d) = crate::clock::civil_from_days(unix.div_euclid(86_400));
     format!("{y:04}-{m:02}-{d:02}")
 }
 

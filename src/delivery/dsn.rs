@@ -1,7 +1,8 @@
 //! Delivery status notifications (RFC 3464): the bounce a sender gets when we give up.
 
+use crate::clock::rfc5322_date;
+use crate::queue::trace::printable;
 use crate::smtp::address::smtp_path;
-use crate::smtp::received::{printable, rfc5322_date};
 
 /// One recipient we could not deliver to.
 pub struct FailedRecipient<'a> {

@@ -27,6 +27,7 @@ use filters::clamav::clamd::{Clamd, Endpoint};
 
 use crate::config::{Config, FailMode, OversizeAction, VerdictConfig, VirusAction};
 use crate::metrics::Metrics;
+pub use crate::queue::MessageCopy;
 use crate::smime::inbound::{InboundResult, SmimeInbound};
 use crate::smime::outbound::SmimeOutbound;
 
@@ -47,6 +48,21 @@ fn smime_authenticated_domain(
                     .is_some_and(|a| a.eq_ignore_ascii_case(&from))
         })
         .then(|| filters::domain_of(&from))
+}
+
+impl Outcome {
+    /// The verdict as the queue stores it.
+    pub fn verdict(&self) -> crate::queue::Verdict<'_> {
+        crate::queue::Verdict {
+            held: self.action == Action::Quarantine,
+            score: self.card.score(),
+            action: self.action.as_str(),
+            tagged: self.action == Action::Tag,
+            symbols: self.card.summary(),
+            fields: &self.headers,
+            copies: &self.copies,
+        }
+    }
 }
 
 /// A stage with its configured fail mode.
@@ -83,17 +99,6 @@ pub struct Outcome {
     pub copies: Vec<MessageCopy>,
     /// What the stages established (authenticated sender, spam probability), for learning.
     pub facts: Facts,
-}
-
-/// One message to queue for (some of) the envelope recipients.
-#[derive(Debug, Clone, Default)]
-pub struct MessageCopy {
-    /// Recipients of this copy; `None`: every envelope recipient.
-    pub recipients: Option<Vec<String>>,
-    /// The message to store; `None`: the message as received.
-    pub body: Option<Vec<u8>>,
-    /// Header fields of this copy only (its DKIM-Signature), after the common ones.
-    pub headers: Vec<String>,
 }
 
 /// Clients shared by the stages of both directions, built once from the config.

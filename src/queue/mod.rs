@@ -19,8 +19,10 @@
 //! A crash between delivery and the outcome's commit redelivers the message on restart
 //! (at-least-once); nothing acknowledged is ever lost.
 
+pub mod admit;
 pub mod committer;
 pub mod store;
+pub mod trace;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -35,6 +37,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
 use crate::store::{Database, create_private_dir};
+pub use admit::{Arrival, MessageCopy, Verdict, admit};
 pub use committer::{Op, Stored};
 pub use store::QueueStore;
 
@@ -128,12 +131,7 @@ pub fn is_inline(size: u64) -> bool {
     size <= INLINE_LIMIT
 }
 
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+pub use crate::clock::unix_now;
 
 /// Queue ids: microseconds since the epoch and a per-process counter, in hex. Sortable
 /// by arrival, unique across restarts (time moves on), safe as a file name.

@@ -53,7 +53,7 @@ fn set_of(mut elements: Vec<Vec<u8>>) -> Vec<u8> {
 
 /// signingTime: UTCTime through 2049, GeneralizedTime after (RFC 5652 §11.3).
 fn signing_time(unix: i64) -> Vec<u8> {
-    let (y, m, d) = crate::smtp::received::civil_from_days(unix.div_euclid(86_400));
+    let (y, m, d) = crate::clock::civil_from_days(unix.div_euclid(86_400));
     let s = unix.rem_euclid(86_400);
     let (tag, year) = if (1950..2050).contains(&y) {
         (0x17, format!("{:02}", y % 100))

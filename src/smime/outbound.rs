@@ -20,7 +20,7 @@ use super::engine::{self, KeyPair};
 use super::keyring::{Identity, Keyring};
 use super::mime;
 use crate::config::{SmimeConfig, SmimeRule, SmimeRules};
-use crate::pipeline::MessageCopy;
+use crate::queue::MessageCopy;
 
 pub struct SmimeOutbound {
     keyring: Arc<dyn Keyring>,
@@ -366,7 +366,7 @@ mod tests {
         let p = run("[[smime.policy]]\ndomain = \"example.test\"\nsign = \"require\"\n");
         let out = p.run(&env, m.as_bytes()).await;
         assert_eq!(out.action, Action::Reject);
-        let (reply, _) = crate::pipeline::verdict::refusal_reply(out.action, &out.card).unwrap();
+        let (reply, _) = crate::smtp::reply::refusal(out.action, &out.card).unwrap();
         assert_eq!(reply, crate::smtp::reply::SMIME_NO_SIGNING_KEY);
 
         // block_user_protected: a message the user signed already
@@ -385,7 +385,7 @@ mod tests {
         let p = run("[smime]\nblock_user_protected = true\n");
         let out = p.run(&envelope(), &user_signed).await;
         assert_eq!(out.action, Action::Reject);
-        let (reply, _) = crate::pipeline::verdict::refusal_reply(out.action, &out.card).unwrap();
+        let (reply, _) = crate::smtp::reply::refusal(out.action, &out.card).unwrap();
         assert_eq!(reply, crate::smtp::reply::SMIME_USER_PROTECTED);
         // without the option it passes untouched, not wrapped twice
         let p = run(

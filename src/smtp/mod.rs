@@ -13,7 +13,6 @@
 pub mod address;
 pub mod body;
 pub mod listener;
-pub mod received;
 pub mod reply;
 pub mod session;
 pub mod stream;

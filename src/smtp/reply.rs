@@ -1,7 +1,9 @@
-//! Every reply the SMTP listener gives, in one table.
+//! Every reply the SMTP listener gives, in one table, and the reply for a verdict.
 //!
 //! What the client sees is generic (it reveals no policy or configuration); the specific
 //! reason goes to the log.
+
+use filters::{Action, ScoreCard};
 
 /// One SMTP reply: code, enhanced status code (RFC 3463), text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,5 +198,64 @@ mod tests {
                 );
             }
         }
+    }
+}
+
+/// The DATA reply for a refusing action; `None` means the message is stored (250).
+/// A virus is named (the sender's admin needs to know); other reasons stay generic.
+pub fn refusal(action: Action, card: &ScoreCard) -> Option<(Reply, String)> {
+    match action {
+        Action::Reject => Some(
+            match card
+                .symbols
+                .iter()
+                .find(|s| s.name == "CLAM_VIRUS" && s.forced_action == Some(Action::Reject))
+            {
+                Some(virus) => (
+                    VIRUS,
+                    format!(
+                        "{} ({})",
+                        VIRUS.text,
+                        crate::queue::trace::printable(&virus.detail)
+                    ),
+                ),
+                None => {
+                    let forced_by = |name: &str| {
+                        card.symbols
+                            .iter()
+                            .any(|s| s.name == name && s.forced_action == Some(Action::Reject))
+                    };
+                    let r = if forced_by("SMIME_USER_PROTECTED") {
+                        SMIME_USER_PROTECTED
+                    } else if forced_by("SMIME_NO_SIGNING_KEY") {
+                        SMIME_NO_SIGNING_KEY
+                    } else {
+                        REJECTED
+                    };
+                    (r, r.text.to_string())
+                }
+            },
+        ),
+        Action::Tempfail => Some((TEMPFAIL, TEMPFAIL.text.to_string())),
+        Action::Accept | Action::Tag | Action::Quarantine => None,
+    }
+}
+
+#[cfg(test)]
+mod refusal_tests {
+    use super::*;
+    use filters::Symbol;
+
+    #[test]
+    fn refusing_actions_get_their_reply_and_a_virus_is_named() {
+        let mut c = ScoreCard::default();
+        c.add(Symbol::new("HDR_UNPARSEABLE", "").forcing(Action::Reject));
+        assert_eq!(refusal(Action::Reject, &c).unwrap().0.code, 550);
+        assert_eq!(refusal(Action::Tempfail, &c).unwrap().0.code, 451);
+        assert!(refusal(Action::Quarantine, &c).is_none());
+        c.add(Symbol::new("CLAM_VIRUS", "Eicar-Test-Signature").forcing(Action::Reject));
+        let (r, text) = refusal(Action::Reject, &c).unwrap();
+        assert_eq!((r.code, r.enhanced), (554, "5.7.1"));
+        assert!(text.ends_with("(Eicar-Test-Signature)"), "{text}");
     }
 }

@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use filters::{Action, Direction, Envelope, TlsFacts};
+use filters::{Direction, Envelope, TlsFacts};
 use smtp_proto::request::receiver::DummyDataReceiver;
 use smtp_proto::{Error as ParseError, MAIL_BODY_8BITMIME, MAIL_SMTPUTF8, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -19,15 +19,15 @@ use tokio::sync::watch;
 
 use super::address::{Accepted, Refusal, Route, classify_recipient, has_control, path_has_control};
 use super::body::{Body, DataReceiver, Incoming, LineEndings};
-use super::received::{printable, received_header};
 use super::reply::{self, Reply, write_reply};
 use super::stream::Stream;
 use super::tls;
 use super::verify::{RecipientVerifier, Verdict};
 use crate::config::{BareLineEndings, Config, TlsMode};
 use crate::metrics::Metrics;
-use crate::pipeline::{Pipeline, verdict};
-use crate::queue::{Queue, QueueState, QueuedMessage, Recipient, new_queue_id, unix_now};
+use crate::pipeline::Pipeline;
+use crate::queue::trace::printable;
+use crate::queue::{Queue, new_queue_id};
 
 /// What every session of the gateway shares.
 pub struct Shared {
@@ -759,65 +759,26 @@ impl Session {
             tls: self.tls.clone(),
         };
         let outcome = self.shared.pipeline.run(&envelope, &body).await;
-        let id = new_queue_id();
         let mut stored = false;
-        let refusal = verdict::refusal_reply(outcome.action, &outcome.card);
+        // The log's name for the message; the first stored copy's id once it is stored.
+        let mut id = new_queue_id();
+        let refusal = reply::refusal(outcome.action, &outcome.card);
         match &refusal {
             Some((r, text)) => write_reply(&mut self.out, r.code, r.enhanced, text),
             None => {
-                let mut copies = Vec::with_capacity(outcome.copies.len());
-                let mut ids = Vec::with_capacity(outcome.copies.len());
-                for (i, copy) in outcome.copies.iter().enumerate() {
-                    let copy_id = if i == 0 { id.clone() } else { new_queue_id() };
-                    let recipients = copy.recipients.as_ref().unwrap_or(&envelope.rcpt_to);
-                    let message_body = copy.body.as_deref().unwrap_or(&body);
-                    // Inbound: verdict fields from outside (X-Portcullis-*, X-Spam-*, an
-                    // Authentication-Results claiming our authserv-id) are forgeries; ours
-                    // are in the trace headers.
-                    let cleaned = (direction == Direction::Inbound)
-                        .then(|| {
-                            filters::result_fields::strip_forged_verdicts(
-                                message_body,
-                                &self.config().hostname,
-                            )
-                        })
-                        .flatten();
-                    let message_body = cleaned.as_deref().unwrap_or(message_body);
-                    let mut head = self.trace_headers(&envelope, recipients, &copy_id, &outcome);
-                    for field in &copy.headers {
-                        head.push_str(field);
-                        head.push_str("\r\n");
-                    }
-                    let mut full = Vec::with_capacity(head.len() + message_body.len());
-                    full.extend_from_slice(head.as_bytes());
-                    full.extend_from_slice(message_body);
-                    let message = QueuedMessage {
-                        id: copy_id.clone(),
-                        direction,
-                        state: if outcome.action == Action::Quarantine {
-                            QueueState::Held
-                        } else {
-                            QueueState::Queued
-                        },
-                        mail_from: envelope.mail_from.clone(),
-                        recipients: recipients.iter().map(Recipient::pending).collect(),
-                        received_at: unix_now(),
-                        size: full.len() as u64,
-                        attempts: 0,
-                        next_attempt: 0,
-                        last_error: None,
-                        client_ip: self.peer.ip().to_string(),
-                        helo: envelope.helo.clone(),
-                        score: outcome.card.score(),
-                        symbols: outcome.card.summary(),
-                    };
-                    ids.push(copy_id);
-                    copies.push((message, Arc::new(full)));
-                }
+                let arrival = crate::queue::Arrival {
+                    envelope: &envelope,
+                    client_ip: self.peer.ip(),
+                    hostname: &self.config().hostname,
+                    protocol: self.protocol(envelope.smtputf8),
+                    tls: self.tls.as_ref(),
+                    received: &body,
+                };
                 // All copies in one commit, then the one 250.
-                match self.shared.queue.store_many(copies).await {
-                    Ok(()) => {
+                match crate::queue::admit(&self.shared.queue, &arrival, &outcome.verdict()).await {
+                    Ok(ids) => {
                         stored = true;
+                        id = ids[0].clone();
                         write_reply(
                             &mut self.out,
                             250,
@@ -893,49 +854,16 @@ impl Session {
         })
     }
 
-    /// Our Received: line, plus the result headers of an inbound message.
-    fn trace_headers(
-        &self,
-        envelope: &Envelope,
-        recipients: &[String],
-        id: &str,
-        outcome: &crate::pipeline::Outcome,
-    ) -> String {
-        let protocol = match (envelope.smtputf8, self.esmtp, self.tls.is_some()) {
+    /// The protocol name of our `Received:` line (RFC 3848).
+    fn protocol(&self, smtputf8: bool) -> &'static str {
+        match (smtputf8, self.esmtp, self.tls.is_some()) {
             (true, _, true) => "UTF8SMTPS",
             (true, _, false) => "UTF8SMTP",
             (false, true, true) => "ESMTPS",
             (false, true, false) => "ESMTP",
             (false, false, true) => "SMTPS",
             (false, false, false) => "SMTP",
-        };
-        let single = (recipients.len() == 1).then(|| recipients[0].as_str());
-        let mut h = received_header(
-            self.helo.as_deref().unwrap_or(""),
-            self.peer.ip(),
-            &self.config().hostname,
-            protocol,
-            self.tls.as_ref(),
-            id,
-            single,
-        );
-        // Header fields of the pipeline: Authentication-Results, X-Portcullis-SMIME
-        // (inbound). A copy's own fields (DKIM-Signature) follow them.
-        for field in &outcome.headers {
-            h.push_str(field);
-            h.push_str("\r\n");
         }
-        if envelope.direction == Direction::Inbound {
-            h.push_str(&format!(
-                "X-Portcullis-Score: {:.2} ({})\r\n",
-                outcome.card.score(),
-                outcome.action.as_str()
-            ));
-            if outcome.action == Action::Tag {
-                h.push_str("X-Spam-Flag: YES\r\n");
-            }
-        }
-        h
     }
 }
 

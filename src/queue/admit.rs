@@ -1,0 +1,145 @@
+//! What is stored for a verdict that lets a message in: one queued message per copy the
+//! pipeline made, each with our trace header fields above it, all in one commit before the
+//! one `250`. Decided here, once; the SMTP session runs the pipeline, calls [`admit`] and
+//! writes the reply.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use filters::{Direction, Envelope, TlsFacts};
+
+use super::trace::received_header;
+use super::{Queue, QueueState, QueuedMessage, Recipient, new_queue_id, unix_now};
+
+/// One message to queue for (some of) the envelope recipients.
+#[derive(Debug, Clone, Default)]
+pub struct MessageCopy {
+    /// Recipients of this copy; `None`: every envelope recipient.
+    pub recipients: Option<Vec<String>>,
+    /// The message to store; `None`: the message as received.
+    pub body: Option<Vec<u8>>,
+    /// Header fields of this copy only (its DKIM-Signature, its S/MIME result), after the
+    /// common ones.
+    pub headers: Vec<String>,
+}
+
+/// The verdict as the queue needs it.
+pub struct Verdict<'a> {
+    /// Quarantine: stored, held for an operator, never delivered.
+    pub held: bool,
+    /// For `X-Portcullis-Score` (inbound) and the queue row.
+    pub score: f64,
+    /// `accept`, `tag` or `quarantine`, for `X-Portcullis-Score`.
+    pub action: &'a str,
+    /// Tagged as spam: `X-Spam-Flag: YES` (inbound).
+    pub tagged: bool,
+    /// The symbols with points, for the queue row.
+    pub symbols: String,
+    /// Header fields of the stages, for every copy (Authentication-Results, ...).
+    pub fields: &'a [String],
+    /// What to store: at least one copy.
+    pub copies: &'a [MessageCopy],
+}
+
+/// Where the message came from, for our `Received:` line.
+pub struct Arrival<'a> {
+    pub envelope: &'a Envelope,
+    pub client_ip: IpAddr,
+    /// Our host name.
+    pub hostname: &'a str,
+    /// `ESMTPS`, `UTF8SMTP`, ... (RFC 3848).
+    pub protocol: &'a str,
+    pub tls: Option<&'a TlsFacts>,
+    /// The message as received.
+    pub received: &'a [u8],
+}
+
+/// Store every copy (one commit) and return their queue ids, first the message's own.
+pub async fn admit(
+    queue: &Queue,
+    arrival: &Arrival<'_>,
+    verdict: &Verdict<'_>,
+) -> anyhow::Result<Vec<String>> {
+    let envelope = arrival.envelope;
+    let inbound = envelope.direction == Direction::Inbound;
+    let mut stored = Vec::with_capacity(verdict.copies.len());
+    let mut ids = Vec::with_capacity(verdict.copies.len());
+    for copy in verdict.copies {
+        let id = new_queue_id();
+        let recipients = copy.recipients.as_ref().unwrap_or(&envelope.rcpt_to);
+        let body = copy.body.as_deref().unwrap_or(arrival.received);
+        // Inbound: verdict fields from outside (X-Portcullis-*, X-Spam-*, an
+        // Authentication-Results claiming our authserv-id) are forgeries; ours follow.
+        let cleaned = inbound
+            .then(|| filters::result_fields::strip_forged_verdicts(body, arrival.hostname))
+            .flatten();
+        let body = cleaned.as_deref().unwrap_or(body);
+        let head = trace_fields(arrival, verdict, recipients, &id, copy);
+        let mut full = Vec::with_capacity(head.len() + body.len());
+        full.extend_from_slice(head.as_bytes());
+        full.extend_from_slice(body);
+        let message = QueuedMessage {
+            id: id.clone(),
+            direction: envelope.direction,
+            state: if verdict.held {
+                QueueState::Held
+            } else {
+                QueueState::Queued
+            },
+            mail_from: envelope.mail_from.clone(),
+            recipients: recipients.iter().map(Recipient::pending).collect(),
+            received_at: unix_now(),
+            size: full.len() as u64,
+            attempts: 0,
+            next_attempt: 0,
+            last_error: None,
+            client_ip: arrival.client_ip.to_string(),
+            helo: envelope.helo.clone(),
+            score: verdict.score,
+            symbols: verdict.symbols.clone(),
+        };
+        ids.push(id);
+        stored.push((message, Arc::new(full)));
+    }
+    queue.store_many(stored).await?;
+    Ok(ids)
+}
+
+/// Our `Received:` line, the stages' fields, on inbound mail the verdict fields, then the
+/// copy's own fields.
+fn trace_fields(
+    arrival: &Arrival<'_>,
+    verdict: &Verdict<'_>,
+    recipients: &[String],
+    id: &str,
+    copy: &MessageCopy,
+) -> String {
+    let single = (recipients.len() == 1).then(|| recipients[0].as_str());
+    let mut h = received_header(
+        &arrival.envelope.helo,
+        arrival.client_ip,
+        arrival.hostname,
+        arrival.protocol,
+        arrival.tls,
+        id,
+        single,
+    );
+    for field in verdict.fields {
+        h.push_str(field);
+        h.push_str("\r\n");
+    }
+    if arrival.envelope.direction == Direction::Inbound {
+        h.push_str(&format!(
+            "X-Portcullis-Score: {:.2} ({})\r\n",
+            verdict.score, verdict.action
+        ));
+        if verdict.tagged {
+            h.push_str("X-Spam-Flag: YES\r\n");
+        }
+    }
+    for field in &copy.headers {
+        h.push_str(field);
+        h.push_str("\r\n");
+    }
+    h
+}
