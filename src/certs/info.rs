@@ -68,9 +68,7 @@ pub fn name_text(name: &X509NameRef) -> String {
 
 /// The domain of an address ("User@Example.TEST" → "example.test"), if it has one.
 pub fn domain_of(address: &str) -> Option<String> {
-    let (_, d) = address.rsplit_once('@')?;
-    let d = d.trim_end_matches('.').to_ascii_lowercase();
-    (!d.is_empty()).then_some(d)
+    Some(filters::domain_of(address)).filter(|d| !d.is_empty())
 }
 
 /// An envelope address as the store keys it: no angle brackets, lowercase.

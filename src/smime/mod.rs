@@ -10,6 +10,7 @@
 //! - [`inbound`]: the first inbound step (unwrap before the filters, harvest after the
 //!   verdict).
 //! - [`outbound`]: signing and encryption by policy (RCPT check, precheck, copies).
+//! - [`policy`]: which sign/encrypt rules apply to a sender (`[[smime.policy]]`).
 //! - [`keyring`]: what the steps need from the certificate store, as one trait.
 //! - [`cpu`]: the crypto runs on a few worker threads, one per core.
 //! - `key_ops`: RSA/ECDSA operations through OpenSSL contexts each worker thread keeps.
@@ -27,6 +28,7 @@ mod key_ops;
 pub mod keyring;
 pub mod mime;
 pub mod outbound;
+pub mod policy;
 mod symmetric;
 mod x509_cache;
 

@@ -19,7 +19,8 @@ use openssl::x509::X509;
 use super::engine::{self, KeyPair};
 use super::keyring::{Identity, Keyring};
 use super::mime;
-use crate::config::{SmimeConfig, SmimeRule, SmimeRules};
+use super::policy::{SmimeRules, rules_for};
+use crate::config::{SmimeConfig, SmimeRule};
 use crate::queue::MessageCopy;
 
 pub struct SmimeOutbound {
@@ -55,7 +56,7 @@ impl SmimeOutbound {
     }
 
     pub fn rules(&self, sender: &str) -> SmimeRules {
-        self.config.rules_for(sender)
+        rules_for(&self.config, sender)
     }
 
     /// No policy and nothing to block: outbound S/MIME has nothing to do.

@@ -254,7 +254,9 @@ fn bucket(n: usize) -> &'static str {
     }
 }
 
-fn domain_of(address: &str) -> Option<String> {
+/// The domain part of an address or Message-ID as written (a trailing `>` of a Message-ID
+/// dropped, the rest kept as the sender wrote it: a token, not a routing decision).
+fn domain_part(address: &str) -> Option<String> {
     let d = address.rsplit_once('@')?.1.trim_end_matches('>');
     (!d.is_empty()).then(|| d.to_ascii_lowercase())
 }
@@ -324,7 +326,7 @@ fn headers(msg: &Message<'_>, sink: &mut Sink) {
         None => sink.add("s:", "MISSING"),
     }
     let from = first_addr(msg.from());
-    let from_domain = from.and_then(|a| a.address()).and_then(domain_of);
+    let from_domain = from.and_then(|a| a.address()).and_then(domain_part);
     match from {
         Some(a) => {
             match a.name() {
@@ -344,7 +346,7 @@ fn headers(msg: &Message<'_>, sink: &mut Sink) {
     // Not whether Reply-To differs from From: in list mail the list sets it, so in a
     // training set of list ham it teaches "differs = ham" (grouped CV: no loss without it).
     if let Some(rt) = first_addr(msg.reply_to()) {
-        match rt.address().and_then(domain_of) {
+        match rt.address().and_then(domain_part) {
             Some(d) => sink.add("rt:", registered_domain(&d)),
             None => sink.add("rt:", "NOADDR"),
         }
@@ -391,7 +393,7 @@ fn headers(msg: &Message<'_>, sink: &mut Sink) {
 /// missing To (list gateways drop it). Each was kept for what it did in grouped
 /// cross-validation (`portcullis bayes cv --grouped`).
 fn consistency(msg: &Message<'_>, from_domain: Option<&str>, sink: &mut Sink) {
-    if let (Some(from), Some(mid)) = (from_domain, msg.message_id().and_then(domain_of)) {
+    if let (Some(from), Some(mid)) = (from_domain, msg.message_id().and_then(domain_part)) {
         let mid = mid.trim_end_matches('.');
         if registered_domain(mid) == registered_domain(from) {
             sink.add("mid:", "ALIGNED");
