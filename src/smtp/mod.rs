@@ -18,3 +18,6 @@ pub mod session;
 pub mod stream;
 pub mod tls;
 pub mod verify;
+
+#[cfg(test)]
+mod dialog_tests;

@@ -14,7 +14,7 @@ use std::time::Instant;
 use filters::{Direction, Envelope, TlsFacts};
 use smtp_proto::request::receiver::DummyDataReceiver;
 use smtp_proto::{Error as ParseError, MAIL_BODY_8BITMIME, MAIL_SMTPUTF8, Request};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
 use super::address::{Accepted, Refusal, Route, classify_recipient, has_control, path_has_control};
@@ -75,10 +75,10 @@ enum Next {
     Close,
 }
 
-pub struct Session {
+pub struct Session<S = tokio::net::TcpStream> {
     shared: Arc<Shared>,
     listener: Arc<ListenerSettings>,
-    stream: Option<Stream>,
+    stream: Option<Stream<S>>,
     peer: SocketAddr,
     internal: bool,
     inbuf: Vec<u8>,
@@ -97,17 +97,17 @@ pub struct Session {
     shutdown: watch::Receiver<bool>,
 }
 
-impl Session {
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     pub fn new(
         shared: Arc<Shared>,
         listener: Arc<ListenerSettings>,
-        stream: tokio::net::TcpStream,
+        stream: S,
         peer: SocketAddr,
         shutdown: watch::Receiver<bool>,
-    ) -> Session {
+    ) -> Self {
         let internal = shared.config.is_internal(peer.ip());
         let deadline = Instant::now() + shared.config.session_timeout();
-        Session {
+        Self {
             shared,
             listener,
             stream: Some(Stream::Plain(stream)),

@@ -1,19 +1,19 @@
-//! A plain or TLS connection behind one type, so the session is one state machine.
+//! A plain or TLS connection behind one type, so the session is one state machine. Generic
+//! over the transport: TCP in the gateway, an in-memory pipe in the session's unit tests.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio_openssl::SslStream;
 
-pub enum Stream {
-    Plain(TcpStream),
-    Tls(Box<SslStream<TcpStream>>),
+pub enum Stream<S> {
+    Plain(S),
+    Tls(Box<SslStream<S>>),
 }
 
-impl AsyncRead for Stream {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Stream<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -26,7 +26,7 @@ impl AsyncRead for Stream {
     }
 }
 
-impl AsyncWrite for Stream {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Stream<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
