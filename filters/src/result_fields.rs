@@ -7,38 +7,50 @@
 //! filter's verdict, which nobody here vouched for), and `Authentication-Results` fields
 //! claiming our authserv-id (RFC 8601 §5).
 
-/// Remove every field of the header block of `raw` that `forged` matches. `None` when there
-/// is none, so the caller keeps the original bytes. The header block ends at the first empty
-/// line, CRLF or bare LF; continuation lines belong to their field.
-pub fn strip_fields(raw: &[u8], mut forged: impl FnMut(&[u8]) -> bool) -> Option<Vec<u8>> {
-    let mut drop: Vec<(usize, usize)> = Vec::new();
-    let mut current: Option<(usize, usize)> = None;
-    let mut pos = 0;
-    let mut consider = |field: (usize, usize), drop: &mut Vec<(usize, usize)>| {
-        if forged(&raw[field.0..field.1]) {
-            drop.push(field);
-        }
-    };
-    while pos < raw.len() {
-        let end = memchr::memchr(b'\n', &raw[pos..]).map_or(raw.len(), |i| pos + i + 1);
-        let line = &raw[pos..end];
-        if line == b"\r\n" || line == b"\n" {
-            break;
-        }
-        match (line.first(), current.as_mut()) {
-            (Some(b' ' | b'\t'), Some(field)) => field.1 = end,
-            _ => {
-                if let Some(field) = current.take() {
-                    consider(field, &mut drop);
-                }
-                current = Some((pos, end));
+/// The fields of the header block of `raw` as byte ranges, continuation lines included. The
+/// header block ends at the first empty line, CRLF or bare LF.
+pub fn header_fields(raw: &[u8]) -> HeaderFields<'_> {
+    HeaderFields { raw, pos: 0 }
+}
+
+/// Iterator of [`header_fields`].
+pub struct HeaderFields<'a> {
+    raw: &'a [u8],
+    pos: usize,
+}
+
+impl Iterator for HeaderFields<'_> {
+    type Item = (usize, usize);
+
+    fn next(&mut self) -> Option<(usize, usize)> {
+        let raw = self.raw;
+        let start = self.pos;
+        let mut end = start;
+        while end < raw.len() {
+            let line_end = memchr::memchr(b'\n', &raw[end..]).map_or(raw.len(), |i| end + i + 1);
+            let line = &raw[end..line_end];
+            let first = end == start;
+            if first && (line == b"\r\n" || line == b"\n") {
+                // The empty line: the header block is over.
+                self.pos = raw.len();
+                return None;
             }
+            if !first && !matches!(line.first(), Some(b' ' | b'\t')) {
+                break;
+            }
+            end = line_end;
         }
-        pos = end;
+        self.pos = end;
+        (end > start).then_some((start, end))
     }
-    if let Some(field) = current {
-        consider(field, &mut drop);
-    }
+}
+
+/// Remove every field of the header block of `raw` that `forged` matches. `None` when there
+/// is none, so the caller keeps the original bytes.
+pub fn strip_fields(raw: &[u8], mut forged: impl FnMut(&[u8]) -> bool) -> Option<Vec<u8>> {
+    let drop: Vec<(usize, usize)> = header_fields(raw)
+        .filter(|&(s, e)| forged(&raw[s..e]))
+        .collect();
     if drop.is_empty() {
         return None;
     }

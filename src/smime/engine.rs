@@ -546,17 +546,7 @@ fn oaep_digests(params: Option<&(u8, Vec<u8>)>) -> Option<(Digest, Digest)> {
     if *tag != der_walk::SEQUENCE {
         return None;
     }
-    let algorithm_oid = |explicit: &[u8]| -> Option<(ObjectIdentifier, Option<Vec<u8>>)> {
-        let (der_walk::SEQUENCE, alg, _) = der_walk::tlv(explicit)? else {
-            return None;
-        };
-        let mut f = der_walk::elements_whole(alg);
-        let (der_walk::OID, _, oid) = f.next()? else {
-            return None;
-        };
-        let oid = ObjectIdentifier::from_bytes(oid).ok()?;
-        Some((oid, f.next().map(|(_, whole, _)| whole.to_vec())))
-    };
+    let algorithm_oid = algorithm_identifier;
     for (tag, value) in der_walk::elements(params) {
         match tag {
             0xa0 => hash = Digest::of(&algorithm_oid(value)?.0)?,
@@ -797,17 +787,7 @@ fn pss_params(params: Option<&(u8, Vec<u8>)>) -> Option<Scheme> {
     let mut hash = Digest::Sha1;
     let mut mgf1 = Digest::Sha1;
     let mut salt: i32 = 20;
-    let algorithm = |explicit: &[u8]| -> Option<(ObjectIdentifier, Option<Vec<u8>>)> {
-        let (der_walk::SEQUENCE, alg, _) = der_walk::tlv(explicit)? else {
-            return None;
-        };
-        let mut f = der_walk::elements_whole(alg);
-        let (der_walk::OID, _, oid) = f.next()? else {
-            return None;
-        };
-        let oid = ObjectIdentifier::from_bytes(oid).ok()?;
-        Some((oid, f.next().map(|(_, whole, _)| whole.to_vec())))
-    };
+    let algorithm = algorithm_identifier;
     let small_int = |explicit: &[u8]| -> Option<i32> {
         let (der_walk::INTEGER, n, _) = der_walk::tlv(explicit)? else {
             return None;
@@ -1451,6 +1431,19 @@ pub fn cipher_for(all_gcm_capable: bool) -> ContentCipher {
     } else {
         ContentCipher::Aes256Cbc
     }
+}
+
+/// An AlgorithmIdentifier inside an explicit tag: its OID and its parameters (whole TLV).
+fn algorithm_identifier(explicit: &[u8]) -> Option<(ObjectIdentifier, Option<Vec<u8>>)> {
+    let (der_walk::SEQUENCE, alg, _) = der_walk::tlv(explicit)? else {
+        return None;
+    };
+    let mut f = der_walk::elements_whole(alg);
+    let (der_walk::OID, _, oid) = f.next()? else {
+        return None;
+    };
+    let oid = ObjectIdentifier::from_bytes(oid).ok()?;
+    Some((oid, f.next().map(|(_, whole, _)| whole.to_vec())))
 }
 
 #[cfg(test)]

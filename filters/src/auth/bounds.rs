@@ -49,10 +49,14 @@ pub fn check(raw: &[u8], limits: &AuthLimits) -> OverLimit {
     let mut arc_seals = 0usize;
     let mut widest_dkim_h = 0usize;
     let mut widest_arc_h = 0usize;
-    let mut current: Option<(usize, usize)> = None;
-    let mut finish = |field: &[u8]| {
+    for (s, e) in crate::result_fields::header_fields(raw) {
+        fields += 1;
+        if fields > limits.max_header_fields {
+            break;
+        }
+        let field = &raw[s..e];
         let Some(colon) = field.iter().position(|&b| b == b':') else {
-            return;
+            continue;
         };
         let name = field[..colon].trim_ascii();
         if name.eq_ignore_ascii_case(b"dkim-signature") {
@@ -63,31 +67,6 @@ pub fn check(raw: &[u8], limits: &AuthLimits) -> OverLimit {
         } else if name.eq_ignore_ascii_case(b"arc-seal") {
             arc_seals += 1;
         }
-    };
-    let mut pos = 0;
-    while pos < raw.len() {
-        let end = memchr::memchr(b'\n', &raw[pos..]).map_or(raw.len(), |i| pos + i + 1);
-        let line = &raw[pos..end];
-        if line == b"\r\n" || line == b"\n" {
-            break;
-        }
-        match (line.first(), current.as_mut()) {
-            (Some(b' ' | b'\t'), Some(field)) => field.1 = end,
-            _ => {
-                if let Some((s, e)) = current.take() {
-                    finish(&raw[s..e]);
-                }
-                fields += 1;
-                if fields > limits.max_header_fields {
-                    break;
-                }
-                current = Some((pos, end));
-            }
-        }
-        pos = end;
-    }
-    if let Some((s, e)) = current {
-        finish(&raw[s..e]);
     }
 
     let mut over = OverLimit::default();
