@@ -54,16 +54,18 @@ def build(case):
         extra = b""
     elif case == "attack":
         extra = b"".join(f"X-F{i}: f\r\n".encode() for i in range(200_000))
-        extra = signature(3000, "AAAA") * 10 + extra
     else:
         fields = b"".join(f"X-F{i}: f\r\n".encode() for i in range(1000 - 5 - 10))
         extra = fields
-    # room for the in-caps signatures, added once the body hash is known
-    room = LIMIT - len(head) - len(extra) - 4096 - (20_000 if case == "in-caps" else 0)
+    # room for the signatures, added once the body hash is known
+    room = LIMIT - len(head) - len(extra) - 4096 - {"plain": 0, "attack": 500_000, "in-caps": 20_000}[case]
     body = body_of(room)
-    if case == "in-caps":
-        # relaxed body canonicalisation leaves these lines as they are
-        bh = base64.b64encode(hashlib.sha256(body).digest()).decode()
+    # The right body hash (relaxed canonicalisation leaves these lines as they are), so a
+    # verifier goes on to hash the header fields the signatures name.
+    bh = base64.b64encode(hashlib.sha256(body).digest()).decode()
+    if case == "attack":
+        extra = signature(3000, bh) * 10 + extra
+    elif case == "in-caps":
         extra = signature(100, bh) * 10 + extra
     return extra + head + b"\r\n" + body
 
