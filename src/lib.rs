@@ -10,14 +10,15 @@
 //! - [`smtp`]: listener, session state machine, relay control, STARTTLS, replies.
 //! - [`pipeline`]: the inbound and outbound stage order, and the verdict.
 //! - [`store`]: the one database: opened, migrated, handed to its owners.
-//! - [`queue`]: queue rows (small bodies inline, large ones as spool files), group commit,
-//!   delivery jobs.
+//! - [`queue`]: what is stored for a verdict (`queue::admit`), queue rows (small bodies
+//!   inline, large ones as spool files), group commit, delivery jobs.
 //! - [`delivery`]: SMTP client workers, MX lookup, retries, DSNs.
 //! - [`certs`]: the certificate and key store (import, harvest, anchors, revocation).
 //! - [`smime`]: S/MIME — the CMS engine (decrypt, verify, sign, encrypt) and its pipeline
 //!   steps.
 //! - [`bayes`]: the Bayes model in the store, learning, training, eval and cross-validation.
 //! - [`trust`]: the level of trust's tables, and learning from stored messages.
+//! - [`clock`]: seconds since the epoch and RFC 5322 dates.
 //! - [`metrics`]: Prometheus counters; [`telemetry`]: logs.
 //! - [`gateway`]: wires the parts together; [`cli`]: the `portcullis` command.
 
