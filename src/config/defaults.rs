@@ -54,6 +54,8 @@ pub const CALLOUT_NEGATIVE_TTL_SECS: u64 = 3600;
 pub const CALLOUT_TIMEOUT_SECS: u64 = 10;
 /// Callout cache entries (an address and a time each: about 100 bytes).
 pub const CALLOUT_CACHE_ENTRIES: usize = 100_000;
+/// Callouts at once: each holds a connection to the internal server.
+pub const MAX_CONCURRENT_CALLOUTS: usize = 20;
 
 /// Parallel outgoing SMTP connections; each keeps its connection for the next message.
 pub const DELIVERY_CONCURRENCY: usize = 16;

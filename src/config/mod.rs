@@ -208,6 +208,8 @@ pub struct RecipientsConfig {
     pub callout_timeout_secs: u64,
     /// Entries in the callout cache; when it is full, expired entries go, then all.
     pub callout_cache_entries: usize,
+    /// Callouts running at once; more wait for a turn within `callout_timeout_secs`.
+    pub max_concurrent_callouts: usize,
 }
 
 impl Default for RecipientsConfig {
@@ -220,6 +222,7 @@ impl Default for RecipientsConfig {
             callout_negative_ttl_secs: defaults::CALLOUT_NEGATIVE_TTL_SECS,
             callout_timeout_secs: defaults::CALLOUT_TIMEOUT_SECS,
             callout_cache_entries: defaults::CALLOUT_CACHE_ENTRIES,
+            max_concurrent_callouts: defaults::MAX_CONCURRENT_CALLOUTS,
         }
     }
 }
@@ -242,6 +245,10 @@ impl RecipientsConfig {
             (
                 "recipients.callout_cache_entries",
                 self.callout_cache_entries as u64,
+            ),
+            (
+                "recipients.max_concurrent_callouts",
+                self.max_concurrent_callouts as u64,
             ),
         ] {
             if v == 0 {

@@ -52,6 +52,7 @@ impl RecipientVerifier {
             negative_ttl: Duration::from_secs(r.callout_negative_ttl_secs),
             max_entries: r.callout_cache_entries,
             cache: Mutex::new(HashMap::new()),
+            in_flight: tokio::sync::Semaphore::new(r.max_concurrent_callouts),
         });
         Ok(RecipientVerifier {
             mode: r.verify,
@@ -189,6 +190,9 @@ struct Callout {
     max_entries: usize,
     /// Lowercased address → (exists, valid until).
     cache: Mutex<HashMap<String, (bool, Instant)>>,
+    /// Callouts at once: each is a connection to the internal server, and the recipients
+    /// asked about are the client's choice.
+    in_flight: tokio::sync::Semaphore,
 }
 
 impl Callout {
@@ -207,10 +211,15 @@ impl Callout {
                 Verdict::Unknown
             };
         }
-        let verdict = match tokio::time::timeout(self.timeout, self.ask(address)).await {
+        // Waiting for a turn counts against the timeout too: past it, the client retries.
+        let turn_and_ask = async {
+            let _turn = self.in_flight.acquire().await;
+            self.ask(address).await
+        };
+        let verdict = match tokio::time::timeout(self.timeout, turn_and_ask).await {
             Ok(v) => v,
             Err(_) => Verdict::TryLater(format!(
-                "no answer from {} within {:?}",
+                "no answer from {} within {:?} (recipients.max_concurrent_callouts busy or the server slow)",
                 self.next_hop, self.timeout
             )),
         };
@@ -320,5 +329,39 @@ mod tests {
             .unwrap();
         assert_eq!(l.check("carol@example.test"), Verdict::Exists);
         assert!(ListFile::open(dir.path().join("missing"), Duration::ZERO).is_err());
+    }
+
+    /// A server that accepts connections and never answers.
+    async fn silent_server() -> (tokio::net::TcpListener, String) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        (l, addr)
+    }
+
+    #[tokio::test]
+    async fn callouts_wait_for_a_turn_within_the_timeout() {
+        let (_server, next_hop) = silent_server().await;
+        let callout = Callout {
+            next_hop,
+            helo: "gw.test".into(),
+            timeout: Duration::from_millis(300),
+            positive_ttl: Duration::from_secs(60),
+            negative_ttl: Duration::from_secs(60),
+            max_entries: 10,
+            cache: Mutex::new(HashMap::new()),
+            in_flight: tokio::sync::Semaphore::new(1),
+        };
+        // Every turn taken: the callout does not connect, it answers "try later" in time.
+        let held = callout.in_flight.acquire().await.unwrap();
+        let started = Instant::now();
+        let v = callout.check("u@example.test").await;
+        assert!(
+            matches!(&v, Verdict::TryLater(why) if why.contains("max_concurrent_callouts")),
+            "{v:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
+        drop(held);
+        // A temporary failure is not remembered.
+        assert!(callout.cache.lock().unwrap().is_empty());
     }
 }
