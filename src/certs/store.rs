@@ -829,12 +829,13 @@ impl CertStore {
         self.inner.config.revocation
     }
 
-    /// The revocation status of `cert`'s verified chain (built as for the signature
-    /// verdict: the store's anchors and CA certificates plus the certificates the message
-    /// carried, `sent`). Certificates without a current CRL get one fetched from their
-    /// distribution point when `certs.crl_fetch` is on. Never fails: what keeps the check
-    /// from running is an unknown status.
-    pub async fn revocation(&self, cert: &X509, sent: &[X509]) -> Revocation {
+    /// The revocation status of the verified chain of the certificate `cert` (DER), built
+    /// as for the signature verdict: the store's anchors and CA certificates plus the
+    /// certificates the message carried, `sent` (DER). Certificates without a current CRL
+    /// get one fetched from their distribution point when `certs.crl_fetch` is on. Never
+    /// fails: what keeps the check from running is an unknown status. Remembered per
+    /// (certificates, store version): a partner who writes often costs one hash.
+    pub async fn revocation(&self, cert: &[u8], sent: &[Vec<u8>]) -> Revocation {
         if self.inner.config.revocation == RevocationMode::Off {
             return Revocation::Off;
         }
@@ -844,13 +845,16 @@ impl CertStore {
         }
     }
 
-    async fn revocation_checked(&self, cert: &X509, sent: &[X509]) -> anyhow::Result<Revocation> {
+    async fn revocation_checked(
+        &self,
+        cert: &[u8],
+        sent: &[Vec<u8>],
+    ) -> anyhow::Result<Revocation> {
         let index = self.index().await?;
         let mut h = openssl::sha::Sha256::new();
-        for c in std::iter::once(cert).chain(sent) {
-            let der = c.to_der()?;
+        for der in std::iter::once(cert).chain(sent.iter().map(Vec::as_slice)) {
             h.update(&(der.len() as u64).to_be_bytes());
-            h.update(&der);
+            h.update(der);
         }
         let key = h.finish();
         if let Some((version, r, at)) = self
@@ -867,9 +871,9 @@ impl CertStore {
         let Some(trust) = index.trust.clone() else {
             bail!("the trust store is not loaded");
         };
+        let owned = X509::from_der(cert)?;
         let mut helpers = index.untrusted_cas.clone();
-        helpers.extend(sent.iter().cloned());
-        let owned = cert.clone();
+        helpers.extend(sent.iter().filter_map(|d| X509::from_der(d).ok()));
         let path = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let mut stack = Stack::new()?;
             for c in helpers {

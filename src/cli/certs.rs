@@ -371,7 +371,7 @@ pub async fn run(config: &Config, action: CertsAction) -> anyhow::Result<i32> {
             let r = store.find(&fingerprint).await?;
             // As a signature check would see it (a CRL is fetched when none is held).
             let revocation = if r.chain.trusted {
-                store.revocation(&r.cert, &[]).await
+                store.revocation(&r.cert.to_der()?, &[]).await
             } else {
                 r.revocation.clone()
             };

@@ -174,8 +174,10 @@ impl SmimeInbound {
             if s.status != SignatureStatus::Valid {
                 continue;
             }
-            let Some(signer) = s.signer() else { continue };
-            match self.keyring.revocation(&signer, &s.chain()).await? {
+            let Some(signer) = s.signer_der.as_deref() else {
+                continue;
+            };
+            match self.keyring.revocation(signer, &s.chain_der).await? {
                 Revocation::Off | Revocation::Good => {}
                 Revocation::Revoked(why) => s.status = SignatureStatus::UntrustedChain(why),
                 Revocation::Unknown(why) => {

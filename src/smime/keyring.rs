@@ -30,9 +30,13 @@ pub trait Keyring: Send + Sync {
     fn intermediates(&self) -> Vec<X509> {
         Vec::new()
     }
-    /// The revocation status of a verified signer certificate's chain (`sent`: the
+    /// The revocation status of a verified signer certificate's chain (DER; `sent`: the
     /// certificates the message carried). Without a store: not checked.
-    fn revocation<'a>(&'a self, _cert: &'a X509, _sent: &'a [X509]) -> KeyFuture<'a, Revocation> {
+    fn revocation<'a>(
+        &'a self,
+        _cert: &'a [u8],
+        _sent: &'a [Vec<u8>],
+    ) -> KeyFuture<'a, Revocation> {
         Box::pin(async { Ok(Revocation::Off) })
     }
     /// What an unknown revocation status means for the verdict.
@@ -74,7 +78,7 @@ impl Keyring for crate::certs::store::CertStore {
     fn intermediates(&self) -> Vec<X509> {
         crate::certs::store::CertStore::intermediates(self)
     }
-    fn revocation<'a>(&'a self, cert: &'a X509, sent: &'a [X509]) -> KeyFuture<'a, Revocation> {
+    fn revocation<'a>(&'a self, cert: &'a [u8], sent: &'a [Vec<u8>]) -> KeyFuture<'a, Revocation> {
         Box::pin(
             async move { Ok(crate::certs::store::CertStore::revocation(self, cert, sent).await) },
         )
@@ -172,7 +176,11 @@ impl Keyring for MemoryKeyring {
         }
         Ok(Arc::new(b.build()))
     }
-    fn revocation<'a>(&'a self, _cert: &'a X509, _sent: &'a [X509]) -> KeyFuture<'a, Revocation> {
+    fn revocation<'a>(
+        &'a self,
+        _cert: &'a [u8],
+        _sent: &'a [Vec<u8>],
+    ) -> KeyFuture<'a, Revocation> {
         let r = self.revocation.clone().unwrap_or(Revocation::Off);
         Box::pin(async move { Ok(r) })
     }

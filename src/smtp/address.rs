@@ -69,7 +69,7 @@ pub fn classify_recipient(
         let (local, domain) = address.rsplit_once('@').ok_or(Refusal::Syntax)?;
         (local.to_string(), normalize_domain(domain)?)
     };
-    if local.is_empty() || local.len() > 64 || local.bytes().any(|b| b < 0x20 || b == 0x7f) {
+    if local.is_empty() || local.len() > 64 || has_control(&local) {
         return Err(Refusal::Syntax);
     }
     let is_local = !domain.starts_with('[') && config.is_local_domain(&domain);

@@ -27,63 +27,57 @@ pub enum Verdict {
     TryLater(String),
 }
 
-pub struct RecipientVerifier {
-    mode: RecipientVerify,
-    list: Option<ListFile>,
-    callout: Option<Callout>,
+/// How recipients of our domains are verified (`[recipients] verify`).
+pub enum RecipientVerifier {
+    Off,
+    List(ListFile),
+    Callout(Callout),
 }
 
 impl RecipientVerifier {
-    /// Set up from `[recipients]`; with `verify = "list"` the file must be readable now.
+    /// Set up from `[recipients]`; with `verify = "list"` the file must be readable now
+    /// (the config's validation makes sure `list_file` is given).
     pub fn new(config: &Config) -> anyhow::Result<RecipientVerifier> {
         let r = &config.recipients;
-        let list = match (&r.verify, &r.list_file) {
-            (RecipientVerify::List, Some(path)) => Some(ListFile::open(
+        Ok(match (r.verify, &r.list_file) {
+            (RecipientVerify::Off, _) => RecipientVerifier::Off,
+            (RecipientVerify::List, Some(path)) => RecipientVerifier::List(ListFile::open(
                 path.clone(),
                 Duration::from_secs(r.reload_secs),
             )?),
-            _ => None,
-        };
-        let callout = (r.verify == RecipientVerify::Callout).then(|| Callout {
-            next_hop: config.inbound_next_hop.clone(),
-            helo: config.hostname.clone(),
-            timeout: Duration::from_secs(r.callout_timeout_secs),
-            positive_ttl: Duration::from_secs(r.callout_positive_ttl_secs),
-            negative_ttl: Duration::from_secs(r.callout_negative_ttl_secs),
-            max_entries: r.callout_cache_entries,
-            cache: Mutex::new(HashMap::new()),
-            in_flight: tokio::sync::Semaphore::new(r.max_concurrent_callouts),
-        });
-        Ok(RecipientVerifier {
-            mode: r.verify,
-            list,
-            callout,
+            (RecipientVerify::List, None) => {
+                anyhow::bail!("key `recipients.list_file`: needed with verify = \"list\"")
+            }
+            (RecipientVerify::Callout, _) => RecipientVerifier::Callout(Callout {
+                next_hop: config.inbound_next_hop.clone(),
+                helo: config.hostname.clone(),
+                timeout: Duration::from_secs(r.callout_timeout_secs),
+                positive_ttl: Duration::from_secs(r.callout_positive_ttl_secs),
+                negative_ttl: Duration::from_secs(r.callout_negative_ttl_secs),
+                max_entries: r.callout_cache_entries,
+                cache: Mutex::new(HashMap::new()),
+                in_flight: tokio::sync::Semaphore::new(r.max_concurrent_callouts),
+            }),
         })
     }
 
     pub fn is_on(&self) -> bool {
-        self.mode != RecipientVerify::Off
+        !matches!(self, RecipientVerifier::Off)
     }
 
     /// Verify `address`, a recipient in one of our domains (domain already lowercased).
     pub async fn check(&self, address: &str) -> Verdict {
-        match self.mode {
-            RecipientVerify::Off => Verdict::Exists,
-            RecipientVerify::List => match &self.list {
-                Some(l) => l.check(address),
-                None => Verdict::TryLater("no recipient list loaded".into()),
-            },
-            RecipientVerify::Callout => match &self.callout {
-                Some(c) => c.check(address).await,
-                None => Verdict::TryLater("callout not set up".into()),
-            },
+        match self {
+            RecipientVerifier::Off => Verdict::Exists,
+            RecipientVerifier::List(l) => l.check(address),
+            RecipientVerifier::Callout(c) => c.check(address).await,
         }
     }
 }
 
 /// The recipient list: lowercased addresses and `@domain` entries, re-read when the file
 /// changes (checked at most every `reload` interval).
-struct ListFile {
+pub struct ListFile {
     path: PathBuf,
     reload: Duration,
     state: Mutex<ListState>,
@@ -181,7 +175,7 @@ fn read_list(path: &std::path::Path) -> Result<ListContent, String> {
 }
 
 /// Asking the internal server, with a cache of its answers.
-struct Callout {
+pub struct Callout {
     next_hop: String,
     helo: String,
     timeout: Duration,
