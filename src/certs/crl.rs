@@ -14,7 +14,6 @@ use anyhow::{Context, bail};
 use openssl::asn1::{Asn1Time, Asn1TimeRef};
 use openssl::x509::{CrlStatus, X509, X509Crl, X509Ref};
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::info;
 
@@ -187,130 +186,97 @@ pub struct FetchLimits {
     pub max_bytes: usize,
 }
 
-/// GET an `http://` URL (HTTP/1.0, no redirects): the body of a 200 answer.
+/// GET an `http://` URL (no redirects): the body of a 200 answer, at most
+/// `limits.max_bytes`, within the connect and download timeouts.
 pub async fn fetch(url: &str, limits: FetchLimits) -> anyhow::Result<Vec<u8>> {
-    let rest = url
-        .get(7..)
-        .filter(|_| url[..7].eq_ignore_ascii_case("http://"))
-        .with_context(|| format!("{url}: only http:// distribution points are fetched"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
+    use http_body_util::{BodyExt, Empty, Limited};
+    let uri: hyper::Uri = url
+        .parse()
+        .with_context(|| format!("{url}: not a plain http URL"))?;
+    if uri.scheme_str() != Some("http") {
+        bail!("{url}: only http:// distribution points are fetched");
+    }
+    let (Some(host), Some(authority)) = (uri.host(), uri.authority()) else {
+        bail!("{url}: not a plain http URL");
     };
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.is_empty() && !p.contains(']') => (
-            h,
-            p.parse::<u16>()
-                .with_context(|| format!("{url}: bad port"))?,
-        ),
-        _ => (authority, 80),
-    };
-    if host.is_empty() || authority.contains(['@', ' ']) || path.contains([' ', '\r', '\n']) {
+    if authority.as_str().contains('@') {
         bail!("{url}: not a plain http URL");
     }
     let connect_host = host.trim_start_matches('[').trim_end_matches(']');
-    let mut stream = tokio::time::timeout(
+    let port = uri.port_u16().unwrap_or(80);
+    let tcp = tokio::time::timeout(
         limits.connect,
         tokio::net::TcpStream::connect((connect_host, port)),
     )
     .await
     .map_err(|_| anyhow::anyhow!("{url}: connect timed out"))?
     .with_context(|| format!("{url}: cannot connect"))?;
-    let request = format!(
-        "GET {path} HTTP/1.0\r\nHost: {authority}\r\nUser-Agent: portcullis\r\n\
-         Accept: application/pkix-crl, */*\r\nConnection: close\r\n\r\n"
-    );
-    let read_all = async {
-        stream.write_all(request.as_bytes()).await?;
-        let mut buf = Vec::new();
-        let mut chunk = vec![0u8; 64 * 1024];
-        // the header block on top of the body
-        let cap = limits.max_bytes.saturating_add(16 * 1024);
-        loop {
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-            if buf.len() > cap {
-                bail!(
-                    "{url}: larger than {} bytes (key `certs.crl_max_bytes`)",
-                    limits.max_bytes
-                );
-            }
+    let request = hyper::Request::get(uri.path_and_query().map_or("/", |p| p.as_str()))
+        .header(hyper::header::HOST, authority.as_str())
+        .header(hyper::header::USER_AGENT, "portcullis")
+        .header(hyper::header::ACCEPT, "application/pkix-crl, */*")
+        .body(Empty::<hyper::body::Bytes>::new())?;
+    let download = async {
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
+        // The connection is driven beside the request and ends with it.
+        tokio::spawn(connection);
+        let answer = sender.send_request(request).await?;
+        if answer.status() != hyper::StatusCode::OK {
+            bail!("{url}: HTTP answer {}", answer.status());
         }
-        Ok(buf)
+        match Limited::new(answer.into_body(), limits.max_bytes)
+            .collect()
+            .await
+        {
+            Ok(body) => Ok(body.to_bytes().to_vec()),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => bail!(
+                "{url}: larger than {} bytes (key `certs.crl_max_bytes`)",
+                limits.max_bytes
+            ),
+            Err(e) => Err(anyhow::anyhow!("{url}: {e}")),
+        }
     };
-    let raw = tokio::time::timeout(limits.read, read_all)
+    tokio::time::timeout(limits.read, download)
         .await
-        .map_err(|_| anyhow::anyhow!("{url}: download timed out"))??;
-    let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
-        bail!("{url}: no HTTP answer");
-    };
-    let head = String::from_utf8_lossy(&raw[..end]);
-    let status = head.lines().next().unwrap_or("");
-    let code = status.split_whitespace().nth(1).unwrap_or("");
-    if code != "200" {
-        bail!("{url}: HTTP answer {status:?}");
-    }
-    let mut body = raw[end + 4..].to_vec();
-    let field = |name: &str| {
-        head.lines().skip(1).find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_string())
-        })
-    };
-    if field("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        body = dechunk(&body).with_context(|| format!("{url}: bad chunked encoding"))?;
-    } else if let Some(len) = field("content-length").and_then(|v| v.parse::<usize>().ok()) {
-        if body.len() < len {
-            bail!("{url}: the answer ended early");
-        }
-        body.truncate(len);
-    }
-    if body.len() > limits.max_bytes {
-        bail!(
-            "{url}: larger than {} bytes (key `certs.crl_max_bytes`)",
-            limits.max_bytes
-        );
-    }
-    Ok(body)
-}
-
-fn dechunk(mut data: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = data
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .context("chunk size line")?;
-        let size_text = String::from_utf8_lossy(&data[..line_end]);
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)?;
-        data = &data[line_end + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        if data.len() < size {
-            bail!("chunk longer than the answer");
-        }
-        out.extend_from_slice(&data[..size]);
-        data = data.get(size + 2..).unwrap_or_default();
-    }
+        .map_err(|_| anyhow::anyhow!("{url}: download timed out"))?
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    #[test]
-    fn chunked_bodies_are_joined() {
-        assert_eq!(
-            dechunk(b"3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n").unwrap(),
-            b"abcde"
-        );
-        assert!(dechunk(b"ff\r\nabc").is_err());
+    /// Serve one raw HTTP answer on 127.0.0.1; the URL of it.
+    async fn serve_once(answer: Vec<u8>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut req = [0u8; 1024];
+            let _ = s.read(&mut req).await;
+            let _ = s.write_all(&answer).await;
+        });
+        format!("http://{addr}/ca.crl")
+    }
+
+    #[tokio::test]
+    async fn chunked_bodies_are_joined() {
+        let limits = FetchLimits {
+            connect: Duration::from_secs(2),
+            read: Duration::from_secs(5),
+            max_bytes: 1000,
+        };
+        let url = serve_once(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n"
+                .to_vec(),
+        )
+        .await;
+        assert_eq!(fetch(&url, limits).await.unwrap(), b"abcde");
+        let url =
+            serve_once(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nff\r\nabc".to_vec())
+                .await;
+        assert!(fetch(&url, limits).await.is_err());
     }
 
     #[tokio::test]
@@ -335,29 +301,17 @@ mod tests {
 
     #[tokio::test]
     async fn a_download_over_the_size_cap_is_refused() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
-            let mut req = [0u8; 1024];
-            let _ = s.read(&mut req).await;
-            let body = vec![b'x'; 100_000];
-            let _ = s
-                .write_all(
-                    format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes(),
-                )
-                .await;
-            let _ = s.write_all(&body).await;
-        });
+        let body = vec![b'x'; 100_000];
+        let mut answer =
+            format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+        answer.extend_from_slice(&body);
+        let url = serve_once(answer).await;
         let limits = FetchLimits {
             connect: Duration::from_secs(2),
             read: Duration::from_secs(5),
             max_bytes: 1000,
         };
-        let e = fetch(&format!("http://{addr}/big.crl"), limits)
-            .await
-            .unwrap_err()
-            .to_string();
+        let e = fetch(&url, limits).await.unwrap_err().to_string();
         assert!(e.contains("crl_max_bytes"), "{e}");
     }
 }
