@@ -54,7 +54,6 @@ impl Outcome {
     /// The verdict as the queue stores it.
     pub fn verdict(&self) -> crate::queue::Verdict<'_> {
         crate::queue::Verdict {
-            held: self.action == Action::Quarantine,
             score: self.card.score(),
             action: self.action.as_str(),
             tagged: self.action == Action::Tag,
@@ -412,6 +411,11 @@ impl Pipeline {
                 _ => {}
             }
         }
+        if action == Action::Quarantine {
+            for copy in &mut copies {
+                copy.hold = Some(reason.clone());
+            }
+        }
         Outcome {
             action,
             card,
@@ -530,11 +534,13 @@ fn first_copies(envelope: &Envelope, unwrapped: InboundResult) -> Vec<MessageCop
                     recipients: Some(readers),
                     body: Some(plain),
                     headers: unwrapped.header.into_iter().collect(),
+                    hold: None,
                 },
                 MessageCopy {
                     recipients: Some(others),
                     body: None,
                     headers: unwrapped.others_header.into_iter().collect(),
+                    hold: None,
                 },
             ]
         }
@@ -542,6 +548,7 @@ fn first_copies(envelope: &Envelope, unwrapped: InboundResult) -> Vec<MessageCop
             recipients: None,
             body: replacement,
             headers: Vec::new(),
+            hold: None,
         }],
     }
 }

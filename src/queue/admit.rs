@@ -21,12 +21,13 @@ pub struct MessageCopy {
     /// Header fields of this copy only (its DKIM-Signature, its S/MIME result), after the
     /// common ones.
     pub headers: Vec<String>,
+    /// `Some(reason)`: this copy is held for an operator (quarantine), never delivered;
+    /// the reason says what held it (a rule, a threshold).
+    pub hold: Option<String>,
 }
 
 /// The verdict as the queue needs it.
 pub struct Verdict<'a> {
-    /// Quarantine: stored, held for an operator, never delivered.
-    pub held: bool,
     /// For `X-Portcullis-Score` (inbound) and the queue row.
     pub score: f64,
     /// `accept`, `tag` or `quarantine`, for `X-Portcullis-Score`.
@@ -81,7 +82,7 @@ pub async fn admit(
         let message = QueuedMessage {
             id: id.clone(),
             direction: envelope.direction,
-            state: if verdict.held {
+            state: if copy.hold.is_some() {
                 QueueState::Held
             } else {
                 QueueState::Queued

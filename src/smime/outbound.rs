@@ -212,6 +212,7 @@ fn build(
             recipients: Some(rcpts),
             body: Some(mime::assemble(&parts.outer, &[], &enc)),
             headers: Vec::new(),
+            hold: None,
         });
     }
     if !encrypted_for.is_empty() {
@@ -222,6 +223,7 @@ fn build(
             recipients: Some(clear),
             body: content.map(|signed| mime::assemble(&parts.outer, &[], &signed)),
             headers: Vec::new(),
+            hold: None,
         });
     }
     Ok(Protected { copies, symbols })
