@@ -21,6 +21,8 @@ use crate::smtp::tls;
 pub struct Running {
     pub smtp_addrs: Vec<SocketAddr>,
     pub metrics_addr: Option<SocketAddr>,
+    /// The admin API (its socket is removed when the gateway stops).
+    pub admin: Option<crate::admin::AdminServer>,
     shutdown: watch::Sender<bool>,
     listeners: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -28,6 +30,7 @@ pub struct Running {
 impl Running {
     /// Stop accepting, let sessions finish (within the grace period), then return.
     pub async fn shut_down(self) {
+        drop(self.admin);
         let _ = self.shutdown.send(true);
         for l in self.listeners {
             let _ = l.await;
@@ -114,13 +117,23 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         resources.learning.local_domains = Arc::new(config.local_domains.clone());
         resources.trust = Some(book);
     }
+    let mut certs = None;
     if config.smime.enabled {
         let store =
             crate::certs::CertStore::open(db.pool().clone(), &config.data_dir, &config.certs)
                 .await
                 .context("cannot open the S/MIME certificate store")?;
+        certs = Some(store.clone());
         resources.keyring = Some(Arc::new(store));
     }
+    // The lists are read once here; the admin API replaces them after each change.
+    let lists = filters::lists::LiveLists::new(
+        crate::lists::ListStore::new(db.pool().clone())
+            .load(crate::clock::unix_now())
+            .await
+            .context("cannot load the allow and block lists")?,
+    );
+    resources.lists = Some(lists.clone());
     if let Some(clamd) = &resources.clamd {
         spawn_clamd_health(
             clamd.clone(),
@@ -128,6 +141,20 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             metrics.clone(),
         );
     }
+    let admin = if config.admin.enabled {
+        let live = crate::admin::Live {
+            queue: Some(queue.clone()),
+            trust_book: resources.trust.clone(),
+            lists: Some(lists),
+            certs,
+            metrics: Some(metrics.clone()),
+            clamav: resources.clamd.is_some(),
+        };
+        let ops = crate::admin::Ops::new(config.clone(), db.clone(), live);
+        Some(crate::admin::serve(&config, ops).await?)
+    } else {
+        None
+    };
     let shared = Arc::new(Shared {
         config: config.clone(),
         pipeline: Arc::new(Pipeline::from_config(&config, &resources, metrics.clone())),
@@ -173,6 +200,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     Ok(Running {
         smtp_addrs,
         metrics_addr,
+        admin,
         shutdown,
         listeners,
     })

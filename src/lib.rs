@@ -20,8 +20,11 @@
 //! - [`trust`]: the level of trust's tables, and learning from stored messages.
 //! - [`clock`]: seconds since the epoch and RFC 5322 dates.
 //! - [`metrics`]: Prometheus counters; [`telemetry`]: logs.
+//! - [`lists`]: operators' allow and block lists on disk (the stage is `filters::lists`).
+//! - [`admin`]: the admin API on a Unix socket, its operations and its client.
 //! - [`gateway`]: wires the parts together; [`cli`]: the `portcullis` command.
 
+pub mod admin;
 pub mod bayes;
 pub mod certs;
 pub mod cli;
@@ -29,6 +32,7 @@ pub mod clock;
 pub mod config;
 pub mod delivery;
 pub mod gateway;
+pub mod lists;
 pub mod metrics;
 pub mod pipeline;
 pub mod queue;

@@ -2,8 +2,9 @@
 //!
 //! Names follow Prometheus conventions (`_total` counters, `_seconds` histograms).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -36,6 +37,10 @@ struct Inner {
     clamd_up: Gauge,
     clamd_latency: Gauge<f64, std::sync::atomic::AtomicU64>,
     clamd_info: Family<Vec<(String, String)>, Gauge>,
+    /// The same message counts, readable for the admin API's dashboard figures.
+    verdicts: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// The last clamd probe (`None` inside: it did not answer); `None`: no probe yet.
+    clamd_last: Mutex<Option<Option<filters::clamav::clamd::Health>>>,
 }
 
 /// Cheap to clone; every clone updates the same counters.
@@ -152,6 +157,8 @@ impl Metrics {
             clamd_up,
             clamd_latency,
             clamd_info,
+            verdicts: Mutex::new(BTreeMap::new()),
+            clamd_last: Mutex::new(None),
         }))
     }
 
@@ -180,6 +187,34 @@ impl Metrics {
             .messages
             .get_or_create(&[("direction", direction), ("verdict", verdict)])
             .inc();
+        *self
+            .0
+            .verdicts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((direction, verdict))
+            .or_default() += 1;
+    }
+
+    /// Messages by (direction, verdict) since start.
+    pub fn verdict_counts(&self) -> Vec<(&'static str, &'static str, u64)> {
+        self.0
+            .verdicts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|((d, v), n)| (*d, *v, *n))
+            .collect()
+    }
+
+    /// The last clamd probe: `None` before the first; `Some(None)` when clamd did not
+    /// answer it.
+    pub fn clamd_last(&self) -> Option<Option<filters::clamav::clamd::Health>> {
+        self.0
+            .clamd_last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn symbol(&self, name: &'static str) {
@@ -211,6 +246,7 @@ impl Metrics {
 
     /// Record a clamd health probe (`None`: clamd did not answer).
     pub fn clamd_health(&self, health: Option<&filters::clamav::clamd::Health>) {
+        *self.0.clamd_last.lock().unwrap_or_else(|e| e.into_inner()) = Some(health.cloned());
         let Some(h) = health else {
             self.0.clamd_up.set(0);
             return;

@@ -2,7 +2,9 @@
 
 mod bayes;
 mod certs;
+mod lists;
 mod queue;
+pub(crate) mod target;
 mod trust;
 
 use std::path::PathBuf;
@@ -63,6 +65,14 @@ pub enum Command {
         #[command(subcommand)]
         action: certs::CertsAction,
     },
+    /// Allow and block lists: senders (addresses, @domains, networks) always wanted or
+    /// refused, for everyone or per recipient domain or address.
+    Lists {
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: lists::ListsAction,
+    },
     /// List every symbol a stage can report, with default points.
     Symbols,
     /// clamd health as the gateway sees it: version, signature date, latency.
@@ -120,6 +130,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Certs { config, action } => {
             let config = load(&config)?;
             runtime.block_on(certs::run(&config, action))
+        }
+        Command::Lists { config, action } => {
+            let config = load(&config)?;
+            runtime.block_on(lists::run(&config, action))
         }
         Command::ClamavStatus { config, json } => {
             let config = load(&config)?;

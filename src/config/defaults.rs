@@ -126,3 +126,10 @@ pub const CERTS_CRL_READ_TIMEOUT_SECS: u64 = 15;
 /// Large public CAs publish CRLs of several MB.
 pub const CERTS_CRL_MAX_BYTES: usize = 20 * 1024 * 1024;
 pub const CERTS_CRL_RETRY_SECS: u64 = 300;
+
+/// The admin API's socket, inside data_dir.
+pub const ADMIN_SOCKET: &str = "admin.sock";
+/// A PKCS#12 file or a large public CA's CRL (`certs.crl_max_bytes`), base64 in JSON.
+pub const ADMIN_MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
+/// Operators and a console or two; a script looping on the socket waits its turn.
+pub const ADMIN_MAX_CONCURRENT_REQUESTS: usize = 16;

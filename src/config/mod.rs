@@ -757,6 +757,64 @@ impl CertsConfig {
     }
 }
 
+/// `[admin]`: the admin API on a Unix socket in `data_dir` (`crate::admin`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Serve the admin API (`data_dir/admin.sock`); the CLI then acts through it.
+    pub enabled: bool,
+    /// Group of the socket (mode 0660) and of the data directory's traverse bit; ""
+    /// = the gateway's own group.
+    pub socket_group: String,
+    /// Members may use every endpoint; root and the gateway's own user always may. ""
+    /// = nobody else.
+    pub operator_group: String,
+    /// Members may read (GET) only. "" = nobody.
+    pub audit_group: String,
+    /// Largest request body (a PKCS#12 file or a CRL, base64 in JSON), bytes.
+    pub max_request_bytes: usize,
+    /// Requests handled at once; more wait for a turn.
+    pub max_concurrent_requests: usize,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            enabled: true,
+            socket_group: String::new(),
+            operator_group: String::new(),
+            audit_group: String::new(),
+            max_request_bytes: defaults::ADMIN_MAX_REQUEST_BYTES,
+            max_concurrent_requests: defaults::ADMIN_MAX_CONCURRENT_REQUESTS,
+        }
+    }
+}
+
+impl AdminConfig {
+    fn validate(&self) -> anyhow::Result<()> {
+        for (key, name) in [
+            ("admin.socket_group", &self.socket_group),
+            ("admin.operator_group", &self.operator_group),
+            ("admin.audit_group", &self.audit_group),
+        ] {
+            let ok = name.len() <= 64
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+            if !ok {
+                bail!("key `{key}`: {name:?} is not a group name");
+            }
+        }
+        if self.max_request_bytes == 0 {
+            bail!("key `admin.max_request_bytes`: must be greater than 0");
+        }
+        if self.max_concurrent_requests == 0 {
+            bail!("key `admin.max_concurrent_requests`: must be greater than 0");
+        }
+        Ok(())
+    }
+}
+
 /// The configuration file as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -793,6 +851,7 @@ pub struct Config {
     /// Outbound DKIM keys; empty = outbound mail is not signed.
     pub dkim_signing: Vec<DkimSigningConfig>,
     pub smime: SmimeConfig,
+    pub admin: AdminConfig,
     /// Points overrides: `SYMBOL_NAME = points`.
     pub symbols: BTreeMap<String, f64>,
     /// Per-stage settings by stage name.
@@ -833,6 +892,7 @@ impl Default for Config {
             certs: CertsConfig::default(),
             dkim_signing: Vec::new(),
             smime: SmimeConfig::default(),
+            admin: AdminConfig::default(),
             symbols: BTreeMap::new(),
             stages: BTreeMap::new(),
         }
@@ -843,6 +903,7 @@ impl Default for Config {
 pub const KNOWN_STAGES: &[&str] = &[
     "smime",
     "auth",
+    "lists",
     "trust",
     "header_sanity",
     "tls_reputation",
@@ -981,6 +1042,7 @@ impl Config {
         self.recipients.validate()?;
         self.bayes.validate()?;
         self.smime.validate()?;
+        self.admin.validate()?;
         for (i, d) in self.dkim_signing.iter().enumerate() {
             if d.domain.is_empty() || d.domain.contains(['@', ' ', '[', ']']) {
                 bail!(

@@ -117,6 +117,8 @@ pub struct Resources {
     pub learning: learning::Learning,
     /// Keys and certificates for S/MIME (the certificate store); `None`: no S/MIME.
     pub keyring: Option<Arc<dyn crate::smime::keyring::Keyring>>,
+    /// Operators' allow and block lists (loaded by the gateway); `None`: no lists stage.
+    pub lists: Option<filters::lists::LiveLists>,
 }
 
 impl Resources {
@@ -181,6 +183,14 @@ impl Resources {
         Some(filters::trust::TrustStage {
             book,
             now: filters::trust::unix_now,
+        })
+    }
+
+    /// The allow and block lists, when the gateway loaded them.
+    pub fn lists_stage(&self) -> Option<filters::lists::ListsStage> {
+        Some(filters::lists::ListsStage {
+            lists: self.lists.clone()?,
+            now: filters::unix_now,
         })
     }
 
@@ -311,6 +321,8 @@ impl Pipeline {
         let mut decided = None;
         for step in phase_of(Phase::Judge) {
             match step {
+                // An operator's allow entry overrides the spam filters' opinion.
+                Step::Check(s) if facts.allow_listed && s.stage.is_spam_filter() => {}
                 Step::Check(s) => {
                     let started = Instant::now();
                     let ctx = MessageContext {

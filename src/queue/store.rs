@@ -113,6 +113,15 @@ impl QueueStore {
         Ok((queued, held))
     }
 
+    /// Arrival (unix seconds) of the oldest message waiting for delivery.
+    pub async fn oldest_queued(&self) -> anyhow::Result<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT MIN(received_at) FROM queue WHERE state = 'queued'")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
     /// Make a queued message due now. Returns false when there is no such queued message.
     pub async fn retry_now(&self, id: &str) -> anyhow::Result<bool> {
         let r = sqlx::query("UPDATE queue SET next_attempt = 0 WHERE id = ? AND state = 'queued'")

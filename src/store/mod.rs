@@ -83,7 +83,8 @@ impl Database {
 }
 
 /// Create a directory readable only by the service user (mail bodies and keys are private);
-/// an existing one gets mode 0700.
+/// an existing one gets mode 0700, keeping only a group's traverse bit (the admin socket's
+/// group passes through the data directory to reach it, and can list or read nothing).
 pub fn create_private_dir(path: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     if !path.exists() {
@@ -93,8 +94,15 @@ pub fn create_private_dir(path: &Path) -> anyhow::Result<()> {
             .create(path)
             .with_context(|| format!("cannot create directory {}", path.display()))?;
     } else {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot set mode 0700 on {}", path.display()))?;
+        let current = std::fs::metadata(path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .permissions()
+            .mode();
+        let mode = 0o700 | (current & 0o010);
+        if current & 0o777 != mode {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .with_context(|| format!("cannot set mode {mode:o} on {}", path.display()))?;
+        }
     }
     Ok(())
 }
