@@ -104,7 +104,7 @@ fn is_member(caller: &Caller, name: &str) -> bool {
     }
     let user = User::from_uid(Uid::from_raw(caller.uid)).ok().flatten();
     match user {
-        Some(u) => u.gid == g.gid || g.mem.iter().any(|m| *m == u.name),
+        Some(u) => u.gid == g.gid || g.mem.contains(&u.name),
         None => false,
     }
 }

@@ -257,6 +257,7 @@ fn error_field(path: &str, message: &str) -> String {
         .find_map(|p| message.split(p).nth(1))
         .and_then(|rest| rest.split('`').next());
     match (path, named) {
+        (p, Some(n)) if p == n || p.ends_with(&format!(".{n}")) => p.to_string(),
         (".", Some(n)) | ("", Some(n)) => n.to_string(),
         (p, Some(n)) => format!("{p}.{n}"),
         (".", None) | ("", None) => "body".to_string(),
@@ -502,6 +503,10 @@ mod tests {
             "sender"
         );
         assert_eq!(error_field(".", "unknown field `sendr`, expected"), "sendr");
+        assert_eq!(
+            error_field("sendr", "unknown field `sendr`, expected"),
+            "sendr"
+        );
         assert_eq!(error_field("list", "unknown variant `maybe`"), "list");
         assert_eq!(
             error_field(".", "expected value at line 1 column 1"),

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 
-use super::target::{Target, call, or_exit, read_file};
+use super::target::{Target, call, explain, read_file};
 use crate::admin::types::{Cert, CertUpload, ImportReport, Revocation};
 use crate::certs::info::date_text;
 use crate::config::Config;
@@ -272,6 +272,7 @@ fn print_cert(r: &Cert) {
     );
 }
 
+/// Every failure, an unknown fingerprint included, exits with 2.
 pub async fn run(config: &Config, action: CertsAction) -> anyhow::Result<i32> {
     // Importing may create the store (keys before the first start); reading needs one.
     let creates = matches!(
@@ -288,12 +289,12 @@ pub async fn run(config: &Config, action: CertsAction) -> anyhow::Result<i32> {
         } => {
             let password = password_file.as_deref().map(read_password).transpose()?;
             let u = upload(&file, password, domain)?;
-            let report = or_exit!(call!(target, cert_import(&u)));
+            let report = call!(target, cert_import(&u)).map_err(explain)?;
             print_stored(&report, json)?;
             Ok(0)
         }
         CertsAction::List { domain, json } => {
-            let list = or_exit!(call!(target, certs_list(domain.as_deref())));
+            let list = call!(target, certs_list(domain.as_deref())).map_err(explain)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
@@ -302,7 +303,7 @@ pub async fn run(config: &Config, action: CertsAction) -> anyhow::Result<i32> {
             Ok(0)
         }
         CertsAction::Show { fingerprint, json } => {
-            let cert = or_exit!(call!(target, cert_show(&fingerprint)));
+            let cert = call!(target, cert_show(&fingerprint)).map_err(explain)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&cert)?);
             } else {
@@ -312,7 +313,7 @@ pub async fn run(config: &Config, action: CertsAction) -> anyhow::Result<i32> {
         }
         CertsAction::ImportCrl { file, json } => {
             let u = upload(&file, None, None)?;
-            let stored = or_exit!(call!(target, cert_import_crls(&u)));
+            let stored = call!(target, cert_import_crls(&u)).map_err(explain)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&stored)?);
             } else {
@@ -332,12 +333,12 @@ pub async fn run(config: &Config, action: CertsAction) -> anyhow::Result<i32> {
             Ok(0)
         }
         CertsAction::Export { fingerprint } => {
-            let pem = or_exit!(call!(target, cert_export(&fingerprint)));
+            let pem = call!(target, cert_export(&fingerprint)).map_err(explain)?;
             print!("{}", pem.pem);
             Ok(0)
         }
         CertsAction::Delete { fingerprint } => {
-            let r = or_exit!(call!(target, cert_delete(&fingerprint)));
+            let r = call!(target, cert_delete(&fingerprint)).map_err(explain)?;
             println!(
                 "deleted {} {}{}",
                 r.fingerprint,
@@ -352,7 +353,7 @@ pub async fn run(config: &Config, action: CertsAction) -> anyhow::Result<i32> {
         }
         CertsAction::TrustCa { file, json } => {
             let u = upload(&file, None, None)?;
-            let report = or_exit!(call!(target, cert_trust_ca(&u)));
+            let report = call!(target, cert_trust_ca(&u)).map_err(explain)?;
             for w in &report.warnings {
                 eprintln!("note: {w}");
             }

@@ -32,7 +32,9 @@ fn pin_level(level: &str) -> anyhow::Result<Option<PinLevel>> {
         "medium" => PinLevel::Medium,
         "low" => PinLevel::Low,
         "none" => PinLevel::None,
-        _ => anyhow::bail!("{level:?} is not a level: high, medium, low, none, or auto"),
+        _ => anyhow::bail!(
+            "{level:?} is not a level: high, medium, low or none (auto: learned again)"
+        ),
     }))
 }
 

@@ -705,4 +705,50 @@ mod tests {
             assert!(!out.card.summary().contains("BAYES_"), "{off}: {out:?}");
         }
     }
+    #[tokio::test]
+    async fn an_allow_entry_skips_bayes_and_a_block_entry_rejects() {
+        use filters::bayes::{Class, tokenizer};
+        use filters::lists::{Entry, ListKind, ListSet, LiveLists, Scope, Sender};
+        let spam = b"From: d@cheap.example\r\nDate: x\r\nMessage-ID: <1@b>\r\nSubject: cheap pills\r\n\r\nbuy cheap pills now\r\n";
+        let ham = b"From: a@work.example\r\nDate: x\r\nMessage-ID: <2@b>\r\nSubject: meeting\r\n\r\nagenda of the meeting\r\n";
+        let model = crate::bayes::empty();
+        for (m, class) in [(&spam[..], Class::Spam), (&ham[..], Class::Ham)] {
+            model
+                .write()
+                .unwrap()
+                .learn(&tokenizer::tokenize(m, None), class);
+        }
+        let entry = |kind, sender: &str| Entry {
+            id: 1,
+            kind,
+            sender: Sender::parse(sender).unwrap(),
+            scope: Scope::Global,
+            expires_at: None,
+        };
+        let lists = LiveLists::new(ListSet::new([entry(ListKind::Allow, "192.0.2.0/24")]));
+        let resources = Resources {
+            bayes: Some(model),
+            lists: Some(lists.clone()),
+            ..Resources::default()
+        };
+        let c = Config::parse("[bayes]\nmin_ham = 1\nmin_spam = 1\n").unwrap();
+        let p = Pipeline::from_config(&c, &resources, Metrics::new());
+        let out = p.run(&envelope(), spam).await;
+        let summary = out.card.summary();
+        assert!(
+            summary.contains("LIST_ALLOW") && !summary.contains("BAYES_"),
+            "{summary}"
+        );
+        assert!(out.card.score() <= -20.0, "{summary}");
+        // The lists are replaced in place: the next message sees the block entry (and
+        // Bayes, which has an opinion on this message, speaks again).
+        lists.replace(ListSet::new([entry(ListKind::Block, "@b.test")]));
+        let out = p.run(&envelope(), spam).await;
+        assert_eq!(out.action, Action::Reject, "{}", out.card.summary());
+        assert!(
+            out.card.summary().contains("BAYES_SPAM"),
+            "{}",
+            out.card.summary()
+        );
+    }
 }
