@@ -724,3 +724,80 @@ impl Ops {
         Ok(removed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn ops(dir: &std::path::Path, live: Live) -> Ops {
+        let config = Config {
+            data_dir: dir.to_path_buf(),
+            ..Config::default()
+        };
+        let db = Database::open(dir).await.unwrap();
+        Ops::new(Arc::new(config), db, live)
+    }
+
+    #[tokio::test]
+    async fn pins_and_lists_reach_the_running_gateways_memory_before_returning() {
+        let dir = tempfile::tempdir().unwrap();
+        let book = Arc::new(TrustBook::new(90.0));
+        let lists = LiveLists::default();
+        let ops = ops(
+            dir.path(),
+            Live {
+                trust_book: Some(book.clone()),
+                lists: Some(lists.clone()),
+                ..Live::default()
+            },
+        )
+        .await;
+        ops.trust_pin("Partner.Test.", Some(PinLevel::Medium))
+            .await
+            .unwrap();
+        assert_eq!(book.pin("partner.test"), Some(Pin::Medium));
+        ops.trust_pin("partner.test", None).await.unwrap();
+        assert_eq!(book.pin("partner.test"), None);
+
+        let me = Caller::this_process();
+        let new = NewListEntry {
+            list: ListName::Block,
+            sender: "@spam.test".into(),
+            recipient: None,
+            comment: None,
+            expires_at: None,
+        };
+        let added = ops.lists_add(&new, &me).await.unwrap();
+        assert_eq!(added.change, "new");
+        assert_eq!(lists.current().len(), 1);
+        ops.lists_remove(added.entry.id).await.unwrap();
+        assert!(lists.current().is_empty());
+        let e = ops.lists_remove(added.entry.id).await.unwrap_err();
+        assert!(e.is_not_found(), "{e:?}");
+    }
+
+    #[tokio::test]
+    async fn bad_input_names_its_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let ops = ops(dir.path(), Live::default()).await;
+        let field = |e: ApiError| e.detail.field.unwrap_or_default();
+        assert_eq!(field(ops.queue_show("../x").await.unwrap_err()), "id");
+        assert!(ops.queue_show("ABC").await.unwrap_err().is_not_found());
+        assert_eq!(
+            field(ops.trust_pin("not a domain", None).await.unwrap_err()),
+            "domain"
+        );
+        let upload = CertUpload {
+            data: "***".into(),
+            name: None,
+            password: None,
+            domain: None,
+        };
+        assert_eq!(field(ops.cert_import(&upload).await.unwrap_err()), "data");
+        let garbage = CertUpload {
+            data: base64_simd::STANDARD.encode_to_string(b"not a certificate"),
+            ..upload
+        };
+        assert_eq!(field(ops.cert_import(&garbage).await.unwrap_err()), "data");
+    }
+}
