@@ -21,6 +21,8 @@ use crate::smtp::tls;
 pub struct Running {
     pub smtp_addrs: Vec<SocketAddr>,
     pub metrics_addr: Option<SocketAddr>,
+    /// The operations on held messages (for the admin API).
+    pub quarantine: crate::quarantine_ops::QuarantineService,
     shutdown: watch::Sender<bool>,
     listeners: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -47,9 +49,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 config.data_dir.display()
             )
         })?;
-    let (queue, jobs) = Queue::open(&config.data_dir, &db, metrics.clone())
-        .await
-        .with_context(|| format!("cannot open the queue in {}", config.data_dir.display()))?;
+    let (queue, jobs) = Queue::open(
+        &config.data_dir,
+        &db,
+        metrics.clone(),
+        crate::queue::HoldSettings::from_config(&config.quarantine),
+    )
+    .await
+    .with_context(|| format!("cannot open the queue in {}", config.data_dir.display()))?;
 
     let delivery = Arc::new(Delivery::new(
         config.clone(),
@@ -64,6 +71,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     } else {
         Some(metrics::serve(config.metrics_bind.parse()?, metrics.clone()).await?)
     };
+
+    let mut quarantine =
+        crate::quarantine_ops::QuarantineService::new(&config, &db).with_queue(queue.clone());
 
     let mut resources = Resources::from_config(&config);
     resources.build_auth(&config)?;
@@ -96,6 +106,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 policy,
             });
         }
+        quarantine = quarantine.with_model(model.clone());
         resources.bayes = Some(model);
     }
     if config.trust.enabled {
@@ -121,6 +132,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 .context("cannot open the S/MIME certificate store")?;
         resources.keyring = Some(Arc::new(store));
     }
+    quarantine.spawn_retention(metrics.clone());
     if let Some(clamd) = &resources.clamd {
         spawn_clamd_health(
             clamd.clone(),
@@ -173,6 +185,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     Ok(Running {
         smtp_addrs,
         metrics_addr,
+        quarantine,
         shutdown,
         listeners,
     })
@@ -190,8 +203,8 @@ fn spawn_queue_scanner(config: Arc<Config>, queue: Queue, metrics: Metrics) {
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %format!("{e:#}"), "queue scan failed"),
             }
-            if let Ok((queued, held)) = queue.store.depth().await {
-                metrics.queue_depth(queued, held);
+            if let Ok(queued) = queue.store.depth().await {
+                metrics.queue_depth(queued);
             }
         }
     });

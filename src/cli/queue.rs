@@ -1,5 +1,6 @@
 //! `portcullis queue list|show|retry|delete`: works on the queue database in `data_dir`,
 //! also while the gateway runs (SQLite WAL; the gateway picks retries up at its next scan).
+//! The queue holds only what it delivers; held messages are `portcullis quarantine`'s.
 
 use clap::Subcommand;
 
@@ -47,8 +48,8 @@ pub async fn run(config: &Config, action: QueueAction) -> anyhow::Result<i32> {
                 println!("{}", serde_json::to_string_pretty(&all)?);
             } else {
                 println!(
-                    "{:<18} {:<9} {:<7} {:>9} {:>4}  {:<30} RECIPIENTS",
-                    "ID", "DIRECTION", "STATE", "SIZE", "TRY", "SENDER"
+                    "{:<18} {:<9} {:>9} {:>4}  {:<30} RECIPIENTS",
+                    "ID", "DIRECTION", "SIZE", "TRY", "SENDER"
                 );
                 for m in &all {
                     println!("{}", line(m));
@@ -68,7 +69,6 @@ pub async fn run(config: &Config, action: QueueAction) -> anyhow::Result<i32> {
             } else {
                 println!("id:          {}", m.id);
                 println!("direction:   {}", m.direction.as_str());
-                println!("state:       {}", m.state.as_str());
                 println!("sender:      <{}>", m.mail_from);
                 for r in &m.recipients {
                     println!(
@@ -106,7 +106,7 @@ pub async fn run(config: &Config, action: QueueAction) -> anyhow::Result<i32> {
                 Ok(0)
             } else {
                 eprintln!(
-                    "no queued message {id} (held messages are not retried; `queue show {id}` shows one)"
+                    "no queued message {id} (held messages are in the quarantine: `portcullis quarantine show {id}`)"
                 );
                 Ok(1)
             }
@@ -128,10 +128,9 @@ pub async fn run(config: &Config, action: QueueAction) -> anyhow::Result<i32> {
 fn line(m: &QueuedMessage) -> String {
     let rcpts: Vec<&str> = m.recipients.iter().map(|r| r.address.as_str()).collect();
     format!(
-        "{:<18} {:<9} {:<7} {:>9} {:>4}  {:<30} {}",
+        "{:<18} {:<9} {:>9} {:>4}  {:<30} {}",
         m.id,
         m.direction.as_str(),
-        m.state.as_str(),
         m.size,
         m.attempts,
         if m.mail_from.is_empty() {
