@@ -13,6 +13,9 @@
 //! - `smime`: S/MIME interop with `openssl cms` and `gpgsm` both ways, policy refusals,
 //!   an encrypted virus, broken CMS.
 //! - `bayes`: no opinion while untrained; `bayes train`/`learn` change the next verdict; eval.
+//! - `quarantine`: held by score, listed, released to one recipient and deleted for the
+//!   other (audited), release teaching Bayes, bulk actions by filter, held outbound mail, the
+//!   migration of held queue rows.
 //! - `trust`: a conversation earns trust for authenticated senders only; pins via the CLI.
 //! - `certs`: the S/MIME certificate store CLI on openssl-made fixtures (legacy PKCS#12,
 //!   expired and wrong-usage certificates, sealed keys, trust anchors).
@@ -28,6 +31,7 @@ mod delivery;
 mod delivery_tls;
 mod durability;
 mod limits;
+mod quarantine;
 mod relay;
 mod smime;
 mod smtp_dialog;
