@@ -23,6 +23,8 @@ pub struct Running {
     pub metrics_addr: Option<SocketAddr>,
     /// The admin API (its socket is removed when the gateway stops).
     pub admin: Option<crate::admin::AdminServer>,
+    /// The operations on held messages (for the admin API).
+    pub quarantine: crate::quarantine_ops::QuarantineService,
     shutdown: watch::Sender<bool>,
     listeners: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -50,9 +52,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 config.data_dir.display()
             )
         })?;
-    let (queue, jobs) = Queue::open(&config.data_dir, &db, metrics.clone())
-        .await
-        .with_context(|| format!("cannot open the queue in {}", config.data_dir.display()))?;
+    let (queue, jobs) = Queue::open(
+        &config.data_dir,
+        &db,
+        metrics.clone(),
+        crate::queue::HoldSettings::from_config(&config.quarantine),
+    )
+    .await
+    .with_context(|| format!("cannot open the queue in {}", config.data_dir.display()))?;
 
     let delivery = Arc::new(Delivery::new(
         config.clone(),
@@ -67,6 +74,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     } else {
         Some(metrics::serve(config.metrics_bind.parse()?, metrics.clone()).await?)
     };
+
+    let mut quarantine =
+        crate::quarantine_ops::QuarantineService::new(&config, &db).with_queue(queue.clone());
 
     let mut resources = Resources::from_config(&config);
     resources.build_auth(&config)?;
@@ -99,6 +109,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 policy,
             });
         }
+        quarantine = quarantine.with_model(model.clone());
         resources.bayes = Some(model);
     }
     if config.trust.enabled {
@@ -134,6 +145,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .context("cannot load the allow and block lists")?,
     );
     resources.lists = Some(lists.clone());
+    quarantine.spawn_retention(metrics.clone());
     if let Some(clamd) = &resources.clamd {
         spawn_clamd_health(
             clamd.clone(),
@@ -149,6 +161,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             certs,
             metrics: Some(metrics.clone()),
             clamav: resources.clamd.is_some(),
+            quarantine: Some(quarantine.clone()),
         };
         let ops = crate::admin::Ops::new(config.clone(), db.clone(), live);
         Some(crate::admin::serve(&config, ops).await?)
@@ -201,6 +214,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         smtp_addrs,
         metrics_addr,
         admin,
+        quarantine,
         shutdown,
         listeners,
     })
@@ -218,8 +232,8 @@ fn spawn_queue_scanner(config: Arc<Config>, queue: Queue, metrics: Metrics) {
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %format!("{e:#}"), "queue scan failed"),
             }
-            if let Ok((queued, held)) = queue.store.depth().await {
-                metrics.queue_depth(queued, held);
+            if let Ok(queued) = queue.store.depth().await {
+                metrics.queue_depth(queued);
             }
         }
     });

@@ -13,6 +13,8 @@
 //! - [`queue`]: what is stored for a verdict (`queue::admit`), queue rows (small bodies
 //!   inline, large ones as spool files), group commit, delivery jobs.
 //! - [`delivery`]: SMTP client workers, MX lookup, retries, DSNs.
+//! - [`quarantine_ops`]: release, delete, list, preview of held messages (storage in the
+//!   `quarantine` crate), and their retention.
 //! - [`certs`]: the certificate and key store (import, harvest, anchors, revocation).
 //! - [`smime`]: S/MIME — the CMS engine (decrypt, verify, sign, encrypt) and its pipeline
 //!   steps.
@@ -35,6 +37,7 @@ pub mod gateway;
 pub mod lists;
 pub mod metrics;
 pub mod pipeline;
+pub mod quarantine_ops;
 pub mod queue;
 pub mod smime;
 pub mod smtp;

@@ -192,12 +192,12 @@ async fn verdicts_reject_hold_and_tag_in_the_dialog() {
             (550, _) => {
                 assert!(r.text.contains("5.7.1"));
                 assert!(
-                    gw.queue_json().is_empty(),
+                    gw.stored_json().is_empty(),
                     "a rejected message is not stored"
                 );
             }
             (_, Some(state)) => {
-                let q = gw.queue_json();
+                let q = gw.stored_json();
                 assert_eq!(q.len(), 1);
                 assert_eq!(q[0]["state"], state);
                 assert!(

@@ -13,6 +13,9 @@
 //! - `smime`: S/MIME interop with `openssl cms` and `gpgsm` both ways, policy refusals,
 //!   an encrypted virus, broken CMS.
 //! - `bayes`: no opinion while untrained; `bayes train`/`learn` change the next verdict; eval.
+//! - `quarantine`: held by score, listed, released to one recipient and deleted for the
+//!   other (audited), release teaching Bayes, bulk actions by filter, held outbound mail, the
+//!   migration of held queue rows.
 //! - `trust`: a conversation earns trust for authenticated senders only; pins via the CLI.
 //! - `admin`: the admin API on its Unix socket: JSON errors naming the field, OpenAPI,
 //!   counters, a key imported through it in use at once, roles by group (the CLI run as
@@ -35,6 +38,7 @@ mod delivery_tls;
 mod durability;
 mod limits;
 mod lists;
+mod quarantine;
 mod relay;
 mod smime;
 mod smtp_dialog;

@@ -85,6 +85,48 @@ fn encode(s: &str) -> String {
     out
 }
 
+/// The API's error in an answer (or, when the body is not one, the status and the text).
+fn error_of(status: StatusCode, bytes: &[u8]) -> ApiError {
+    match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(b) => ApiError {
+            status,
+            detail: b.error,
+        },
+        Err(_) => ApiError {
+            status: if status.is_client_error() || status.is_server_error() {
+                status
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            },
+            detail: ErrorDetail {
+                code: "internal".into(),
+                message: format!(
+                    "the gateway answered {status}: {}",
+                    String::from_utf8_lossy(bytes)
+                ),
+                field: None,
+            },
+        },
+    }
+}
+
+/// A search as a query string (absent fields left out).
+fn search_query(search: &QuarantineSearch) -> String {
+    let value = serde_json::to_value(search).unwrap_or_default();
+    let mut parts = Vec::new();
+    if let Some(map) = value.as_object() {
+        for (k, v) in map {
+            let text = match v {
+                serde_json::Value::Null => continue,
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            parts.push(format!("{k}={}", encode(&text)));
+        }
+    }
+    parts.join("&")
+}
+
 impl Client {
     /// A client of `socket`, after checking that a gateway answers there.
     pub async fn connect(socket: impl AsRef<Path>) -> Result<Client, Unreachable> {
@@ -104,13 +146,13 @@ impl Client {
         &self.socket
     }
 
-    /// One request; a JSON answer on success, the API's error otherwise.
-    async fn call<T: DeserializeOwned>(
+    /// One request; the status and the body.
+    async fn exchange(
         &self,
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
-    ) -> Result<T, ApiError> {
+    ) -> Result<(StatusCode, Bytes), ApiError> {
         let unavailable = |e: &dyn std::fmt::Display| {
             ApiError::unavailable(format!("admin socket {}: {e}", self.socket.display()))
         };
@@ -142,31 +184,22 @@ impl Client {
             .map_err(|e| unavailable(&e))?
             .to_bytes();
         driver.abort();
+        Ok((status, bytes))
+    }
+
+    /// One request; a JSON answer on success, the API's error otherwise.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T, ApiError> {
+        let (status, bytes) = self.exchange(method, path, body).await?;
         if status.is_success() {
             serde_json::from_slice(&bytes)
                 .map_err(|e| ApiError::internal(format!("unexpected answer from the gateway: {e}")))
         } else {
-            Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
-                Ok(b) => ApiError {
-                    status,
-                    detail: b.error,
-                },
-                Err(_) => ApiError {
-                    status: if status.is_client_error() || status.is_server_error() {
-                        status
-                    } else {
-                        StatusCode::INTERNAL_SERVER_ERROR
-                    },
-                    detail: ErrorDetail {
-                        code: "internal".into(),
-                        message: format!(
-                            "the gateway answered {status}: {}",
-                            String::from_utf8_lossy(&bytes)
-                        ),
-                        field: None,
-                    },
-                },
-            })
+            Err(error_of(status, &bytes))
         }
     }
 
@@ -292,6 +325,84 @@ impl Client {
 
     pub async fn lists_remove(&self, id: i64) -> Result<ListEntry, ApiError> {
         self.call(Method::DELETE, &format!("/v1/lists/{id}"), None)
+            .await
+    }
+
+    /// A page of held entries.
+    pub async fn quarantine_list(
+        &self,
+        search: &QuarantineSearch,
+    ) -> Result<QuarantinePage, ApiError> {
+        self.get(&format!("/v1/quarantine?{}", search_query(search)))
+            .await
+    }
+
+    pub async fn quarantine_show(&self, id: &str) -> Result<QuarantineMessage, ApiError> {
+        self.get(&format!("/v1/quarantine/{}", encode(id))).await
+    }
+
+    pub async fn quarantine_preview(&self, id: &str) -> Result<QuarantinePreview, ApiError> {
+        self.get(&format!("/v1/quarantine/{}/preview", encode(id)))
+            .await
+    }
+
+    /// The held message as stored.
+    pub async fn quarantine_raw(&self, id: &str) -> Result<Vec<u8>, ApiError> {
+        let (status, bytes) = self
+            .exchange(
+                Method::GET,
+                &format!("/v1/quarantine/{}/raw", encode(id)),
+                None,
+            )
+            .await?;
+        if status.is_success() {
+            Ok(bytes.to_vec())
+        } else {
+            Err(error_of(status, &bytes))
+        }
+    }
+
+    pub async fn quarantine_release(
+        &self,
+        id: &str,
+        request: &HeldAction,
+    ) -> Result<HeldActionResult, ApiError> {
+        let path = format!("/v1/quarantine/{}/release", encode(id));
+        self.send(Method::POST, &path, request).await
+    }
+
+    pub async fn quarantine_delete(
+        &self,
+        id: &str,
+        request: &HeldAction,
+    ) -> Result<HeldActionResult, ApiError> {
+        let path = format!("/v1/quarantine/{}/delete", encode(id));
+        self.send(Method::POST, &path, request).await
+    }
+
+    pub async fn quarantine_learn(
+        &self,
+        id: &str,
+        request: &LearnRequest,
+    ) -> Result<HeldActionResult, ApiError> {
+        let path = format!("/v1/quarantine/{}/learn", encode(id));
+        self.send(Method::POST, &path, request).await
+    }
+
+    pub async fn quarantine_list_sender(
+        &self,
+        id: &str,
+        request: &ListFromHeld,
+    ) -> Result<ListAdded, ApiError> {
+        let path = format!("/v1/quarantine/{}/list", encode(id));
+        self.send(Method::POST, &path, request).await
+    }
+
+    pub async fn quarantine_bulk(
+        &self,
+        request: &BulkRequest,
+    ) -> Result<HeldActionResult, ApiError> {
+        self.send(Method::POST, "/v1/quarantine/bulk", request)
             .await
     }
 

@@ -3,6 +3,8 @@
 //! the function returns. The CLI calls the very same functions on the files when the
 //! gateway is not running ([`Ops::offline`]).
 
+mod quarantine;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,6 +20,7 @@ use crate::certs::store::{CA_IDENTITY_NOTE, CertRecord, CertStore, normalize_dom
 use crate::config::Config;
 use crate::lists::{Added, ListStore};
 use crate::metrics::Metrics;
+use crate::quarantine_ops::QuarantineService;
 use crate::queue::{Queue, QueueStore, QueuedMessage, body_path, is_inline, is_valid_id};
 use crate::store::Database;
 use crate::trust::TrustStore;
@@ -73,6 +76,9 @@ pub struct Live {
     pub metrics: Option<Metrics>,
     /// ClamAV is enabled (its probes fill the counters).
     pub clamav: bool,
+    /// The gateway's quarantine service (released copies dispatched at once, learning into
+    /// the running model).
+    pub quarantine: Option<QuarantineService>,
 }
 
 /// The operations, on one data directory. Cheap to clone.
@@ -87,6 +93,7 @@ struct Inner {
     queue: QueueStore,
     trust: TrustStore,
     lists: ListStore,
+    quarantine: QuarantineService,
     /// Opened on first use when the gateway does not run S/MIME (the master key file is
     /// made then).
     certs: tokio::sync::OnceCell<CertStore>,
@@ -104,6 +111,10 @@ impl Ops {
         let certs = tokio::sync::OnceCell::new_with(live.certs.clone());
         Ops {
             inner: Arc::new(Inner {
+                quarantine: live
+                    .quarantine
+                    .clone()
+                    .unwrap_or_else(|| QuarantineService::new(&config, &db)),
                 queue: QueueStore::new(&db),
                 trust: TrustStore::new(db.pool().clone()),
                 lists: ListStore::new(db.pool().clone()),
@@ -139,8 +150,8 @@ impl Ops {
     }
 
     pub async fn counters(&self) -> Result<Counters, ApiError> {
-        let (queued, held) = self.inner.queue.depth().await?;
-        let oldest = self.inner.queue.oldest_queued().await?;
+        let (queued, oldest) = self.inner.queue.waiting().await?;
+        let held = self.inner.quarantine.totals().await?.held_messages;
         let metrics = self.inner.live.metrics.as_ref();
         let messages = metrics
             .map(|m| {
@@ -196,10 +207,6 @@ impl Ops {
             direction: match m.direction {
                 filters::Direction::Inbound => Direction::Inbound,
                 filters::Direction::Outbound => Direction::Outbound,
-            },
-            state: match m.state {
-                crate::queue::QueueState::Queued => QueueState::Queued,
-                crate::queue::QueueState::Held => QueueState::Held,
             },
             recipients: m
                 .recipients
@@ -258,7 +265,7 @@ impl Ops {
         Self::check_id(id)?;
         if !self.inner.queue.retry_now(id).await? {
             return Err(ApiError::not_found(format!(
-                "no queued message {id} (held messages are not retried; `queue show {id}` shows one)"
+                "no queued message {id} (held messages are in the quarantine: `portcullis quarantine show {id}`)"
             )));
         }
         if let Some(q) = &self.inner.live.queue {

@@ -87,6 +87,7 @@ impl Drop for AdminServer {
         (name = "certs", description = "The S/MIME certificate and key store"),
         (name = "trust", description = "The level of trust and operators' pins"),
         (name = "lists", description = "Allow and block lists"),
+        (name = "quarantine", description = "Held messages: search, show, preview, release, delete, learn"),
     )
 )]
 struct ApiDoc;
@@ -109,6 +110,15 @@ fn routes() -> OpenApiRouter<App> {
         .routes(routes!(trust_pin, trust_unpin))
         .routes(routes!(lists_all, lists_add))
         .routes(routes!(lists_show, lists_remove))
+        .routes(routes!(quarantine_list))
+        .routes(routes!(quarantine_bulk))
+        .routes(routes!(quarantine_show))
+        .routes(routes!(quarantine_preview))
+        .routes(routes!(quarantine_raw))
+        .routes(routes!(quarantine_release))
+        .routes(routes!(quarantine_delete))
+        .routes(routes!(quarantine_learn))
+        .routes(routes!(quarantine_list_sender))
 }
 
 /// The OpenAPI description of `/v1`, as served at `/v1/openapi.json`.
@@ -492,6 +502,126 @@ async fn lists_remove(
     Ok(Json(app.ops.lists_remove(entry_id(&id)?).await?))
 }
 
+#[utoipa::path(get, path = "/v1/quarantine", tag = "quarantine", params(QuarantineSearch),
+    responses((status = 200, body = QuarantinePage), (status = 400, body = ErrorBody)))]
+async fn quarantine_list(
+    State(app): State<App>,
+    q: Result<Query<QuarantineSearch>, QueryRejection>,
+) -> ApiResult<QuarantinePage> {
+    Ok(Json(app.ops.quarantine_list(&query(q)?).await?))
+}
+
+#[utoipa::path(get, path = "/v1/quarantine/{id}", tag = "quarantine",
+    params(("id" = String, Path, description = "the held message's id (hex)")),
+    responses((status = 200, body = QuarantineMessage), (status = 404, body = ErrorBody)))]
+async fn quarantine_show(
+    State(app): State<App>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<QuarantineMessage> {
+    Ok(Json(app.ops.quarantine_show(&id).await?))
+}
+
+#[utoipa::path(get, path = "/v1/quarantine/{id}/preview", tag = "quarantine",
+    params(("id" = String, Path)),
+    responses((status = 200, body = QuarantinePreview), (status = 404, body = ErrorBody)))]
+async fn quarantine_preview(
+    State(app): State<App>,
+    UrlPath(id): UrlPath<String>,
+) -> ApiResult<QuarantinePreview> {
+    Ok(Json(app.ops.quarantine_preview(&id).await?))
+}
+
+/// The held message as stored (`message/rfc822`), for download.
+#[utoipa::path(get, path = "/v1/quarantine/{id}/raw", tag = "quarantine",
+    params(("id" = String, Path)),
+    responses((status = 200, content_type = "message/rfc822", body = Vec<u8>),
+              (status = 404, body = ErrorBody)))]
+async fn quarantine_raw(
+    State(app): State<App>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Response, ApiError> {
+    let raw = app.ops.quarantine_raw(&id).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "message/rfc822".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{id}.eml\""),
+            ),
+        ],
+        raw,
+    )
+        .into_response())
+}
+
+#[utoipa::path(post, path = "/v1/quarantine/{id}/release", tag = "quarantine",
+    params(("id" = String, Path)), request_body = HeldAction,
+    responses((status = 200, body = HeldActionResult), (status = 404, body = ErrorBody)))]
+async fn quarantine_release(
+    State(app): State<App>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    UrlPath(id): UrlPath<String>,
+    Body(request): Body<HeldAction>,
+) -> ApiResult<HeldActionResult> {
+    Ok(Json(
+        app.ops.quarantine_release(&id, &request, &caller).await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/v1/quarantine/{id}/delete", tag = "quarantine",
+    params(("id" = String, Path)), request_body = HeldAction,
+    responses((status = 200, body = HeldActionResult), (status = 404, body = ErrorBody)))]
+async fn quarantine_delete(
+    State(app): State<App>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    UrlPath(id): UrlPath<String>,
+    Body(request): Body<HeldAction>,
+) -> ApiResult<HeldActionResult> {
+    Ok(Json(
+        app.ops.quarantine_delete(&id, &request, &caller).await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/v1/quarantine/{id}/learn", tag = "quarantine",
+    params(("id" = String, Path)), request_body = LearnRequest,
+    responses((status = 200, body = HeldActionResult), (status = 404, body = ErrorBody)))]
+async fn quarantine_learn(
+    State(app): State<App>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    UrlPath(id): UrlPath<String>,
+    Body(request): Body<LearnRequest>,
+) -> ApiResult<HeldActionResult> {
+    Ok(Json(
+        app.ops.quarantine_learn(&id, &request, &caller).await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/v1/quarantine/{id}/list", tag = "quarantine",
+    params(("id" = String, Path)), request_body = ListFromHeld,
+    responses((status = 200, body = ListAdded), (status = 400, body = ErrorBody)))]
+async fn quarantine_list_sender(
+    State(app): State<App>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    UrlPath(id): UrlPath<String>,
+    Body(request): Body<ListFromHeld>,
+) -> ApiResult<ListAdded> {
+    Ok(Json(
+        app.ops
+            .quarantine_list_sender(&id, &request, &caller)
+            .await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/v1/quarantine/bulk", tag = "quarantine", request_body = BulkRequest,
+    responses((status = 200, body = HeldActionResult), (status = 400, body = ErrorBody)))]
+async fn quarantine_bulk(
+    State(app): State<App>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    Body(request): Body<BulkRequest>,
+) -> ApiResult<HeldActionResult> {
+    Ok(Json(app.ops.quarantine_bulk(&request, &caller).await?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -530,6 +660,10 @@ mod tests {
             "/v1/trust/{domain}/pin",
             "/v1/lists",
             "/v1/lists/{id}",
+            "/v1/quarantine",
+            "/v1/quarantine/bulk",
+            "/v1/quarantine/{id}/release",
+            "/v1/quarantine/{id}/raw",
         ] {
             assert!(paths.contains_key(p), "{p} missing from {paths:?}");
         }

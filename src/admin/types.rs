@@ -52,7 +52,7 @@ pub struct VerdictCount {
 pub struct QueueSummary {
     /// Messages waiting for delivery.
     pub queued: i64,
-    /// Messages held (quarantine verdict).
+    /// Messages with at least one recipient held in the quarantine.
     pub held: i64,
     /// Unix seconds the oldest waiting message arrived.
     pub oldest_received_at: Option<i64>,
@@ -90,15 +90,6 @@ pub enum Direction {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum QueueState {
-    /// Waiting for delivery.
-    Queued,
-    /// Kept for an operator (quarantine verdict), never delivered by itself.
-    Held,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
 pub enum RecipientStatus {
     Pending,
     Delivered,
@@ -119,7 +110,6 @@ pub struct QueueMessage {
     /// Hex digits.
     pub id: String,
     pub direction: Direction,
-    pub state: QueueState,
     /// Envelope sender; "" for the null sender.
     pub mail_from: String,
     pub recipients: Vec<QueueRecipient>,
@@ -365,4 +355,259 @@ pub struct ListAdded {
     /// `new`, or `updated` (same list, sender and recipient: comment and expiry replaced).
     pub change: String,
     pub entry: ListEntry,
+}
+
+/// The state of one held recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HeldState {
+    Held,
+    Released,
+    Deleted,
+    Expired,
+}
+
+/// A symbol of the verdict with its points.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SymbolScore {
+    pub name: String,
+    pub points: f64,
+}
+
+/// One recipient of a held message, with the message's fields (display fields escaped).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct QuarantineEntry {
+    /// The entry's id.
+    pub entry: i64,
+    /// The message's id (hex), for show, preview, raw, release, delete.
+    pub message: String,
+    pub recipient: String,
+    pub state: HeldState,
+    pub changed_at: i64,
+    pub direction: Direction,
+    pub mail_from: String,
+    /// From:, To:, Subject:, Date:, Message-ID: as the message gave them (escaped).
+    pub from: String,
+    pub to: String,
+    pub subject: String,
+    pub date: String,
+    pub message_id: String,
+    pub size: u64,
+    pub client_ip: String,
+    pub helo: String,
+    /// `TLSv1.3 TLS_AES_256_GCM_SHA384`; absent: plain text.
+    pub tls: Option<String>,
+    pub score: f64,
+    pub symbols: Vec<SymbolScore>,
+    /// What held it: `score 9.00`, `forced by CLAM_VIRUS`.
+    pub reason: String,
+    pub received_at: i64,
+    pub expires_at: i64,
+}
+
+/// A page of a quarantine search; `next` is the `after` of the following page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct QuarantinePage {
+    pub entries: Vec<QuarantineEntry>,
+    pub next: Option<String>,
+}
+
+/// One change of a held recipient's state, and who made it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct QuarantineAudit {
+    pub id: i64,
+    pub entry: i64,
+    pub message: String,
+    pub recipient: String,
+    pub action: String,
+    pub from_state: HeldState,
+    pub to_state: HeldState,
+    pub uid: i64,
+    pub user_name: String,
+    pub at: i64,
+    pub detail: String,
+}
+
+/// `GET /v1/quarantine/{id}`: every recipient's entry, the audit, whether the body is kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct QuarantineMessage {
+    pub entries: Vec<QuarantineEntry>,
+    pub audit: Vec<QuarantineAudit>,
+    pub body_kept: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PreviewHeader {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PreviewAttachment {
+    pub name: String,
+    pub content_type: String,
+    pub size: u64,
+}
+
+/// A safe rendering of a held message: escaped header, text (HTML reduced to text),
+/// attachments' names — nothing remote, no markup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct QuarantinePreview {
+    pub headers: Vec<PreviewHeader>,
+    pub text: String,
+    pub from_html: bool,
+    pub attachments: Vec<PreviewAttachment>,
+    /// Only the beginning is shown (`quarantine.preview_max_bytes`).
+    pub truncated: bool,
+}
+
+/// Which held entries: every field narrows; absent fields do not filter.
+#[derive(
+    Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema, utoipa::IntoParams,
+)]
+#[serde(default, deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct QuarantineFilter {
+    /// `held` (default), `released`, `deleted`, `expired`, or `all`.
+    pub state: Option<String>,
+    /// An address, or `@domain`.
+    pub recipient: Option<String>,
+    /// The envelope sender: an address, or `@domain`.
+    pub sender: Option<String>,
+    /// Words that must all be in the subject.
+    pub subject: Option<String>,
+    pub message_id: Option<String>,
+    /// A symbol the message had.
+    pub symbol: Option<String>,
+    /// What held it: the forcing symbol, or `score`.
+    pub reason: Option<String>,
+    pub min_score: Option<f64>,
+    pub max_score: Option<f64>,
+    /// Received at or after (unix seconds).
+    pub since: Option<i64>,
+    /// Received before (unix seconds).
+    pub until: Option<i64>,
+    pub direction: Option<Direction>,
+    /// One message's entries (its id).
+    pub message: Option<String>,
+}
+
+/// `GET /v1/quarantine`: a filter and a page.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::IntoParams)]
+#[serde(default, deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct QuarantineSearch {
+    pub state: Option<String>,
+    pub recipient: Option<String>,
+    pub sender: Option<String>,
+    pub subject: Option<String>,
+    pub message_id: Option<String>,
+    pub symbol: Option<String>,
+    pub reason: Option<String>,
+    pub min_score: Option<f64>,
+    pub max_score: Option<f64>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub direction: Option<Direction>,
+    pub message: Option<String>,
+    /// Entries per page (at most `quarantine.max_page`; default 50).
+    pub limit: Option<u32>,
+    /// The `next` of the previous page.
+    pub after: Option<String>,
+    /// Oldest first instead of newest first.
+    pub oldest_first: Option<bool>,
+}
+
+impl QuarantineSearch {
+    /// The filter part.
+    pub fn filter(&self) -> QuarantineFilter {
+        QuarantineFilter {
+            state: self.state.clone(),
+            recipient: self.recipient.clone(),
+            sender: self.sender.clone(),
+            subject: self.subject.clone(),
+            message_id: self.message_id.clone(),
+            symbol: self.symbol.clone(),
+            reason: self.reason.clone(),
+            min_score: self.min_score,
+            max_score: self.max_score,
+            since: self.since,
+            until: self.until,
+            direction: self.direction,
+            message: self.message.clone(),
+        }
+    }
+}
+
+/// Release or delete one held message.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct HeldAction {
+    /// Only this recipient; absent: every held recipient.
+    pub recipient: Option<String>,
+    /// Teach Bayes: a release is ham, a delete spam.
+    pub learn: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BulkAction {
+    Release,
+    Delete,
+}
+
+/// `POST /v1/quarantine/bulk`: act on every held entry a filter selects (a filter that
+/// selects everything is refused).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRequest {
+    pub action: BulkAction,
+    pub filter: QuarantineFilter,
+    #[serde(default)]
+    pub learn: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LearnAs {
+    Spam,
+    Ham,
+}
+
+/// `POST /v1/quarantine/{id}/learn`: teach Bayes without releasing or deleting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LearnRequest {
+    #[serde(rename = "as")]
+    pub learn_as: LearnAs,
+}
+
+/// What a quarantine action did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct HeldActionResult {
+    /// Entries that left the held state.
+    pub touched: usize,
+    /// Messages those entries belong to.
+    pub messages: usize,
+    /// Queue ids of the released copies.
+    pub queued: Vec<String>,
+    /// Messages the Bayes model learned.
+    pub learned: usize,
+}
+
+/// `POST /v1/quarantine/{id}/list`: an allow or block entry for a held message's sender.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListFromHeld {
+    pub list: ListName,
+    /// The sender's whole domain (`@domain`) rather than its address.
+    #[serde(default)]
+    pub domain: bool,
+    /// Whom the entry is for: absent: everyone; a domain or one address.
+    #[serde(default)]
+    pub recipient: Option<String>,
+    #[serde(default)]
+    pub comment: Option<String>,
+    #[serde(default)]
+    pub expires_at: Option<i64>,
 }

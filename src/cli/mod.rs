@@ -3,6 +3,7 @@
 mod bayes;
 mod certs;
 mod lists;
+mod quarantine;
 mod queue;
 pub(crate) mod target;
 mod trust;
@@ -42,6 +43,14 @@ pub enum Command {
         config: Option<PathBuf>,
         #[command(subcommand)]
         action: queue::QueueAction,
+    },
+    /// Held messages: list, show, preview, release, delete (by id or by filter).
+    Quarantine {
+        /// Also accepted after the action (`quarantine list --config F`).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: quarantine::QuarantineAction,
     },
     /// The Bayesian spam filter: train, learn, eval, cross-validate, status.
     Bayes {
@@ -118,6 +127,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Queue { config, action } => {
             let config = load(&config)?;
             runtime.block_on(queue::run(&config, action))
+        }
+        Command::Quarantine { config, action } => {
+            let config = load(&config)?;
+            runtime.block_on(quarantine::run(&config, action))
         }
         Command::Bayes { config, action } => {
             let config = load(&config)?;

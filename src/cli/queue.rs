@@ -1,5 +1,6 @@
 //! `portcullis queue list|show|retry|delete`: through the running gateway's admin API, or
-//! on the queue database in `data_dir` when it does not run.
+//! on the queue database in `data_dir` when it does not run. The queue holds only what it
+//! delivers; held messages are `portcullis quarantine`'s.
 
 use clap::Subcommand;
 
@@ -26,13 +27,6 @@ pub enum QueueAction {
     Delete { id: String },
 }
 
-fn state(m: &QueueMessage) -> &'static str {
-    match m.state {
-        crate::admin::types::QueueState::Queued => "queued",
-        crate::admin::types::QueueState::Held => "held",
-    }
-}
-
 fn direction(m: &QueueMessage) -> &'static str {
     match m.direction {
         crate::admin::types::Direction::Inbound => "inbound",
@@ -49,8 +43,8 @@ pub async fn run(config: &Config, action: QueueAction) -> anyhow::Result<i32> {
                 println!("{}", serde_json::to_string_pretty(&all)?);
             } else {
                 println!(
-                    "{:<18} {:<9} {:<7} {:>9} {:>4}  {:<30} RECIPIENTS",
-                    "ID", "DIRECTION", "STATE", "SIZE", "TRY", "SENDER"
+                    "{:<18} {:<9} {:>9} {:>4}  {:<30} RECIPIENTS",
+                    "ID", "DIRECTION", "SIZE", "TRY", "SENDER"
                 );
                 for m in &all {
                     println!("{}", line(m));
@@ -67,7 +61,6 @@ pub async fn run(config: &Config, action: QueueAction) -> anyhow::Result<i32> {
             }
             println!("id:          {}", m.id);
             println!("direction:   {}", direction(&m));
-            println!("state:       {}", state(&m));
             println!("sender:      <{}>", m.mail_from);
             for r in &m.recipients {
                 println!(
@@ -109,10 +102,9 @@ pub async fn run(config: &Config, action: QueueAction) -> anyhow::Result<i32> {
 fn line(m: &QueueMessage) -> String {
     let rcpts: Vec<&str> = m.recipients.iter().map(|r| r.address.as_str()).collect();
     format!(
-        "{:<18} {:<9} {:<7} {:>9} {:>4}  {:<30} {}",
+        "{:<18} {:<9} {:>9} {:>4}  {:<30} {}",
         m.id,
         direction(m),
-        state(m),
         m.size,
         m.attempts,
         if m.mail_from.is_empty() {

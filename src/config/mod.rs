@@ -572,6 +572,70 @@ impl BayesConfig {
     }
 }
 
+/// `[quarantine]`: how long held messages are kept, how much space they may take, and the
+/// bounds of what an operator's request may cost.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuarantineConfig {
+    /// A held message expires this many days after it arrived.
+    pub retention_days: u64,
+    /// When held messages take more, the oldest expire first ("2 GiB" or bytes).
+    pub max_total_size: bytesize::ByteSize,
+    /// How often expiry runs (and the quarantine gauges are refreshed).
+    pub expiry_interval_secs: u64,
+    /// A preview reads at most this much of a message and shows at most this much text.
+    pub preview_max_bytes: bytesize::ByteSize,
+    /// Display fields (From, To, Subject, Date, Message-ID) are cut at this many characters.
+    pub field_max_chars: usize,
+    /// Most entries one page of a listing may ask for.
+    pub max_page: u32,
+}
+
+impl Default for QuarantineConfig {
+    fn default() -> Self {
+        QuarantineConfig {
+            retention_days: defaults::QUARANTINE_RETENTION_DAYS,
+            max_total_size: bytesize::ByteSize(defaults::QUARANTINE_MAX_TOTAL_SIZE),
+            expiry_interval_secs: defaults::QUARANTINE_EXPIRY_INTERVAL_SECS,
+            preview_max_bytes: bytesize::ByteSize(defaults::QUARANTINE_PREVIEW_MAX_BYTES),
+            field_max_chars: defaults::QUARANTINE_FIELD_MAX_CHARS,
+            max_page: defaults::QUARANTINE_MAX_PAGE,
+        }
+    }
+}
+
+impl QuarantineConfig {
+    fn validate(&self) -> anyhow::Result<()> {
+        for (key, v) in [
+            ("quarantine.retention_days", self.retention_days),
+            ("quarantine.max_total_size", self.max_total_size.as_u64()),
+            ("quarantine.expiry_interval_secs", self.expiry_interval_secs),
+            (
+                "quarantine.preview_max_bytes",
+                self.preview_max_bytes.as_u64(),
+            ),
+            ("quarantine.field_max_chars", self.field_max_chars as u64),
+            ("quarantine.max_page", self.max_page as u64),
+        ] {
+            if v == 0 {
+                bail!("key `{key}`: must be greater than 0");
+            }
+        }
+        if self.retention_days > 3650 {
+            bail!(
+                "key `quarantine.retention_days`: at most 3650 days, got {}",
+                self.retention_days
+            );
+        }
+        Ok(())
+    }
+
+    /// Seconds a held message is kept.
+    pub fn retention_secs(&self) -> i64 {
+        self.retention_days as i64 * 86400
+    }
+}
+
 /// `[smime] undecryptable_action`: what happens to S/MIME mail we cannot open or read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -852,6 +916,7 @@ pub struct Config {
     pub dkim_signing: Vec<DkimSigningConfig>,
     pub smime: SmimeConfig,
     pub admin: AdminConfig,
+    pub quarantine: QuarantineConfig,
     /// Points overrides: `SYMBOL_NAME = points`.
     pub symbols: BTreeMap<String, f64>,
     /// Per-stage settings by stage name.
@@ -893,6 +958,7 @@ impl Default for Config {
             dkim_signing: Vec::new(),
             smime: SmimeConfig::default(),
             admin: AdminConfig::default(),
+            quarantine: QuarantineConfig::default(),
             symbols: BTreeMap::new(),
             stages: BTreeMap::new(),
         }
@@ -1043,6 +1109,7 @@ impl Config {
         self.bayes.validate()?;
         self.smime.validate()?;
         self.admin.validate()?;
+        self.quarantine.validate()?;
         for (i, d) in self.dkim_signing.iter().enumerate() {
             if d.domain.is_empty() || d.domain.contains(['@', ' ', '[', ']']) {
                 bail!(

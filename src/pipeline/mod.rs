@@ -58,6 +58,15 @@ impl Outcome {
             action: self.action.as_str(),
             tagged: self.action == Action::Tag,
             symbols: self.card.summary(),
+            points: self
+                .card
+                .symbols
+                .iter()
+                .map(|s| quarantine::SymbolPoints {
+                    name: s.name.to_string(),
+                    points: s.points,
+                })
+                .collect(),
             fields: &self.headers,
             copies: &self.copies,
         }
