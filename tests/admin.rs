@@ -339,3 +339,86 @@ async fn offline_the_cli_works_on_the_files_and_says_so() {
     let (code, _, err) = gw.cli(&["lists", "remove", "999"]);
     assert_eq!(code, 1, "{err}");
 }
+
+/// A held message to two recipients: released to one by an operator who is not root
+/// (the CLI as `nobody`, a member of the operator group, through the API), deleted for the
+/// other by root; the sink gets one copy, and the audit rows carry each caller's uid from
+/// the socket. Then the sender goes on the block list from the held message.
+#[tokio::test]
+async fn quarantine_through_the_api_audits_the_calling_uid() {
+    let sink = Sink::start().await;
+    let gw = Gateway::start(
+        sink.addr,
+        "[symbols]\nHDR_MISSING_DATE = 9.0\n[admin]\nsocket_group = \"nogroup\"\noperator_group = \"nogroup\"\n",
+    );
+    open_to_others(&gw);
+    let held = "From: Sender <a@ext.test>\r\nTo: ann@example.test, bob@example.test\r\n\
+                Subject: offer\r\nMessage-ID: <h1@ext.test>\r\n\r\nHello.\r\n";
+    let r = Client::connect(gw.smtp)
+        .await
+        .send_message(
+            "a@ext.test",
+            &["ann@example.test", "bob@example.test"],
+            held,
+        )
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    let (code, out, err) = cli_as(&gw, "nogroup", &["quarantine", "list", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let page: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = page["entries"][0]["message"].as_str().unwrap().to_string();
+    assert_eq!(page["entries"].as_array().unwrap().len(), 2, "{page}");
+
+    let (code, out, err) = cli_as(
+        &gw,
+        "nogroup",
+        &[
+            "quarantine",
+            "release",
+            &id,
+            "--recipient",
+            "ann@example.test",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("released: 1 entr(ies)"), "{out}");
+    let (code, _, err) = gw.cli(&[
+        "quarantine",
+        "delete",
+        &id,
+        "--recipient",
+        "bob@example.test",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("offline"), "{err}");
+    assert!(wait_until(10, || sink.count() == 1).await, "{}", gw.log());
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(sink.count(), 1, "only ann's copy is delivered");
+    assert_eq!(sink.all()[0].rcpts, ["ann@example.test"]);
+
+    let shown = api(&gw).await.quarantine_show(&id).await.unwrap();
+    let who: Vec<(String, i64, String)> = shown
+        .audit
+        .iter()
+        .map(|a| (a.recipient.clone(), a.uid, a.user_name.clone()))
+        .collect();
+    assert_eq!(
+        who,
+        [
+            ("ann@example.test".to_string(), 65534, "nobody".to_string()),
+            ("bob@example.test".to_string(), 0, "root".to_string()),
+        ],
+        "{shown:?}"
+    );
+
+    // The sender, blocked from the held message: the next one is refused.
+    let (code, out, err) = gw.cli(&["quarantine", "list-sender", &id, "block", "--domain"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("@ext.test"), "{out}");
+    let msg = message("a@ext.test", "ann@example.test", "h2@ext.test", "again");
+    let r = Client::connect(gw.smtp)
+        .await
+        .send_message("a@ext.test", &["ann@example.test"], &msg)
+        .await;
+    assert_eq!(r.code, 550, "{}", r.text);
+}
