@@ -22,15 +22,76 @@ use quarantine::{DisplayFields, Filter, NewHeld, PageRequest, Store, SymbolPoint
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const WORDS: &[&str] = &[
-    "offer", "invoice", "payment", "urgent", "account", "verify", "winner", "prize", "cheap",
-    "pills", "meeting", "report", "delivery", "package", "tracking", "password", "reset",
-    "bank", "transfer", "bitcoin", "investment", "loan", "credit", "discount", "sale",
-    "limited", "exclusive", "free", "gift", "card", "security", "alert", "update", "order",
-    "confirmation", "shipping", "refund", "tax", "notice", "reminder", "webinar", "newsletter",
-    "survey", "reward", "bonus", "casino", "dating", "pharmacy", "replica", "watches", "seo",
-    "marketing", "leads", "crypto", "wallet", "login", "suspended", "action", "required",
-    "document", "shared", "scan", "fax", "voicemail", "quarterly", "résumé", "contract",
-    "proposal", "quote", "partnership",
+    "offer",
+    "invoice",
+    "payment",
+    "urgent",
+    "account",
+    "verify",
+    "winner",
+    "prize",
+    "cheap",
+    "pills",
+    "meeting",
+    "report",
+    "delivery",
+    "package",
+    "tracking",
+    "password",
+    "reset",
+    "bank",
+    "transfer",
+    "bitcoin",
+    "investment",
+    "loan",
+    "credit",
+    "discount",
+    "sale",
+    "limited",
+    "exclusive",
+    "free",
+    "gift",
+    "card",
+    "security",
+    "alert",
+    "update",
+    "order",
+    "confirmation",
+    "shipping",
+    "refund",
+    "tax",
+    "notice",
+    "reminder",
+    "webinar",
+    "newsletter",
+    "survey",
+    "reward",
+    "bonus",
+    "casino",
+    "dating",
+    "pharmacy",
+    "replica",
+    "watches",
+    "seo",
+    "marketing",
+    "leads",
+    "crypto",
+    "wallet",
+    "login",
+    "suspended",
+    "action",
+    "required",
+    "document",
+    "shared",
+    "scan",
+    "fax",
+    "voicemail",
+    "quarterly",
+    "résumé",
+    "contract",
+    "proposal",
+    "quote",
+    "partnership",
 ];
 
 const SYMBOLS: &[(&str, f64)] = &[
@@ -104,6 +165,7 @@ fn args() -> anyhow::Result<Args> {
 
 const NOW: i64 = 1_795_800_000;
 const SPAN: i64 = 30 * 86400;
+const DAY: i64 = 86400;
 
 fn held(i: u64, rng: &mut Rng) -> (NewHeld, Vec<u8>) {
     // Bursts: about four messages per distinct second.
@@ -157,7 +219,11 @@ fn held(i: u64, rng: &mut Rng) -> (NewHeld, Vec<u8>) {
         body.push(if rng.below(12) == 0 { b'\n' } else { b' ' });
     }
     let h = NewHeld {
-        id: format!("{:013X}{:04X}", received_at as u64 * 1_000_000 + i, i & 0xffff),
+        id: format!(
+            "{:013X}{:04X}",
+            received_at as u64 * 1_000_000 + i,
+            i & 0xffff
+        ),
         direction: if rng.below(100) < 5 {
             Direction::Outbound
         } else {
@@ -240,9 +306,11 @@ async fn main() -> anyhow::Result<()> {
         .execute(db.pool())
         .await?;
 
-    let day = 86400;
     let filters: Vec<(&str, FilterOf)> = vec![
-        ("newest (no filter)", Box::new(|_| (Filter::default(), None))),
+        (
+            "newest (no filter)",
+            Box::new(|_| (Filter::default(), None)),
+        ),
         (
             "page 20 (no filter, keyset)",
             Box::new(|_| (Filter::default(), Some(20))),
@@ -371,7 +439,7 @@ async fn main() -> anyhow::Result<()> {
         (
             "reason rule since 09:00 of a day",
             Box::new(|r| {
-                let since = NOW - SPAN + r.below(29) as i64 * day + 9 * 3600;
+                let since = NOW - SPAN + r.below(29) as i64 * DAY + 9 * 3600;
                 (
                     Filter {
                         reason: Some(r.pick(FORCED).to_string()),
@@ -399,11 +467,11 @@ async fn main() -> anyhow::Result<()> {
         (
             "date range (one day)",
             Box::new(|r| {
-                let since = NOW - SPAN + r.below(30) as i64 * day;
+                let since = NOW - SPAN + r.below(30) as i64 * DAY;
                 (
                     Filter {
                         since: Some(since),
-                        until: Some(since + day),
+                        until: Some(since + DAY),
                         ..Filter::default()
                     },
                     None,
@@ -466,8 +534,30 @@ async fn main() -> anyhow::Result<()> {
     }
     let db_bytes = ["queue.db", "queue.db-wal", "queue.db-shm"]
         .iter()
-        .map(|f| std::fs::metadata(data.join(f)).map(|m| m.len()).unwrap_or(0))
+        .map(|f| {
+            std::fs::metadata(data.join(f))
+                .map(|m| m.len())
+                .unwrap_or(0)
+        })
         .sum::<u64>();
+    // Where the bytes are: the bodies, and everything a search reads (rows and indexes).
+    let sizes: Vec<(String, i64)> =
+        sqlx::query_as("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC")
+            .fetch_all(db.pool())
+            .await?;
+    let bodies_bytes: i64 = sizes
+        .iter()
+        .filter(|(n, _)| {
+            n.starts_with("quarantine_bodies")
+                || n.starts_with("sqlite_autoindex_quarantine_bodies")
+        })
+        .map(|(_, b)| b)
+        .sum();
+    let search_bytes: i64 = sizes
+        .iter()
+        .filter(|(n, _)| n.starts_with("quarantine_") && !n.starts_with("quarantine_bodies"))
+        .map(|(_, b)| b)
+        .sum();
     let report = serde_json::json!({
         "messages": args.messages,
         "entries": entries,
@@ -476,6 +566,9 @@ async fn main() -> anyhow::Result<()> {
         "page_size": PageRequest::default().limit,
         "database_bytes": db_bytes,
         "data_dir_bytes": dir_size(&data),
+        "bodies_bytes": bodies_bytes,
+        "metadata_and_index_bytes": search_bytes,
+        "tables": sizes.iter().map(|(n, b)| serde_json::json!({"name": n, "bytes": b})).collect::<Vec<_>>(),
         "filters": results,
     });
     if args.json {
@@ -488,6 +581,11 @@ async fn main() -> anyhow::Result<()> {
             fill_secs,
             db_bytes as f64 / 1048576.0,
             dir_size(&data) as f64 / 1048576.0
+        );
+        println!(
+            "of which bodies {:.1} MiB, entries, messages, terms, audit and their indexes {:.1} MiB",
+            bodies_bytes as f64 / 1048576.0,
+            search_bytes as f64 / 1048576.0
         );
         println!(
             "one page of {} entries, {} runs per filter:",
