@@ -165,6 +165,7 @@ fn args() -> anyhow::Result<Args> {
 
 const NOW: i64 = 1_795_800_000;
 const SPAN: i64 = 30 * 86400;
+const DAY: i64 = 86400;
 
 fn held(i: u64, rng: &mut Rng) -> (NewHeld, Vec<u8>) {
     // Bursts: about four messages per distinct second.
@@ -305,7 +306,6 @@ async fn main() -> anyhow::Result<()> {
         .execute(db.pool())
         .await?;
 
-    const DAY: i64 = 86_400;
     let filters: Vec<(&str, FilterOf)> = vec![
         (
             "newest (no filter)",
@@ -540,6 +540,24 @@ async fn main() -> anyhow::Result<()> {
                 .unwrap_or(0)
         })
         .sum::<u64>();
+    // Where the bytes are: the bodies, and everything a search reads (rows and indexes).
+    let sizes: Vec<(String, i64)> =
+        sqlx::query_as("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC")
+            .fetch_all(db.pool())
+            .await?;
+    let bodies_bytes: i64 = sizes
+        .iter()
+        .filter(|(n, _)| {
+            n.starts_with("quarantine_bodies")
+                || n.starts_with("sqlite_autoindex_quarantine_bodies")
+        })
+        .map(|(_, b)| b)
+        .sum();
+    let search_bytes: i64 = sizes
+        .iter()
+        .filter(|(n, _)| n.starts_with("quarantine_") && !n.starts_with("quarantine_bodies"))
+        .map(|(_, b)| b)
+        .sum();
     let report = serde_json::json!({
         "messages": args.messages,
         "entries": entries,
@@ -548,6 +566,9 @@ async fn main() -> anyhow::Result<()> {
         "page_size": PageRequest::default().limit,
         "database_bytes": db_bytes,
         "data_dir_bytes": dir_size(&data),
+        "bodies_bytes": bodies_bytes,
+        "metadata_and_index_bytes": search_bytes,
+        "tables": sizes.iter().map(|(n, b)| serde_json::json!({"name": n, "bytes": b})).collect::<Vec<_>>(),
         "filters": results,
     });
     if args.json {
@@ -560,6 +581,11 @@ async fn main() -> anyhow::Result<()> {
             fill_secs,
             db_bytes as f64 / 1048576.0,
             dir_size(&data) as f64 / 1048576.0
+        );
+        println!(
+            "of which bodies {:.1} MiB, entries, messages, terms, audit and their indexes {:.1} MiB",
+            bodies_bytes as f64 / 1048576.0,
+            search_bytes as f64 / 1048576.0
         );
         println!(
             "one page of {} entries, {} runs per filter:",

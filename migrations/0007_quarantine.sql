@@ -35,7 +35,7 @@ CREATE TABLE quarantine_bodies (
 
 -- One row per held recipient: what an operator lists, releases and deletes. The columns
 -- a listing filters on are copied from the message, so that a search reads one table and
--- each filter has an index that also gives the order (newest first).
+-- each filter has an index that also gives the order (newest first) within a state.
 CREATE TABLE quarantine_entries (
     id             INTEGER PRIMARY KEY,
     message        TEXT NOT NULL REFERENCES quarantine_messages(id),
@@ -47,29 +47,31 @@ CREATE TABLE quarantine_entries (
     direction      TEXT NOT NULL,
     sender         TEXT NOT NULL,             -- envelope sender, lowercase
     sender_domain  TEXT NOT NULL,
-    subject        TEXT NOT NULL,
     message_id     TEXT NOT NULL,
     rule           TEXT NOT NULL,             -- what held it: a symbol name, or 'score'
     score          REAL NOT NULL
 );
 CREATE INDEX quarantine_entries_time ON quarantine_entries (state, received_at, id);
 CREATE INDEX quarantine_entries_message ON quarantine_entries (message);
-CREATE INDEX quarantine_entries_recipient ON quarantine_entries (recipient, received_at, id);
-CREATE INDEX quarantine_entries_rcpt_domain ON quarantine_entries (rcpt_domain, received_at, id);
-CREATE INDEX quarantine_entries_sender ON quarantine_entries (sender, received_at, id);
-CREATE INDEX quarantine_entries_sender_domain ON quarantine_entries (sender_domain, received_at, id);
+CREATE INDEX quarantine_entries_recipient ON quarantine_entries (recipient, state, received_at, id);
+CREATE INDEX quarantine_entries_rcpt_domain ON quarantine_entries (rcpt_domain, state, received_at, id);
+CREATE INDEX quarantine_entries_sender ON quarantine_entries (sender, state, received_at, id);
+CREATE INDEX quarantine_entries_sender_domain ON quarantine_entries (sender_domain, state, received_at, id);
 CREATE INDEX quarantine_entries_message_id ON quarantine_entries (message_id);
-CREATE INDEX quarantine_entries_rule ON quarantine_entries (rule, received_at, id);
-CREATE INDEX quarantine_entries_score ON quarantine_entries (score);
+CREATE INDEX quarantine_entries_rule ON quarantine_entries (rule, state, received_at, id);
+CREATE INDEX quarantine_entries_score ON quarantine_entries (state, score, received_at, id);
 
--- The symbols of a held message, to find messages by symbol.
-CREATE TABLE quarantine_symbols (
-    name     TEXT NOT NULL,
-    message  TEXT NOT NULL,
-    points   REAL NOT NULL,
-    PRIMARY KEY (name, message)
-);
-CREATE INDEX quarantine_symbols_message ON quarantine_symbols (message);
+-- What a search by symbol or by subject word walks: per entry, 's:' + each symbol name and
+-- 'w:' + each word of the subject (lowercase), newest first in the key, so that a page is
+-- found by reading one term's entries from the newest and stopping when it is full (the
+-- filter on the subject text itself needed a look at every held entry: 230 ms at 100,000).
+CREATE TABLE quarantine_terms (
+    term         TEXT NOT NULL,
+    received_at  INTEGER NOT NULL,
+    entry        INTEGER NOT NULL,
+    PRIMARY KEY (term, received_at, entry)
+) WITHOUT ROWID;
+CREATE INDEX quarantine_terms_entry ON quarantine_terms (entry);
 
 -- Every change of an entry's state: who (uid and name as the caller says), when, what,
 -- from which state. Kept when the entry itself is purged at its message's expiry.
@@ -90,8 +92,9 @@ CREATE INDEX quarantine_audit_message ON quarantine_audit (message);
 CREATE INDEX quarantine_audit_action ON quarantine_audit (action);
 
 -- Held queue rows move here. Their display fields are filled in by the gateway from the
--- body, and their symbols (the queue's `NAME(points), ...` summary until then) parsed
--- (adopted = 0); inline bodies move with them, spool files at that start.
+-- body, their symbols (the queue's `NAME(points), ...` summary until then) parsed and their
+-- search terms written (adopted = 0); inline bodies move with them, spool files at that
+-- start.
 INSERT INTO quarantine_messages
     (id, direction, mail_from, size, client_ip, helo, score, symbols, reason, received_at,
      expires_at, adopted)
@@ -101,14 +104,14 @@ FROM queue WHERE state = 'held';
 
 INSERT INTO quarantine_entries
     (message, recipient, rcpt_domain, state, changed_at, received_at, direction, sender,
-     sender_domain, subject, message_id, rule, score)
+     sender_domain, message_id, rule, score)
 SELECT q.id, lower(json_extract(r.value, '$.address')),
        lower(substr(json_extract(r.value, '$.address'),
                     instr(json_extract(r.value, '$.address'), '@') + 1)),
        'held', q.received_at, q.received_at, q.direction, lower(q.mail_from),
        CASE WHEN instr(q.mail_from, '@') > 0
             THEN lower(substr(q.mail_from, instr(q.mail_from, '@') + 1)) ELSE '' END,
-       '', '', 'score', q.score
+       '', 'score', q.score
 FROM queue q, json_each(q.recipients) r
 WHERE q.state = 'held';
 

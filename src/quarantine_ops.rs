@@ -191,11 +191,13 @@ impl QuarantineService {
         filter.all_states = false;
         // Entries grouped by message, in the order found.
         let mut groups: Vec<(String, Vec<(i64, String)>)> = Vec::new();
+        let mut group_of = std::collections::HashMap::new();
         for (entry, message, recipient) in self.store.select(&filter).await? {
-            match groups.iter_mut().find(|(m, _)| *m == message) {
-                Some((_, entries)) => entries.push((entry, recipient)),
-                None => groups.push((message, vec![(entry, recipient)])),
-            }
+            let i = *group_of.entry(message.clone()).or_insert_with(|| {
+                groups.push((message, Vec::new()));
+                groups.len() - 1
+            });
+            groups[i].1.push((entry, recipient));
         }
         let mut report = ActionReport::default();
         for (message, entries) in groups {

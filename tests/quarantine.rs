@@ -243,7 +243,11 @@ async fn bulk_actions_by_filter_and_held_outbound_mail() {
     for (from, n) in [("x@spam.test", 3), ("y@other.test", 1)] {
         for i in 0..n {
             let mut c = Client::connect(gw.smtp).await;
-            let msg = no_date(&format!("{i}.{from}"), "offer");
+            let mut msg = no_date(&format!("{i}.{from}"), "offer");
+            if from.starts_with('y') {
+                // Above the inline limit (256 KiB): held as a file, released as a spool file.
+                msg.push_str(&"large body line\r\n".repeat(20_000));
+            }
             let r = c.send_message(from, &["ann@example.test"], &msg).await;
             assert_eq!(r.code, 250, "{}", r.text);
         }
@@ -259,6 +263,12 @@ async fn bulk_actions_by_filter_and_held_outbound_mail() {
         .await;
     assert_eq!(r.code, 250, "{}", r.text);
     assert_eq!(gw.held_json().len(), 5);
+    let files = || {
+        std::fs::read_dir(gw.data_dir().join("quarantine"))
+            .unwrap()
+            .count()
+    };
+    assert_eq!(files(), 1, "the large held body is a file");
 
     let report = json(
         &gw,
@@ -297,7 +307,11 @@ async fn bulk_actions_by_filter_and_held_outbound_mail() {
     );
     assert_eq!(report["touched"], 1, "only y@other.test's message was left");
     assert!(wait_until(15, || sink.count() == 1).await, "{}", gw.log());
-    assert_eq!(sink.all()[0].mail_from, "y@other.test");
+    let got = &sink.all()[0];
+    assert_eq!(got.mail_from, "y@other.test");
+    assert!(got.data.len() > 300_000, "{}", got.data.len());
+    assert!(got.data.starts_with("X-Portcullis-Released: by "));
+    assert_eq!(files(), 0, "no held entry left: no body kept");
     // Bulk actions need a filter: nothing is released by accident.
     let (code, _, err) = gw.cli(&["quarantine", "release"]);
     assert_eq!(code, 2);

@@ -123,7 +123,7 @@ pub struct Filter {
     pub recipient: Option<String>,
     /// The envelope sender: an address, or `@domain`.
     pub sender: Option<String>,
-    /// Words that must all appear in the subject (case-insensitive).
+    /// Words that must all be in the subject (whole words, any case).
     pub subject: Option<String>,
     /// The header Message-ID, with or without `<>`.
     pub message_id: Option<String>,

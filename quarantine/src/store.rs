@@ -2,8 +2,9 @@
 //!
 //! Tables (`migrations/0007_quarantine.sql` in the gateway): `quarantine_messages` (one row
 //! per held message), `quarantine_bodies` (small bodies), `quarantine_entries` (one row per
-//! held recipient, with copies of the columns a search filters on), `quarantine_symbols`,
-//! `quarantine_audit`. Large bodies are files `<dir>/<id>.eml`.
+//! held recipient, with copies of the columns a search filters on), `quarantine_terms` (the
+//! symbols and subject words of each entry, for searches by them), `quarantine_audit`.
+//! Large bodies are files `<dir>/<id>.eml`.
 
 use std::path::{Path, PathBuf};
 
@@ -58,23 +59,60 @@ pub async fn insert(
             .execute(&mut *conn)
             .await?;
     }
+    let terms = terms(&held.symbols, &held.display.subject);
     let mut seen = std::collections::HashSet::new();
     for recipient in &held.recipients {
         let recipient = recipient.to_ascii_lowercase();
         if !seen.insert(recipient.clone()) {
             continue;
         }
-        insert_entry(&mut *conn, held, &recipient).await?;
+        let entry = insert_entry(&mut *conn, held, &recipient).await?;
+        insert_terms(&mut *conn, &terms, held.received_at, entry).await?;
     }
-    for s in &held.symbols {
-        sqlx::query(
-            "INSERT OR IGNORE INTO quarantine_symbols (name, message, points) VALUES (?, ?, ?)",
-        )
-        .bind(&s.name)
-        .bind(&held.id)
-        .bind(s.points)
-        .execute(&mut *conn)
-        .await?;
+    Ok(())
+}
+
+/// The search terms of an entry: `s:` + each symbol, `w:` + each subject word.
+fn terms(symbols: &[SymbolPoints], subject: &str) -> Vec<String> {
+    let mut terms: Vec<String> = symbols.iter().map(|s| format!("s:{}", s.name)).collect();
+    terms.extend(words(subject).into_iter().map(|w| format!("w:{w}")));
+    terms.sort();
+    terms.dedup();
+    terms
+}
+
+/// Longest word indexed, most words per subject: a subject is display text, already cut to
+/// the display bound, and these keep one entry's terms small.
+const MAX_WORD_CHARS: usize = 40;
+const MAX_WORDS: usize = 32;
+
+/// The words of a subject as searched: lowercase runs of letters and digits, two characters
+/// or more.
+pub fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.chars().count() >= 2)
+        .map(|w| w.to_lowercase().chars().take(MAX_WORD_CHARS).collect())
+        .take(MAX_WORDS)
+        .collect()
+}
+
+async fn insert_terms(
+    conn: &mut SqliteConnection,
+    terms: &[String],
+    received_at: i64,
+    entry: i64,
+) -> Result<(), sqlx::Error> {
+    // One statement per entry: a held message's commit stays short.
+    for chunk in terms.chunks(100) {
+        let rows = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+        let sql = format!(
+            "INSERT OR IGNORE INTO quarantine_terms (term, received_at, entry) VALUES {rows}"
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for term in chunk {
+            q = q.bind(term).bind(received_at).bind(entry);
+        }
+        q.execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -83,11 +121,11 @@ async fn insert_entry(
     conn: &mut SqliteConnection,
     held: &NewHeld,
     recipient: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+) -> Result<i64, sqlx::Error> {
+    let id = sqlx::query(
         "INSERT INTO quarantine_entries (message, recipient, rcpt_domain, state, changed_at, \
-         received_at, direction, sender, sender_domain, subject, message_id, rule, score) \
-         VALUES (?, ?, ?, 'held', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         received_at, direction, sender, sender_domain, message_id, rule, score) \
+         VALUES (?, ?, ?, 'held', ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&held.id)
     .bind(recipient)
@@ -97,13 +135,13 @@ async fn insert_entry(
     .bind(held.direction.as_str())
     .bind(held.mail_from.to_ascii_lowercase())
     .bind(domain_of(&held.mail_from))
-    .bind(held.display.subject.to_lowercase())
     .bind(&held.display.message_id)
     .bind(rule_of(&held.reason))
     .bind(held.score)
     .execute(conn)
-    .await?;
-    Ok(())
+    .await?
+    .last_insert_rowid();
+    Ok(id)
 }
 
 /// Change entries from `held` to `to` and write an audit row for each one that changed,
@@ -164,12 +202,60 @@ enum Value {
     Real(f64),
 }
 
-/// The WHERE clause of a search and its values.
-fn where_clause(filter: &Filter) -> (String, Vec<Value>) {
+/// A search as SQL: the entries `filter` selects, in page order, as `(id, received_at)`.
+/// A filter by symbol or subject words walks the first of `terms` newest first (the caller
+/// puts the rarest first); the other terms are checked per entry. Otherwise the entries table is read through the index of the most selective
+/// filter (SQLite's planner, with the statistics `PRAGMA optimize` keeps).
+struct Search {
+    sql: String,
+    values: Vec<Value>,
+}
+
+/// The terms a filter searches by: subject words (`w:`), then the symbol (`s:`).
+fn filter_terms(filter: &Filter) -> Vec<String> {
+    let mut terms: Vec<String> = Vec::new();
+    if let Some(subject) = &filter.subject {
+        let mut ws = words(subject);
+        ws.sort();
+        ws.dedup();
+        terms.extend(ws.into_iter().map(|w| format!("w:{w}")));
+        if terms.is_empty() {
+            // Nothing searchable (one letter, punctuation): nothing matches.
+            terms.push("w:".to_string());
+        }
+    }
+    if let Some(symbol) = &filter.symbol {
+        terms.push(format!("s:{}", symbol.trim()));
+    }
+    terms
+}
+
+/// Entries counted per term to find the rarest one to walk; more than this is "common".
+const TERM_COUNT_CAP: i64 = 2000;
+
+fn search(filter: &Filter, terms: &[String], page: Option<PageRequest>) -> Search {
+    let driven = !terms.is_empty();
+    let (e, time, id) = if driven {
+        ("e.", "t.received_at", "t.entry")
+    } else {
+        ("", "received_at", "id")
+    };
     let mut sql = Vec::new();
     let mut values = Vec::new();
+    if driven {
+        sql.push("t.term = ?".to_string());
+        values.push(Value::Text(terms[0].clone()));
+        for term in &terms[1..] {
+            sql.push(
+                "EXISTS (SELECT 1 FROM quarantine_terms t2 WHERE t2.term = ? \
+                 AND t2.received_at = t.received_at AND t2.entry = t.entry)"
+                    .to_string(),
+            );
+            values.push(Value::Text(term.clone()));
+        }
+    }
     if !filter.all_states {
-        sql.push("state = ?".to_string());
+        sql.push(format!("{e}state = ?"));
         values.push(Value::Text(
             filter.state.unwrap_or(State::Held).as_str().to_string(),
         ));
@@ -178,68 +264,84 @@ fn where_clause(filter: &Filter) -> (String, Vec<Value>) {
         if let Some(v) = value {
             let v = v.trim().to_ascii_lowercase();
             if let Some(domain) = v.strip_prefix('@') {
-                sql.push(format!("{domain_column} = ?"));
+                sql.push(format!("{e}{domain_column} = ?"));
                 values.push(Value::Text(domain.to_string()));
             } else {
-                sql.push(format!("{column} = ?"));
+                sql.push(format!("{e}{column} = ?"));
                 values.push(Value::Text(v));
             }
         }
     };
     address(&filter.recipient, "recipient", "rcpt_domain");
     address(&filter.sender, "sender", "sender_domain");
-    if let Some(words) = &filter.subject {
-        for word in words.split_whitespace().take(16) {
-            sql.push("instr(subject, ?) > 0".to_string());
-            values.push(Value::Text(word.to_lowercase()));
-        }
-    }
-    if let Some(id) = &filter.message_id {
-        sql.push("message_id = ?".to_string());
+    if let Some(mid) = &filter.message_id {
+        sql.push(format!("{e}message_id = ?"));
         values.push(Value::Text(
-            id.trim()
+            mid.trim()
                 .trim_start_matches('<')
                 .trim_end_matches('>')
                 .into(),
         ));
     }
-    if let Some(symbol) = &filter.symbol {
-        sql.push("message IN (SELECT message FROM quarantine_symbols WHERE name = ?)".into());
-        values.push(Value::Text(symbol.trim().to_string()));
-    }
     if let Some(reason) = &filter.reason {
-        sql.push("rule = ?".to_string());
+        sql.push(format!("{e}rule = ?"));
         values.push(Value::Text(rule_of(reason.trim())));
     }
     if let Some(v) = filter.min_score {
-        sql.push("score >= ?".to_string());
+        sql.push(format!("{e}score >= ?"));
         values.push(Value::Real(v));
     }
     if let Some(v) = filter.max_score {
-        sql.push("score <= ?".to_string());
+        sql.push(format!("{e}score <= ?"));
         values.push(Value::Real(v));
     }
     if let Some(v) = filter.since {
-        sql.push("received_at >= ?".to_string());
+        sql.push(format!("{time} >= ?"));
         values.push(Value::Int(v));
     }
     if let Some(v) = filter.until {
-        sql.push("received_at < ?".to_string());
+        sql.push(format!("{time} < ?"));
         values.push(Value::Int(v));
     }
     if let Some(d) = filter.direction {
-        sql.push("direction = ?".to_string());
+        sql.push(format!("{e}direction = ?"));
         values.push(Value::Text(d.as_str().to_string()));
     }
     if let Some(m) = &filter.message {
-        sql.push("message = ?".to_string());
+        sql.push(format!("{e}message = ?"));
         values.push(Value::Text(m.clone()));
     }
-    if sql.is_empty() {
-        ("1 = 1".to_string(), values)
+    let oldest_first = page.is_some_and(|p| p.oldest_first);
+    let (cmp, dir) = if oldest_first {
+        (">", "ASC")
     } else {
-        (sql.join(" AND "), values)
+        ("<", "DESC")
+    };
+    if let Some(c) = page.and_then(|p| p.after) {
+        sql.push(format!("({time}, {id}) {cmp} (?, ?)"));
+        values.push(Value::Int(c.received_at));
+        values.push(Value::Int(c.id));
     }
+    let where_sql = if sql.is_empty() {
+        "1 = 1".to_string()
+    } else {
+        sql.join(" AND ")
+    };
+    // CROSS JOIN: the terms drive (SQLite keeps the written order of a CROSS JOIN).
+    let from = if driven {
+        "quarantine_terms t CROSS JOIN quarantine_entries e ON e.id = t.entry"
+    } else {
+        "quarantine_entries"
+    };
+    let mut text = format!(
+        "SELECT {id} AS id, {time} AS received_at FROM {from} WHERE {where_sql} \
+         ORDER BY {time} {dir}, {id} {dir}"
+    );
+    if let Some(p) = page {
+        text.push_str(" LIMIT ?");
+        values.push(Value::Int(p.limit.max(1) as i64 + 1));
+    }
+    Search { sql: text, values }
 }
 
 fn bind_all<'q>(
@@ -324,55 +426,83 @@ impl Store {
 
     /// One page of the entries `filter` selects, newest first unless asked otherwise, after
     /// `page.after` (keyset paging: as fast on page 1000 as on page 1).
-    pub async fn list(&self, filter: &Filter, page: PageRequest) -> anyhow::Result<Page> {
-        let (mut where_sql, mut values) = where_clause(filter);
-        let (cmp, dir) = if page.oldest_first {
-            (">", "ASC")
-        } else {
-            ("<", "DESC")
-        };
-        if let Some(c) = page.after {
-            where_sql.push_str(&format!(" AND (received_at, id) {cmp} (?, ?)"));
-            values.push(Value::Int(c.received_at));
-            values.push(Value::Int(c.id));
+    /// `filter`'s terms, the rarest first: each counted up to [`TERM_COUNT_CAP`] (an index
+    /// range read), so that a search for a rare word beside a common one walks the rare one.
+    async fn ordered_terms(&self, filter: &Filter) -> anyhow::Result<Vec<String>> {
+        let mut terms = filter_terms(filter);
+        if terms.len() > 1 {
+            let mut counted = Vec::with_capacity(terms.len());
+            for term in terms {
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM quarantine_terms WHERE term = ? LIMIT ?)",
+                )
+                .bind(&term)
+                .bind(TERM_COUNT_CAP)
+                .fetch_one(&self.pool)
+                .await?;
+                counted.push((n, term));
+            }
+            counted.sort();
+            terms = counted.into_iter().map(|(_, t)| t).collect();
         }
-        let limit = page.limit.max(1) as i64;
-        values.push(Value::Int(limit + 1));
-        let sql = format!(
-            "SELECT {ENTRY_COLUMNS} FROM (SELECT id FROM quarantine_entries WHERE {where_sql} \
-             ORDER BY received_at {dir}, id {dir} LIMIT ?) AS page \
-             JOIN quarantine_entries e ON e.id = page.id \
-             JOIN quarantine_messages m ON m.id = e.message \
-             ORDER BY e.received_at {dir}, e.id {dir}"
-        );
-        let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &values)
+        Ok(terms)
+    }
+
+    pub async fn list(&self, filter: &Filter, page: PageRequest) -> anyhow::Result<Page> {
+        let terms = self.ordered_terms(filter).await?;
+        let search = search(filter, &terms, Some(page));
+        let found = bind_all(sqlx::query(sqlx::AssertSqlSafe(search.sql)), &search.values)
             .fetch_all(&self.pool)
             .await
             .context("cannot search the quarantine")?;
-        let mut entries: Vec<Entry> = rows.iter().map(entry_of).collect();
-        let next = if entries.len() as i64 > limit {
-            entries.truncate(limit as usize);
-            entries.last().map(|e| {
-                Cursor {
-                    received_at: e.received_at,
-                    id: e.entry,
-                }
-                .encode()
+        let limit = page.limit.max(1) as usize;
+        let ids: Vec<i64> = found.iter().take(limit).map(|r| r.get(0)).collect();
+        let mut entries = Vec::with_capacity(ids.len());
+        if !ids.is_empty() {
+            let placeholders = vec!["?"; ids.len()].join(", ");
+            let sql = format!(
+                "SELECT {ENTRY_COLUMNS} FROM quarantine_entries e \
+                 JOIN quarantine_messages m ON m.id = e.message WHERE e.id IN ({placeholders})"
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in &ids {
+                q = q.bind(id);
+            }
+            let mut by_id: std::collections::HashMap<i64, Entry> = q
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| {
+                    let e = entry_of(r);
+                    (e.entry, e)
+                })
+                .collect();
+            entries.extend(ids.iter().filter_map(|id| by_id.remove(id)));
+        }
+        let next = (found.len() > limit)
+            .then(|| {
+                entries.last().map(|e| {
+                    Cursor {
+                        received_at: e.received_at,
+                        id: e.entry,
+                    }
+                    .encode()
+                })
             })
-        } else {
-            None
-        };
+            .flatten();
         Ok(Page { entries, next })
     }
 
     /// Every entry `filter` selects (bulk actions): ids and messages, newest first.
     pub async fn select(&self, filter: &Filter) -> anyhow::Result<Vec<(i64, String, String)>> {
-        let (where_sql, values) = where_clause(filter);
+        let terms = self.ordered_terms(filter).await?;
+        let search = search(filter, &terms, None);
         let sql = format!(
-            "SELECT id, message, recipient FROM quarantine_entries WHERE {where_sql} \
-             ORDER BY received_at DESC, id DESC"
+            "SELECT s.id, x.message, x.recipient FROM ({}) AS s \
+             JOIN quarantine_entries x ON x.id = s.id ORDER BY s.received_at DESC, s.id DESC",
+            search.sql
         );
-        let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &values)
+        let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &search.values)
             .fetch_all(&self.pool)
             .await
             .context("cannot search the quarantine")?;
@@ -561,8 +691,9 @@ impl Store {
                     .await?
                     .len();
                 for table in [
+                    "DELETE FROM quarantine_terms WHERE entry IN \
+                     (SELECT id FROM quarantine_entries WHERE message = ?)",
                     "DELETE FROM quarantine_entries WHERE message = ?",
-                    "DELETE FROM quarantine_symbols WHERE message = ?",
                     "DELETE FROM quarantine_bodies WHERE id = ?",
                     "DELETE FROM quarantine_messages WHERE id = ?",
                 ] {
@@ -619,24 +750,19 @@ impl Store {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-            sqlx::query(
-                "UPDATE quarantine_entries SET subject = ?, message_id = ? WHERE message = ?",
-            )
-            .bind(fields.subject.to_lowercase())
-            .bind(&fields.message_id)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            for s in &symbols {
-                sqlx::query(
-                    "INSERT OR IGNORE INTO quarantine_symbols (name, message, points) \
-                     VALUES (?, ?, ?)",
-                )
-                .bind(&s.name)
+            sqlx::query("UPDATE quarantine_entries SET message_id = ? WHERE message = ?")
+                .bind(&fields.message_id)
                 .bind(id)
-                .bind(s.points)
                 .execute(&mut *tx)
                 .await?;
+            let entries: Vec<(i64, i64)> =
+                sqlx::query_as("SELECT id, received_at FROM quarantine_entries WHERE message = ?")
+                    .bind(id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            let terms = terms(&symbols, &fields.subject);
+            for (entry, received_at) in entries {
+                insert_terms(&mut tx, &terms, received_at, entry).await?;
             }
             tx.commit().await?;
         }

@@ -279,14 +279,29 @@ async fn keyset_paging_across_equal_timestamps() {
         .await;
     }
     put(&store, &held("E99", &["a@example.test"], 2000)).await;
-    for oldest_first in [false, true] {
+    // Without a term, through the entries' indexes; with one, walking the terms.
+    let by_symbol = Filter {
+        symbol: Some("BAYES_SPAM".into()),
+        ..Filter::default()
+    };
+    let by_word = Filter {
+        subject: Some("pills".into()),
+        ..Filter::default()
+    };
+    for (filter, oldest_first) in [
+        (Filter::default(), false),
+        (Filter::default(), true),
+        (by_symbol.clone(), false),
+        (by_symbol, true),
+        (by_word, false),
+    ] {
         let mut seen = Vec::new();
         let mut after = None;
         let mut pages = 0;
         loop {
             let page = store
                 .list(
-                    &Filter::default(),
+                    &filter,
                     PageRequest {
                         limit: 7,
                         after,
@@ -391,6 +406,8 @@ async fn every_filter() {
     )
     .await;
     check(f(|f| f.subject = Some("GRÜSSE".into())), &[]).await;
+    check(f(|f| f.subject = Some("pay".into())), &[]).await; // whole words
+    check(f(|f| f.subject = Some("x".into())), &[]).await;
     check(
         f(|f| f.subject = Some("grüße".into())),
         &["F3/carl@other.test"],
