@@ -20,7 +20,8 @@
 //! - [`trust`]: the level of trust's tables, and learning from stored messages.
 //! - [`clock`]: seconds since the epoch and RFC 5322 dates.
 //! - [`metrics`]: Prometheus counters; [`telemetry`]: logs.
-//! - [`gateway`]: wires the parts together; [`cli`]: the `portcullis` command.
+//! - [`gateway`]: wires the parts together and reloads the configuration; [`live`]: the
+//!   configuration in force and what is built from it; [`cli`]: the `portcullis` command.
 
 pub mod bayes;
 pub mod certs;
@@ -29,6 +30,7 @@ pub mod clock;
 pub mod config;
 pub mod delivery;
 pub mod gateway;
+pub mod live;
 pub mod metrics;
 pub mod pipeline;
 pub mod queue;

@@ -91,17 +91,14 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         .enable_all()
         .build()?;
     match cli.command {
-        Command::Run { config } => {
-            let config = load(&config)?;
+        Command::Run { config: path } => {
+            let config = load(&path)?;
             crate::telemetry::init(config.log_format);
-            runtime.block_on(crate::gateway::run(config))?;
+            runtime.block_on(crate::gateway::run(config, path))?;
             Ok(0)
         }
         Command::CheckConfig { config } => {
-            let checked = Config::load(&config)?;
-            // Key files are read at start; a bad one should show here first.
-            crate::pipeline::dkim_sign::OutboundSigner::load(&checked.dkim_signing)?;
-            crate::certs::store::check_config(&checked.data_dir, &checked.certs)?;
+            crate::gateway::checked_config(&config)?;
             println!("{}: ok", config.display());
             Ok(0)
         }
