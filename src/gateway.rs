@@ -138,8 +138,9 @@ pub async fn start(config: Config, path: Option<PathBuf>) -> anyhow::Result<Runn
         incoming: crate::smtp::body::Incoming::open(&config.data_dir, &config.limits)?,
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let mut smtp_addrs = Vec::new();
-    let mut listeners = Vec::new();
+    // Every socket is bound before any is served: whoever sees one listener answer finds
+    // all of them there.
+    let mut bound = Vec::new();
     for l in &config.listeners {
         let acceptor = match l.tls {
             TlsMode::None => None,
@@ -157,19 +158,25 @@ pub async fn start(config: Config, path: Option<PathBuf>) -> anyhow::Result<Runn
                 l.bind
             )
         })?;
-        let addr = socket.local_addr()?;
-        smtp_addrs.push(addr);
         let settings = Arc::new(ListenerSettings {
             tls_mode: l.tls,
             acceptor,
         });
+        bound.push((socket, settings));
+    }
+    let mut smtp_addrs = Vec::new();
+    let mut listeners = Vec::new();
+    for (socket, settings) in bound {
+        let addr = socket.local_addr()?;
+        smtp_addrs.push(addr);
+        let tls_mode = settings.tls_mode;
         listeners.push(tokio::spawn(listener::serve(
             socket,
             shared.clone(),
             settings,
             shutdown_rx.clone(),
         )));
-        tracing::info!(%addr, tls = ?l.tls, "SMTP listener ready");
+        tracing::info!(%addr, tls = ?tls_mode, "SMTP listener ready");
     }
     Ok(Running {
         smtp_addrs,
