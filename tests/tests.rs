@@ -22,6 +22,8 @@
 //!   another user), the CLI offline.
 //! - `lists`: allow and block lists: a blocked sender refused in the dialog, an allowed
 //!   partner only when authenticated.
+//! - `reload`: SIGHUP under load: a good config applies to new sessions, nothing is lost;
+//!   a bad one is refused and the old one stays.
 //! - `certs`: the S/MIME certificate store CLI on openssl-made fixtures (legacy PKCS#12,
 //!   expired and wrong-usage certificates, sealed keys, trust anchors).
 
@@ -40,6 +42,7 @@ mod limits;
 mod lists;
 mod quarantine;
 mod relay;
+mod reload;
 mod smime;
 mod smtp_dialog;
 mod starttls;
