@@ -25,6 +25,8 @@ CREATE TABLE quarantine_messages (
     adopted      INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX quarantine_messages_expiry ON quarantine_messages (expires_at);
+-- Found at every start until the gateway has taken them over.
+CREATE INDEX quarantine_messages_adopting ON quarantine_messages (adopted) WHERE adopted = 0;
 
 -- Bodies up to the queue's inline limit; larger ones are files in quarantine/<id>.eml.
 -- A body is removed when no entry of its message is held any more.

@@ -1303,6 +1303,13 @@ mod tests {
         let c = Config::parse(text).unwrap();
         let d = Config::default();
         assert_eq!(c.max_message_size, d.max_message_size);
+        let (q, dq) = (&c.quarantine, &d.quarantine);
+        assert_eq!(q.retention_days, dq.retention_days);
+        assert_eq!(q.max_total_size, dq.max_total_size);
+        assert_eq!(q.expiry_interval_secs, dq.expiry_interval_secs);
+        assert_eq!(q.preview_max_bytes, dq.preview_max_bytes);
+        assert_eq!(q.field_max_chars, dq.field_max_chars);
+        assert_eq!(q.max_page, dq.max_page);
         assert_eq!(c.limits.max_bad_commands, d.limits.max_bad_commands);
         assert_eq!(c.queue.retry_initial_secs, d.queue.retry_initial_secs);
         assert_eq!(c.certs.key_file, d.certs.key_file);
@@ -1413,5 +1420,34 @@ mod tests {
         assert!(c.is_local_domain("mail.corp.test"));
         assert!(!c.is_local_domain("corp.test"));
         assert!(!c.is_local_domain("xcorp.test"));
+    }
+
+    #[test]
+    fn quarantine_sizes_parse_and_bad_values_name_their_key() {
+        let c = Config::parse("[quarantine]\nmax_total_size = \"500 MiB\"\nretention_days = 7\n")
+            .unwrap();
+        assert_eq!(c.quarantine.max_total_size.as_u64(), 500 * 1024 * 1024);
+        assert_eq!(c.quarantine.retention_secs(), 7 * 86400);
+        let c = Config::parse("[quarantine]\nmax_total_size = 1048576\n").unwrap();
+        assert_eq!(c.quarantine.max_total_size.as_u64(), 1 << 20);
+        for (text, key) in [
+            (
+                "[quarantine]\nretention_days = 0\n",
+                "quarantine.retention_days",
+            ),
+            (
+                "[quarantine]\nmax_total_size = 0\n",
+                "quarantine.max_total_size",
+            ),
+            ("[quarantine]\nmax_page = 0\n", "quarantine.max_page"),
+            (
+                "[quarantine]\nmax_total_size = \"lots\"\n",
+                "max_total_size",
+            ),
+            ("[quarantine]\nkeep = 1\n", "keep"),
+        ] {
+            let e = format!("{:#}", Config::parse(text).unwrap_err());
+            assert!(e.contains(key), "{text}: {e}");
+        }
     }
 }
