@@ -797,6 +797,14 @@ pub struct Config {
     pub symbols: BTreeMap<String, f64>,
     /// Per-stage settings by stage name.
     pub stages: BTreeMap<String, StageConfig>,
+    /// Ordered rules (`docs/rules.md`). A file without `[[rules]]` and without
+    /// `rules_file` has none: the `[verdict]` thresholds decide, as they always did. The
+    /// embedded defaults (no config file) have the built-in set.
+    #[serde(default)]
+    pub rules: Vec<crate::rules::RuleConfig>,
+    /// A TOML file of `[[rules]]` instead of `[[rules]]` here; relative to the config
+    /// file's directory.
+    pub rules_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -835,6 +843,8 @@ impl Default for Config {
             smime: SmimeConfig::default(),
             symbols: BTreeMap::new(),
             stages: BTreeMap::new(),
+            rules: crate::rules::default_rules(),
+            rules_file: None,
         }
     }
 }
@@ -855,14 +865,41 @@ impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
-        Self::parse(&text).with_context(|| format!("config file {}", path.display()))
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse_in(&text, base).with_context(|| format!("config file {}", path.display()))
     }
 
-    /// Parse and validate config text.
+    /// Parse and validate config text (a `rules_file` is relative to the working
+    /// directory).
     pub fn parse(text: &str) -> anyhow::Result<Config> {
-        let config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Self::parse_in(text, Path::new("."))
+    }
+
+    fn parse_in(text: &str, base: &Path) -> anyhow::Result<Config> {
+        let mut config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        config.read_rules_file(base)?;
         config.validate()?;
         Ok(config.normalized())
+    }
+
+    /// `rules_file`: its `[[rules]]` become the config's.
+    fn read_rules_file(&mut self, base: &Path) -> anyhow::Result<()> {
+        let Some(file) = &self.rules_file else {
+            return Ok(());
+        };
+        if !self.rules.is_empty() {
+            bail!(
+                "key `rules_file`: set, and [[rules]] are in the config too; keep the rules in one place"
+            );
+        }
+        let path = base.join(file);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("key `rules_file`: cannot read {}", path.display()))?;
+        let parsed: crate::rules::RulesFile = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("rules file {}: {e}", path.display()))?;
+        self.rules = parsed.rules;
+        self.rules_file = Some(path);
+        Ok(())
     }
 
     fn normalized(mut self) -> Config {
@@ -1067,6 +1104,12 @@ impl Config {
         for name in self.symbols.keys() {
             if !filters::symbols::is_registered(name) {
                 bail!("key `symbols.{name}`: no such symbol (see `portcullis symbols`)");
+            }
+        }
+        if let Err(e) = crate::rules::RuleSet::compile(&self.rules) {
+            match &self.rules_file {
+                Some(f) => bail!("rules file {}: {e}", f.display()),
+                None => bail!("[[rules]]: {e}"),
             }
         }
         for name in self.stages.keys() {
