@@ -870,8 +870,12 @@ mod tests {
     fn pipeline(config: &Config, extra: Option<FailMode>) -> Pipeline {
         let mut p = Pipeline::from_config(config, &Resources::default(), Metrics::new());
         if let Some(fail_mode) = extra {
-            // A check of its own, just before the verdict.
-            let verdict = p.inbound.len() - 1;
+            // A check of its own, just before the rules and the verdict.
+            let verdict = p
+                .inbound
+                .iter()
+                .position(|s| matches!(s, Step::Rules(_) | Step::Verdict))
+                .unwrap();
             p.inbound.insert(
                 verdict,
                 Step::Check(ConfiguredStage {
@@ -978,5 +982,163 @@ mod tests {
             let out = run(off).run(&envelope(), spam).await;
             assert!(!out.card.summary().contains("BAYES_"), "{off}: {out:?}");
         }
+    }
+
+    fn two_recipients() -> Envelope {
+        Envelope {
+            rcpt_to: vec!["a@example.test".into(), "b@example.test".into()],
+            ..envelope()
+        }
+    }
+
+    const WELL_FORMED: &[u8] = b"From: x@b.test\r\nDate: x\r\nMessage-ID: <1@b>\r\n\r\nhi\r\n";
+
+    #[tokio::test]
+    async fn recipients_split_by_rule_and_the_refused_copy_is_held() {
+        let c = Config::parse(
+            r#"
+[[rules]]
+name = "mark-a"
+when = { recipient = "a@example.test" }
+actions = { add_header = "X-Rule: a" }
+continue = true
+[[rules]]
+name = "refuse-b"
+when = { recipient = "b@example.test", score = { max = 100.0 } }
+actions = { reject = "not for b" }
+"#,
+        )
+        .unwrap();
+        let out = pipeline(&c, None).run(&two_recipients(), WELL_FORMED).await;
+        assert_eq!(out.action, Action::Accept, "{out:?}");
+        assert_eq!(out.copies.len(), 2, "{out:?}");
+        let a = &out.copies[0];
+        assert_eq!(
+            a.recipients.as_deref(),
+            Some(&["a@example.test".to_string()][..])
+        );
+        assert_eq!(a.hold, None);
+        assert_eq!(a.headers, ["X-Rule: a"]);
+        assert_eq!(a.action, Some(Action::Accept));
+        let b = &out.copies[1];
+        assert_eq!(
+            b.recipients.as_deref(),
+            Some(&["b@example.test".to_string()][..])
+        );
+        assert_eq!(
+            b.hold.as_deref(),
+            Some("refused for this recipient by rule refuse-b")
+        );
+        assert!(b.headers.is_empty());
+        let names: Vec<&str> = out.rules.iter().map(|m| m.rule.as_str()).collect();
+        assert_eq!(names, ["mark-a", "refuse-b"]);
+
+        // Everyone refused: the message is refused, with the rule's text.
+        let one = Envelope {
+            rcpt_to: vec!["b@example.test".into()],
+            ..envelope()
+        };
+        let out = pipeline(&c, None).run(&one, WELL_FORMED).await;
+        assert_eq!(out.action, Action::Reject);
+        assert_eq!(out.refusal_text.as_deref(), Some("not for b"));
+        assert_eq!(out.reason, "rule refuse-b");
+    }
+
+    #[tokio::test]
+    async fn tempfail_for_all_is_a_tempfail_and_same_outcomes_share_one_copy() {
+        let c = Config::parse(
+            r#"
+[[rules]]
+name = "later"
+when = { sender = "@b.test", size = { min = 1 } }
+actions = { tempfail = true }
+"#,
+        )
+        .unwrap();
+        let out = pipeline(&c, None).run(&two_recipients(), WELL_FORMED).await;
+        assert_eq!(out.action, Action::Tempfail);
+        let c = Config::parse(
+            "[[rules]]\nname = \"tag-all\"\nwhen = { size = { min = 1 } }\nactions = { tag = true, add_header = \"X-T: 1\" }",
+        )
+        .unwrap();
+        let out = pipeline(&c, None).run(&two_recipients(), WELL_FORMED).await;
+        assert_eq!(out.action, Action::Tag);
+        assert_eq!(out.copies.len(), 1, "{out:?}");
+        // One group: the copy is for every recipient, as without rules.
+        assert_eq!(out.copies[0].recipients, None);
+        assert_eq!(out.copies[0].headers, ["X-T: 1"]);
+        assert_eq!(out.copies[0].action, None);
+    }
+
+    #[tokio::test]
+    async fn skip_keeps_a_stage_from_running_and_quarantine_holds() {
+        let c = Config::parse(
+            r#"
+[[rules]]
+name = "partner"
+when = { sender = "@b.test" }
+actions = { skip = "header_sanity" }
+continue = true
+[[rules]]
+name = "hold-partner"
+when = { sender = "@b.test", symbols = "HDR_MISSING_DATE" }
+actions = { quarantine = true }
+"#,
+        )
+        .unwrap();
+        let bare = b"Subject: no From, Date, Message-ID\r\n\r\nhi\r\n";
+        let out = pipeline(&c, None).run(&envelope(), bare).await;
+        assert!(!out.card.summary().contains("HDR_"), "{out:?}");
+        assert_eq!(out.action, Action::Accept);
+        // Another sender: header sanity runs, and the missing headers are on the card.
+        let other = Envelope {
+            mail_from: "x@elsewhere.test".into(),
+            ..envelope()
+        };
+        let out = pipeline(&c, None).run(&other, bare).await;
+        assert!(out.card.summary().contains("HDR_MISSING_DATE"), "{out:?}");
+        // A quarantine by rule holds the copy with the rule's name.
+        let c = Config::parse(
+            "[[rules]]\nname = \"hold\"\nwhen = { symbols = \"HDR_MISSING_DATE\" }\nactions = { quarantine = true }",
+        )
+        .unwrap();
+        let out = pipeline(&c, None).run(&envelope(), bare).await;
+        assert_eq!(out.action, Action::Quarantine);
+        assert_eq!(out.copies[0].hold.as_deref(), Some("rule hold"));
+    }
+
+    #[tokio::test]
+    async fn a_forced_action_comes_before_a_rule() {
+        let c =
+            Config::parse("[[rules]]\nname = \"accept-all\"\nactions = { accept = true }").unwrap();
+        let mut p = pipeline(&c, None);
+        struct Virus;
+        impl Stage for Virus {
+            fn name(&self) -> &'static str {
+                "virus"
+            }
+            fn check<'a>(&'a self, _: &'a MessageContext<'a>) -> StageFuture<'a> {
+                Box::pin(async {
+                    Ok(vec![
+                        Symbol::new("CLAM_VIRUS", "Eicar").forcing(Action::Reject),
+                    ])
+                })
+            }
+        }
+        let at = p
+            .inbound
+            .iter()
+            .position(|s| matches!(s, Step::Rules(_)))
+            .unwrap();
+        p.inbound.insert(
+            at,
+            Step::Check(ConfiguredStage {
+                stage: Box::new(Virus),
+                fail_mode: FailMode::Tempfail,
+            }),
+        );
+        let out = p.run(&envelope(), WELL_FORMED).await;
+        assert_eq!(out.action, Action::Reject);
+        assert!(out.reason.contains("CLAM_VIRUS"), "{}", out.reason);
     }
 }
