@@ -1254,6 +1254,43 @@ mod tests {
             c.queue.dsn_max_returned_bytes,
             d.queue.dsn_max_returned_bytes
         );
+        // The example ships the embedded defaults' rule set.
+        assert_eq!(c.rules, d.rules);
+        assert_eq!(c.rules, crate::rules::default_rules());
+    }
+
+    #[test]
+    fn rules_only_where_written_and_errors_name_the_rule() {
+        // A file without rules has none: the thresholds decide, as before rules existed.
+        assert!(Config::parse("").unwrap().rules.is_empty());
+        assert_eq!(Config::default().rules.len(), 4);
+        let e = format!(
+            "{:#}",
+            Config::parse("[[rules]]\nname = \"x\"\nactions = { skip = \"nope\" }").unwrap_err()
+        );
+        assert!(e.contains("rule `x`") && e.contains("\"nope\""), "{e}");
+        let e = format!(
+            "{:#}",
+            Config::parse("rules_file = \"/nonexistent/rules.toml\"").unwrap_err()
+        );
+        assert!(e.contains("rules_file"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("r.toml"),
+            "[[rules]]\nname = \"from-file\"\nactions = { tag = true }\n",
+        )
+        .unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "rules_file = \"r.toml\"\n").unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.rules[0].name, "from-file");
+        std::fs::write(
+            &path,
+            "rules_file = \"r.toml\"\n[[rules]]\nname = \"here\"\n",
+        )
+        .unwrap();
+        let e = format!("{:#}", Config::load(&path).unwrap_err());
+        assert!(e.contains("rules_file") && e.contains("one place"), "{e}");
     }
 
     #[test]
