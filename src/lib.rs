@@ -41,6 +41,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod quarantine_ops;
 pub mod queue;
+pub mod rules;
 pub mod smime;
 pub mod smtp;
 pub mod store;

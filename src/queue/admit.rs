@@ -23,8 +23,15 @@ pub struct MessageCopy {
     /// common ones.
     pub headers: Vec<String>,
     /// `Some(reason)`: this copy is held for an operator (quarantine), never delivered;
-    /// the reason says what held it (a rule, a threshold).
+    /// the reason says what held it (a rule, a threshold); the quarantine keeps it.
     pub hold: Option<String>,
+    /// Changes the rules decided for this copy (disclaimer, attachment signing, archive),
+    /// applied in the store phase by the message actions, in this order.
+    pub message_actions: Vec<crate::rules::MessageAction>,
+    /// This copy's verdict and score when the recipients of one message got different
+    /// ones (rules); `None`: the message's.
+    pub action: Option<filters::Action>,
+    pub score: Option<f64>,
 }
 
 /// The verdict as the queue needs it.
@@ -112,7 +119,7 @@ pub async fn admit(
                 client_ip: arrival.client_ip.to_string(),
                 helo: envelope.helo.clone(),
                 tls: arrival.tls.map(|t| format!("{} {}", t.version, t.cipher)),
-                score: verdict.score,
+                score: copy.score.unwrap_or(verdict.score),
                 symbols: verdict.points.clone(),
                 reason: reason.clone(),
                 received_at: now,
@@ -135,7 +142,7 @@ pub async fn admit(
             last_error: None,
             client_ip: arrival.client_ip.to_string(),
             helo: envelope.helo.clone(),
-            score: verdict.score,
+            score: copy.score.unwrap_or(verdict.score),
             symbols: verdict.symbols.clone(),
         };
         stored.push((message, Arc::new(full)));
@@ -168,12 +175,16 @@ fn trace_fields(
         h.push_str("\r\n");
     }
     if arrival.envelope.direction == Direction::Inbound {
+        let action = copy.action.map_or(verdict.action, |a| a.as_str());
         h.push_str(&format!(
-            "X-Portcullis-Score: {:.2} ({})\r\n",
-            verdict.score, verdict.action
+            "X-Portcullis-Score: {:.2} ({action})\r\n",
+            copy.score.unwrap_or(verdict.score)
         ));
+        let tagged = copy
+            .action
+            .map_or(verdict.tagged, |a| a == filters::Action::Tag);
         // A held copy is flagged too: what an operator releases is stripped of the flag.
-        if verdict.tagged || copy.hold.is_some() {
+        if tagged || copy.hold.is_some() {
             h.push_str("X-Spam-Flag: YES\r\n");
         }
     }
