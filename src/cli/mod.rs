@@ -2,6 +2,7 @@
 
 mod bayes;
 mod certs;
+pub mod explain;
 mod queue;
 mod trust;
 
@@ -63,6 +64,14 @@ pub enum Command {
         #[command(subcommand)]
         action: certs::CertsAction,
     },
+    /// Run a stored message through the pipeline of this config, keeping nothing: every
+    /// stage's symbols, the verdict and the SMTP reply the client would get.
+    Explain {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        args: explain::ExplainArgs,
+    },
     /// List every symbol a stage can report, with default points.
     Symbols,
     /// clamd health as the gateway sees it: version, signature date, latency.
@@ -117,6 +126,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Certs { config, action } => {
             let config = load(&config)?;
             runtime.block_on(certs::run(&config, action))
+        }
+        Command::Explain { config, args } => {
+            let config = load(&config)?;
+            runtime.block_on(explain::run(&config, args))
         }
         Command::ClamavStatus { config, json } => {
             let config = load(&config)?;

@@ -38,6 +38,8 @@ pub fn write_reply(out: &mut Vec<u8>, code: u16, enhanced: &str, text: &str) {
 }
 
 pub const OK: Reply = Reply::new(250, "2.0.0", "Ok");
+/// Followed by the queue ids of the stored copies ([`queued`]).
+pub const QUEUED: Reply = Reply::new(250, "2.0.0", "Ok: queued as");
 pub const SENDER_OK: Reply = Reply::new(250, "2.1.0", "Ok");
 pub const RCPT_OK: Reply = Reply::new(250, "2.1.5", "Ok");
 pub const START_DATA: Reply = Reply::new(354, "", "End data with <CR><LF>.<CR><LF>");
@@ -139,6 +141,7 @@ mod tests {
     fn replies_are_single_well_formed_lines() {
         let all = [
             OK,
+            QUEUED,
             SENDER_OK,
             RCPT_OK,
             START_DATA,
@@ -199,6 +202,28 @@ mod tests {
             }
         }
     }
+}
+
+/// The reply to a recipient that relay control refuses at RCPT TO.
+pub fn for_recipient_refusal(refusal: super::address::Refusal) -> Reply {
+    use super::address::Refusal;
+    match refusal {
+        Refusal::Syntax => BAD_RECIPIENT,
+        Refusal::HiddenRoute => ROUTING_DENIED,
+        Refusal::RelayDenied => RELAY_DENIED,
+    }
+}
+
+/// The reply to the end of DATA once the copies are stored under `ids`.
+pub fn queued(ids: &[String]) -> (Reply, String) {
+    (QUEUED, format!("{} {}", QUEUED.text, ids.join(" ")))
+}
+
+/// The reply to the end of DATA for what the pipeline decided: the refusal, or `None` when
+/// the message is to be stored (then [`queued`], once it is on disk). The session and
+/// `portcullis explain` both answer with this.
+pub fn for_outcome(outcome: &crate::pipeline::Outcome) -> Option<(Reply, String)> {
+    refusal(outcome.action, &outcome.card)
 }
 
 /// The DATA reply for a refusing action; `None` means the message is stored (250).

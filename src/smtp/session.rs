@@ -17,7 +17,7 @@ use smtp_proto::{Error as ParseError, MAIL_BODY_8BITMIME, MAIL_SMTPUTF8, Request
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
-use super::address::{Accepted, Refusal, Route, classify_recipient, has_control, path_has_control};
+use super::address::{Accepted, Route, classify_recipient, has_control, path_has_control};
 use super::body::{Body, DataReceiver, Incoming, LineEndings};
 use super::reply::{self, Reply, write_reply};
 use super::stream::Stream;
@@ -583,11 +583,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             Err(refusal) => {
                 tracing::info!(client = %self.peer, rcpt = %printable(&to.address), ?refusal, "recipient refused");
-                self.bad(match refusal {
-                    Refusal::Syntax => reply::BAD_RECIPIENT,
-                    Refusal::HiddenRoute => reply::ROUTING_DENIED,
-                    Refusal::RelayDenied => reply::RELAY_DENIED,
-                })
+                self.bad(reply::for_recipient_refusal(refusal))
             }
         }
     }
@@ -771,7 +767,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let mut stored = false;
         // The log's name for the message; the first stored copy's id once it is stored.
         let mut id = new_queue_id();
-        let refusal = reply::refusal(outcome.action, &outcome.card);
+        let refusal = reply::for_outcome(&outcome);
         match &refusal {
             Some((r, text)) => write_reply(&mut self.out, r.code, r.enhanced, text),
             None => {
@@ -788,12 +784,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     Ok(ids) => {
                         stored = true;
                         id = ids[0].clone();
-                        write_reply(
-                            &mut self.out,
-                            250,
-                            "2.0.0",
-                            &format!("Ok: queued as {}", ids.join(" ")),
-                        );
+                        let (r, text) = reply::queued(&ids);
+                        write_reply(&mut self.out, r.code, r.enhanced, &text);
                     }
                     Err(e) => {
                         tracing::error!(error = %format!("{e:#}"), "cannot queue message");
