@@ -34,6 +34,7 @@ pub mod live;
 pub mod metrics;
 pub mod pipeline;
 pub mod queue;
+pub mod rules;
 pub mod smime;
 pub mod smtp;
 pub mod store;

@@ -71,7 +71,7 @@ async fn send_live(gw: &Gateway, msg: &str) -> (u16, String, Live) {
 }
 
 /// `portcullis explain --json` on `msg` with the envelope the client used.
-fn explain(gw: &Gateway, msg: &str, extra: &[&str]) -> (i32, serde_json::Value, String) {
+fn explain(gw: &Gateway, msg: &str, rcpts: &[&str]) -> (i32, serde_json::Value, String) {
     let file = gw.dir.path().join("explained.eml");
     std::fs::write(&file, msg).unwrap();
     let mut args = vec![
@@ -79,8 +79,6 @@ fn explain(gw: &Gateway, msg: &str, extra: &[&str]) -> (i32, serde_json::Value, 
         file.to_str().unwrap(),
         "--from",
         "sender@ext.test",
-        "--to",
-        "u@example.test",
         "--client-ip",
         "127.0.0.1",
         "--helo",
@@ -89,7 +87,9 @@ fn explain(gw: &Gateway, msg: &str, extra: &[&str]) -> (i32, serde_json::Value, 
         "none",
         "--json",
     ];
-    args.extend_from_slice(extra);
+    for r in rcpts {
+        args.extend_from_slice(&["--to", r]);
+    }
     let (code, out, err) = gw.cli(&args);
     let json = serde_json::from_str(&out).unwrap_or(serde_json::Value::Null);
     (code, json, err)
@@ -153,7 +153,7 @@ async fn explain_agrees_with_the_live_gateway() {
     );
     let (code, text, live) = send_live(&gw, &clean).await;
     assert_eq!((code, live.verdict.as_str()), (250, "accept"), "{text}");
-    let (exit, explained, err) = explain(&gw, &clean, &[]);
+    let (exit, explained, err) = explain(&gw, &clean, &["u@example.test"]);
     assert_eq!(exit, 0, "{err}");
     assert_same(code, &text, &live, &explained);
     assert!(wait_until(10, || sink.count() == 1).await);
@@ -163,7 +163,7 @@ async fn explain_agrees_with_the_live_gateway() {
     let (code, text, live) = send_live(&gw, &spam).await;
     assert_eq!((code, live.verdict.as_str()), (250, "tag"), "{live:?}");
     assert!(live.symbols.contains_key("BAYES_SPAM"), "{live:?}");
-    let (exit, explained, err) = explain(&gw, &spam, &[]);
+    let (exit, explained, err) = explain(&gw, &spam, &["u@example.test"]);
     assert_eq!(exit, 0, "{err}");
     assert_same(code, &text, &live, &explained);
     let bayes = explained["stages"]
@@ -180,7 +180,7 @@ async fn explain_agrees_with_the_live_gateway() {
     let refused = "From: <sender@ext.test>\r\nTo: <u@example.test>\r\nSubject: no date\r\nMessage-ID: <nodate@ext.test>\r\n\r\nbody\r\n";
     let (code, text, live) = send_live(&gw, refused).await;
     assert_eq!((code, live.verdict.as_str()), (550, "reject"), "{text}");
-    let (exit, explained, err) = explain(&gw, refused, &[]);
+    let (exit, explained, err) = explain(&gw, refused, &["u@example.test"]);
     assert_eq!(exit, 0, "{err}");
     assert_same(code, &text, &live, &explained);
     assert_eq!(explained["symbols"][1]["name"], "HDR_MISSING_DATE");
@@ -289,4 +289,93 @@ async fn explain_refuses_bad_input_with_exit_code_2() {
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["refused_recipients"][0]["reply"]["code"], 550);
     assert_eq!(json["reply"]["code"], 554);
+}
+
+const RULES: &str = r#"log_format = "json"
+[[rules]]
+name = "closed-mailbox"
+when = { recipient = "closed@example.test" }
+actions = { reject = "Mailbox closed by policy" }
+
+[[rules]]
+name = "no-big-mail-for-interns"
+when = { recipient = "intern@example.test", size = { min = 10 } }
+actions = { reject = true }
+"#;
+
+#[tokio::test]
+async fn explain_shows_which_rules_matched_why_and_what_they_did() {
+    let sink = Sink::start().await;
+    let gw = Gateway::start(sink.addr, RULES);
+    let msg = message(
+        "sender@ext.test",
+        "boss@example.test",
+        "r@ext.test",
+        "a long enough body",
+    );
+    let lines = gw.log().matches("portcullis::message").count();
+    let mut c = Client::connect(gw.smtp).await;
+    let r = c
+        .send_message(
+            "sender@ext.test",
+            &["boss@example.test", "intern@example.test"],
+            &msg,
+        )
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert!(
+        wait_until(10, || gw.log().matches("portcullis::message").count()
+            > lines)
+        .await
+    );
+    let line = last_message_line(&gw).unwrap();
+    let live = Live {
+        verdict: line["verdict"].as_str().unwrap().to_string(),
+        score: line["score"].as_f64().unwrap(),
+        symbols: parse_summary(line["symbols"].as_str().unwrap()),
+    };
+
+    let (exit, explained, err) = explain(
+        &gw,
+        &msg,
+        &[
+            "boss@example.test",
+            "intern@example.test",
+            "closed@example.test",
+        ],
+    );
+    assert_eq!(exit, 0, "{err}");
+    let refused = &explained["refused_recipients"][0];
+    assert_eq!(refused["address"], "closed@example.test");
+    assert_eq!(refused["rule"], "closed-mailbox");
+    assert_eq!(
+        refused["reply"]["line"],
+        "550 5.7.1 Mailbox closed by policy"
+    );
+    let rules = explained["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 1, "{explained:#}");
+    assert_eq!(rules[0]["rule"], "no-big-mail-for-interns");
+    assert_eq!(rules[0]["actions"][0], "reject");
+    assert_eq!(rules[0]["recipients"][0], "intern@example.test");
+    let why = rules[0]["condition"].as_str().unwrap();
+    assert!(
+        why.contains("intern@example.test") && why.contains("size"),
+        "{why}"
+    );
+    // Two copies: the intern's held by the rule, the other delivered.
+    let copies = explained["copies"].as_array().unwrap();
+    assert_eq!(copies.len(), 2, "{explained:#}");
+    assert!(
+        copies
+            .iter()
+            .any(|c| c["recipients"][0] == "intern@example.test"
+                && c["hold"]
+                    .as_str()
+                    .unwrap()
+                    .contains("no-big-mail-for-interns")),
+        "{explained:#}"
+    );
+    assert_same(r.code, r.text.trim_end(), &live, &explained);
+    assert!(wait_until(10, || sink.count() == 1).await);
+    assert_eq!(sink.all()[0].rcpts, ["boss@example.test"]);
 }

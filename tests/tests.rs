@@ -18,6 +18,8 @@
 //! - `trust`: a conversation earns trust for authenticated senders only; pins via the CLI.
 //! - `reload`: SIGHUP under load: a good config applies to new sessions, nothing is lost;
 //!   a bad one is refused and the old one stays.
+//! - `rules`: `[[rules]]`: a refusal at RCPT TO, two outcomes in one DATA (the refused
+//!   recipient's copy held), skipped stages, added header fields, quarantine, check-config.
 //! - `certs`: the S/MIME certificate store CLI on openssl-made fixtures (legacy PKCS#12,
 //!   expired and wrong-usage certificates, sealed keys, trust anchors).
 
@@ -35,6 +37,7 @@ mod explain;
 mod limits;
 mod relay;
 mod reload;
+mod rules;
 mod smime;
 mod smtp_dialog;
 mod starttls;

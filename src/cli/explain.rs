@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::gateway::{Loaded, Purpose};
 use crate::metrics::Metrics;
 use crate::pipeline::{Outcome, RunMode};
+use crate::rules::EnvelopeFacts;
 use crate::smtp::address::classify_recipient;
 use crate::smtp::reply;
 
@@ -67,7 +68,8 @@ pub struct Report {
     pub message: String,
     pub size: usize,
     pub envelope: EnvelopeReport,
-    /// Recipients relay control refuses at RCPT TO: they never reach the pipeline.
+    /// Recipients refused at RCPT TO (relay control, a rule): they never reach the
+    /// pipeline.
     pub refused_recipients: Vec<RecipientRefusal>,
     /// Every step in order, with the symbols it reported.
     pub stages: Vec<StageReport>,
@@ -80,6 +82,8 @@ pub struct Report {
     pub reason: String,
     /// The reply to the end of DATA.
     pub reply: ReplyReport,
+    /// The rules that matched (`[[rules]]`), why and what they did.
+    pub rules: Vec<RuleReport>,
     /// What would be stored, copy by copy (recipients and treatment may differ).
     pub copies: Vec<CopyReport>,
 }
@@ -98,6 +102,19 @@ pub struct EnvelopeReport {
 pub struct RecipientRefusal {
     pub address: String,
     pub reply: ReplyReport,
+    /// The rule that refused it, when a rule did.
+    pub rule: Option<String>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct RuleReport {
+    pub rule: String,
+    /// The conditions that held, with the values they held for.
+    pub condition: String,
+    pub actions: Vec<String>,
+    pub recipients: Vec<String>,
+    /// Decided at RCPT TO (envelope conditions only).
+    pub at_rcpt: bool,
 }
 
 #[derive(Serialize, Debug)]
@@ -137,6 +154,10 @@ pub struct CopyReport {
     pub headers: Vec<String>,
     /// Held (quarantined) with this reason.
     pub hold: Option<String>,
+    /// This copy's verdict and score when the recipients got different ones (rules);
+    /// `None`: the message's.
+    pub action: Option<String>,
+    pub score: Option<f64>,
 }
 
 /// Run `explain`; the exit code.
@@ -182,31 +203,54 @@ fn read_message(path: &Path) -> anyhow::Result<Vec<u8>> {
 
 /// The pipeline the gateway would build for `config`, run on `raw` without side effects.
 pub async fn explain(config: &Config, args: &ExplainArgs, raw: &[u8]) -> anyhow::Result<Report> {
+    let db = crate::store::Database::open(&config.data_dir)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the data directory {}",
+                config.data_dir.display()
+            )
+        })?;
+    let loaded = Loaded::open(config, &db, Purpose::Explain, Metrics::new()).await?;
+    let pipeline = loaded.pipeline(config)?;
+
     let (direction, client_ip) = direction_and_client(config, args);
     let internal = direction == Direction::Outbound;
-    // Relay control, as at RCPT TO.
+    let tls = tls_facts(args);
+    let rcpt_facts = EnvelopeFacts::new(direction, client_ip, &args.helo, tls.as_ref(), &args.from);
+    // RCPT TO, as the session decides it: relay control, then the rules on the envelope.
     let mut rcpt_to = Vec::new();
     let mut refused_recipients = Vec::new();
     for to in &args.to {
-        match classify_recipient(config, internal, to, &format!("<{to}>")) {
-            Ok(accepted) => {
-                if !rcpt_to
-                    .iter()
-                    .any(|r: &String| r.eq_ignore_ascii_case(&accepted.address))
-                {
-                    rcpt_to.push(accepted.address);
-                }
-            }
+        let accepted = match classify_recipient(config, internal, to, &format!("<{to}>")) {
+            Ok(accepted) => accepted.address,
             Err(refusal) => {
                 let r = reply::for_recipient_refusal(refusal);
                 refused_recipients.push(RecipientRefusal {
                     address: to.clone(),
                     reply: reply_report(r, r.text),
+                    rule: None,
                 });
+                continue;
             }
+        };
+        if let Some((r, text, rule)) =
+            reply::for_rule_at_rcpt(pipeline.rules(), &rcpt_facts, &accepted)
+        {
+            refused_recipients.push(RecipientRefusal {
+                address: to.clone(),
+                reply: reply_report(r, &text),
+                rule: Some(rule),
+            });
+            continue;
+        }
+        if !rcpt_to
+            .iter()
+            .any(|r: &String| r.eq_ignore_ascii_case(&accepted))
+        {
+            rcpt_to.push(accepted);
         }
     }
-    let tls = tls_facts(args);
     let envelope = Envelope {
         direction,
         client_ip,
@@ -239,20 +283,11 @@ pub async fn explain(config: &Config, args: &ExplainArgs, raw: &[u8]) -> anyhow:
             action: "reject".into(),
             reason: "no recipient was accepted at RCPT TO".into(),
             reply: reply_report(reply::NEED_RCPT, reply::NEED_RCPT.text),
+            rules: Vec::new(),
             copies: Vec::new(),
         });
     }
 
-    let db = crate::store::Database::open(&config.data_dir)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot open the data directory {}",
-                config.data_dir.display()
-            )
-        })?;
-    let loaded = Loaded::open(config, &db, Purpose::Explain, Metrics::new()).await?;
-    let pipeline = loaded.pipeline(config)?;
     let outcome = pipeline.run_with(&envelope, raw, RunMode::DryRun).await;
     Ok(Report {
         message,
@@ -265,6 +300,17 @@ pub async fn explain(config: &Config, args: &ExplainArgs, raw: &[u8]) -> anyhow:
         action: outcome.action.as_str().to_string(),
         reason: outcome.reason.clone(),
         reply: final_reply(&outcome),
+        rules: outcome
+            .rules
+            .iter()
+            .map(|m| RuleReport {
+                rule: m.rule.clone(),
+                condition: m.condition.clone(),
+                actions: m.actions.clone(),
+                recipients: m.recipients.clone(),
+                at_rcpt: m.at_rcpt,
+            })
+            .collect(),
         copies: outcome
             .copies
             .iter()
@@ -283,6 +329,8 @@ pub async fn explain(config: &Config, args: &ExplainArgs, raw: &[u8]) -> anyhow:
                     .map(|h| h.trim_end().to_string())
                     .collect(),
                 hold: c.hold.clone(),
+                action: c.action.map(|a| a.as_str().to_string()),
+                score: c.score,
             })
             .collect(),
     })
@@ -401,9 +449,14 @@ pub fn render(r: &Report) -> String {
         e.client_ip, e.helo, e.tls
     );
     for refused in &r.refused_recipients {
+        let by = refused
+            .rule
+            .as_deref()
+            .map(|rule| format!(" (rule {rule})"))
+            .unwrap_or_default();
         let _ = writeln!(
             o,
-            "refused    <{}> at RCPT TO: {}",
+            "refused    <{}> at RCPT TO: {}{by}",
             refused.address, refused.reply.line
         );
     }
@@ -434,6 +487,16 @@ pub fn render(r: &Report) -> String {
             );
         }
     }
+    if !r.rules.is_empty() {
+        let _ = writeln!(o);
+        let _ = writeln!(o, "rules");
+        for m in &r.rules {
+            let at = if m.at_rcpt { " (at RCPT TO)" } else { "" };
+            let _ = writeln!(o, "  {}{at}: {}", m.rule, m.actions.join(", "));
+            let _ = writeln!(o, "      when {}", m.condition);
+            let _ = writeln!(o, "      for {}", m.recipients.join(", "));
+        }
+    }
     let _ = writeln!(o);
     let _ = writeln!(o, "score      {:.2}", r.score);
     let _ = writeln!(o, "verdict    {} ({})", r.action, r.reason);
@@ -448,7 +511,11 @@ pub fn render(r: &Report) -> String {
             .as_deref()
             .map(|h| format!(", held: {h}"))
             .unwrap_or_default();
-        let _ = writeln!(o, "copy {}     {to}: body {}{held}", i + 1, c.body);
+        let verdict = match (&c.action, c.score) {
+            (Some(a), Some(score)) => format!(", {a} (score {score:.2})"),
+            _ => String::new(),
+        };
+        let _ = writeln!(o, "copy {}     {to}: body {}{verdict}{held}", i + 1, c.body);
         for h in &c.headers {
             let first = h.lines().next().unwrap_or_default();
             let _ = writeln!(o, "             + {first}");

@@ -114,6 +114,9 @@ pub const ROUTING_DENIED: Reply = Reply::new(
     "Source routes and routing characters are not accepted",
 );
 pub const REJECTED: Reply = Reply::new(550, "5.7.1", "Message rejected by policy");
+/// A rule refused the recipient at RCPT TO (a rule's own text replaces this one).
+pub const RECIPIENT_REFUSED_BY_RULE: Reply =
+    Reply::new(550, "5.7.1", "Recipient refused by policy");
 pub const VIRUS: Reply = Reply::new(554, "5.7.1", "Message contains a virus");
 // S/MIME policy refusals go to our own users (internal clients): they name the reason.
 pub const SMIME_NO_CERTIFICATE: Reply = Reply::new(
@@ -214,6 +217,31 @@ pub fn for_recipient_refusal(refusal: super::address::Refusal) -> Reply {
     }
 }
 
+/// `[[rules]]` decided at RCPT TO (envelope and connection only): a `reject` refuses the
+/// recipient (550 5.7.1, with the rule's text when it has one), a `tempfail` defers it
+/// (451 4.7.1). The reply, its text and the deciding rule's name; `None`: accepted.
+pub fn for_rule_at_rcpt(
+    rules: &crate::rules::RuleSet,
+    facts: &crate::rules::EnvelopeFacts,
+    rcpt: &str,
+) -> Option<(Reply, String, String)> {
+    if rules.is_empty() {
+        return None;
+    }
+    let eval = rules.evaluate(facts, &crate::rules::pattern::Address::new(rcpt), None);
+    let (verdict, rule) = eval.verdict?;
+    let r = match verdict.action {
+        Action::Reject => RECIPIENT_REFUSED_BY_RULE,
+        Action::Tempfail => TEMPFAIL,
+        _ => return None,
+    };
+    let text = match verdict.text {
+        Some(t) if verdict.action == Action::Reject => t,
+        _ => r.text.to_string(),
+    };
+    Some((r, text, rule))
+}
+
 /// The reply to the end of DATA once the copies are stored under `ids`.
 pub fn queued(ids: &[String]) -> (Reply, String) {
     (QUEUED, format!("{} {}", QUEUED.text, ids.join(" ")))
@@ -223,7 +251,11 @@ pub fn queued(ids: &[String]) -> (Reply, String) {
 /// the message is to be stored (then [`queued`], once it is on disk). The session and
 /// `portcullis explain` both answer with this.
 pub fn for_outcome(outcome: &crate::pipeline::Outcome) -> Option<(Reply, String)> {
-    refusal(outcome.action, &outcome.card)
+    match (outcome.action, &outcome.refusal_text) {
+        // A rule's own text, with the code of every policy refusal.
+        (Action::Reject, Some(text)) => Some((REJECTED, text.clone())),
+        _ => refusal(outcome.action, &outcome.card),
+    }
 }
 
 /// The DATA reply for a refusing action; `None` means the message is stored (250).

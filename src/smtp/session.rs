@@ -29,6 +29,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::queue::trace::printable;
 use crate::queue::{Queue, new_queue_id};
+use crate::rules::EnvelopeFacts;
 
 /// What every session of the gateway shares.
 pub struct Shared {
@@ -139,6 +140,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     fn pipeline(&self) -> &Pipeline {
         &self.snapshot.pipeline
+    }
+
+    fn direction(&self) -> Direction {
+        if self.internal {
+            Direction::Outbound
+        } else {
+            Direction::Inbound
+        }
     }
 
     /// Run the session to its end. Errors end the session; they are logged, not raised.
@@ -264,6 +273,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// A refused command: answer, count it, and close after too many.
     fn bad(&mut self, r: Reply) -> Next {
         self.reply(r);
+        self.bad_counted()
+    }
+
+    /// Count a refusal already answered; close after too many.
+    fn bad_counted(&mut self) -> Next {
         self.bad_commands += 1;
         if self.bad_commands >= self.config().limits.max_bad_commands {
             self.reply(reply::TOO_MANY_ERRORS);
@@ -570,6 +584,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 if let Some(refusal) = self.smime_refusal(&accepted.address).await {
                     return self.bad(refusal);
                 }
+                if let Some((r, text)) = self.rule_refusal(&accepted.address) {
+                    write_reply(&mut self.out, r.code, r.enhanced, &text);
+                    return self.bad_counted();
+                }
                 let tx = self.tx.as_mut().expect("checked above");
                 if !tx
                     .rcpts
@@ -633,6 +651,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 Some(reply::TEMPFAIL)
             }
         }
+    }
+
+    /// `[[rules]]` decided at RCPT TO (envelope and connection only): a `reject` refuses
+    /// this recipient (550 5.7.1, with the rule's text when it has one), a `tempfail`
+    /// defers it (451 4.7.1).
+    fn rule_refusal(&self, rcpt: &str) -> Option<(Reply, String)> {
+        let tx = self.tx.as_ref()?;
+        let facts = EnvelopeFacts::new(
+            self.direction(),
+            self.peer.ip(),
+            self.helo.as_deref().unwrap_or_default(),
+            self.tls.as_ref(),
+            &tx.mail_from,
+        );
+        let (r, text, rule) = reply::for_rule_at_rcpt(self.pipeline().rules(), &facts, rcpt)?;
+        tracing::info!(client = %self.peer, rcpt = %printable(rcpt), rule = %rule, code = r.code, "recipient refused by rule");
+        Some((r, text))
     }
 
     fn data(&mut self) -> Next {
@@ -748,11 +783,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 return;
             }
         };
-        let direction = if self.internal {
-            Direction::Outbound
-        } else {
-            Direction::Inbound
-        };
+        let direction = self.direction();
         let envelope = Envelope {
             direction,
             client_ip: self.peer.ip(),
@@ -825,6 +856,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             verdict,
             score = outcome.card.score(),
             symbols = %outcome.card.summary(),
+            rules = %outcome
+                .rules
+                .iter()
+                .map(|m| m.rule.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
             reason = %outcome.reason,
             ms = started.elapsed().as_secs_f64() * 1000.0,
             "message"
