@@ -7,6 +7,8 @@
 //! - `delivery`: to the next hop, retries while it is down, DSNs, held and rejected verdicts.
 //! - `delivery_tls`: outbound `[[tls_policy]]`: no plaintext fallback, verified chains and names.
 //! - `durability`: kill -9 during a load; nothing acknowledged is lost.
+//! - `explain`: `portcullis explain --json` agrees with the live gateway (verdict, symbols,
+//!   reply) on a clean, a spam-scored and a refused message.
 //! - `cli`: check-config and queue commands; metrics endpoint.
 //! - `auth`: SPF, DKIM (dkimpy as the independent signer), DMARC policies, ARC, our
 //!   Authentication-Results; DNS from dnsmasq on loopback.
@@ -40,6 +42,7 @@ mod cli;
 mod delivery;
 mod delivery_tls;
 mod durability;
+mod explain;
 mod limits;
 mod lists;
 mod quarantine;

@@ -4,6 +4,7 @@ mod bayes;
 mod certs;
 mod lists;
 mod quarantine;
+pub mod explain;
 mod queue;
 pub(crate) mod target;
 mod trust;
@@ -90,6 +91,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run a stored message through the pipeline of this config, keeping nothing: every
+    /// stage's symbols, the verdict and the SMTP reply the client would get.
+    Explain {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        args: explain::ExplainArgs,
+    },
     /// List every symbol a stage can report, with default points.
     Symbols,
     /// clamd health as the gateway sees it: version, signature date, latency.
@@ -153,6 +162,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Lists { config, action } => {
             let config = load(&config)?;
             runtime.block_on(lists::run(&config, action))
+        }
+        Command::Explain { config, args } => {
+            let config = load(&config)?;
+            runtime.block_on(explain::run(&config, args))
         }
         Command::ClamavStatus { config, json } => {
             let config = load(&config)?;

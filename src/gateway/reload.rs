@@ -94,7 +94,7 @@ impl Reloader {
                 );
             }
             Err(e) => tracing::error!(
-                error = %e,
+                error = %one_line(&e.to_string()),
                 "configuration reload refused; the configuration in force stays"
             ),
         }
@@ -131,6 +131,22 @@ impl Reloader {
             needs_restart,
         })
     }
+}
+
+/// An error on one log line: a TOML error's drawing of the bad line (`9 | [verdict]`,
+/// `|  ^^^`) is left out, its words kept.
+fn one_line(error: &str) -> String {
+    error
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            let drawing = l.starts_with('|')
+                || l.split_once(" |")
+                    .is_some_and(|(n, _)| n.chars().all(|c| c.is_ascii_digit()));
+            !l.is_empty() && !drawing
+        })
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 /// A key the running gateway cannot change.
@@ -288,6 +304,11 @@ mod tests {
             ]
         );
         assert!(is_under("limits.max_connections", "limits"));
+        let toml_error = "config file g.toml: TOML parse error at line 9, column 2\n  |\n9 | [verdict]\n  |  ^^^^^^^\nduplicate key\n";
+        assert_eq!(
+            one_line(toml_error),
+            "config file g.toml: TOML parse error at line 9, column 2: duplicate key"
+        );
         assert!(!is_under("limits_x", "limits"));
     }
 

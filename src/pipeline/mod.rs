@@ -55,6 +55,14 @@ fn smime_authenticated_domain(
 }
 
 impl Outcome {
+    /// The symbols one step reported.
+    pub fn symbols_of(&self, run: &StageRun) -> &[Symbol] {
+        self.card
+            .symbols
+            .get(run.symbols.clone())
+            .unwrap_or_default()
+    }
+
     /// The verdict as the queue stores it.
     pub fn verdict(&self) -> crate::queue::Verdict<'_> {
         crate::queue::Verdict {
@@ -111,11 +119,52 @@ pub struct Outcome {
     pub copies: Vec<MessageCopy>,
     /// What the stages established (authenticated sender, spam probability), for learning.
     pub facts: Facts,
+    /// Each step as it ran, in order, with the symbols it reported (for `portcullis
+    /// explain`). A step the message never reached (after a tempfail) is not in it.
+    pub trace: Vec<StageRun>,
     /// The rules that matched, with the conditions that held and their actions (the log
     /// line, `portcullis explain`). Empty without rules.
     pub rules: Vec<RuleMatch>,
     /// A refusal by a rule's `reject = "text"`: the text of the `550 5.7.1`.
     pub refusal_text: Option<String>,
+}
+
+/// One step of the pipeline as it ran for one message.
+#[derive(Debug, Clone)]
+pub struct StageRun {
+    /// The step's name: a stage's (`header_sanity`, `auth`, ...) or `smime unwrap`,
+    /// `smime protect`, `dkim sign`, `smime harvest`.
+    pub step: &'static str,
+    /// The symbols it put on the score card: `card.symbols[symbols]`, with their points as
+    /// weighed (`[symbols]` overrides applied).
+    pub symbols: std::ops::Range<usize>,
+    pub elapsed: Duration,
+    /// It could not do its job: why (its fail mode decided what followed).
+    pub error: Option<String>,
+    /// It did not run for this message: why.
+    pub skipped: Option<&'static str>,
+}
+
+impl StageRun {
+    fn ran(step: &'static str, symbols: std::ops::Range<usize>, started: Instant) -> StageRun {
+        StageRun {
+            step,
+            symbols,
+            elapsed: started.elapsed(),
+            error: None,
+            skipped: None,
+        }
+    }
+}
+
+/// Whether a run may leave anything behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// A message being received: every step does its job.
+    Live,
+    /// `portcullis explain`: the same steps and verdict, but nothing is kept (no
+    /// certificate harvested). Learning and storing are the session's, not the run's.
+    DryRun,
 }
 
 /// Clients shared by the stages of both directions, built once from the config.
@@ -317,6 +366,25 @@ impl Pipeline {
     /// steps that change what is judged, the checks, the rules and the verdict, steps on
     /// what will be stored.
     pub async fn run(&self, envelope: &Envelope, raw: &[u8]) -> Outcome {
+        self.run_with(envelope, raw, RunMode::Live).await
+    }
+
+    /// [`Pipeline::run`] in a [`RunMode`]: the one function behind the live verdict and
+    /// `portcullis explain`.
+    pub async fn run_with(&self, envelope: &Envelope, raw: &[u8], mode: RunMode) -> Outcome {
+        let mut trace = Vec::new();
+        let mut out = self.decide(envelope, raw, mode, &mut trace).await;
+        out.trace = trace;
+        out
+    }
+
+    async fn decide(
+        &self,
+        envelope: &Envelope,
+        raw: &[u8],
+        mode: RunMode,
+        trace: &mut Vec<StageRun>,
+    ) -> Outcome {
         let steps = match envelope.direction {
             Direction::Inbound => &self.inbound,
             Direction::Outbound => &self.outbound,
@@ -329,12 +397,17 @@ impl Pipeline {
 
         // 1. What the checks judge: inbound, the S/MIME plaintext.
         for step in phase_of(Phase::Prepare) {
-            if let Err(out) = self
+            let (started, first) = (Instant::now(), card.symbols.len());
+            let result = self
                 .prepare(step, envelope, raw, &mut unwrapped, &mut card, &mut headers)
-                .await
-            {
+                .await;
+            let mut run = StageRun::ran(step.name(), first..card.symbols.len(), started);
+            if let Err(out) = result {
+                run.error = Some(out.reason.clone());
+                trace.push(run);
                 return out;
             }
+            trace.push(run);
         }
 
         // 2. The checks, in order, then the rules and the verdict.
@@ -350,12 +423,19 @@ impl Pipeline {
         let mut decided = None;
         for step in phase_of(Phase::Judge) {
             match step {
-                // Stages a rule skips, and the spam filters for an operator's allow entry.
-                Step::Check(s)
-                    if skipped.contains(&s.stage.name())
-                        || (facts.allow_listed && s.stage.is_spam_filter()) => {}
+                Step::Check(s) if skipped.contains(&s.stage.name()) => {
+                    let mut run = StageRun::ran(s.stage.name(), 0..0, Instant::now());
+                    run.skipped = Some("skipped by a rule");
+                    trace.push(run);
+                }
+                // An operator's allow entry overrides the spam filters' opinion.
+                Step::Check(s) if facts.allow_listed && s.stage.is_spam_filter() => {
+                    let mut run = StageRun::ran(s.stage.name(), 0..0, Instant::now());
+                    run.skipped = Some("skipped for an allow-listed sender");
+                    trace.push(run);
+                }
                 Step::Check(s) => {
-                    let started = Instant::now();
+                    let (started, first) = (Instant::now(), card.symbols.len());
                     let ctx = MessageContext {
                         envelope,
                         raw: judged,
@@ -374,21 +454,33 @@ impl Pipeline {
                             }
                             headers.extend(findings.headers);
                             facts.merge(findings.facts);
+                            trace.push(StageRun::ran(
+                                s.stage.name(),
+                                first..card.symbols.len(),
+                                started,
+                            ));
                         }
                         Err(e) => {
-                            if let Some(out) = self.stage_failed(
+                            let error = e.to_string();
+                            let stop = self.stage_failed(
                                 s.stage.name(),
                                 s.fail_mode,
-                                &e.to_string(),
+                                &error,
                                 &mut card,
                                 &headers,
-                            ) {
+                            );
+                            let mut run =
+                                StageRun::ran(s.stage.name(), first..card.symbols.len(), started);
+                            run.error = Some(error);
+                            trace.push(run);
+                            if let Some(out) = stop {
                                 return out;
                             }
                         }
                     }
                 }
                 Step::Rules(rules) => {
+                    let started = Instant::now();
                     let env = EnvelopeFacts::of(envelope);
                     let message =
                         MessageFacts::new(rules, parsed.as_ref(), &facts, &card, raw.len());
@@ -399,6 +491,7 @@ impl Pipeline {
                             .map(|r| rules.evaluate(&env, &Address::new(r), Some(&message)))
                             .collect(),
                     );
+                    trace.push(StageRun::ran(step.name(), 0..0, started));
                 }
                 Step::Verdict => {
                     decided = Some(decide_recipients(
@@ -430,6 +523,7 @@ impl Pipeline {
                 headers,
                 copies: vec![MessageCopy::default()],
                 facts,
+                trace: Vec::new(),
                 rules,
                 refusal_text: decision.refusal_text,
             };
@@ -461,28 +555,35 @@ impl Pipeline {
             for step in phase_of(Phase::Store) {
                 match step {
                     Step::Protect(smime) => {
-                        let started = Instant::now();
+                        let (started, first) = (Instant::now(), card.symbols.len());
                         let result = smime.protect(group_envelope, raw, group.smime).await;
                         self.metrics
                             .stage_time("smime", started.elapsed().as_secs_f64());
+                        let mut run = StageRun::ran(step.name(), first..first, started);
                         match result {
                             Ok(Some(protected)) => {
                                 group_copies = protected.copies;
                                 for sym in protected.symbols {
                                     card.add(self.weigh(sym));
                                 }
+                                run.symbols = first..card.symbols.len();
+                                trace.push(run);
                             }
-                            Ok(None) => {}
+                            Ok(None) => trace.push(run),
                             Err(e) => {
                                 // Always 451 here, whatever the fail mode: passing would
                                 // send in clear what policy wants signed or encrypted.
-                                if let Some(mut out) = self.stage_failed(
+                                let error = format!("{e:#}");
+                                let stop = self.stage_failed(
                                     "smime",
                                     FailMode::Tempfail,
-                                    &format!("{e:#}"),
+                                    &error,
                                     &mut card,
                                     &headers,
-                                ) {
+                                );
+                                run.error = Some(error);
+                                trace.push(run);
+                                if let Some(mut out) = stop {
                                     out.rules = rules;
                                     return out;
                                 }
@@ -498,6 +599,7 @@ impl Pipeline {
                         }
                         self.metrics
                             .stage_time("dkim_sign", started.elapsed().as_secs_f64());
+                        trace.push(StageRun::ran(step.name(), 0..0, started));
                     }
                     _ => {}
                 }
@@ -522,7 +624,14 @@ impl Pipeline {
                 && matches!(action, Action::Accept | Action::Tag)
                 && !harvestable.is_empty()
             {
-                smime.harvest(&harvestable, &message_id).await;
+                let started = Instant::now();
+                let mut run = StageRun::ran(step.name(), 0..0, started);
+                match mode {
+                    RunMode::Live => smime.harvest(&harvestable, &message_id).await,
+                    RunMode::DryRun => run.skipped = Some("dry run: no certificate is kept"),
+                }
+                run.elapsed = started.elapsed();
+                trace.push(run);
             }
         }
         Outcome {
@@ -532,6 +641,7 @@ impl Pipeline {
             headers,
             facts,
             copies,
+            trace: Vec::new(),
             rules,
             refusal_text: None,
         }
@@ -606,6 +716,7 @@ impl Pipeline {
                 headers: headers.to_vec(),
                 copies: vec![MessageCopy::default()],
                 facts: Facts::default(),
+                trace: Vec::new(),
                 rules: Vec::new(),
                 refusal_text: None,
             }),
@@ -906,6 +1017,34 @@ mod tests {
                 .iter()
                 .any(|s| s.name == "STAGE_FAILED_OPEN")
         );
+    }
+
+    #[tokio::test]
+    async fn the_trace_names_each_step_with_its_symbols_and_failures() {
+        let c = Config::parse("[symbols]\nHDR_MISSING_DATE = 2.5").unwrap();
+        let raw = b"From: a@b.test\r\nMessage-ID: <1@b>\r\n\r\nhi\r\n";
+        let out = pipeline(&c, None).run(&envelope(), raw).await;
+        let steps: Vec<&str> = out.trace.iter().map(|r| r.step).collect();
+        assert_eq!(steps, ["tls_reputation", "header_sanity"]);
+        let hdr: Vec<(&str, f64)> = out
+            .symbols_of(&out.trace[1])
+            .iter()
+            .map(|s| (s.name, s.points))
+            .collect();
+        assert_eq!(hdr, [("HDR_MISSING_DATE", 2.5)]);
+        // A failing stage is in the trace with its error; open: its symbol is its own.
+        let out = pipeline(&c, Some(FailMode::Open))
+            .run_with(&envelope(), raw, RunMode::DryRun)
+            .await;
+        let failed = out.trace.last().unwrap();
+        assert_eq!(failed.step, "failing");
+        assert_eq!(failed.error.as_deref(), Some("service down"));
+        assert_eq!(out.symbols_of(failed)[0].name, "STAGE_FAILED_OPEN");
+        let out = pipeline(&c, Some(FailMode::Tempfail))
+            .run(&envelope(), raw)
+            .await;
+        assert_eq!(out.action, Action::Tempfail);
+        assert_eq!(out.trace.last().unwrap().step, "failing");
     }
 
     #[tokio::test]

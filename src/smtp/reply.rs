@@ -38,6 +38,8 @@ pub fn write_reply(out: &mut Vec<u8>, code: u16, enhanced: &str, text: &str) {
 }
 
 pub const OK: Reply = Reply::new(250, "2.0.0", "Ok");
+/// Followed by the queue ids of the stored copies ([`queued`]).
+pub const QUEUED: Reply = Reply::new(250, "2.0.0", "Ok: queued as");
 pub const SENDER_OK: Reply = Reply::new(250, "2.1.0", "Ok");
 pub const RCPT_OK: Reply = Reply::new(250, "2.1.5", "Ok");
 pub const START_DATA: Reply = Reply::new(354, "", "End data with <CR><LF>.<CR><LF>");
@@ -142,6 +144,7 @@ mod tests {
     fn replies_are_single_well_formed_lines() {
         let all = [
             OK,
+            QUEUED,
             SENDER_OK,
             RCPT_OK,
             START_DATA,
@@ -201,6 +204,57 @@ mod tests {
                 );
             }
         }
+    }
+}
+
+/// The reply to a recipient that relay control refuses at RCPT TO.
+pub fn for_recipient_refusal(refusal: super::address::Refusal) -> Reply {
+    use super::address::Refusal;
+    match refusal {
+        Refusal::Syntax => BAD_RECIPIENT,
+        Refusal::HiddenRoute => ROUTING_DENIED,
+        Refusal::RelayDenied => RELAY_DENIED,
+    }
+}
+
+/// `[[rules]]` decided at RCPT TO (envelope and connection only): a `reject` refuses the
+/// recipient (550 5.7.1, with the rule's text when it has one), a `tempfail` defers it
+/// (451 4.7.1). The reply, its text and the deciding rule's name; `None`: accepted.
+pub fn for_rule_at_rcpt(
+    rules: &crate::rules::RuleSet,
+    facts: &crate::rules::EnvelopeFacts,
+    rcpt: &str,
+) -> Option<(Reply, String, String)> {
+    if rules.is_empty() {
+        return None;
+    }
+    let eval = rules.evaluate(facts, &crate::rules::pattern::Address::new(rcpt), None);
+    let (verdict, rule) = eval.verdict?;
+    let r = match verdict.action {
+        Action::Reject => RECIPIENT_REFUSED_BY_RULE,
+        Action::Tempfail => TEMPFAIL,
+        _ => return None,
+    };
+    let text = match verdict.text {
+        Some(t) if verdict.action == Action::Reject => t,
+        _ => r.text.to_string(),
+    };
+    Some((r, text, rule))
+}
+
+/// The reply to the end of DATA once the copies are stored under `ids`.
+pub fn queued(ids: &[String]) -> (Reply, String) {
+    (QUEUED, format!("{} {}", QUEUED.text, ids.join(" ")))
+}
+
+/// The reply to the end of DATA for what the pipeline decided: the refusal, or `None` when
+/// the message is to be stored (then [`queued`], once it is on disk). The session and
+/// `portcullis explain` both answer with this.
+pub fn for_outcome(outcome: &crate::pipeline::Outcome) -> Option<(Reply, String)> {
+    match (outcome.action, &outcome.refusal_text) {
+        // A rule's own text, with the code of every policy refusal.
+        (Action::Reject, Some(text)) => Some((REJECTED, text.clone())),
+        _ => refusal(outcome.action, &outcome.card),
     }
 }
 

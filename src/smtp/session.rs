@@ -11,13 +11,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use filters::{Action, Direction, Envelope, TlsFacts};
+use filters::{Direction, Envelope, TlsFacts};
 use smtp_proto::request::receiver::DummyDataReceiver;
 use smtp_proto::{Error as ParseError, MAIL_BODY_8BITMIME, MAIL_SMTPUTF8, Request};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
-use super::address::{Accepted, Refusal, Route, classify_recipient, has_control, path_has_control};
+use super::address::{Accepted, Route, classify_recipient, has_control, path_has_control};
 use super::body::{Body, DataReceiver, Incoming, LineEndings};
 use super::reply::{self, Reply, write_reply};
 use super::stream::Stream;
@@ -30,7 +30,6 @@ use crate::pipeline::Pipeline;
 use crate::queue::trace::printable;
 use crate::queue::{Queue, new_queue_id};
 use crate::rules::EnvelopeFacts;
-use crate::rules::pattern::Address;
 
 /// What every session of the gateway shares.
 pub struct Shared {
@@ -602,11 +601,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
             Err(refusal) => {
                 tracing::info!(client = %self.peer, rcpt = %printable(&to.address), ?refusal, "recipient refused");
-                self.bad(match refusal {
-                    Refusal::Syntax => reply::BAD_RECIPIENT,
-                    Refusal::HiddenRoute => reply::ROUTING_DENIED,
-                    Refusal::RelayDenied => reply::RELAY_DENIED,
-                })
+                self.bad(reply::for_recipient_refusal(refusal))
             }
         }
     }
@@ -662,10 +657,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// this recipient (550 5.7.1, with the rule's text when it has one), a `tempfail`
     /// defers it (451 4.7.1).
     fn rule_refusal(&self, rcpt: &str) -> Option<(Reply, String)> {
-        let rules = self.pipeline().rules();
-        if rules.is_empty() {
-            return None;
-        }
         let tx = self.tx.as_ref()?;
         let facts = EnvelopeFacts::new(
             self.direction(),
@@ -674,18 +665,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             self.tls.as_ref(),
             &tx.mail_from,
         );
-        let eval = rules.evaluate(&facts, &Address::new(rcpt), None);
-        let (verdict, rule) = eval.verdict?;
-        let r = match verdict.action {
-            Action::Reject => reply::RECIPIENT_REFUSED_BY_RULE,
-            Action::Tempfail => reply::TEMPFAIL,
-            _ => return None,
-        };
-        tracing::info!(client = %self.peer, rcpt = %printable(rcpt), rule = %rule, action = verdict.action.as_str(), "recipient refused by rule");
-        let text = match verdict.text {
-            Some(t) if verdict.action == Action::Reject => t,
-            _ => r.text.to_string(),
-        };
+        let (r, text, rule) = reply::for_rule_at_rcpt(self.pipeline().rules(), &facts, rcpt)?;
+        tracing::info!(client = %self.peer, rcpt = %printable(rcpt), rule = %rule, code = r.code, "recipient refused by rule");
         Some((r, text))
     }
 
@@ -817,11 +798,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let mut stored = false;
         // The log's name for the message; the first stored copy's id once it is stored.
         let mut id = new_queue_id();
-        let refusal = match (outcome.action, &outcome.refusal_text) {
-            // A rule's own text, with the code of every policy refusal.
-            (Action::Reject, Some(text)) => Some((reply::REJECTED, text.clone())),
-            _ => reply::refusal(outcome.action, &outcome.card),
-        };
+        let refusal = reply::for_outcome(&outcome);
         match &refusal {
             Some((r, text)) => write_reply(&mut self.out, r.code, r.enhanced, text),
             None => {
@@ -838,12 +815,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     Ok(ids) => {
                         stored = true;
                         id = ids[0].clone();
-                        write_reply(
-                            &mut self.out,
-                            250,
-                            "2.0.0",
-                            &format!("Ok: queued as {}", ids.join(" ")),
-                        );
+                        let (r, text) = reply::queued(&ids);
+                        write_reply(&mut self.out, r.code, r.enhanced, &text);
                     }
                     Err(e) => {
                         tracing::error!(error = %format!("{e:#}"), "cannot queue message");
