@@ -22,6 +22,7 @@
 //! - [`metrics`]: Prometheus counters; [`telemetry`]: logs.
 //! - [`gateway`]: wires the parts together; [`cli`]: the `portcullis` command.
 
+pub mod actions;
 pub mod bayes;
 pub mod certs;
 pub mod cli;

@@ -1,0 +1,104 @@
+//! For the actions' unit tests: what two independent MIME readers — mail-parser and
+//! Python's `email` package (the real `python3`) — make of a message.
+
+use std::io::Write;
+
+use mail_parser::MimeHeaders;
+use std::process::{Command, Stdio};
+
+/// One leaf part as Python's `email` package (policy `default`) reads it.
+#[derive(Debug)]
+pub struct PyPart {
+    pub content_type: String,
+    pub filename: Option<String>,
+    pub disposition: Option<String>,
+    /// The decoded payload (transfer encoding undone).
+    pub bytes: Vec<u8>,
+    /// text/*: the decoded text (charset applied).
+    pub text: Option<String>,
+}
+
+const READER: &str = r#"
+import sys, json, base64, email, email.policy
+msg = email.message_from_bytes(sys.stdin.buffer.read(), policy=email.policy.default)
+parts, defects = [], []
+for part in msg.walk():
+    defects += [type(d).__name__ for d in part.defects]
+    if part.is_multipart():
+        continue
+    payload = part.get_payload(decode=True) or b""
+    text = part.get_content() if part.get_content_maintype() == "text" else None
+    parts.append({"type": part.get_content_type(), "filename": part.get_filename(),
+                  "disposition": part.get_content_disposition(),
+                  "bytes": base64.b64encode(payload).decode(), "text": text})
+json.dump({"parts": parts, "defects": defects}, sys.stdout)
+"#;
+
+/// The message's leaf parts as Python reads them; panics (with what to install) when
+/// python3 is missing, and when Python finds a MIME defect.
+pub fn python_parts(message: &[u8]) -> Vec<PyPart> {
+    let mut child = Command::new("python3")
+        .args(["-c", READER])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 is needed for this test (Debian: apt-get install python3)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(message)
+        .expect("write to python3");
+    let out = child.wait_with_output().expect("python3 ran");
+    assert!(
+        out.status.success(),
+        "python3 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("python3's JSON");
+    let defects = v["defects"].as_array().unwrap();
+    assert!(
+        defects.is_empty(),
+        "Python's email package found defects {defects:?} in:\n{}",
+        String::from_utf8_lossy(message)
+    );
+    v["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| PyPart {
+            content_type: p["type"].as_str().unwrap().to_string(),
+            filename: p["filename"].as_str().map(str::to_string),
+            disposition: p["disposition"].as_str().map(str::to_string),
+            bytes: base64_simd::STANDARD
+                .decode_to_vec(p["bytes"].as_str().unwrap())
+                .unwrap(),
+            text: p["text"].as_str().map(str::to_string),
+        })
+        .collect()
+}
+
+/// mail-parser's body texts (plain and HTML, every body part) and attachments
+/// (file name, decoded bytes).
+pub fn mail_parser_view(message: &[u8]) -> (Vec<String>, Vec<String>, Vec<(String, Vec<u8>)>) {
+    let m = mail_parser::MessageParser::default()
+        .parse(message)
+        .expect("mail-parser parses the message");
+    let plain = (0..m.text_body.len())
+        .filter_map(|i| m.body_text(i).map(|t| t.into_owned()))
+        .collect();
+    let html = (0..m.html_body.len())
+        .filter_map(|i| m.body_html(i).map(|t| t.into_owned()))
+        .collect();
+    let attachments = m
+        .attachments()
+        .map(|a| {
+            (
+                a.attachment_name().unwrap_or_default().to_string(),
+                a.contents().to_vec(),
+            )
+        })
+        .collect();
+    (plain, html, attachments)
+}
