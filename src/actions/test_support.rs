@@ -102,3 +102,27 @@ pub fn mail_parser_view(message: &[u8]) -> (Vec<String>, Vec<String>, Vec<(Strin
         .collect();
     (plain, html, attachments)
 }
+
+/// A small file that is a PDF to anything that looks at its first bytes.
+pub fn sample_pdf() -> Vec<u8> {
+    let mut pdf = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj << /Type /Catalog >> endobj\n".to_vec();
+    pdf.extend((0..2000u32).map(|i| (i * 7 % 256) as u8));
+    pdf.extend_from_slice(b"\n%%EOF\n");
+    pdf
+}
+
+/// A multipart/mixed message: `body_part` (header fields, empty line, body), then
+/// `invoice.pdf` ([`sample_pdf`]) as a base64 attachment.
+pub fn mixed_with_pdf(body_part: &str) -> Vec<u8> {
+    let mut m = format!(
+        "From: a@example.test\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"mix\"\r\n\r\n\
+This is a multi-part message in MIME format.\r\n\
+--mix\r\n{body_part}\r\n\
+--mix\r\nContent-Type: application/pdf; name=\"invoice.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\
+Content-Disposition: attachment; filename=\"invoice.pdf\"\r\n\r\n"
+    )
+    .into_bytes();
+    m.extend_from_slice(crate::smime::mime::base64_lines(&sample_pdf()).as_bytes());
+    m.extend_from_slice(b"--mix--\r\n");
+    m
+}

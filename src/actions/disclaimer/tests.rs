@@ -1,5 +1,5 @@
 use super::*;
-use crate::actions::test_support::{mail_parser_view, python_parts};
+use crate::actions::test_support::{mail_parser_view, mixed_with_pdf, python_parts, sample_pdf as pdf};
 
 const TEXT: &str = "This message is confidential.\nIf you are not the addressee, delete it.";
 
@@ -166,27 +166,6 @@ fn multipart_alternative_gets_it_in_both() {
     assert_eq!(py.len(), 2);
     assert!(py[1].text.as_deref().unwrap().contains("<br>"));
     check_readers(&out, &[]);
-}
-
-fn pdf() -> Vec<u8> {
-    let mut pdf = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj << /Type /Catalog >> endobj\n".to_vec();
-    pdf.extend((0..2000u32).map(|i| (i * 7 % 256) as u8));
-    pdf.extend_from_slice(b"\n%%EOF\n");
-    pdf
-}
-
-fn mixed_with_pdf(body_part: &str) -> Vec<u8> {
-    let mut m = format!(
-        "From: a@example.test\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"mix\"\r\n\r\n\
-This is a multi-part message in MIME format.\r\n\
---mix\r\n{body_part}\r\n\
---mix\r\nContent-Type: application/pdf; name=\"invoice.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\
-Content-Disposition: attachment; filename=\"invoice.pdf\"\r\n\r\n"
-    )
-    .into_bytes();
-    m.extend_from_slice(crate::smime::mime::base64_lines(&pdf()).as_bytes());
-    m.extend_from_slice(b"--mix--\r\n");
-    m
 }
 
 #[test]
