@@ -10,6 +10,7 @@
 //! Each is a function over the message's bytes with a narrow interface; [`mime_tree`]
 //! finds the parts, [`text`] decodes and encodes their text.
 
+pub mod archive;
 pub mod attachment_signature;
 pub mod disclaimer;
 pub mod mime_tree;
