@@ -33,6 +33,7 @@ pub mod gateway;
 pub mod metrics;
 pub mod pipeline;
 pub mod queue;
+pub mod rules;
 pub mod smime;
 pub mod smtp;
 pub mod store;

@@ -14,6 +14,8 @@
 //!   an encrypted virus, broken CMS.
 //! - `bayes`: no opinion while untrained; `bayes train`/`learn` change the next verdict; eval.
 //! - `trust`: a conversation earns trust for authenticated senders only; pins via the CLI.
+//! - `rules`: `[[rules]]`: a refusal at RCPT TO, two outcomes in one DATA (the refused
+//!   recipient's copy held), skipped stages, added header fields, quarantine, check-config.
 //! - `certs`: the S/MIME certificate store CLI on openssl-made fixtures (legacy PKCS#12,
 //!   expired and wrong-usage certificates, sealed keys, trust anchors).
 
@@ -29,6 +31,7 @@ mod delivery_tls;
 mod durability;
 mod limits;
 mod relay;
+mod rules;
 mod smime;
 mod smtp_dialog;
 mod starttls;

@@ -82,7 +82,13 @@ pub async fn run(config: &Config, action: QueueAction) -> anyhow::Result<i32> {
                 println!("received_at: {}", m.received_at);
                 println!("attempts:    {}", m.attempts);
                 println!("next_try:    {}", m.next_attempt);
-                println!("last_error:  {}", m.last_error.as_deref().unwrap_or("-"));
+                // A held message's row keeps why it is held where others keep their last
+                // delivery error.
+                let label = match m.state {
+                    crate::queue::QueueState::Held => "held for:  ",
+                    crate::queue::QueueState::Queued => "last_error: ",
+                };
+                println!("{label} {}", m.last_error.as_deref().unwrap_or("-"));
                 println!("client:      {} ({})", m.client_ip, m.helo);
                 println!("score:       {:.2} {}", m.score, m.symbols);
                 if is_inline(m.size) {

@@ -804,6 +804,14 @@ pub struct Config {
     pub symbols: BTreeMap<String, f64>,
     /// Per-stage settings by stage name.
     pub stages: BTreeMap<String, StageConfig>,
+    /// Ordered rules (`docs/rules.md`). A file without `[[rules]]` and without
+    /// `rules_file` has none: the `[verdict]` thresholds decide, as they always did. The
+    /// embedded defaults (no config file) have the built-in set.
+    #[serde(default)]
+    pub rules: Vec<crate::rules::RuleConfig>,
+    /// A TOML file of `[[rules]]` instead of `[[rules]]` here; relative to the config
+    /// file's directory.
+    pub rules_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -842,6 +850,8 @@ impl Default for Config {
             smime: SmimeConfig::default(),
             symbols: BTreeMap::new(),
             stages: BTreeMap::new(),
+            rules: crate::rules::default_rules(),
+            rules_file: None,
         }
     }
 }
@@ -862,14 +872,41 @@ impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
-        Self::parse(&text).with_context(|| format!("config file {}", path.display()))
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse_in(&text, base).with_context(|| format!("config file {}", path.display()))
     }
 
-    /// Parse and validate config text.
+    /// Parse and validate config text (a `rules_file` is relative to the working
+    /// directory).
     pub fn parse(text: &str) -> anyhow::Result<Config> {
-        let config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Self::parse_in(text, Path::new("."))
+    }
+
+    fn parse_in(text: &str, base: &Path) -> anyhow::Result<Config> {
+        let mut config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{e}"))?;
+        config.read_rules_file(base)?;
         config.validate()?;
         Ok(config.normalized())
+    }
+
+    /// `rules_file`: its `[[rules]]` become the config's.
+    fn read_rules_file(&mut self, base: &Path) -> anyhow::Result<()> {
+        let Some(file) = &self.rules_file else {
+            return Ok(());
+        };
+        if !self.rules.is_empty() {
+            bail!(
+                "key `rules_file`: set, and [[rules]] are in the config too; keep the rules in one place"
+            );
+        }
+        let path = base.join(file);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("key `rules_file`: cannot read {}", path.display()))?;
+        let parsed: crate::rules::RulesFile = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("rules file {}: {e}", path.display()))?;
+        self.rules = parsed.rules;
+        self.rules_file = Some(path);
+        Ok(())
     }
 
     fn normalized(mut self) -> Config {
@@ -1078,6 +1115,12 @@ impl Config {
                 bail!("key `symbols.{name}`: no such symbol (see `portcullis symbols`)");
             }
         }
+        if let Err(e) = crate::rules::RuleSet::compile(&self.rules) {
+            match &self.rules_file {
+                Some(f) => bail!("rules file {}: {e}", f.display()),
+                None => bail!("[[rules]]: {e}"),
+            }
+        }
         for name in self.stages.keys() {
             if !KNOWN_STAGES.contains(&name.as_str()) {
                 bail!(
@@ -1220,6 +1263,43 @@ mod tests {
             c.queue.dsn_max_returned_bytes,
             d.queue.dsn_max_returned_bytes
         );
+        // The example ships the embedded defaults' rule set.
+        assert_eq!(c.rules, d.rules);
+        assert_eq!(c.rules, crate::rules::default_rules());
+    }
+
+    #[test]
+    fn rules_only_where_written_and_errors_name_the_rule() {
+        // A file without rules has none: the thresholds decide, as before rules existed.
+        assert!(Config::parse("").unwrap().rules.is_empty());
+        assert_eq!(Config::default().rules.len(), 4);
+        let e = format!(
+            "{:#}",
+            Config::parse("[[rules]]\nname = \"x\"\nactions = { skip = \"nope\" }").unwrap_err()
+        );
+        assert!(e.contains("rule `x`") && e.contains("\"nope\""), "{e}");
+        let e = format!(
+            "{:#}",
+            Config::parse("rules_file = \"/nonexistent/rules.toml\"").unwrap_err()
+        );
+        assert!(e.contains("rules_file"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("r.toml"),
+            "[[rules]]\nname = \"from-file\"\nactions = { tag = true }\n",
+        )
+        .unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "rules_file = \"r.toml\"\n").unwrap();
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.rules[0].name, "from-file");
+        std::fs::write(
+            &path,
+            "rules_file = \"r.toml\"\n[[rules]]\nname = \"here\"\n",
+        )
+        .unwrap();
+        let e = format!("{:#}", Config::load(&path).unwrap_err());
+        assert!(e.contains("rules_file") && e.contains("one place"), "{e}");
     }
 
     #[test]

@@ -1,10 +1,13 @@
 //! THE inbound order (internet → local domains). One step per line; adding a stage is
 //! adding a line. `Pipeline::run` follows this list and nothing else.
 
+use std::sync::Arc;
+
 use super::{Resources, Step, push_check};
 use crate::config::Config;
+use crate::rules::RuleSet;
 
-pub fn steps(config: &Config, resources: &Resources) -> Vec<Step> {
+pub fn steps(config: &Config, resources: &Resources, rules: &Arc<RuleSet>) -> Vec<Step> {
     let mut s = Vec::new();
     let smime = resources.smime_inbound(config);
     // 1. S/MIME: decrypt and verify, so every check below judges the plaintext.
@@ -36,9 +39,14 @@ pub fn steps(config: &Config, resources: &Resources) -> Vec<Step> {
     if let Some(clamav) = resources.clamav_stage(config) {
         push_check(&mut s, config, clamav);
     }
-    // 8. The verdict: the score card becomes accept, tag, quarantine, reject or tempfail.
+    // 8. The rules ([[rules]]), on what the checks found; none configured: no step.
+    if !rules.is_empty() {
+        s.push(Step::Rules(rules.clone()));
+    }
+    // 9. The verdict: the rules' decision, else the score card becomes accept, tag,
+    //    quarantine, reject or tempfail.
     s.push(Step::Verdict);
-    // 9. Harvest: valid signers' certificates, only from mail the verdict lets through.
+    // 10. Harvest: valid signers' certificates, only from mail the verdict lets through.
     if let Some(smime) = smime {
         s.push(Step::Harvest(smime));
     }

@@ -28,6 +28,10 @@ use filters::clamav::clamd::{Clamd, Endpoint};
 use crate::config::{Config, FailMode, OversizeAction, VerdictConfig, VirusAction};
 use crate::metrics::Metrics;
 pub use crate::queue::MessageCopy;
+use crate::rules::pattern::Address;
+use crate::rules::{
+    EnvelopeFacts, Evaluation, MessageAction, MessageFacts, RuleMatch, RuleSet, SmimeOverride,
+};
 use crate::smime::inbound::{InboundResult, SmimeInbound};
 use crate::smime::outbound::SmimeOutbound;
 
@@ -98,6 +102,11 @@ pub struct Outcome {
     pub copies: Vec<MessageCopy>,
     /// What the stages established (authenticated sender, spam probability), for learning.
     pub facts: Facts,
+    /// The rules that matched, with the conditions that held and their actions (the log
+    /// line, `portcullis explain`). Empty without rules.
+    pub rules: Vec<RuleMatch>,
+    /// A refusal by a rule's `reject = "text"`: the text of the `550 5.7.1`.
+    pub refusal_text: Option<String>,
 }
 
 /// Clients shared by the stages of both directions, built once from the config.
@@ -240,12 +249,19 @@ pub struct Pipeline {
     learning: learning::Learning,
     /// Outbound S/MIME, for the session's check at RCPT TO; `None` when S/MIME is off.
     smime_out: Option<Arc<SmimeOutbound>>,
+    /// The ordered rules (also in the orders' rules step), for RCPT TO and the skips.
+    rules: Arc<RuleSet>,
 }
 
 impl Pipeline {
     pub fn from_config(config: &Config, resources: &Resources, metrics: Metrics) -> Pipeline {
-        let inbound = inbound::steps(config, resources);
-        let outbound = outbound::steps(config, resources);
+        // Validated with the config: compiling again cannot fail.
+        let rules = Arc::new(
+            RuleSet::compile(&config.rules)
+                .unwrap_or_else(|e| panic!("rules were validated with the config: {e}")),
+        );
+        let inbound = inbound::steps(config, resources, &rules);
+        let outbound = outbound::steps(config, resources, &rules);
         for (direction, steps) in [("inbound", &inbound), ("outbound", &outbound)] {
             if let Err(e) = step::check_order(steps) {
                 // The lists are code, not configuration: a wrong order is a bug.
@@ -260,6 +276,7 @@ impl Pipeline {
             metrics,
             learning: resources.learning.clone(),
             smime_out: resources.smime_outbound(config),
+            rules,
         }
     }
 
@@ -275,10 +292,33 @@ impl Pipeline {
         self.smime_out.as_deref()
     }
 
+    /// The rules, for the session's RCPT TO decision and `portcullis explain`.
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// The stages the rules skip for this message: those every recipient's rules skip
+    /// (decided from the envelope, as at RCPT TO).
+    fn skipped(&self, envelope: &Envelope) -> Vec<&'static str> {
+        if self.rules.is_empty() {
+            return Vec::new();
+        }
+        let env = EnvelopeFacts::of(envelope);
+        let mut skipped: Option<Vec<&'static str>> = None;
+        for rcpt in &envelope.rcpt_to {
+            let skip = self.rules.evaluate(&env, &Address::new(rcpt), None).skip;
+            skipped = Some(match skipped {
+                None => skip,
+                Some(before) => before.into_iter().filter(|s| skip.contains(s)).collect(),
+            });
+        }
+        skipped.unwrap_or_default()
+    }
+
     /// Run the steps of the message's direction, in their order, and decide. The order
     /// (`inbound.rs`, `outbound.rs`) has three phases, checked when the pipeline is built:
-    /// steps that change what is judged, the checks and the verdict, steps on what will be
-    /// stored.
+    /// steps that change what is judged, the checks, the rules and the verdict, steps on
+    /// what will be stored.
     pub async fn run(&self, envelope: &Envelope, raw: &[u8]) -> Outcome {
         let steps = match envelope.direction {
             Direction::Inbound => &self.inbound,
@@ -288,6 +328,7 @@ impl Pipeline {
         let mut headers = Vec::new();
         let mut unwrapped = InboundResult::default();
         let phase_of = |p: Phase| steps.iter().filter(move |s| s.phase() == p);
+        let skipped = self.skipped(envelope);
 
         // 1. What the checks judge: inbound, the S/MIME plaintext.
         for step in phase_of(Phase::Prepare) {
@@ -299,7 +340,7 @@ impl Pipeline {
             }
         }
 
-        // 2. The checks, in order, then the verdict.
+        // 2. The checks, in order, then the rules and the verdict.
         let judged = unwrapped.replacement.as_deref().unwrap_or(raw);
         let parsed = mail_parser::MessageParser::default().parse(judged);
         // What the stages establish for each other; a valid, trusted S/MIME signature of the
@@ -308,9 +349,11 @@ impl Pipeline {
             authenticated_domain: smime_authenticated_domain(&unwrapped, parsed.as_ref()),
             ..Facts::default()
         };
+        let mut evaluations: Option<Vec<Evaluation>> = None;
         let mut decided = None;
         for step in phase_of(Phase::Judge) {
             match step {
+                Step::Check(s) if skipped.contains(&s.stage.name()) => {}
                 Step::Check(s) => {
                     let started = Instant::now();
                     let ctx = MessageContext {
@@ -345,75 +388,141 @@ impl Pipeline {
                         }
                     }
                 }
-                Step::Verdict => decided = Some(verdict::decide(&card, &self.thresholds)),
+                Step::Rules(rules) => {
+                    let env = EnvelopeFacts::of(envelope);
+                    let message =
+                        MessageFacts::new(rules, parsed.as_ref(), &facts, &card, raw.len());
+                    evaluations = Some(
+                        envelope
+                            .rcpt_to
+                            .iter()
+                            .map(|r| rules.evaluate(&env, &Address::new(r), Some(&message)))
+                            .collect(),
+                    );
+                }
+                Step::Verdict => {
+                    decided = Some(decide_recipients(
+                        envelope,
+                        &card,
+                        &self.thresholds,
+                        evaluations.as_deref(),
+                    ))
+                }
                 _ => unreachable!("check_order keeps other steps out of the judge phase"),
             }
         }
-        let (action, reason) = decided.expect("check_order requires a verdict step");
+        let decision = decided.expect("check_order requires a verdict step");
         let message_id = parsed
             .as_ref()
             .and_then(|m| m.message_id())
             .unwrap_or_default()
             .to_string();
         drop(parsed);
-
-        // 3. What will be stored: the copies, then the steps that act on them.
-        let harvestable = std::mem::take(&mut unwrapped.harvestable);
-        let mut copies = first_copies(envelope, unwrapped);
-        let stored = matches!(action, Action::Accept | Action::Tag | Action::Quarantine);
-        for step in phase_of(Phase::Store) {
-            match step {
-                // Partners' certificates are learnt only from mail we let through.
-                Step::Harvest(smime)
-                    if matches!(action, Action::Accept | Action::Tag)
-                        && !harvestable.is_empty() =>
-                {
-                    smime.harvest(&harvestable, &message_id).await;
-                }
-                Step::Protect(smime) if stored => {
-                    let started = Instant::now();
-                    let result = smime.protect(envelope, raw).await;
-                    self.metrics
-                        .stage_time("smime", started.elapsed().as_secs_f64());
-                    match result {
-                        Ok(Some(protected)) => {
-                            copies = protected.copies;
-                            for sym in protected.symbols {
-                                card.add(self.weigh(sym));
-                            }
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            // Always 451 here, whatever the fail mode: passing would send
-                            // in clear what policy wants signed or encrypted.
-                            if let Some(out) = self.stage_failed(
-                                "smime",
-                                FailMode::Tempfail,
-                                &format!("{e:#}"),
-                                &mut card,
-                                &headers,
-                            ) {
-                                return out;
-                            }
-                        }
-                    }
-                }
-                // Each copy signed as it will leave.
-                Step::DkimSign(signer) if stored => {
-                    let started = Instant::now();
-                    for copy in &mut copies {
-                        copy.headers
-                            .extend(signer.sign(copy.body.as_deref().unwrap_or(raw)));
-                    }
-                    self.metrics
-                        .stage_time("dkim_sign", started.elapsed().as_secs_f64());
-                }
-                _ => {}
-            }
+        let rules = matched_rules(evaluations.as_deref().unwrap_or_default());
+        let action = decision.action;
+        let reason = decision.reason.clone();
+        if !matches!(action, Action::Accept | Action::Tag | Action::Quarantine) {
+            // Nothing is stored: refused (or tempfailed) for every recipient.
+            return Outcome {
+                action,
+                card,
+                reason,
+                headers,
+                copies: vec![MessageCopy::default()],
+                facts,
+                rules,
+                refusal_text: decision.refusal_text,
+            };
         }
-        if action == Action::Quarantine {
-            for copy in &mut copies {
-                copy.hold = Some(reason.clone());
+
+        // 3. What will be stored: the copies of each group of recipients with the same
+        //    outcome, then the steps that act on them.
+        let harvestable = std::mem::take(&mut unwrapped.harvestable);
+        let base = first_copies(envelope, unwrapped);
+        let split = decision.groups.len() > 1;
+        let mut copies = Vec::new();
+        let mut base = Some(base);
+        for group in &decision.groups {
+            // One group (the usual case): its copies are the base ones, as they are.
+            let mut group_copies = match &base {
+                Some(b) if split => restrict(b, group),
+                _ => base.take().unwrap_or_default(),
+            };
+            let sub;
+            let group_envelope = if split {
+                sub = Envelope {
+                    rcpt_to: group.recipients.clone(),
+                    ..envelope.clone()
+                };
+                &sub
+            } else {
+                envelope
+            };
+            for step in phase_of(Phase::Store) {
+                match step {
+                    Step::Protect(smime) => {
+                        let started = Instant::now();
+                        let result = smime.protect(group_envelope, raw, group.smime).await;
+                        self.metrics
+                            .stage_time("smime", started.elapsed().as_secs_f64());
+                        match result {
+                            Ok(Some(protected)) => {
+                                group_copies = protected.copies;
+                                for sym in protected.symbols {
+                                    card.add(self.weigh(sym));
+                                }
+                            }
+                            Ok(None) => {}
+                            Err(e) => {
+                                // Always 451 here, whatever the fail mode: passing would
+                                // send in clear what policy wants signed or encrypted.
+                                if let Some(mut out) = self.stage_failed(
+                                    "smime",
+                                    FailMode::Tempfail,
+                                    &format!("{e:#}"),
+                                    &mut card,
+                                    &headers,
+                                ) {
+                                    out.rules = rules;
+                                    return out;
+                                }
+                            }
+                        }
+                    }
+                    // Each copy signed as it will leave.
+                    Step::DkimSign(signer) => {
+                        let started = Instant::now();
+                        for copy in &mut group_copies {
+                            copy.headers
+                                .extend(signer.sign(copy.body.as_deref().unwrap_or(raw)));
+                        }
+                        self.metrics
+                            .stage_time("dkim_sign", started.elapsed().as_secs_f64());
+                    }
+                    _ => {}
+                }
+            }
+            for copy in &mut group_copies {
+                if !group.headers.is_empty() {
+                    let own = std::mem::take(&mut copy.headers);
+                    copy.headers = group.headers.iter().cloned().chain(own).collect();
+                }
+                copy.hold.clone_from(&group.hold);
+                copy.message_actions.clone_from(&group.message_actions);
+                if split {
+                    copy.action = Some(group.action);
+                    copy.score = Some(group.score);
+                }
+            }
+            copies.extend(group_copies);
+        }
+        // Partners' certificates are learnt only from mail we let through.
+        for step in phase_of(Phase::Store) {
+            if let Step::Harvest(smime) = step
+                && matches!(action, Action::Accept | Action::Tag)
+                && !harvestable.is_empty()
+            {
+                smime.harvest(&harvestable, &message_id).await;
             }
         }
         Outcome {
@@ -423,6 +532,8 @@ impl Pipeline {
             headers,
             facts,
             copies,
+            rules,
+            refusal_text: None,
         }
     }
 
@@ -495,6 +606,8 @@ impl Pipeline {
                 headers: headers.to_vec(),
                 copies: vec![MessageCopy::default()],
                 facts: Facts::default(),
+                rules: Vec::new(),
+                refusal_text: None,
             }),
             FailMode::Open => {
                 tracing::warn!(
@@ -517,6 +630,180 @@ impl Pipeline {
     }
 }
 
+/// Recipients of one message with the same outcome: they share one stored copy.
+#[derive(Debug, Clone)]
+struct Group {
+    recipients: Vec<String>,
+    action: Action,
+    score: f64,
+    /// `Some(reason)`: the copy is held.
+    hold: Option<String>,
+    headers: Vec<String>,
+    message_actions: Vec<MessageAction>,
+    smime: Option<SmimeOverride>,
+}
+
+/// The verdict of a whole message.
+struct Decision {
+    /// The message's action: the hardest of the stored groups' (accept, tag,
+    /// quarantine), or, when nothing is stored, reject or tempfail.
+    action: Action,
+    reason: String,
+    /// The stored groups, in recipient order (a refused recipient's group is held).
+    groups: Vec<Group>,
+    /// The deciding rule's `reject` text, when everyone is refused.
+    refusal_text: Option<String>,
+}
+
+/// Each recipient's verdict (its rules' decision, else the thresholds), grouped by
+/// outcome. When some recipients are refused and others not, the refused ones' copy is
+/// held with the reason: never dropped, never bounced. When all are refused the message
+/// is refused (tempfail when any recipient's verdict is tempfail).
+fn decide_recipients(
+    envelope: &Envelope,
+    card: &ScoreCard,
+    thresholds: &VerdictConfig,
+    evaluations: Option<&[Evaluation]>,
+) -> Decision {
+    let Some(evaluations) = evaluations else {
+        // No rules: one verdict for all, as the thresholds decide.
+        let v = verdict::decide_for(card, thresholds, None);
+        return Decision {
+            action: v.action,
+            groups: vec![Group {
+                recipients: envelope.rcpt_to.clone(),
+                action: v.action,
+                score: v.score,
+                hold: (v.action == Action::Quarantine).then(|| v.reason.clone()),
+                headers: Vec::new(),
+                message_actions: Vec::new(),
+                smime: None,
+            }],
+            reason: v.reason,
+            refusal_text: None,
+        };
+    };
+    let verdicts: Vec<_> = evaluations
+        .iter()
+        .map(|e| verdict::decide_for(card, thresholds, Some(e)))
+        .collect();
+    let refused = |a: Action| matches!(a, Action::Reject | Action::Tempfail);
+    let all_refused = verdicts.iter().all(|v| refused(v.action));
+    let mut reasons: Vec<String> = Vec::new();
+    for (rcpt, v) in envelope.rcpt_to.iter().zip(&verdicts) {
+        let r = format!("{}: {}", v.action.as_str(), v.reason);
+        if envelope.rcpt_to.len() == 1 || verdicts.iter().all(|o| o == v) {
+            reasons = vec![v.reason.clone()];
+            break;
+        }
+        reasons.push(format!("{rcpt} {r}"));
+    }
+    let reason = reasons.join("; ");
+    if all_refused {
+        let action = if verdicts.iter().any(|v| v.action == Action::Tempfail) {
+            Action::Tempfail
+        } else {
+            Action::Reject
+        };
+        return Decision {
+            action,
+            reason,
+            groups: Vec::new(),
+            refusal_text: verdicts.iter().find_map(|v| v.text.clone()),
+        };
+    }
+    let mut groups: Vec<Group> = Vec::new();
+    for ((rcpt, v), e) in envelope.rcpt_to.iter().zip(&verdicts).zip(evaluations) {
+        let (action, hold) = if refused(v.action) {
+            let by = match &v.rule {
+                Some(rule) => format!("by rule {rule}"),
+                None => format!("({})", v.reason),
+            };
+            let what = if v.action == Action::Tempfail {
+                "tempfailed"
+            } else {
+                "refused"
+            };
+            (
+                Action::Quarantine,
+                Some(format!("{what} for this recipient {by}")),
+            )
+        } else if v.action == Action::Quarantine {
+            (Action::Quarantine, Some(v.reason.clone()))
+        } else {
+            (v.action, None)
+        };
+        let group = Group {
+            recipients: vec![rcpt.clone()],
+            action,
+            score: v.score,
+            hold,
+            headers: e.headers.clone(),
+            message_actions: e.message_actions.clone(),
+            smime: e.smime,
+        };
+        match groups.iter_mut().find(|g| {
+            g.action == group.action
+                && g.score == group.score
+                && g.hold == group.hold
+                && g.headers == group.headers
+                && g.message_actions == group.message_actions
+                && g.smime == group.smime
+        }) {
+            Some(g) => g.recipients.push(rcpt.clone()),
+            None => groups.push(group),
+        }
+    }
+    let action = verdicts
+        .iter()
+        .map(|v| v.action)
+        .filter(|a| !refused(*a))
+        .max()
+        .unwrap_or(Action::Accept);
+    Decision {
+        action,
+        reason,
+        groups,
+        refusal_text: None,
+    }
+}
+
+/// The base copies for one group of several: each narrowed to the group's recipients (a
+/// copy for none of them is left out).
+fn restrict(base: &[MessageCopy], group: &Group) -> Vec<MessageCopy> {
+    base.iter()
+        .filter_map(|c| {
+            let recipients: Vec<String> = match &c.recipients {
+                None => group.recipients.clone(),
+                Some(r) => r
+                    .iter()
+                    .filter(|a| group.recipients.contains(a))
+                    .cloned()
+                    .collect(),
+            };
+            (!recipients.is_empty()).then(|| MessageCopy {
+                recipients: Some(recipients),
+                ..c.clone()
+            })
+        })
+        .collect()
+}
+
+/// The rules that matched, merged over recipients (one entry per rule and reason).
+fn matched_rules(evaluations: &[Evaluation]) -> Vec<RuleMatch> {
+    let mut out: Vec<RuleMatch> = Vec::new();
+    for m in evaluations.iter().flat_map(|e| &e.matches) {
+        match out
+            .iter_mut()
+            .find(|o| o.rule == m.rule && o.condition == m.condition)
+        {
+            Some(o) => o.recipients.extend(m.recipients.iter().cloned()),
+            None => out.push(m.clone()),
+        }
+    }
+    out
+}
+
 /// The copies to store before any outbound treatment: one, holding the S/MIME plaintext when
 /// the message was decrypted — or, when only some recipients' keys opened it, the plaintext
 /// for those and the message as received (with its own result header) for the others.
@@ -534,21 +821,20 @@ fn first_copies(envelope: &Envelope, unwrapped: InboundResult) -> Vec<MessageCop
                     recipients: Some(readers),
                     body: Some(plain),
                     headers: unwrapped.header.into_iter().collect(),
-                    hold: None,
+                    ..MessageCopy::default()
                 },
                 MessageCopy {
                     recipients: Some(others),
                     body: None,
                     headers: unwrapped.others_header.into_iter().collect(),
-                    hold: None,
+                    ..MessageCopy::default()
                 },
             ]
         }
         (_, replacement) => vec![MessageCopy {
             recipients: None,
             body: replacement,
-            headers: Vec::new(),
-            hold: None,
+            ..MessageCopy::default()
         }],
     }
 }
@@ -584,8 +870,12 @@ mod tests {
     fn pipeline(config: &Config, extra: Option<FailMode>) -> Pipeline {
         let mut p = Pipeline::from_config(config, &Resources::default(), Metrics::new());
         if let Some(fail_mode) = extra {
-            // A check of its own, just before the verdict.
-            let verdict = p.inbound.len() - 1;
+            // A check of its own, just before the rules and the verdict.
+            let verdict = p
+                .inbound
+                .iter()
+                .position(|s| matches!(s, Step::Rules(_) | Step::Verdict))
+                .unwrap();
             p.inbound.insert(
                 verdict,
                 Step::Check(ConfiguredStage {
@@ -692,5 +982,163 @@ mod tests {
             let out = run(off).run(&envelope(), spam).await;
             assert!(!out.card.summary().contains("BAYES_"), "{off}: {out:?}");
         }
+    }
+
+    fn two_recipients() -> Envelope {
+        Envelope {
+            rcpt_to: vec!["a@example.test".into(), "b@example.test".into()],
+            ..envelope()
+        }
+    }
+
+    const WELL_FORMED: &[u8] = b"From: x@b.test\r\nDate: x\r\nMessage-ID: <1@b>\r\n\r\nhi\r\n";
+
+    #[tokio::test]
+    async fn recipients_split_by_rule_and_the_refused_copy_is_held() {
+        let c = Config::parse(
+            r#"
+[[rules]]
+name = "mark-a"
+when = { recipient = "a@example.test" }
+actions = { add_header = "X-Rule: a" }
+continue = true
+[[rules]]
+name = "refuse-b"
+when = { recipient = "b@example.test", score = { max = 100.0 } }
+actions = { reject = "not for b" }
+"#,
+        )
+        .unwrap();
+        let out = pipeline(&c, None).run(&two_recipients(), WELL_FORMED).await;
+        assert_eq!(out.action, Action::Accept, "{out:?}");
+        assert_eq!(out.copies.len(), 2, "{out:?}");
+        let a = &out.copies[0];
+        assert_eq!(
+            a.recipients.as_deref(),
+            Some(&["a@example.test".to_string()][..])
+        );
+        assert_eq!(a.hold, None);
+        assert_eq!(a.headers, ["X-Rule: a"]);
+        assert_eq!(a.action, Some(Action::Accept));
+        let b = &out.copies[1];
+        assert_eq!(
+            b.recipients.as_deref(),
+            Some(&["b@example.test".to_string()][..])
+        );
+        assert_eq!(
+            b.hold.as_deref(),
+            Some("refused for this recipient by rule refuse-b")
+        );
+        assert!(b.headers.is_empty());
+        let names: Vec<&str> = out.rules.iter().map(|m| m.rule.as_str()).collect();
+        assert_eq!(names, ["mark-a", "refuse-b"]);
+
+        // Everyone refused: the message is refused, with the rule's text.
+        let one = Envelope {
+            rcpt_to: vec!["b@example.test".into()],
+            ..envelope()
+        };
+        let out = pipeline(&c, None).run(&one, WELL_FORMED).await;
+        assert_eq!(out.action, Action::Reject);
+        assert_eq!(out.refusal_text.as_deref(), Some("not for b"));
+        assert_eq!(out.reason, "rule refuse-b");
+    }
+
+    #[tokio::test]
+    async fn tempfail_for_all_is_a_tempfail_and_same_outcomes_share_one_copy() {
+        let c = Config::parse(
+            r#"
+[[rules]]
+name = "later"
+when = { sender = "@b.test", size = { min = 1 } }
+actions = { tempfail = true }
+"#,
+        )
+        .unwrap();
+        let out = pipeline(&c, None).run(&two_recipients(), WELL_FORMED).await;
+        assert_eq!(out.action, Action::Tempfail);
+        let c = Config::parse(
+            "[[rules]]\nname = \"tag-all\"\nwhen = { size = { min = 1 } }\nactions = { tag = true, add_header = \"X-T: 1\" }",
+        )
+        .unwrap();
+        let out = pipeline(&c, None).run(&two_recipients(), WELL_FORMED).await;
+        assert_eq!(out.action, Action::Tag);
+        assert_eq!(out.copies.len(), 1, "{out:?}");
+        // One group: the copy is for every recipient, as without rules.
+        assert_eq!(out.copies[0].recipients, None);
+        assert_eq!(out.copies[0].headers, ["X-T: 1"]);
+        assert_eq!(out.copies[0].action, None);
+    }
+
+    #[tokio::test]
+    async fn skip_keeps_a_stage_from_running_and_quarantine_holds() {
+        let c = Config::parse(
+            r#"
+[[rules]]
+name = "partner"
+when = { sender = "@b.test" }
+actions = { skip = "header_sanity" }
+continue = true
+[[rules]]
+name = "hold-partner"
+when = { sender = "@b.test", symbols = "HDR_MISSING_DATE" }
+actions = { quarantine = true }
+"#,
+        )
+        .unwrap();
+        let bare = b"Subject: no From, Date, Message-ID\r\n\r\nhi\r\n";
+        let out = pipeline(&c, None).run(&envelope(), bare).await;
+        assert!(!out.card.summary().contains("HDR_"), "{out:?}");
+        assert_eq!(out.action, Action::Accept);
+        // Another sender: header sanity runs, and the missing headers are on the card.
+        let other = Envelope {
+            mail_from: "x@elsewhere.test".into(),
+            ..envelope()
+        };
+        let out = pipeline(&c, None).run(&other, bare).await;
+        assert!(out.card.summary().contains("HDR_MISSING_DATE"), "{out:?}");
+        // A quarantine by rule holds the copy with the rule's name.
+        let c = Config::parse(
+            "[[rules]]\nname = \"hold\"\nwhen = { symbols = \"HDR_MISSING_DATE\" }\nactions = { quarantine = true }",
+        )
+        .unwrap();
+        let out = pipeline(&c, None).run(&envelope(), bare).await;
+        assert_eq!(out.action, Action::Quarantine);
+        assert_eq!(out.copies[0].hold.as_deref(), Some("rule hold"));
+    }
+
+    #[tokio::test]
+    async fn a_forced_action_comes_before_a_rule() {
+        let c =
+            Config::parse("[[rules]]\nname = \"accept-all\"\nactions = { accept = true }").unwrap();
+        let mut p = pipeline(&c, None);
+        struct Virus;
+        impl Stage for Virus {
+            fn name(&self) -> &'static str {
+                "virus"
+            }
+            fn check<'a>(&'a self, _: &'a MessageContext<'a>) -> StageFuture<'a> {
+                Box::pin(async {
+                    Ok(vec![
+                        Symbol::new("CLAM_VIRUS", "Eicar").forcing(Action::Reject),
+                    ])
+                })
+            }
+        }
+        let at = p
+            .inbound
+            .iter()
+            .position(|s| matches!(s, Step::Rules(_)))
+            .unwrap();
+        p.inbound.insert(
+            at,
+            Step::Check(ConfiguredStage {
+                stage: Box::new(Virus),
+                fail_mode: FailMode::Tempfail,
+            }),
+        );
+        let out = p.run(&envelope(), WELL_FORMED).await;
+        assert_eq!(out.action, Action::Reject);
+        assert!(out.reason.contains("CLAM_VIRUS"), "{}", out.reason);
     }
 }

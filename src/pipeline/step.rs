@@ -5,6 +5,7 @@ use std::sync::Arc;
 use super::ConfiguredStage;
 use super::dkim_sign::OutboundSigner;
 use crate::config::FailMode;
+use crate::rules::RuleSet;
 use crate::smime::inbound::SmimeInbound;
 use crate::smime::outbound::SmimeOutbound;
 
@@ -22,7 +23,10 @@ pub enum Step {
     },
     /// A check: facts in, symbols out (the `filters` stages).
     Check(ConfiguredStage),
-    /// The score card becomes the action.
+    /// The ordered rules (`[[rules]]`), on the score card and the parsed message: after
+    /// every check, before the verdict, which takes their decision.
+    Rules(Arc<RuleSet>),
+    /// The score card (and the rules' decision) becomes the action.
     Verdict,
     /// Keep the certificates of valid signers, from mail the verdict lets through.
     Harvest(Arc<SmimeInbound>),
@@ -47,7 +51,7 @@ impl Step {
     pub(super) fn phase(&self) -> Phase {
         match self {
             Step::Unwrap { .. } | Step::Precheck { .. } => Phase::Prepare,
-            Step::Check(_) | Step::Verdict => Phase::Judge,
+            Step::Check(_) | Step::Rules(_) | Step::Verdict => Phase::Judge,
             Step::Harvest(_) | Step::Protect(_) | Step::DkimSign(_) => Phase::Store,
         }
     }
@@ -58,6 +62,7 @@ impl Step {
             Step::Unwrap { .. } => "smime unwrap",
             Step::Precheck { .. } => "smime precheck",
             Step::Check(s) => s.stage.name(),
+            Step::Rules(_) => "rules",
             Step::Verdict => "verdict",
             Step::Harvest(_) => "smime harvest",
             Step::Protect(_) => "smime protect",
@@ -68,13 +73,26 @@ impl Step {
 
 /// An order is valid when its phases come in sequence and exactly one verdict ends the
 /// checks (nothing that changes the message may run after a check judged it, and nothing
-/// is stored before the verdict).
+/// is stored before the verdict); the rules, at most once, come after every check and
+/// right before the verdict (they read what the checks found; the verdict takes their
+/// decision).
 pub(super) fn check_order(steps: &[Step]) -> Result<(), String> {
     let mut last = Phase::Prepare;
     for pair in steps.windows(2) {
         if matches!(pair[0], Step::Verdict) && matches!(pair[1], Step::Check(_)) {
             return Err(format!("{} comes after the verdict", pair[1].name()));
         }
+    }
+    for (i, step) in steps.iter().enumerate() {
+        if matches!(step, Step::Rules(_)) && !matches!(steps.get(i + 1), Some(Step::Verdict)) {
+            let next = steps.get(i + 1).map_or("the end", |s| s.name());
+            return Err(format!(
+                "rules must come right before the verdict, not before {next}"
+            ));
+        }
+    }
+    if steps.iter().filter(|s| matches!(s, Step::Rules(_))).count() > 1 {
+        return Err("more than one rules step".into());
     }
     for step in steps {
         if step.phase() < last {
@@ -109,5 +127,18 @@ mod tests {
                 .contains("after the verdict")
         );
         assert!(check_order(&[Step::Verdict, Step::Verdict]).is_err());
+    }
+
+    #[test]
+    fn rules_come_after_the_checks_right_before_the_verdict() {
+        let rules = || Step::Rules(Arc::new(RuleSet::default()));
+        assert!(check_order(&[check(), rules(), Step::Verdict]).is_ok());
+        assert!(
+            check_order(&[rules(), check(), Step::Verdict])
+                .unwrap_err()
+                .contains("right before the verdict")
+        );
+        assert!(check_order(&[check(), Step::Verdict, rules()]).is_err());
+        assert!(check_order(&[check(), rules(), rules(), Step::Verdict]).is_err());
     }
 }

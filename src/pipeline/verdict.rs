@@ -1,11 +1,62 @@
-//! Score card → action. The only place that decides.
+//! Score card (and the rules' decision) → action. The only place that decides.
 
 use filters::{Action, ScoreCard};
 
 use crate::config::VerdictConfig;
+use crate::rules::Evaluation;
+
+/// The verdict for one recipient.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecipientVerdict {
+    pub action: Action,
+    /// For the log and hold reasons: `forced by CLAM_VIRUS`, `rule NAME`, `score 9.00`.
+    pub reason: String,
+    /// The deciding rule's `reject` text.
+    pub text: Option<String>,
+    /// The deciding rule, when a rule decided.
+    pub rule: Option<String>,
+    /// The score with the rules' `adjust_points`.
+    pub score: f64,
+}
+
+/// The action for one recipient: a forced action wins (as over the thresholds), then the
+/// verdict of the rule that ended the evaluation, else the score (with the rules'
+/// `adjust_points`) against the thresholds.
+pub fn decide_for(
+    card: &ScoreCard,
+    t: &VerdictConfig,
+    rules: Option<&Evaluation>,
+) -> RecipientVerdict {
+    let points = rules.map_or(0.0, |e| e.points);
+    let score = card.score() + points;
+    if card.forced_action().is_none()
+        && let Some((v, name)) = rules.and_then(|e| e.verdict.as_ref())
+    {
+        return RecipientVerdict {
+            action: v.action,
+            reason: format!("rule {name}"),
+            text: v.text.clone(),
+            rule: Some(name.clone()),
+            score,
+        };
+    }
+    let (action, reason) = decide_adjusted(card, t, points);
+    RecipientVerdict {
+        action,
+        reason,
+        text: None,
+        rule: None,
+        score,
+    }
+}
 
 /// The action for a score card: a forced action wins, else the score against thresholds.
 pub fn decide(card: &ScoreCard, t: &VerdictConfig) -> (Action, String) {
+    decide_adjusted(card, t, 0.0)
+}
+
+/// [`decide`], with `points` added to the score.
+fn decide_adjusted(card: &ScoreCard, t: &VerdictConfig, points: f64) -> (Action, String) {
     if let Some(forced) = card.forced_action() {
         let by = card
             .symbols
@@ -15,7 +66,7 @@ pub fn decide(card: &ScoreCard, t: &VerdictConfig) -> (Action, String) {
             .unwrap_or("");
         return (forced, format!("forced by {by}"));
     }
-    let score = card.score();
+    let score = card.score() + points;
     let action = if score >= t.reject_score {
         Action::Reject
     } else if score >= t.quarantine_score {

@@ -22,8 +22,16 @@ pub struct MessageCopy {
     /// common ones.
     pub headers: Vec<String>,
     /// `Some(reason)`: this copy is held for an operator (quarantine), never delivered;
-    /// the reason says what held it (a rule, a threshold).
+    /// the reason says what held it (a rule, a threshold). Stored as the row's
+    /// `last_error`, which `portcullis queue list|show` print.
     pub hold: Option<String>,
+    /// Changes the rules decided for this copy (disclaimer, attachment signing, archive),
+    /// applied in the store phase by the message actions, in this order.
+    pub message_actions: Vec<crate::rules::MessageAction>,
+    /// This copy's verdict and score when the recipients of one message got different
+    /// ones (rules); `None`: the message's.
+    pub action: Option<filters::Action>,
+    pub score: Option<f64>,
 }
 
 /// The verdict as the queue needs it.
@@ -93,10 +101,10 @@ pub async fn admit(
             size: full.len() as u64,
             attempts: 0,
             next_attempt: 0,
-            last_error: None,
+            last_error: copy.hold.clone(),
             client_ip: arrival.client_ip.to_string(),
             helo: envelope.helo.clone(),
-            score: verdict.score,
+            score: copy.score.unwrap_or(verdict.score),
             symbols: verdict.symbols.clone(),
         };
         ids.push(id);
@@ -130,11 +138,15 @@ fn trace_fields(
         h.push_str("\r\n");
     }
     if arrival.envelope.direction == Direction::Inbound {
+        let action = copy.action.map_or(verdict.action, |a| a.as_str());
         h.push_str(&format!(
-            "X-Portcullis-Score: {:.2} ({})\r\n",
-            verdict.score, verdict.action
+            "X-Portcullis-Score: {:.2} ({action})\r\n",
+            copy.score.unwrap_or(verdict.score)
         ));
-        if verdict.tagged {
+        let tagged = copy
+            .action
+            .map_or(verdict.tagged, |a| a == filters::Action::Tag);
+        if tagged {
             h.push_str("X-Spam-Flag: YES\r\n");
         }
     }

@@ -119,16 +119,22 @@ impl SmimeOutbound {
     /// Sign and encrypt by policy. `None`: nothing to do (the message goes as received).
     /// `Err`: the store failed, or a recipient that requires encryption lost its
     /// certificate since RCPT TO — never a clear copy in that case.
+    /// `overrides`: a rule's `smime` action, over the sender's policy.
     pub async fn protect(
         &self,
         envelope: &Envelope,
         raw: &[u8],
+        overrides: Option<crate::rules::SmimeOverride>,
     ) -> anyhow::Result<Option<Protected>> {
         // Mail the user protected is passed as is (or was refused by the precheck).
-        if self.idle() || engine::is_smime(raw) {
+        if (self.idle() && overrides.is_none()) || engine::is_smime(raw) {
             return Ok(None);
         }
-        let rules = self.rules(&envelope.mail_from);
+        let mut rules = self.rules(&envelope.mail_from);
+        if let Some(o) = overrides {
+            rules.sign = o.sign.unwrap_or(rules.sign);
+            rules.encrypt = o.encrypt.unwrap_or(rules.encrypt);
+        }
         if rules.sign == SmimeRule::Forbid && rules.encrypt == SmimeRule::Forbid {
             return Ok(None);
         }
@@ -213,6 +219,7 @@ fn build(
             body: Some(mime::assemble(&parts.outer, &[], &enc)),
             headers: Vec::new(),
             hold: None,
+            ..MessageCopy::default()
         });
     }
     if !encrypted_for.is_empty() {
@@ -224,6 +231,7 @@ fn build(
             body: content.map(|signed| mime::assemble(&parts.outer, &[], &signed)),
             headers: Vec::new(),
             hold: None,
+            ..MessageCopy::default()
         });
     }
     Ok(Protected { copies, symbols })

@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use filters::{Direction, Envelope, TlsFacts};
+use filters::{Action, Direction, Envelope, TlsFacts};
 use smtp_proto::request::receiver::DummyDataReceiver;
 use smtp_proto::{Error as ParseError, MAIL_BODY_8BITMIME, MAIL_SMTPUTF8, Request};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -28,6 +28,8 @@ use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::queue::trace::printable;
 use crate::queue::{Queue, new_queue_id};
+use crate::rules::EnvelopeFacts;
+use crate::rules::pattern::Address;
 
 /// What every session of the gateway shares.
 pub struct Shared {
@@ -130,6 +132,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
 
     fn config(&self) -> &Config {
         &self.shared.config
+    }
+
+    fn pipeline(&self) -> &Pipeline {
+        &self.shared.pipeline
+    }
+
+    fn direction(&self) -> Direction {
+        if self.internal {
+            Direction::Outbound
+        } else {
+            Direction::Inbound
+        }
     }
 
     /// Run the session to its end. Errors end the session; they are logged, not raised.
@@ -255,6 +269,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// A refused command: answer, count it, and close after too many.
     fn bad(&mut self, r: Reply) -> Next {
         self.reply(r);
+        self.bad_counted()
+    }
+
+    /// Count a refusal already answered; close after too many.
+    fn bad_counted(&mut self) -> Next {
         self.bad_commands += 1;
         if self.bad_commands >= self.config().limits.max_bad_commands {
             self.reply(reply::TOO_MANY_ERRORS);
@@ -561,6 +580,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 if let Some(refusal) = self.smime_refusal(&accepted.address).await {
                     return self.bad(refusal);
                 }
+                if let Some((r, text)) = self.rule_refusal(&accepted.address) {
+                    write_reply(&mut self.out, r.code, r.enhanced, &text);
+                    return self.bad_counted();
+                }
                 let tx = self.tx.as_mut().expect("checked above");
                 if !tx
                     .rcpts
@@ -615,7 +638,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if !self.internal {
             return None;
         }
-        let smime = self.shared.pipeline.smime_outbound()?;
+        let smime = self.pipeline().smime_outbound()?;
         let mail_from = self.tx.as_ref()?.mail_from.clone();
         match smime.recipient_refusal(&mail_from, rcpt).await {
             Ok(None) => None,
@@ -628,6 +651,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 Some(reply::TEMPFAIL)
             }
         }
+    }
+
+    /// `[[rules]]` decided at RCPT TO (envelope and connection only): a `reject` refuses
+    /// this recipient (550 5.7.1, with the rule's text when it has one), a `tempfail`
+    /// defers it (451 4.7.1).
+    fn rule_refusal(&self, rcpt: &str) -> Option<(Reply, String)> {
+        let rules = self.pipeline().rules();
+        if rules.is_empty() {
+            return None;
+        }
+        let tx = self.tx.as_ref()?;
+        let facts = EnvelopeFacts::new(
+            self.direction(),
+            self.peer.ip(),
+            self.helo.as_deref().unwrap_or_default(),
+            self.tls.as_ref(),
+            &tx.mail_from,
+        );
+        let eval = rules.evaluate(&facts, &Address::new(rcpt), None);
+        let (verdict, rule) = eval.verdict?;
+        let r = match verdict.action {
+            Action::Reject => reply::RECIPIENT_REFUSED_BY_RULE,
+            Action::Tempfail => reply::TEMPFAIL,
+            _ => return None,
+        };
+        tracing::info!(client = %self.peer, rcpt = %printable(rcpt), rule = %rule, action = verdict.action.as_str(), "recipient refused by rule");
+        let text = match verdict.text {
+            Some(t) if verdict.action == Action::Reject => t,
+            _ => r.text.to_string(),
+        };
+        Some((r, text))
     }
 
     fn data(&mut self) -> Next {
@@ -743,11 +797,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 return;
             }
         };
-        let direction = if self.internal {
-            Direction::Outbound
-        } else {
-            Direction::Inbound
-        };
+        let direction = self.direction();
         let envelope = Envelope {
             direction,
             client_ip: self.peer.ip(),
@@ -758,11 +808,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             body_8bit: tx.body_8bit,
             tls: self.tls.clone(),
         };
-        let outcome = self.shared.pipeline.run(&envelope, &body).await;
+        let outcome = self.pipeline().run(&envelope, &body).await;
         let mut stored = false;
         // The log's name for the message; the first stored copy's id once it is stored.
         let mut id = new_queue_id();
-        let refusal = reply::refusal(outcome.action, &outcome.card);
+        let refusal = match (outcome.action, &outcome.refusal_text) {
+            // A rule's own text, with the code of every policy refusal.
+            (Action::Reject, Some(text)) => Some((reply::REJECTED, text.clone())),
+            _ => reply::refusal(outcome.action, &outcome.card),
+        };
         match &refusal {
             Some((r, text)) => write_reply(&mut self.out, r.code, r.enhanced, text),
             None => {
@@ -799,8 +853,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 Direction::Inbound => outcome.copies.first().and_then(|c| c.body.as_deref()),
                 Direction::Outbound => None,
             };
-            self.shared
-                .pipeline
+            self.pipeline()
                 .learn(&envelope, &outcome, stored, judged.unwrap_or(&body));
         }
         let verdict = if stored || refusal.is_some() {
@@ -825,6 +878,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             verdict,
             score = outcome.card.score(),
             symbols = %outcome.card.summary(),
+            rules = %outcome
+                .rules
+                .iter()
+                .map(|m| m.rule.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
             reason = %outcome.reason,
             ms = started.elapsed().as_secs_f64() * 1000.0,
             "message"
