@@ -114,7 +114,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         resources.learning.local_domains = Arc::new(config.local_domains.clone());
         resources.trust = Some(book);
     }
-    if config.smime.enabled {
+    // The store holds the S/MIME keys, and the identities `sign_attachments` rules sign with.
+    let signs_attachments = config
+        .rules
+        .iter()
+        .any(|r| r.actions.sign_attachments.is_some());
+    if config.smime.enabled || signs_attachments {
         let store =
             crate::certs::CertStore::open(db.pool().clone(), &config.data_dir, &config.certs)
                 .await

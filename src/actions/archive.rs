@@ -137,7 +137,11 @@ mod tests {
         let file = dir.path().join("file");
         std::fs::write(&file, b"x").unwrap();
         assert!(check_dir(&file).unwrap_err().contains("not a directory"));
-        assert!(check_dir(Path::new("relative")).unwrap_err().contains("absolute"));
+        assert!(
+            check_dir(Path::new("relative"))
+                .unwrap_err()
+                .contains("absolute")
+        );
     }
 
     #[test]

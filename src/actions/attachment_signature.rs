@@ -35,7 +35,10 @@ pub struct Signer<'a> {
 #[derive(Debug)]
 pub enum AttachmentSigning {
     /// The new message; `names` are the signed attachments' file names.
-    Signed { message: Vec<u8>, names: Vec<String> },
+    Signed {
+        message: Vec<u8>,
+        names: Vec<String>,
+    },
     /// No attachment was chosen (or every chosen one has its signature already).
     NoneChosen,
     /// Chosen attachments could not be signed (why); the message is left as it is.
@@ -126,7 +129,12 @@ pub fn sign_attachments(
             // attachment and its signature.
             None => return wrap(message, &signature_part, part.ct.file_name.as_deref()),
         }
-        names.push(part.ct.file_name.clone().unwrap_or_else(|| "attachment".into()));
+        names.push(
+            part.ct
+                .file_name
+                .clone()
+                .unwrap_or_else(|| "attachment".into()),
+        );
     }
     AttachmentSigning::Signed {
         message: edits.apply(message),
@@ -201,10 +209,9 @@ fn attachments<'a>(
 fn wrap(message: &[u8], signature_part: &[u8], file_name: Option<&str>) -> AttachmentSigning {
     let parts = mime::message_parts(message);
     let boundary = mime::boundary_for(message);
-    let mut entity = format!(
-        "Content-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n--{boundary}\r\n"
-    )
-    .into_bytes();
+    let mut entity =
+        format!("Content-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n--{boundary}\r\n")
+            .into_bytes();
     entity.extend_from_slice(&parts.entity);
     if !entity.ends_with(b"\r\n") {
         entity.extend_from_slice(b"\r\n");

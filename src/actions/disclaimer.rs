@@ -40,7 +40,10 @@ pub struct Disclaimer {
 #[derive(Debug)]
 pub enum DisclaimerOutcome {
     /// The new message; `parts` names the parts that got it (e.g. `text/plain`).
-    Added { message: Vec<u8>, parts: Vec<String> },
+    Added {
+        message: Vec<u8>,
+        parts: Vec<String>,
+    },
     /// Every body part holds the disclaimer already.
     AlreadyPresent,
     /// The user signed or encrypted the content (S/MIME, PGP/MIME, inline PGP): changing
@@ -87,11 +90,7 @@ pub fn add(message: &[u8], disclaimer: &Disclaimer, limits: MimeLimits) -> Discl
     let mut present = 0;
     for part in targets {
         match rewrite_part(message, part, std::ptr::eq(part, &tree), disclaimer) {
-            Ok(Rewrite::Changed {
-                header,
-                body,
-                what,
-            }) => {
+            Ok(Rewrite::Changed { header, body, what }) => {
                 if let Some(header) = header {
                     edits.replace(part.start, part.header_end, header);
                 }
@@ -166,8 +165,12 @@ fn rewrite_part(
         )
     })?;
     let label = part.ct.param("charset");
-    let charset = Charset::from_label(label)
-        .ok_or_else(|| format!("charset {:?} is not one the gateway writes", label.unwrap_or("")))?;
+    let charset = Charset::from_label(label).ok_or_else(|| {
+        format!(
+            "charset {:?} is not one the gateway writes",
+            label.unwrap_or("")
+        )
+    })?;
     let body = part.body(message);
     let decoded = text::decode(body, te)?;
     if memchr::memmem::find(&decoded, b"-----BEGIN PGP ").is_some() {
@@ -228,8 +231,7 @@ fn rewrite_part(
         te
     };
     let mut new_body = text::encode(&new_text, new_te);
-    if (body.ends_with(b"\n") || new_te == TransferEncoding::Base64) && !new_body.ends_with(b"\n")
-    {
+    if (body.ends_with(b"\n") || new_te == TransferEncoding::Base64) && !new_body.ends_with(b"\n") {
         new_body.extend_from_slice(b"\r\n");
     }
 

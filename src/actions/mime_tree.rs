@@ -122,13 +122,12 @@ fn entity(
         boundary: None,
         parts: Vec::new(),
     };
-    let boundary = e
-        .ct
-        .mime_type
-        .starts_with("multipart/")
-        .then(|| e.ct.param("boundary").map(str::to_string))
-        .flatten()
-        .filter(|b| !b.is_empty());
+    let boundary =
+        e.ct.mime_type
+            .starts_with("multipart/")
+            .then(|| e.ct.param("boundary").map(str::to_string))
+            .flatten()
+            .filter(|b| !b.is_empty());
     let Some(boundary) = boundary else {
         return Ok(e);
     };
@@ -280,10 +279,7 @@ Content-Type: application/pdf; name=\"a.pdf\"\r\nContent-Disposition: attachment
         assert_eq!(alt.ct.mime_type, "multipart/alternative");
         assert_eq!(alt.parts[0].body(MIXED), b"plain");
         assert_eq!(alt.parts[1].body(MIXED), b"<p>html</p>");
-        assert_eq!(
-            alt.parts[1].header(MIXED),
-            b"Content-Type: text/html\r\n"
-        );
+        assert_eq!(alt.parts[1].header(MIXED), b"Content-Type: text/html\r\n");
         let pdf = &tree.parts[1];
         assert!(pdf.is_attachment());
         assert_eq!(pdf.ct.file_name.as_deref(), Some("a.pdf"));
@@ -307,7 +303,8 @@ Content-Type: application/pdf; name=\"a.pdf\"\r\nContent-Disposition: attachment
         let mut bomb = Vec::new();
         for i in 0..10_000 {
             bomb.extend_from_slice(
-                format!("Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n").as_bytes(),
+                format!("Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n")
+                    .as_bytes(),
             );
         }
         assert_eq!(
@@ -333,7 +330,10 @@ Content-Type: application/pdf; name=\"a.pdf\"\r\nContent-Disposition: attachment
             &["content-type", "content-transfer-encoding"],
             &["Content-Type: text/plain; charset=utf-8".into()],
         );
-        assert_eq!(out, b"X-A: 1\r\nContent-Type: text/plain; charset=utf-8\r\n");
+        assert_eq!(
+            out,
+            b"X-A: 1\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        );
         assert_eq!(parameter("charset", "utf-8"), "charset=utf-8");
         assert_eq!(parameter("name", "a b.pdf"), "name=\"a b.pdf\"");
         assert_eq!(parameter("name", "r\u{e9}.pdf"), "name*=utf-8''r%C3%A9.pdf");

@@ -68,8 +68,7 @@ pub fn encode(data: &[u8], encoding: TransferEncoding) -> Vec<u8> {
             let crlf = crate::smime::mime::as_crlf(data);
             quoted_printable::encode_with_options(
                 &*crlf,
-                quoted_printable::Options::default()
-                    .input_mode(quoted_printable::InputMode::Text),
+                quoted_printable::Options::default().input_mode(quoted_printable::InputMode::Text),
             )
             .into_bytes()
         }

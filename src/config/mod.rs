@@ -1121,6 +1121,14 @@ impl Config {
                 None => bail!("[[rules]]: {e}"),
             }
         }
+        // Journal files must be writable before the first message needs one.
+        for rule in &self.rules {
+            if let Some(dir) = rule.actions.archive.as_ref().and_then(|a| a.dir.as_ref())
+                && let Err(e) = crate::actions::archive::check_dir(dir)
+            {
+                bail!("rule `{}`: key `actions.archive.dir`: {e}", rule.name);
+            }
+        }
         for name in self.stages.keys() {
             if !KNOWN_STAGES.contains(&name.as_str()) {
                 bail!(

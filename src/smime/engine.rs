@@ -1346,7 +1346,11 @@ fn own_signed_data(
             Setup::SignRsaPkcs1(Md::sha256()),
         ),
         Id::EC => (cms_build::SignatureAlgorithm::EcdsaSha256, Setup::SignEcdsa),
-        other => return Err(format!("keys of type {other:?} cannot sign here (RSA or ECDSA)")),
+        other => {
+            return Err(format!(
+                "keys of type {other:?} cannot sign here (RSA or ECDSA)"
+            ));
+        }
     };
     let cert_der = signer.cert.to_der().map_err(ssl)?;
     let ids = der_walk::cert_ids(&cert_der).ok_or("the signing certificate is unreadable")?;

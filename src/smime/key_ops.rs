@@ -201,9 +201,7 @@ fn set_up_public_op<T: openssl::pkey::HasPublic>(
         Setup::SignRsaPkcs1(_)
         | Setup::SignEcdsa
         | Setup::DecryptRsaPkcs1
-        | Setup::DecryptRsaOaep { .. } => {
-            Err(ErrorStack::get())
-        }
+        | Setup::DecryptRsaOaep { .. } => Err(ErrorStack::get()),
     }
 }
 

@@ -41,8 +41,19 @@ fn verify_with_openssl_cli(pki: &on_disk::Pki, message: &[u8], name: &str) -> Ve
     let out = pki.path("verified.out");
     openssl(
         &[
-            &"cms", &"-verify", &"-binary", &"-inform", &"DER", &"-content", &content, &"-in",
-            &signature, &"-CAfile", &ca, &"-out", &out,
+            &"cms",
+            &"-verify",
+            &"-binary",
+            &"-inform",
+            &"DER",
+            &"-content",
+            &content,
+            &"-in",
+            &signature,
+            &"-CAfile",
+            &ca,
+            &"-out",
+            &out,
         ],
         b"",
     );
@@ -54,8 +65,19 @@ fn verify_with_openssl_cli(pki: &on_disk::Pki, message: &[u8], name: &str) -> Ve
     std::fs::write(&tampered, &changed).unwrap();
     assert!(!openssl_ok(
         &[
-            &"cms", &"-verify", &"-binary", &"-inform", &"DER", &"-content", &tampered, &"-in",
-            &signature, &"-CAfile", &ca, &"-out", &"/dev/null",
+            &"cms",
+            &"-verify",
+            &"-binary",
+            &"-inform",
+            &"DER",
+            &"-content",
+            &tampered,
+            &"-in",
+            &signature,
+            &"-CAfile",
+            &ca,
+            &"-out",
+            &"/dev/null",
         ],
         b"",
     ));
@@ -67,7 +89,9 @@ fn check_cades_attributes(pki: &on_disk::Pki, der: &[u8]) {
     let path = pki.path("print.p7s");
     std::fs::write(&path, der).unwrap();
     let printed = String::from_utf8(openssl(
-        &[&"cms", &"-cmsout", &"-print", &"-inform", &"DER", &"-in", &path],
+        &[
+            &"cms", &"-cmsout", &"-print", &"-inform", &"DER", &"-in", &path,
+        ],
         b"",
     ))
     .unwrap();
@@ -163,6 +187,9 @@ fn only_chosen_attachments_and_never_inside_protected_content() {
 --s\r\n{inner}\r\n--s\r\nContent-Type: application/pkcs7-signature\r\n\r\nAAAA\r\n--s--\r\n"
     );
     let outcome = sign_attachments(protected.as_bytes(), &pdfs, &signer, MimeLimits::default());
-    assert!(matches!(outcome, AttachmentSigning::NotSigned(_)), "{outcome:?}");
+    assert!(
+        matches!(outcome, AttachmentSigning::NotSigned(_)),
+        "{outcome:?}"
+    );
     assert_eq!(outcome.symbol().unwrap().name, "ATTACHMENT_NOT_SIGNED");
 }

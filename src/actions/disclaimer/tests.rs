@@ -1,5 +1,7 @@
 use super::*;
-use crate::actions::test_support::{mail_parser_view, mixed_with_pdf, python_parts, sample_pdf as pdf};
+use crate::actions::test_support::{
+    mail_parser_view, mixed_with_pdf, python_parts, sample_pdf as pdf,
+};
 
 const TEXT: &str = "This message is confidential.\nIf you are not the addressee, delete it.";
 
@@ -64,7 +66,9 @@ Gr=FC=DFe aus K=F6ln, ein sehr langer Satz der weich umbrochen werden muss weil 
     assert_eq!(parts, ["text/plain"]);
     let s = String::from_utf8(out.clone()).unwrap();
     assert!(s.starts_with("X-Portcullis-Disclaimer: added\r\nFrom: a@example.test\r\n"));
-    assert!(s.contains("charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"));
+    assert!(
+        s.contains("charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n")
+    );
     let py = python_parts(&out);
     let t = py[0].text.as_deref().unwrap();
     assert!(t.starts_with("Gr\u{fc}\u{df}e aus K\u{f6}ln"), "{t:?}");
@@ -74,7 +78,8 @@ Gr=FC=DFe aus K=F6ln, ein sehr langer Satz der weich umbrochen werden muss weil 
 
 #[test]
 fn a_disclaimer_the_charset_cannot_hold_turns_the_part_to_utf8() {
-    let m = b"From: a@example.test\r\nContent-Type: text/plain; charset=iso-8859-1; format=flowed\r\n\
+    let m =
+        b"From: a@example.test\r\nContent-Type: text/plain; charset=iso-8859-1; format=flowed\r\n\
 Content-Transfer-Encoding: quoted-printable\r\n\r\nK=F6ln\r\n";
     let d = Disclaimer {
         text: "Fee: 5 \u{20ac}. This message is confidential.\nIf you are not the addressee, delete it.".into(),
@@ -83,10 +88,16 @@ Content-Transfer-Encoding: quoted-printable\r\n\r\nK=F6ln\r\n";
     let (out, parts) = added(m, &d);
     assert_eq!(parts, ["text/plain (now utf-8)"]);
     let s = String::from_utf8(out.clone()).unwrap();
-    assert!(s.contains("Content-Type: text/plain;\r\n\tcharset=utf-8;\r\n\tformat=flowed\r\n"), "{s}");
+    assert!(
+        s.contains("Content-Type: text/plain;\r\n\tcharset=utf-8;\r\n\tformat=flowed\r\n"),
+        "{s}"
+    );
     let py = python_parts(&out);
     let t = py[0].text.as_deref().unwrap();
-    assert!(t.starts_with("K\u{f6}ln") && t.contains("5 \u{20ac}"), "{t:?}");
+    assert!(
+        t.starts_with("K\u{f6}ln") && t.contains("5 \u{20ac}"),
+        "{t:?}"
+    );
     check_readers(&out, &[]);
 }
 
@@ -104,8 +115,17 @@ fn a_message_without_mime_fields_gets_them_when_it_must_change() {
     let (out, _) = added(m, &d);
     let s = String::from_utf8(out.clone()).unwrap();
     assert!(s.contains("MIME-Version: 1.0\r\n"), "{s}");
-    assert!(s.contains("Content-Transfer-Encoding: quoted-printable\r\n"), "{s}");
-    assert!(python_parts(&out)[0].text.as_deref().unwrap().contains("\u{a9} ACME."));
+    assert!(
+        s.contains("Content-Transfer-Encoding: quoted-printable\r\n"),
+        "{s}"
+    );
+    assert!(
+        python_parts(&out)[0]
+            .text
+            .as_deref()
+            .unwrap()
+            .contains("\u{a9} ACME.")
+    );
     check_readers(&out, &[]);
 }
 
@@ -122,19 +142,28 @@ fn text_html_base64_gets_it_before_body_end_escaped() {
     assert_eq!(parts, ["text/html"]);
     let py = python_parts(&out);
     let t = py[0].text.as_deref().unwrap();
-    let at = t.find("Confidential &lt;b&gt;&amp; private&lt;/b&gt;.<br>").expect(t);
+    let at = t
+        .find("Confidential &lt;b&gt;&amp; private&lt;/b&gt;.<br>")
+        .expect(t);
     assert!(at < t.find("</BODY>").unwrap(), "before </body>: {t}");
-    assert!(t.ends_with("</BODY></html>\r\n") || t.ends_with("</BODY></html>\n"), "{t:?}");
+    assert!(
+        t.ends_with("</BODY></html>\r\n") || t.ends_with("</BODY></html>\n"),
+        "{t:?}"
+    );
     check_readers(&out, &[]);
     // the HTML variant as written; no </body>: at the end
     let d = Disclaimer {
         text: TEXT.into(),
         html: Some("<p class=\"d\">This message is confidential.<br>If you are not the addressee, delete it.</p>".into()),
     };
-    let m2 = b"From: a@example.test\r\nContent-Type: text/html; charset=us-ascii\r\n\r\n<p>hi</p>\r\n";
+    let m2 =
+        b"From: a@example.test\r\nContent-Type: text/html; charset=us-ascii\r\n\r\n<p>hi</p>\r\n";
     let (out, _) = added(m2, &d);
     let t = python_parts(&out)[0].text.clone().unwrap();
-    assert!(t.starts_with("<p>hi</p>") && t.contains("<p class=\"d\">This message"), "{t}");
+    assert!(
+        t.starts_with("<p>hi</p>") && t.contains("<p class=\"d\">This message"),
+        "{t}"
+    );
 }
 
 #[test]
@@ -170,7 +199,8 @@ fn multipart_alternative_gets_it_in_both() {
 
 #[test]
 fn multipart_mixed_gets_it_in_the_text_never_the_attachment() {
-    let m = mixed_with_pdf("Content-Type: text/plain; charset=us-ascii\r\n\r\nSee the invoice.\r\n");
+    let m =
+        mixed_with_pdf("Content-Type: text/plain; charset=us-ascii\r\n\r\nSee the invoice.\r\n");
     let (out, parts) = added(&m, &plain());
     assert_eq!(parts, ["text/plain"]);
     check_readers(&out, &[("invoice.pdf", &pdf())]);
@@ -202,14 +232,20 @@ fn nested_alternative_in_related_in_mixed() {
     let (out, parts) = added(m, &plain());
     assert_eq!(parts, ["text/plain", "text/html"]);
     let py = python_parts(&out);
-    let attached = py.iter().find(|p| p.filename.as_deref() == Some("a.txt")).unwrap();
+    let attached = py
+        .iter()
+        .find(|p| p.filename.as_deref() == Some("a.txt"))
+        .unwrap();
     assert!(!has_disclaimer(attached.text.as_deref().unwrap()));
     assert_eq!(attached.bytes, b"attached text");
     let png = py.iter().find(|p| p.content_type == "image/png").unwrap();
     assert_eq!(png.bytes, b"\x89PNG\r\n\x1a\n");
     let html = py.iter().find(|p| p.content_type == "text/html").unwrap();
     assert!(has_disclaimer(html.text.as_deref().unwrap()));
-    let plain_part = py.iter().find(|p| p.content_type == "text/plain" && p.filename.is_none()).unwrap();
+    let plain_part = py
+        .iter()
+        .find(|p| p.content_type == "text/plain" && p.filename.is_none())
+        .unwrap();
     assert!(has_disclaimer(plain_part.text.as_deref().unwrap()));
 }
 
@@ -227,14 +263,23 @@ fn signed_or_encrypted_content_is_never_touched() {
         b"\r\n--x--\r\n",
     ]
     .concat();
-    for m in [&signed[..], enveloped, pgp_mime, inline_pgp, &signed_in_mixed] {
+    for m in [
+        &signed[..],
+        enveloped,
+        pgp_mime,
+        inline_pgp,
+        &signed_in_mixed,
+    ] {
         let outcome = add(m, &plain(), MimeLimits::default());
         assert!(
             matches!(outcome, DisclaimerOutcome::Protected(_)),
             "{outcome:?} for {}",
             String::from_utf8_lossy(m)
         );
-        assert_eq!(outcome.symbol().unwrap().name, "DISCLAIMER_SKIPPED_PROTECTED");
+        assert_eq!(
+            outcome.symbol().unwrap().name,
+            "DISCLAIMER_SKIPPED_PROTECTED"
+        );
     }
 }
 
@@ -256,9 +301,10 @@ fn once_per_message_whatever_a_marker_from_outside_says() {
     check_readers(&out, &[]);
     // one alternative had it already (an earlier pass with a different HTML form): the
     // other gets it
-    let half = String::from_utf8(ALTERNATIVE.to_vec())
-        .unwrap()
-        .replace("hello\r\n--alt", &format!("hello\r\n\r\n{}\r\n--alt", TEXT.replace('\n', "\r\n")));
+    let half = String::from_utf8(ALTERNATIVE.to_vec()).unwrap().replace(
+        "hello\r\n--alt",
+        &format!("hello\r\n\r\n{}\r\n--alt", TEXT.replace('\n', "\r\n")),
+    );
     let (_, parts) = added(half.as_bytes(), &plain());
     assert_eq!(parts, ["text/html"]);
 }
