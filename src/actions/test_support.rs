@@ -79,9 +79,17 @@ pub fn python_parts(message: &[u8]) -> Vec<PyPart> {
         .collect()
 }
 
-/// mail-parser's body texts (plain and HTML, every body part) and attachments
-/// (file name, decoded bytes).
-pub fn mail_parser_view(message: &[u8]) -> (Vec<String>, Vec<String>, Vec<(String, Vec<u8>)>) {
+/// What mail-parser reads: body texts and attachments.
+pub struct MailParserView {
+    /// Every text/plain body part's text.
+    pub plain: Vec<String>,
+    /// Every text/html body part's text.
+    pub html: Vec<String>,
+    /// (file name, decoded bytes) of each attachment.
+    pub attachments: Vec<(String, Vec<u8>)>,
+}
+
+pub fn mail_parser_view(message: &[u8]) -> MailParserView {
     let m = mail_parser::MessageParser::default()
         .parse(message)
         .expect("mail-parser parses the message");
@@ -100,7 +108,11 @@ pub fn mail_parser_view(message: &[u8]) -> (Vec<String>, Vec<String>, Vec<(Strin
             )
         })
         .collect();
-    (plain, html, attachments)
+    MailParserView {
+        plain,
+        html,
+        attachments,
+    }
 }
 
 /// A small file that is a PDF to anything that looks at its first bytes.

@@ -122,7 +122,7 @@ fn a_pdf_attachment_gets_a_p7s_the_openssl_cli_verifies() {
     assert!(out.ends_with(b"\r\n--mix--\r\n"));
     let der = verify_with_openssl_cli(&pki, &out, "invoice.pdf");
     check_cades_attributes(&pki, &der);
-    let (_, _, attachments) = mail_parser_view(&out);
+    let attachments = mail_parser_view(&out).attachments;
     let names: Vec<_> = attachments.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["invoice.pdf", "invoice.pdf.p7s"]);
     assert_eq!(attachments[0].1, sample_pdf());

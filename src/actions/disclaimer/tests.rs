@@ -44,8 +44,9 @@ fn check_readers(message: &[u8], attachments: &[(&str, &[u8])]) {
             .unwrap_or_else(|| panic!("python: no attachment {name}"));
         assert_eq!(&a.bytes, bytes, "python: {name} changed");
     }
-    let (plain, html, found) = mail_parser_view(message);
-    for t in plain.iter().chain(&html) {
+    let view = mail_parser_view(message);
+    let found = view.attachments;
+    for t in view.plain.iter().chain(&view.html) {
         assert!(has_disclaimer(t), "mail-parser: no disclaimer in {t:?}");
     }
     for (name, bytes) in attachments {
