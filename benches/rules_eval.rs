@@ -25,13 +25,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// `n` realistic rules, as an operator writes them (valid for `check-config`).
 fn rules_text(n: usize) -> String {
-    let mut s = String::from(
-        "# Realistic rules for the rules benchmark (benches/rules_eval.rs --emit).\n",
-    );
+    let mut s =
+        String::from("# Realistic rules for the rules benchmark (benches/rules_eval.rs --emit).\n");
     for i in 0..n {
         let (when, actions, cont) = match i % 10 {
             0 => (
-                format!("direction = \"inbound\", sender = [\"@partner{i}.example\", \".partner{i}.example\"]"),
+                format!(
+                    "direction = \"inbound\", sender = [\"@partner{i}.example\", \".partner{i}.example\"]"
+                ),
                 "skip = [\"bayes\"], add_header = \"X-Partner: yes\"".to_string(),
                 true,
             ),
@@ -69,7 +70,9 @@ fn rules_text(n: usize) -> String {
                 false,
             ),
             6 => (
-                format!("recipient = \"team{i}@example.test\", attachment = [\"executable\", \"office_macro\"]"),
+                format!(
+                    "recipient = \"team{i}@example.test\", attachment = [\"executable\", \"office_macro\"]"
+                ),
                 "reject = \"Programs and macros are not accepted\"".to_string(),
                 false,
             ),
@@ -152,27 +155,62 @@ fn samples() -> Vec<Sample> {
     };
     vec![
         Sample {
-            envelope: env(Direction::Inbound, "198.51.100.7", "mail.somewhere.example", "ann@somewhere.example", &["u@example.test"], false),
+            envelope: env(
+                Direction::Inbound,
+                "198.51.100.7",
+                "mail.somewhere.example",
+                "ann@somewhere.example",
+                &["u@example.test"],
+                false,
+            ),
             raw: plain("ann@somewhere.example"),
             card: card(&[("DKIM_NONE", 0.5), ("SPF_PASS", -0.5)]),
         },
         Sample {
-            envelope: env(Direction::Inbound, "203.0.113.9", "mx1.partner500.example", "bob@partner500.example", &["u@example.test", "team506@example.test"], true),
+            envelope: env(
+                Direction::Inbound,
+                "203.0.113.9",
+                "mx1.partner500.example",
+                "bob@partner500.example",
+                &["u@example.test", "team506@example.test"],
+                true,
+            ),
             raw: with_attachment("bob@partner500.example", &pdf),
             card: card(&[("DKIM_PASS", -1.0), ("DMARC_PASS", -1.5)]),
         },
         Sample {
-            envelope: env(Direction::Inbound, "192.0.2.33", "mx7.spamhost904.example", "offers@news905.example", &["sales@example.test"], false),
+            envelope: env(
+                Direction::Inbound,
+                "192.0.2.33",
+                "mx7.spamhost904.example",
+                "offers@news905.example",
+                &["sales@example.test"],
+                false,
+            ),
             raw: plain("offers@news905.example"),
             card: card(&[("BAYES_SPAM", 7.0), ("SPF_SOFTFAIL", 1.5)]),
         },
         Sample {
-            envelope: env(Direction::Outbound, "10.3.4.5", "ws-17.corp", "user707@example.test", &["x@customer.example", "y@example.test"], false),
+            envelope: env(
+                Direction::Outbound,
+                "10.3.4.5",
+                "ws-17.corp",
+                "user707@example.test",
+                &["x@customer.example", "y@example.test"],
+                false,
+            ),
             raw: plain("user707@example.test"),
             card: ScoreCard::default(),
         },
         Sample {
-            envelope: env(Direction::Inbound, "198.51.100.200", "smtp.billing302.example", "noreply-808@billing302.example", &["ap-3021@example.test"], true),
+            envelope: env(
+                Direction::Inbound,
+                "198.51.100.200",
+                "smtp.billing302.example",
+                "noreply-808@billing302.example",
+                &["ap-3021@example.test"],
+                true,
+            ),
             raw: plain("noreply-808@billing302.example"),
             card: card(&[("DKIM_PASS", -1.0)]),
         },
@@ -200,7 +238,10 @@ fn one_message(
     // The rules step, after the checks.
     let message = MessageFacts::new(rules, parsed, facts, &s.card, s.raw.len());
     for r in &s.envelope.rcpt_to {
-        n += rules.evaluate(&env, &Address::new(r), Some(&message)).matches.len();
+        n += rules
+            .evaluate(&env, &Address::new(r), Some(&message))
+            .matches
+            .len();
     }
     n
 }
@@ -255,7 +296,12 @@ fn main() {
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--messages" => messages = it.next().and_then(|v| v.parse().ok()).expect("--messages N"),
+            "--messages" => {
+                messages = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--messages N")
+            }
             "--rules" => file = it.next(),
             "--emit" => {
                 let n = it.next().and_then(|v| v.parse().ok()).expect("--emit N");
@@ -273,7 +319,10 @@ fn main() {
         ("rules_1000".to_string(), rules_text(1000)),
     ];
     if let Some(f) = file {
-        sets.push((f.clone(), std::fs::read_to_string(&f).expect("read --rules FILE")));
+        sets.push((
+            f.clone(),
+            std::fs::read_to_string(&f).expect("read --rules FILE"),
+        ));
     }
     for (name, text) in sets {
         let (set, compile_ms) = compile(&text);

@@ -238,7 +238,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 "bob@partner.test",
             );
             let protected = outbound
-                .protect(&env, &plain[i])
+                .protect(&env, &plain[i], None)
                 .await?
                 .context("outbound: nothing signed or encrypted (check the bench config)")?;
             let encrypted = protected
