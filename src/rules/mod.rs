@@ -15,6 +15,7 @@ pub mod config;
 pub mod pattern;
 pub mod sniff;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -33,6 +34,93 @@ pub struct RuleSet {
     rules: Vec<Rule>,
     /// Some rule looks at attachments: only then are they sniffed.
     needs_attachments: bool,
+    /// Which rules can match a recipient or sender at all (see [`Index`]).
+    index: Index,
+}
+
+/// Rules by the addresses and domains their `recipient` (else `sender`) condition names,
+/// when every entry of that condition has one (exact addresses, `@domain`, `.parent`,
+/// globs ending in `@domain` or `.parent` after an `@`): a few hash lookups find the rules
+/// a message can match, so a thousand partner rules cost little more than ten. Rules
+/// without such a condition are always looked at.
+#[derive(Debug, Default)]
+struct Index {
+    /// [sender, recipient] × [exact address, domain, `.parent` suffix] → rule numbers.
+    keys: [[HashMap<Box<str>, Vec<u32>>; 3]; 2],
+    /// Rules with no indexed condition: [those decided at RCPT TO, all].
+    always: [Vec<u32>; 2],
+}
+
+const SENDER: usize = 0;
+const RECIPIENT: usize = 1;
+
+impl Index {
+    fn build(rules: &[Rule]) -> Index {
+        let mut index = Index::default();
+        for (n, rule) in rules.iter().enumerate() {
+            let n = n as u32;
+            let hashable = |ps: &[AddressPattern]| {
+                !ps.is_empty() && ps.iter().all(|p| p.index_key().is_some())
+            };
+            let (field, patterns) = if hashable(&rule.when.recipient) {
+                (RECIPIENT, &rule.when.recipient)
+            } else if hashable(&rule.when.sender) {
+                (SENDER, &rule.when.sender)
+            } else {
+                if rule.envelope_only {
+                    index.always[0].push(n);
+                }
+                index.always[1].push(n);
+                continue;
+            };
+            for p in patterns {
+                let (kind, key) = p.index_key().expect("hashable patterns only");
+                let list = index.keys[field][kind].entry(key.into()).or_default();
+                if list.last() != Some(&n) {
+                    list.push(n);
+                }
+            }
+        }
+        index
+    }
+
+    /// The numbers of the rules that may match, in rule order: the few found by the
+    /// addresses, merged into the (sorted) ones always looked at.
+    fn candidates<'a>(
+        &'a self,
+        sender: &Address,
+        rcpt: &Address,
+        at_rcpt: bool,
+    ) -> impl Iterator<Item = u32> + 'a {
+        let mut found = self.found(sender, rcpt).into_iter().peekable();
+        let always = &self.always[if at_rcpt { 0 } else { 1 }];
+        let mut always = always.iter().copied().peekable();
+        std::iter::from_fn(move || match (always.peek(), found.peek()) {
+            (Some(a), Some(f)) if a <= f => always.next(),
+            (_, Some(_)) => found.next(),
+            (Some(_), None) => always.next(),
+            (None, None) => None,
+        })
+    }
+
+    /// The indexed rules the addresses name, sorted.
+    fn found(&self, sender: &Address, rcpt: &Address) -> Vec<u32> {
+        let mut out = Vec::new();
+        for (field, a) in [(SENDER, sender), (RECIPIENT, rcpt)] {
+            let [exact, domain, parents] = &self.keys[field];
+            let d = a.domain();
+            out.extend(exact.get(a.address.as_str()).into_iter().flatten());
+            out.extend(domain.get(d).into_iter().flatten());
+            if !parents.is_empty() {
+                for (i, _) in d.match_indices('.') {
+                    out.extend(parents.get(&d[i..]).into_iter().flatten());
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
 }
 
 #[derive(Debug)]
@@ -261,6 +349,9 @@ impl SmimeState {
     }
 }
 
+/// A range condition: at least the first (inclusive), below the second (exclusive).
+type Bounds<T> = (Option<T>, Option<T>);
+
 /// A rule's conditions, compiled. An empty list is an absent condition.
 #[derive(Debug, Default)]
 struct Conditions {
@@ -273,10 +364,10 @@ struct Conditions {
     recipient: Vec<AddressPattern>,
     from: Vec<AddressPattern>,
     symbols: Vec<String>,
-    score: Option<(Option<f64>, Option<f64>)>,
+    score: Option<Bounds<f64>>,
     trust: Vec<TrustLevel>,
     attachment: Option<Kinds>,
-    size: Option<(Option<u64>, Option<u64>)>,
+    size: Option<Bounds<u64>>,
     smime: Vec<SmimeState>,
 }
 
@@ -403,6 +494,7 @@ impl RuleSet {
     fn new(rules: Vec<Rule>) -> RuleSet {
         let needs_attachments = rules.iter().any(|r| r.when.attachment.is_some());
         RuleSet {
+            index: Index::build(&rules),
             rules,
             needs_attachments,
         }
@@ -425,7 +517,8 @@ impl RuleSet {
         message: Option<&MessageFacts<'_>>,
     ) -> Evaluation {
         let mut out = Evaluation::default();
-        for rule in &self.rules {
+        for n in self.index.candidates(&env.sender, rcpt, message.is_none()) {
+            let rule = &self.rules[n as usize];
             if message.is_none() && !rule.envelope_only {
                 continue;
             }
@@ -466,7 +559,7 @@ impl RuleSet {
     }
 }
 
-fn in_range<T: PartialOrd + Copy>(v: T, r: (Option<T>, Option<T>)) -> bool {
+fn in_range<T: PartialOrd + Copy>(v: T, r: Bounds<T>) -> bool {
     r.0.is_none_or(|min| v >= min) && r.1.is_none_or(|max| v < max)
 }
 

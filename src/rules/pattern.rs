@@ -15,6 +15,10 @@ pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Glob {
     pattern: Vec<u8>,
+    /// The literal bytes before the first wildcard and after the last one: most texts
+    /// are refused by comparing these, without the general match.
+    prefix: usize,
+    suffix: usize,
 }
 
 impl Glob {
@@ -23,15 +27,41 @@ impl Glob {
         if text.is_empty() {
             return Err("an empty glob matches nothing".into());
         }
+        let pattern = text.to_ascii_lowercase().into_bytes();
+        let wild = |c: &u8| *c == b'*' || *c == b'?';
+        let prefix = pattern.iter().position(wild).unwrap_or(pattern.len());
+        let suffix = pattern.iter().rev().position(wild).unwrap_or(pattern.len());
         Ok(Glob {
-            pattern: text.to_ascii_lowercase().into_bytes(),
+            pattern,
+            prefix,
+            suffix,
         })
+    }
+
+    /// The literal text after the last wildcard when it is all in the domain of every
+    /// address the glob matches: it starts with the only `@` (`news-*@example.org`), or
+    /// a `@` comes before it (`*@*.example.org`). For the rules' index.
+    pub fn address_suffix(&self) -> Option<&str> {
+        let p = &self.pattern;
+        if self.suffix == 0 || self.suffix == p.len() {
+            return None;
+        }
+        let (head, suffix) = p.split_at(p.len() - self.suffix);
+        let at_in_suffix = suffix.iter().filter(|&&c| c == b'@').count();
+        let in_domain =
+            (suffix[0] == b'@' && at_in_suffix == 1) || (head.contains(&b'@') && at_in_suffix == 0);
+        in_domain
+            .then(|| std::str::from_utf8(suffix).ok())
+            .flatten()
     }
 
     /// Whether `text` (already lowercase) matches. Iterative, remembering only the last
     /// `*`: O(pattern × text) at worst, without recursion.
     pub fn matches(&self, text: &str) -> bool {
         let (p, t) = (&self.pattern, text.as_bytes());
+        if !t.starts_with(&p[..self.prefix]) || !t.ends_with(&p[p.len() - self.suffix..]) {
+            return false;
+        }
         let (mut pi, mut ti) = (0, 0);
         let mut star: Option<(usize, usize)> = None;
         while ti < t.len() {
@@ -115,6 +145,25 @@ impl AddressPattern {
         }
     }
 
+    /// A key of the rules' index that every address this pattern matches has: (0, the
+    /// address), (1, its domain) or (2, a `.parent` suffix of its domain). `None`: no such
+    /// key (a regex, most globs).
+    pub fn index_key(&self) -> Option<(usize, &str)> {
+        match self {
+            AddressPattern::Exact(a) => Some((0, a)),
+            AddressPattern::Domain(d) => Some((1, d)),
+            AddressPattern::Subdomains(s) => Some((2, s)),
+            // `*@*.example.org`: the domain ends with ".example.org";
+            // `news-*@example.org`: the domain is example.org.
+            AddressPattern::Glob(g) => match g.address_suffix()? {
+                s if s.starts_with('@') && s.len() > 1 => Some((1, &s[1..])),
+                s if s.starts_with('.') && s.len() > 1 => Some((2, s)),
+                _ => None,
+            },
+            AddressPattern::Regex(_) => None,
+        }
+    }
+
     /// `address` lowercase, `domain` its domain (lowercase, no final dot).
     pub fn matches(&self, address: &str, domain: &str) -> bool {
         match self {
@@ -195,6 +244,21 @@ mod tests {
         assert!(Glob::new("*").unwrap().matches(""));
         assert!(Glob::new("a*b*c").unwrap().matches("axxbyyc"));
         assert!(!Glob::new("a*b*c").unwrap().matches("axxbyy"));
+        // index keys: what every matching address has
+        let key = |p: &str| {
+            AddressPattern::parse(p)
+                .unwrap()
+                .index_key()
+                .map(|(k, s)| (k, s.to_string()))
+        };
+        assert_eq!(
+            key("*@*.blocked.example"),
+            Some((2, ".blocked.example".into()))
+        );
+        assert_eq!(key("news-*@example.org"), Some((1, "example.org".into())));
+        assert_eq!(key("*.example.org"), None);
+        assert_eq!(key("*@example.*"), None);
+        assert_eq!(key("~^a@b$"), None);
         // no exponential blow-up on many stars
         let long = "a".repeat(4000);
         assert!(!Glob::new("*a*a*a*a*a*a*a*b").unwrap().matches(&long));

@@ -544,3 +544,61 @@ fn the_default_set_decides_as_the_default_thresholds() {
         assert_eq!(v.action, Action::Quarantine);
     });
 }
+
+#[test]
+fn the_index_finds_rules_in_their_written_order() {
+    let rules = set(r#"
+[[rules]]
+name = "1-parent"
+when = { recipient = ".example.test" }
+continue = true
+[[rules]]
+name = "2-glob"
+when = { recipient = "*@mx.example.test" }
+continue = true
+[[rules]]
+name = "3-exact"
+when = { recipient = ["u@mx.example.test", "v@mx.example.test"] }
+continue = true
+[[rules]]
+name = "4-helo"
+when = { helo = "mx.*" }
+continue = true
+[[rules]]
+name = "5-sender-domain"
+when = { sender = "@partner.test", recipient = "~^u@" }
+continue = true
+[[rules]]
+name = "6-other-parent"
+when = { recipient = ".other.test" }
+continue = true
+[[rules]]
+name = "7-null-sender"
+when = { sender = "<>" }
+continue = true
+[[rules]]
+name = "8-domain"
+when = { recipient = "@mx.example.test" }
+"#);
+    let (matched, _) = run(&rules, &env(), "u@mx.example.test", None);
+    assert_eq!(
+        matched,
+        [
+            "1-parent",
+            "2-glob",
+            "3-exact",
+            "4-helo",
+            "5-sender-domain",
+            "8-domain"
+        ]
+    );
+    let null = EnvelopeFacts::new(
+        Direction::Inbound,
+        "192.0.2.1".parse().unwrap(),
+        "x",
+        None,
+        "",
+    );
+    let (matched, _) = run(&rules, &null, "w@a.other.test", None);
+    assert_eq!(matched, ["6-other-parent", "7-null-sender"]);
+}
