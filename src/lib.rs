@@ -9,6 +9,8 @@
 //! - [`config`]: TOML → validated config; every limit named in `config::defaults`.
 //! - [`smtp`]: listener, session state machine, relay control, STARTTLS, replies.
 //! - [`pipeline`]: the inbound and outbound stage order, and the verdict.
+//! - [`actions`]: the rules' message actions (disclaimer, attachment signatures, archive),
+//!   applied in the pipeline's store phase.
 //! - [`store`]: the one database: opened, migrated, handed to its owners.
 //! - [`queue`]: what is stored for a verdict (`queue::admit`), queue rows (small bodies
 //!   inline, large ones as spool files), group commit, delivery jobs.
@@ -28,6 +30,7 @@
 //!   configuration in force and what is built from it; [`cli`]: the `portcullis` command.
 
 pub mod admin;
+pub mod actions;
 pub mod bayes;
 pub mod certs;
 pub mod cli;

@@ -28,12 +28,15 @@
 //!   a bad one is refused and the old one stays.
 //! - `rules`: `[[rules]]`: a refusal at RCPT TO, two outcomes in one DATA (the refused
 //!   recipient's copy held), skipped stages, added header fields, quarantine, check-config.
+//! - `actions`: the rules' message actions: a disclaimer in every MIME shape (read with
+//!   Python's `email`), an attachment signature the openssl CLI verifies, archive copies.
 //! - `certs`: the S/MIME certificate store CLI on openssl-made fixtures (legacy PKCS#12,
 //!   expired and wrong-usage certificates, sealed keys, trust anchors).
 
 mod harness;
 
 mod admin;
+mod actions;
 mod auth;
 mod bayes;
 mod certs;

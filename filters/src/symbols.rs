@@ -66,6 +66,12 @@ pub const REGISTRY: &[(&str, f64, &str)] = &[
     ("SMIME_NO_SIGNING_KEY",   0.0, "S/MIME (outbound): policy requires signing and the sender has no signing identity; forces reject"),
     ("SMIME_SIGNED_OUT",       0.0, "S/MIME (outbound): signed by the gateway (detail: certificate's address)"),
     ("SMIME_ENCRYPTED_OUT",    0.0, "S/MIME (outbound): encrypted by the gateway (detail: recipients and ciphers)"),
+    ("DISCLAIMER_ADDED",       0.0, "rules: the disclaimer was added (detail: the parts that got it)"),
+    ("DISCLAIMER_SKIPPED_PROTECTED", 0.0, "rules: no disclaimer, the user signed or encrypted the content (S/MIME, PGP)"),
+    ("DISCLAIMER_NOT_ADDED",   0.0, "rules: no disclaimer: no text body part, an unknown charset or encoding, or a message beyond limits.max_mime_parts/max_mime_depth (detail: why)"),
+    ("ATTACHMENT_SIGNED",      0.0, "rules: attachments got a detached CMS signature (detail: file names)"),
+    ("ATTACHMENT_NOT_SIGNED",  0.0, "rules: chosen attachments were not signed: no signing identity, protected content, limits (detail: why)"),
+    ("ARCHIVED",               0.0, "rules: a journal copy was kept (detail: address or directory)"),
 ];
 
 /// Default points of a registered symbol. An unregistered name is a programming error

@@ -40,6 +40,11 @@ pub const MAX_LARGE_MESSAGES_IN_MEMORY: usize = 8;
 /// Providers give each IPv6 host a /64 (RFC 6177); counting whole addresses would give
 /// one host 2^64 connection allowances.
 pub const IPV6_PREFIX_LEN: u8 = 64;
+/// MIME entities a message action (disclaimer, attachment signing) walks: real mail has a
+/// few dozen; a message built to make every action walk a million parts is left alone.
+pub const MAX_MIME_PARTS: usize = 500;
+/// Multipart nesting a message action walks: clients nest three or four deep.
+pub const MAX_MIME_DEPTH: usize = 20;
 
 /// The recipient list file is checked for changes this often.
 pub const RECIPIENT_LIST_RELOAD_SECS: u64 = 30;

@@ -149,6 +149,11 @@ pub struct Limits {
     /// IPv6 clients count against `max_connections_per_ip` per network of this prefix
     /// length (one host usually has a whole /64).
     pub ipv6_prefix_len: u8,
+    /// MIME entities a message action (disclaimer, attachment signing) walks at most; a
+    /// message with more is left as it is, with a symbol saying why.
+    pub max_mime_parts: usize,
+    /// Nesting of multiparts a message action walks at most (the same: left as it is).
+    pub max_mime_depth: usize,
 }
 
 /// What the listener does with a bare CR or bare LF in a message body. Either way, only
@@ -176,6 +181,8 @@ impl Default for Limits {
             spool_threshold_bytes: defaults::SPOOL_THRESHOLD_BYTES,
             max_large_messages_in_memory: defaults::MAX_LARGE_MESSAGES_IN_MEMORY,
             ipv6_prefix_len: defaults::IPV6_PREFIX_LEN,
+            max_mime_parts: defaults::MAX_MIME_PARTS,
+            max_mime_depth: defaults::MAX_MIME_DEPTH,
         }
     }
 }
@@ -1120,6 +1127,8 @@ impl Config {
                 "limits.max_large_messages_in_memory",
                 l.max_large_messages_in_memory as u64,
             ),
+            ("limits.max_mime_parts", l.max_mime_parts as u64),
+            ("limits.max_mime_depth", l.max_mime_depth as u64),
             (
                 "queue.delivery_concurrency",
                 self.queue.delivery_concurrency as u64,
@@ -1239,6 +1248,14 @@ impl Config {
             match &self.rules_file {
                 Some(f) => bail!("rules file {}: {e}", f.display()),
                 None => bail!("[[rules]]: {e}"),
+            }
+        }
+        // Journal files must be writable before the first message needs one.
+        for rule in &self.rules {
+            if let Some(dir) = rule.actions.archive.as_ref().and_then(|a| a.dir.as_ref())
+                && let Err(e) = crate::actions::archive::check_dir(dir)
+            {
+                bail!("rule `{}`: key `actions.archive.dir`: {e}", rule.name);
             }
         }
         for name in self.stages.keys() {

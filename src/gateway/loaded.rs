@@ -110,7 +110,13 @@ impl Loaded {
         }
         let mut keyring: Option<Arc<dyn crate::smime::keyring::Keyring>> = None;
         let mut certs = None;
-        if config.smime.enabled {
+        // The store holds the S/MIME keys, and the identities `sign_attachments` rules sign
+        // with.
+        let signs_attachments = config
+            .rules
+            .iter()
+            .any(|r| r.actions.sign_attachments.is_some());
+        if config.smime.enabled || signs_attachments {
             let store =
                 crate::certs::CertStore::open(db.pool().clone(), &config.data_dir, &config.certs)
                     .await

@@ -51,7 +51,12 @@ pub fn steps(config: &Config, resources: &Resources, rules: &Arc<RuleSet>) -> Ve
     // 10. The verdict: the rules' decision, else the score card becomes accept, tag,
     //     quarantine, reject or tempfail.
     s.push(Step::Verdict);
-    // 11. Harvest: valid signers' certificates, only from mail the verdict lets through.
+    // 11. The message actions the rules chose: disclaimer, attachment signatures, and the
+    //     archive's journal copy — of the plaintext, after decryption.
+    if !rules.is_empty() {
+        s.push(Step::Act(resources.message_actions(config)));
+    }
+    // 12. Harvest: valid signers' certificates, only from mail the verdict lets through.
     if let Some(smime) = smime {
         s.push(Step::Harvest(smime));
     }

@@ -4,6 +4,8 @@
 //! symbols; [`verdict`] alone turns the score card into an action. A stage that fails is
 //! handled by its configured fail mode here, in one place.
 
+#[cfg(test)]
+mod actions_tests;
 pub mod dkim_sign;
 pub mod inbound;
 pub mod learning;
@@ -81,6 +83,7 @@ impl Outcome {
                 .collect(),
             fields: &self.headers,
             copies: &self.copies,
+            journal: &self.journal,
         }
     }
 }
@@ -125,6 +128,9 @@ pub struct Outcome {
     /// The rules that matched, with the conditions that held and their actions (the log
     /// line, `portcullis explain`). Empty without rules.
     pub rules: Vec<RuleMatch>,
+    /// Journal files of `archive = { dir }` actions, written by `queue::admit` with the
+    /// message's queue id before the commit.
+    pub journal: Vec<crate::actions::archive::JournalFile>,
     /// A refusal by a rule's `reject = "text"`: the text of the `550 5.7.1`.
     pub refusal_text: Option<String>,
 }
@@ -259,6 +265,14 @@ impl Resources {
         let keyring = self.keyring.clone()?;
         (config.smime.enabled && config.stage("smime").enabled)
             .then(|| Arc::new(SmimeOutbound::new(keyring, config.smime.clone())))
+    }
+
+    /// The message actions of the rules, with the certificate store for `sign_attachments`.
+    pub fn message_actions(&self, config: &Config) -> Arc<crate::actions::MessageActions> {
+        Arc::new(crate::actions::MessageActions::new(
+            self.keyring.clone(),
+            crate::actions::MimeLimits::from_config(&config.limits),
+        ))
     }
 
     /// The Bayes stage, when `[bayes] enabled` and a model was loaded.
@@ -526,6 +540,7 @@ impl Pipeline {
                 trace: Vec::new(),
                 rules,
                 refusal_text: decision.refusal_text,
+                journal: Vec::new(),
             };
         }
 
@@ -535,6 +550,9 @@ impl Pipeline {
         let base = first_copies(envelope, unwrapped);
         let split = decision.groups.len() > 1;
         let mut copies = Vec::new();
+        let mut archive_copies = Vec::new();
+        let mut journal = Vec::new();
+        let mut archived = Vec::new();
         let mut base = Some(base);
         for group in &decision.groups {
             // One group (the usual case): its copies are the base ones, as they are.
@@ -554,14 +572,70 @@ impl Pipeline {
             };
             for step in phase_of(Phase::Store) {
                 match step {
+                    Step::Act(acts) if !group.message_actions.is_empty() => {
+                        // A held copy is not delivered: it gets no journal copy.
+                        let actions: Vec<MessageAction> = group
+                            .message_actions
+                            .iter()
+                            .filter(|a| {
+                                group.hold.is_none() || !matches!(a, MessageAction::Archive { .. })
+                            })
+                            .cloned()
+                            .collect();
+                        let started = Instant::now();
+                        let result = acts
+                            .apply(&actions, &mut group_copies, raw, &mut archived)
+                            .await;
+                        self.metrics
+                            .stage_time("actions", started.elapsed().as_secs_f64());
+                        match result {
+                            Ok(applied) => {
+                                for sym in applied.symbols {
+                                    card.add(self.weigh(sym));
+                                }
+                                archive_copies.extend(applied.archive_copies);
+                                journal.extend(applied.journal);
+                            }
+                            Err(e) => {
+                                // The certificate store could not be read: 451, as S/MIME
+                                // protection does; the client tries again.
+                                if let Some(mut out) = self.stage_failed(
+                                    "actions",
+                                    FailMode::Tempfail,
+                                    &format!("{e:#}"),
+                                    &mut card,
+                                    &headers,
+                                ) {
+                                    out.rules = rules;
+                                    return out;
+                                }
+                            }
+                        }
+                    }
                     Step::Protect(smime) => {
                         let (started, first) = (Instant::now(), card.symbols.len());
-                        let result = smime.protect(group_envelope, raw, group.smime).await;
+                        // What the message actions made of it, else the message as received.
+                        let current = match group_copies.as_slice() {
+                            [only] => only.body.as_deref().unwrap_or(raw),
+                            _ => raw,
+                        };
+                        let result = smime.protect(group_envelope, current, group.smime).await;
                         self.metrics
                             .stage_time("smime", started.elapsed().as_secs_f64());
                         let mut run = StageRun::ran(step.name(), first..first, started);
                         match result {
-                            Ok(Some(protected)) => {
+                            Ok(Some(mut protected)) => {
+                                // A copy left clear is the message as the actions left it,
+                                // not as received.
+                                let changed = match group_copies.as_slice() {
+                                    [only] => only.body.clone(),
+                                    _ => None,
+                                };
+                                for copy in &mut protected.copies {
+                                    if copy.body.is_none() {
+                                        copy.body.clone_from(&changed);
+                                    }
+                                }
                                 group_copies = protected.copies;
                                 for sym in protected.symbols {
                                     card.add(self.weigh(sym));
@@ -618,6 +692,9 @@ impl Pipeline {
             }
             copies.extend(group_copies);
         }
+        // The journal copies after the message's own: its first copy's queue id is the
+        // message's.
+        copies.extend(archive_copies);
         // Partners' certificates are learnt only from mail we let through.
         for step in phase_of(Phase::Store) {
             if let Step::Harvest(smime) = step
@@ -644,6 +721,7 @@ impl Pipeline {
             trace: Vec::new(),
             rules,
             refusal_text: None,
+            journal,
         }
     }
 
@@ -719,6 +797,7 @@ impl Pipeline {
                 trace: Vec::new(),
                 rules: Vec::new(),
                 refusal_text: None,
+                journal: Vec::new(),
             }),
             FailMode::Open => {
                 tracing::warn!(

@@ -30,11 +30,16 @@ pub fn steps(config: &Config, resources: &Resources, rules: &Arc<RuleSet>) -> Ve
     }
     // 5. The verdict: the rules' decision, else the thresholds.
     s.push(Step::Verdict);
-    // 6. S/MIME by policy: sign, encrypt per recipient certificate, one copy per treatment.
+    // 6. The message actions the rules chose: disclaimer, attachment signatures, and the
+    //    archive's journal copy — before S/MIME encrypts and DKIM signs what they changed.
+    if !rules.is_empty() {
+        s.push(Step::Act(resources.message_actions(config)));
+    }
+    // 7. S/MIME by policy: sign, encrypt per recipient certificate, one copy per treatment.
     if let Some(smime) = smime {
         s.push(Step::Protect(smime));
     }
-    // 7. DKIM: each copy as it will leave, the last step before the queue.
+    // 8. DKIM: each copy as it will leave, the last step before the queue.
     if let Some(signer) = resources.dkim_signer.clone() {
         s.push(Step::DkimSign(signer));
     }

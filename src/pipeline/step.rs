@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use super::ConfiguredStage;
 use super::dkim_sign::OutboundSigner;
+use crate::actions::MessageActions;
 use crate::config::FailMode;
 use crate::rules::RuleSet;
 use crate::smime::inbound::SmimeInbound;
@@ -30,6 +31,10 @@ pub enum Step {
     Verdict,
     /// Keep the certificates of valid signers, from mail the verdict lets through.
     Harvest(Arc<SmimeInbound>),
+    /// The message actions the rules chose (disclaimer, attachment signatures, archive),
+    /// on what will be stored: before S/MIME protection and DKIM signing, which must cover
+    /// the changed message.
+    Act(Arc<MessageActions>),
     /// Sign and encrypt what will be stored, by policy, copy by copy.
     Protect(Arc<SmimeOutbound>),
     /// DKIM-sign every copy as it will leave: the last step before the queue.
@@ -52,7 +57,7 @@ impl Step {
         match self {
             Step::Unwrap { .. } | Step::Precheck { .. } => Phase::Prepare,
             Step::Check(_) | Step::Rules(_) | Step::Verdict => Phase::Judge,
-            Step::Harvest(_) | Step::Protect(_) | Step::DkimSign(_) => Phase::Store,
+            Step::Harvest(_) | Step::Act(_) | Step::Protect(_) | Step::DkimSign(_) => Phase::Store,
         }
     }
 
@@ -65,6 +70,7 @@ impl Step {
             Step::Rules(_) => "rules",
             Step::Verdict => "verdict",
             Step::Harvest(_) => "smime harvest",
+            Step::Act(_) => "message actions",
             Step::Protect(_) => "smime protect",
             Step::DkimSign(_) => "dkim sign",
         }
@@ -90,6 +96,17 @@ pub(super) fn check_order(steps: &[Step]) -> Result<(), String> {
                 "rules must come right before the verdict, not before {next}"
             ));
         }
+    }
+    // What changes the message comes before what signs or encrypts it.
+    if let Some(act) = steps.iter().position(|s| matches!(s, Step::Act(_)))
+        && let Some(sealed) = steps[..act]
+            .iter()
+            .find(|s| matches!(s, Step::Protect(_) | Step::DkimSign(_)))
+    {
+        return Err(format!(
+            "message actions must come before {}, which must cover the changed message",
+            sealed.name()
+        ));
     }
     if steps.iter().filter(|s| matches!(s, Step::Rules(_))).count() > 1 {
         return Err("more than one rules step".into());
@@ -140,5 +157,25 @@ mod tests {
         );
         assert!(check_order(&[check(), Step::Verdict, rules()]).is_err());
         assert!(check_order(&[check(), rules(), rules(), Step::Verdict]).is_err());
+    }
+
+    #[test]
+    fn message_actions_come_before_protection() {
+        let act = || {
+            Step::Act(Arc::new(MessageActions::new(
+                None,
+                crate::actions::MimeLimits::default(),
+            )))
+        };
+        let protect = || {
+            Step::Protect(Arc::new(SmimeOutbound::new(
+                Arc::new(crate::smime::keyring::MemoryKeyring::default()),
+                crate::config::SmimeConfig::default(),
+            )))
+        };
+        assert!(check_order(&[check(), Step::Verdict, act(), protect()]).is_ok());
+        let e = check_order(&[check(), Step::Verdict, protect(), act()]).unwrap_err();
+        assert!(e.contains("before smime protect"), "{e}");
+        assert!(check_order(&[act(), check(), Step::Verdict]).is_err());
     }
 }

@@ -50,6 +50,9 @@ pub struct Verdict<'a> {
     pub fields: &'a [String],
     /// What to store: at least one copy.
     pub copies: &'a [MessageCopy],
+    /// Journal files to write (`archive = { dir }`), named by the first copy's queue id,
+    /// each whole and fsync'd before the commit: a stored message always has its file.
+    pub journal: &'a [crate::actions::archive::JournalFile],
 }
 
 /// What a held copy needs besides the verdict (`[quarantine]`).
@@ -147,8 +150,43 @@ pub async fn admit(
         };
         stored.push((message, Arc::new(full)));
     }
+    write_journal(arrival, verdict, &ids[0]).await?;
     queue.store_many(stored, held).await?;
     Ok(ids)
+}
+
+/// The journal files of the message, each with the trace fields of the message's first
+/// copy above it, written in the blocking pool. A file that cannot be written fails the
+/// whole admission (451: the client tries again), never a `250` without its journal.
+async fn write_journal(
+    arrival: &Arrival<'_>,
+    verdict: &Verdict<'_>,
+    id: &str,
+) -> anyhow::Result<()> {
+    if verdict.journal.is_empty() {
+        return Ok(());
+    }
+    let envelope = arrival.envelope;
+    let head = trace_fields(
+        arrival,
+        verdict,
+        &envelope.rcpt_to,
+        id,
+        &MessageCopy::default(),
+    );
+    for file in verdict.journal {
+        let cleaned = (envelope.direction == Direction::Inbound)
+            .then(|| filters::result_fields::strip_forged_verdicts(&file.body, arrival.hostname))
+            .flatten();
+        let mut full = head.clone().into_bytes();
+        full.extend_from_slice(cleaned.as_deref().unwrap_or(&file.body));
+        let (dir, id) = (file.dir.clone(), id.to_string());
+        tokio::task::spawn_blocking(move || {
+            crate::actions::archive::write_journal_file(&dir, &id, &full)
+        })
+        .await??;
+    }
+    Ok(())
 }
 
 /// Our `Received:` line, the stages' fields, on inbound mail the verdict fields, then the

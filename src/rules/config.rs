@@ -11,8 +11,8 @@ use serde::Deserialize;
 use super::pattern::{AddressPattern, Glob};
 use super::sniff::{Kind, Kinds};
 use super::{
-    ArchiveTarget, AttachmentSelector, Conditions, MessageAction, Rule, RuleSet, RuleVerdict,
-    SmimeOverride, SmimeState, TlsState, TrustLevel,
+    ArchiveTarget, AttachmentSelector, Bounds, Conditions, MessageAction, Rule, RuleSet,
+    RuleVerdict, SmimeOverride, SmimeState, TlsState, TrustLevel,
 };
 use crate::config::SmimeRule;
 
@@ -296,13 +296,15 @@ fn kinds(key: &str, names: &[String]) -> Result<Kinds, String> {
 fn range<T: PartialOrd + Copy + std::fmt::Display>(
     key: &str,
     r: &Option<RangeConfig<T>>,
-) -> Result<Option<(Option<T>, Option<T>)>, String> {
+) -> Result<Option<Bounds<T>>, String> {
     match r {
         None => Ok(None),
         Some(RangeConfig {
             min: Some(a),
             max: Some(b),
-        }) if !(a < b) => Err(format!("`when.{key}`: min ({a}) must be below max ({b})")),
+        }) if a.partial_cmp(b) != Some(std::cmp::Ordering::Less) => {
+            Err(format!("`when.{key}`: min ({a}) must be below max ({b})"))
+        }
         Some(RangeConfig {
             min: None,
             max: None,

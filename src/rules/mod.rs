@@ -349,6 +349,9 @@ impl SmimeState {
     }
 }
 
+/// A range condition: at least the first (inclusive), below the second (exclusive).
+type Bounds<T> = (Option<T>, Option<T>);
+
 /// A rule's conditions, compiled. An empty list is an absent condition.
 #[derive(Debug, Default)]
 struct Conditions {
@@ -361,10 +364,10 @@ struct Conditions {
     recipient: Vec<AddressPattern>,
     from: Vec<AddressPattern>,
     symbols: Vec<String>,
-    score: Option<(Option<f64>, Option<f64>)>,
+    score: Option<Bounds<f64>>,
     trust: Vec<TrustLevel>,
     attachment: Option<Kinds>,
-    size: Option<(Option<u64>, Option<u64>)>,
+    size: Option<Bounds<u64>>,
     smime: Vec<SmimeState>,
 }
 
@@ -556,7 +559,7 @@ impl RuleSet {
     }
 }
 
-fn in_range<T: PartialOrd + Copy>(v: T, r: (Option<T>, Option<T>)) -> bool {
+fn in_range<T: PartialOrd + Copy>(v: T, r: Bounds<T>) -> bool {
     r.0.is_none_or(|min| v >= min) && r.1.is_none_or(|max| v < max)
 }
 

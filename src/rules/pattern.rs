@@ -48,9 +48,11 @@ impl Glob {
         }
         let (head, suffix) = p.split_at(p.len() - self.suffix);
         let at_in_suffix = suffix.iter().filter(|&&c| c == b'@').count();
-        let in_domain = (suffix[0] == b'@' && at_in_suffix == 1)
-            || (head.contains(&b'@') && at_in_suffix == 0);
-        in_domain.then(|| std::str::from_utf8(suffix).ok()).flatten()
+        let in_domain =
+            (suffix[0] == b'@' && at_in_suffix == 1) || (head.contains(&b'@') && at_in_suffix == 0);
+        in_domain
+            .then(|| std::str::from_utf8(suffix).ok())
+            .flatten()
     }
 
     /// Whether `text` (already lowercase) matches. Iterative, remembering only the last
@@ -249,7 +251,10 @@ mod tests {
                 .index_key()
                 .map(|(k, s)| (k, s.to_string()))
         };
-        assert_eq!(key("*@*.blocked.example"), Some((2, ".blocked.example".into())));
+        assert_eq!(
+            key("*@*.blocked.example"),
+            Some((2, ".blocked.example".into()))
+        );
         assert_eq!(key("news-*@example.org"), Some((1, "example.org".into())));
         assert_eq!(key("*.example.org"), None);
         assert_eq!(key("*@example.*"), None);

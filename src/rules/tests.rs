@@ -583,7 +583,14 @@ when = { recipient = "@mx.example.test" }
     let (matched, _) = run(&rules, &env(), "u@mx.example.test", None);
     assert_eq!(
         matched,
-        ["1-parent", "2-glob", "3-exact", "4-helo", "5-sender-domain", "8-domain"]
+        [
+            "1-parent",
+            "2-glob",
+            "3-exact",
+            "4-helo",
+            "5-sender-domain",
+            "8-domain"
+        ]
     );
     let null = EnvelopeFacts::new(
         Direction::Inbound,

@@ -12,8 +12,9 @@ use der::asn1::ObjectIdentifier;
 
 use super::cms_info::{
     OID_AES128_CBC, OID_AES128_GCM, OID_AES192_CBC, OID_AES256_CBC, OID_AES256_GCM,
-    OID_AUTH_ENVELOPED_DATA, OID_CONTENT_TYPE, OID_DATA, OID_ENVELOPED_DATA, OID_MESSAGE_DIGEST,
-    OID_RSA_ENCRYPTION, OID_SHA256, OID_SIGNED_DATA, OID_SIGNING_TIME, OID_SMIME_CAPABILITIES,
+    OID_AUTH_ENVELOPED_DATA, OID_CONTENT_TYPE, OID_DATA, OID_ECDSA_SHA256, OID_ENVELOPED_DATA,
+    OID_MESSAGE_DIGEST, OID_RSA_ENCRYPTION, OID_SHA256, OID_SIGNED_DATA,
+    OID_SIGNING_CERTIFICATE_V2, OID_SIGNING_TIME, OID_SMIME_CAPABILITIES,
 };
 use crate::certs::der::{
     CertIds, INTEGER, NULL, OCTET_STRING, OID, SEQUENCE, SET, header, put_header, tlv_of,
@@ -84,6 +85,42 @@ pub fn signed_attributes(message_digest: &[u8], unix_now: i64) -> Vec<u8> {
     ])
 }
 
+/// The signed attributes of a CAdES-BES signature (ETSI EN 319 122-1 §5.2), as the DER
+/// `SET OF` the signature is computed over: contentType (data), signingTime,
+/// messageDigest, and signingCertificateV2 (RFC 5035) naming the signer's certificate by its
+/// SHA-256 hash (`cert_sha256`) and its issuer and serial number.
+pub fn cades_signed_attributes(
+    message_digest: &[u8],
+    unix_now: i64,
+    signer: &CertIds<'_>,
+    cert_sha256: &[u8],
+) -> Vec<u8> {
+    // ESSCertIDv2: hashAlgorithm left out (its DEFAULT is SHA-256, which DER omits),
+    // certHash, issuerSerial { GeneralNames { directoryName [4] EXPLICIT Name }, serial }.
+    let general_names = tlv_of(SEQUENCE, &[&tlv_of(0xa4, &[signer.issuer])]);
+    let issuer_serial = tlv_of(SEQUENCE, &[&general_names, signer.serial]);
+    let cert_id = tlv_of(
+        SEQUENCE,
+        &[&tlv_of(OCTET_STRING, &[cert_sha256]), &issuer_serial],
+    );
+    let signing_certificate = tlv_of(SEQUENCE, &[&tlv_of(SEQUENCE, &[&cert_id])]);
+    set_of(vec![
+        attribute(OID_CONTENT_TYPE, &oid(OID_DATA)),
+        attribute(OID_SIGNING_TIME, &signing_time(unix_now)),
+        attribute(OID_MESSAGE_DIGEST, &tlv_of(OCTET_STRING, &[message_digest])),
+        attribute(OID_SIGNING_CERTIFICATE_V2, &signing_certificate),
+    ])
+}
+
+/// The signature algorithm of a SignerInfo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureAlgorithm {
+    /// RSA PKCS#1 v1.5 (rsaEncryption, as RFC 5754 §3.2 and every client write it).
+    Rsa,
+    /// ECDSA with SHA-256 (RFC 5753 §2.1.1, RFC 5758).
+    EcdsaSha256,
+}
+
 fn issuer_and_serial(ids: &CertIds<'_>) -> Vec<u8> {
     tlv_of(SEQUENCE, &[ids.issuer, ids.serial])
 }
@@ -92,12 +129,14 @@ fn content_info(content_type: ObjectIdentifier, content: &[u8]) -> Vec<u8> {
     tlv_of(SEQUENCE, &[&oid(content_type), &tlv_of(0xa0, &[content])])
 }
 
-/// A detached SignedData (RSA, SHA-256) by the certificate `signer`, carrying
-/// `certificates` (the signer's own and its chain, DER). `signed_attrs` is what
-/// [`signed_attributes`] returned; `signature` the RSA signature over it.
+/// A detached SignedData (SHA-256) by the certificate `signer`, carrying `certificates`
+/// (the signer's own and its chain, DER). `signed_attrs` is what [`signed_attributes`] or
+/// [`cades_signed_attributes`] returned; `signature` the signature over it made with
+/// `algorithm`.
 pub fn detached_signed_data(
     signer: &CertIds<'_>,
     signed_attrs: &[u8],
+    signature_algorithm: SignatureAlgorithm,
     signature: &[u8],
     certificates: &[&[u8]],
 ) -> Vec<u8> {
@@ -112,7 +151,10 @@ pub fn detached_signed_data(
             &issuer_and_serial(signer),
             &sha256,
             &attrs,
-            &algorithm(OID_RSA_ENCRYPTION, true),
+            &match signature_algorithm {
+                SignatureAlgorithm::Rsa => algorithm(OID_RSA_ENCRYPTION, true),
+                SignatureAlgorithm::EcdsaSha256 => algorithm(OID_ECDSA_SHA256, false),
+            },
             &tlv_of(OCTET_STRING, &[signature]),
         ],
     );

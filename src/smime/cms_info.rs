@@ -32,6 +32,8 @@ pub const OID_SMIME_CAPABILITIES: ObjectIdentifier =
 pub const OID_COUNTERSIGNATURE: ObjectIdentifier = oid("1.2.840.113549.1.9.6");
 /// id-ct-receipt (RFC 2634): a signed receipt.
 pub const OID_RECEIPT: ObjectIdentifier = oid("1.2.840.113549.1.9.16.1.1");
+/// id-aa-signingCertificateV2 (RFC 5035): which certificate signed, by its hash.
+pub const OID_SIGNING_CERTIFICATE_V2: ObjectIdentifier = oid("1.2.840.113549.1.9.16.2.47");
 pub const OID_RSASSA_PSS: ObjectIdentifier = oid("1.2.840.113549.1.1.10");
 pub const OID_EC_PUBLIC_KEY: ObjectIdentifier = oid("1.2.840.10045.2.1");
 pub const OID_ED25519: ObjectIdentifier = oid("1.3.101.112");

@@ -1232,7 +1232,7 @@ fn first_error(e: &openssl::error::ErrorStack) -> String {
 pub fn sign(entity: &[u8], signer: &KeyPair<'_>, chain: &[X509]) -> Result<Vec<u8>, SmimeError> {
     let entity = mime::as_crlf(entity);
     let der = if signer.key.id() == Id::RSA {
-        rsa_signed_data(&entity, signer, chain)
+        own_signed_data(&entity, signer, chain, SignedAttributes::Smime)
     } else {
         openssl_signed_data(&entity, signer, chain)
     }
@@ -1303,14 +1303,55 @@ pub fn encrypt(
     Ok(out)
 }
 
-/// A detached SHA-256 SignedData by an RSA key: the signed attributes and the structure
-/// written by [`cms_build`], the signature by OpenSSL.
-fn rsa_signed_data(entity: &[u8], signer: &KeyPair<'_>, chain: &[X509]) -> Result<Vec<u8>, String> {
+/// Which signed attributes a signature carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignedAttributes {
+    /// S/MIME (RFC 8551): contentType, signingTime, messageDigest, SMIMECapabilities.
+    Smime,
+    /// CAdES-BES (ETSI EN 319 122-1): contentType, signingTime, messageDigest and the
+    /// ESS signingCertificateV2 with the signer certificate's SHA-256 hash, which binds the
+    /// signature to that one certificate.
+    CadesBes,
+}
+
+/// A detached SHA-256 CMS SignedData (DER) over `content` (the bytes as they are: a file,
+/// not a MIME entity) by an RSA or ECDSA key, carrying the signer's certificate and
+/// `chain`; for attachments' `.p7s` files.
+pub fn detached_signature(
+    content: &[u8],
+    signer: &KeyPair<'_>,
+    chain: &[X509],
+    attributes: SignedAttributes,
+) -> Result<Vec<u8>, SmimeError> {
+    own_signed_data(content, signer, chain, attributes)
+        .map_err(|e| SmimeError::Build(format!("signing failed: {e}")))
+}
+
+/// A detached SHA-256 SignedData by an RSA or ECDSA key: the signed attributes and the
+/// structure written by [`cms_build`], the signature by OpenSSL.
+fn own_signed_data(
+    content: &[u8],
+    signer: &KeyPair<'_>,
+    chain: &[X509],
+    attributes: SignedAttributes,
+) -> Result<Vec<u8>, String> {
     let ssl = |e: ErrorStack| first_error(&e);
     // CMS_sign refuses a key that is not the certificate's; so do we.
     if !signer.cert.public_key().map_err(ssl)?.public_eq(signer.key) {
         return Err("the private key does not belong to the certificate".into());
     }
+    let (algorithm, setup) = match signer.key.id() {
+        Id::RSA => (
+            cms_build::SignatureAlgorithm::Rsa,
+            Setup::SignRsaPkcs1(Md::sha256()),
+        ),
+        Id::EC => (cms_build::SignatureAlgorithm::EcdsaSha256, Setup::SignEcdsa),
+        other => {
+            return Err(format!(
+                "keys of type {other:?} cannot sign here (RSA or ECDSA)"
+            ));
+        }
+    };
     let cert_der = signer.cert.to_der().map_err(ssl)?;
     let ids = der_walk::cert_ids(&cert_der).ok_or("the signing certificate is unreadable")?;
     let mut chain_der = Vec::with_capacity(chain.len());
@@ -1320,9 +1361,16 @@ fn rsa_signed_data(entity: &[u8], signer: &KeyPair<'_>, chain: &[X509]) -> Resul
             chain_der.push(der);
         }
     }
-    let digest = Digest::Sha256.hash(entity);
-    let attrs = cms_build::signed_attributes(&digest, crate::certs::info::now());
-    let signature = key_ops::with_private(signer.key, Setup::SignRsaPkcs1(Md::sha256()), |ctx| {
+    let digest = Digest::Sha256.hash(content);
+    let now = crate::certs::info::now();
+    let attrs = match attributes {
+        SignedAttributes::Smime => cms_build::signed_attributes(&digest, now),
+        SignedAttributes::CadesBes => {
+            let cert_hash = Digest::Sha256.hash(&cert_der);
+            cms_build::cades_signed_attributes(&digest, now, &ids, &cert_hash)
+        }
+    };
+    let signature = key_ops::with_private(signer.key, setup, |ctx| {
         let mut signature = Vec::new();
         ctx.sign_to_vec(&Digest::Sha256.hash(&attrs), &mut signature)?;
         Ok(signature)
@@ -1331,7 +1379,7 @@ fn rsa_signed_data(entity: &[u8], signer: &KeyPair<'_>, chain: &[X509]) -> Resul
     let mut certs = vec![cert_der.as_slice()];
     certs.extend(chain_der.iter().map(Vec::as_slice));
     Ok(cms_build::detached_signed_data(
-        &ids, &attrs, &signature, &certs,
+        &ids, &attrs, algorithm, &signature, &certs,
     ))
 }
 

@@ -28,6 +28,8 @@ const KEPT_PER_THREAD: usize = 16;
 #[derive(Clone, Copy)]
 pub enum Setup {
     SignRsaPkcs1(&'static MdRef),
+    /// ECDSA over a digest made by the caller; the signature is DER (ECDSA-Sig-Value).
+    SignEcdsa,
     VerifyRsaPkcs1(&'static MdRef),
     /// RSASSA-PSS (RFC 4055): the message digest, the MGF1 digest, the salt length.
     VerifyRsaPss {
@@ -67,6 +69,7 @@ impl PartialEq for Setup {
                 },
             ) => std::ptr::eq(*a, *b) && std::ptr::eq(*m, *n) && s == t,
             (VerifyEcdsa, VerifyEcdsa)
+            | (SignEcdsa, SignEcdsa)
             | (DecryptRsaPkcs1, DecryptRsaPkcs1)
             | (EncryptRsaPkcs1, EncryptRsaPkcs1) => true,
             _ => false,
@@ -153,6 +156,7 @@ fn set_up_private(ctx: &mut PkeyCtx<Private>, setup: Setup) -> Result<(), ErrorS
             ctx.set_rsa_padding(Padding::PKCS1)?;
             ctx.set_signature_md(md)
         }
+        Setup::SignEcdsa => ctx.sign_init(),
         Setup::DecryptRsaPkcs1 => {
             ctx.decrypt_init()?;
             ctx.set_rsa_padding(Padding::PKCS1)
@@ -194,9 +198,10 @@ fn set_up_public_op<T: openssl::pkey::HasPublic>(
             ctx.set_rsa_padding(Padding::PKCS1)
         }
         // Private-key operations are set up by `set_up_private` only.
-        Setup::SignRsaPkcs1(_) | Setup::DecryptRsaPkcs1 | Setup::DecryptRsaOaep { .. } => {
-            Err(ErrorStack::get())
-        }
+        Setup::SignRsaPkcs1(_)
+        | Setup::SignEcdsa
+        | Setup::DecryptRsaPkcs1
+        | Setup::DecryptRsaOaep { .. } => Err(ErrorStack::get()),
     }
 }
 

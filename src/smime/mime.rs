@@ -72,7 +72,7 @@ pub fn split(entity: &[u8]) -> Split<'_> {
 }
 
 /// The header fields of a header block, unfolded lines kept as written (with their CRLF).
-fn fields(header: &[u8]) -> Vec<&[u8]> {
+pub(crate) fn fields(header: &[u8]) -> Vec<&[u8]> {
     let mut out: Vec<&[u8]> = Vec::new();
     let mut start = 0;
     let mut i = 0;
@@ -129,7 +129,7 @@ fn field_name(field: &[u8]) -> &[u8] {
     field[..end].trim_ascii()
 }
 
-fn is_field(field: &[u8], name: &str) -> bool {
+pub(crate) fn is_field(field: &[u8], name: &str) -> bool {
     field_name(field).eq_ignore_ascii_case(name.as_bytes())
 }
 
@@ -148,6 +148,8 @@ pub struct ContentType {
     pub transfer_encoding: String,
     /// The filename of a Content-Disposition or the `name` parameter, if any.
     pub file_name: Option<String>,
+    /// The lowercase Content-Disposition type (`inline`, `attachment`), if any.
+    pub disposition: Option<String>,
 }
 
 impl ContentType {
@@ -210,6 +212,7 @@ pub fn content_type(header: &[u8]) -> ContentType {
         params: Vec::new(),
         transfer_encoding: "7bit".into(),
         file_name: None,
+        disposition: None,
     };
     let Some(msg) = MessageParser::default().parse_headers(&block) else {
         return ct;
@@ -239,9 +242,11 @@ pub fn content_type(header: &[u8]) -> ContentType {
         }
         if h.name == HeaderName::ContentDisposition
             && let Some(c) = h.value.as_content_type()
-            && let Some(f) = c.attribute("filename")
         {
-            ct.file_name = Some(f.to_string());
+            ct.disposition = Some(c.ctype().to_ascii_lowercase());
+            if let Some(f) = c.attribute("filename") {
+                ct.file_name = Some(f.to_string());
+            }
         }
     }
     if ct.file_name.is_none() {
@@ -289,7 +294,7 @@ pub fn signed_parts<'a>(body: &'a [u8], boundary: &str) -> Result<SignedParts<'a
 }
 
 /// (start of line, start of the next line) of every line that is a boundary delimiter.
-fn delimiter_lines(body: &[u8], delim: &[u8]) -> Vec<(usize, usize)> {
+pub(crate) fn delimiter_lines(body: &[u8], delim: &[u8]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut line_start = 0;
     while line_start < body.len() {
