@@ -234,9 +234,15 @@ pub async fn explain(config: &Config, args: &ExplainArgs, raw: &[u8]) -> anyhow:
                 continue;
             }
         };
-        if let Some((r, text, rule)) =
-            reply::for_rule_at_rcpt(pipeline.rules(), &rcpt_facts, &accepted)
-        {
+        let rules = pipeline.rules();
+        let at_rcpt = (!rules.is_empty()).then(|| {
+            rules.evaluate(
+                &rcpt_facts,
+                &crate::rules::pattern::Address::new(&accepted),
+                None,
+            )
+        });
+        if let Some((r, text, rule)) = at_rcpt.as_ref().and_then(reply::for_rule_at_rcpt) {
             refused_recipients.push(RecipientRefusal {
                 address: to.clone(),
                 reply: reply_report(r, &text),

@@ -22,6 +22,7 @@ pub const MAX_REJECT_TEXT: usize = 200;
 /// Stages a rule may skip: the checks. S/MIME is policy (its own action), not a filter.
 pub const SKIPPABLE_STAGES: &[&str] = &[
     "auth",
+    "lists",
     "trust",
     "tls_reputation",
     "header_sanity",

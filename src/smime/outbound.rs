@@ -64,14 +64,18 @@ impl SmimeOutbound {
         self.config.policy.is_empty() && !self.config.block_user_protected
     }
 
-    /// The reason to refuse `rcpt` at RCPT TO, if its sender's policy requires encryption
-    /// and there is no certificate to encrypt to. `Err`: the store cannot be read.
+    /// The reason to refuse `rcpt` at RCPT TO, if its sender's policy (or the rules'
+    /// `smime` override, `encrypt`) requires encryption and there is no certificate to
+    /// encrypt to. `Err`: the store cannot be read.
     pub async fn recipient_refusal(
         &self,
         mail_from: &str,
         rcpt: &str,
+        encrypt_override: Option<SmimeRule>,
     ) -> anyhow::Result<Option<String>> {
-        if self.rules(&mail_from.to_ascii_lowercase()).encrypt != SmimeRule::Require {
+        let encrypt =
+            encrypt_override.unwrap_or_else(|| self.rules(&mail_from.to_ascii_lowercase()).encrypt);
+        if encrypt != SmimeRule::Require {
             return Ok(None);
         }
         Ok(match self.keyring.encryption_certificate(rcpt).await? {
@@ -244,7 +248,7 @@ mod tests {
     use filters::{Action, Direction, Envelope};
 
     use crate::certs::test_pki::on_disk::Pki;
-    use crate::config::Config;
+    use crate::config::{Config, SmimeRule};
     use crate::metrics::Metrics;
     use crate::pipeline::{Pipeline, Resources};
     use crate::smime::engine::{self, KeyPair, Layer, SignatureStatus};
@@ -352,22 +356,33 @@ mod tests {
         let p = run("[[smime.policy]]\nuser = \"alice@example.test\"\nencrypt = \"require\"\n");
         let s = p.smime_outbound().unwrap();
         assert!(
-            s.recipient_refusal("alice@example.test", "bob@partner.test")
+            s.recipient_refusal("alice@example.test", "bob@partner.test", None)
                 .await
                 .unwrap()
                 .is_none()
         );
         let why = s
-            .recipient_refusal("Alice@example.test", "carol@other.test")
+            .recipient_refusal("Alice@example.test", "carol@other.test", None)
             .await
             .unwrap()
             .unwrap();
         assert!(why.contains("carol@other.test"), "{why}");
         assert!(
-            s.recipient_refusal("dave@example.test", "carol@other.test")
+            s.recipient_refusal("dave@example.test", "carol@other.test", None)
                 .await
                 .unwrap()
                 .is_none()
+        );
+        // A rule's `smime = { encrypt = "require" }` makes the same refusal for dave.
+        assert!(
+            s.recipient_refusal(
+                "dave@example.test",
+                "carol@other.test",
+                Some(SmimeRule::Require)
+            )
+            .await
+            .unwrap()
+            .is_some()
         );
 
         // sign = require without an identity: refused with its own reason

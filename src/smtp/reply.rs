@@ -220,26 +220,18 @@ pub fn for_recipient_refusal(refusal: super::address::Refusal) -> Reply {
 /// `[[rules]]` decided at RCPT TO (envelope and connection only): a `reject` refuses the
 /// recipient (550 5.7.1, with the rule's text when it has one), a `tempfail` defers it
 /// (451 4.7.1). The reply, its text and the deciding rule's name; `None`: accepted.
-pub fn for_rule_at_rcpt(
-    rules: &crate::rules::RuleSet,
-    facts: &crate::rules::EnvelopeFacts,
-    rcpt: &str,
-) -> Option<(Reply, String, String)> {
-    if rules.is_empty() {
-        return None;
-    }
-    let eval = rules.evaluate(facts, &crate::rules::pattern::Address::new(rcpt), None);
-    let (verdict, rule) = eval.verdict?;
+pub fn for_rule_at_rcpt(eval: &crate::rules::Evaluation) -> Option<(Reply, String, String)> {
+    let (verdict, rule) = eval.verdict.as_ref()?;
     let r = match verdict.action {
         Action::Reject => RECIPIENT_REFUSED_BY_RULE,
         Action::Tempfail => TEMPFAIL,
         _ => return None,
     };
-    let text = match verdict.text {
-        Some(t) if verdict.action == Action::Reject => t,
+    let text = match &verdict.text {
+        Some(t) if verdict.action == Action::Reject => t.clone(),
         _ => r.text.to_string(),
     };
-    Some((r, text, rule))
+    Some((r, text, rule.clone()))
 }
 
 /// The reply to the end of DATA once the copies are stored under `ids`.

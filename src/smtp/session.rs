@@ -29,7 +29,8 @@ use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::queue::trace::printable;
 use crate::queue::{Queue, new_queue_id};
-use crate::rules::EnvelopeFacts;
+use crate::rules::pattern::Address;
+use crate::rules::{EnvelopeFacts, Evaluation};
 
 /// What every session of the gateway shares.
 pub struct Shared {
@@ -581,12 +582,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 if let Some(refusal) = self.verification_refusal(&accepted).await {
                     return self.bad(refusal);
                 }
-                if let Some(refusal) = self.smime_refusal(&accepted.address).await {
-                    return self.bad(refusal);
-                }
-                if let Some((r, text)) = self.rule_refusal(&accepted.address) {
+                let rules = self.rules_at_rcpt(&accepted.address);
+                if let Some((r, text)) = rules
+                    .as_ref()
+                    .and_then(|e| self.rule_refusal(e, &accepted.address))
+                {
                     write_reply(&mut self.out, r.code, r.enhanced, &text);
                     return self.bad_counted();
+                }
+                let encrypt = rules.and_then(|e| e.smime).and_then(|s| s.encrypt);
+                if let Some(refusal) = self.smime_refusal(&accepted.address, encrypt).await {
+                    return self.bad(refusal);
                 }
                 let tx = self.tx.as_mut().expect("checked above");
                 if !tx
@@ -634,13 +640,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// Outbound `encrypt = "require"` and no certificate for this recipient: refused here,
     /// so that it is never sent in clear (550 5.7.1 naming the reason; 451 when the
     /// certificate store cannot be read).
-    async fn smime_refusal(&self, rcpt: &str) -> Option<Reply> {
+    async fn smime_refusal(
+        &self,
+        rcpt: &str,
+        encrypt_override: Option<crate::config::SmimeRule>,
+    ) -> Option<Reply> {
         if !self.internal {
             return None;
         }
         let smime = self.pipeline().smime_outbound()?;
         let mail_from = self.tx.as_ref()?.mail_from.clone();
-        match smime.recipient_refusal(&mail_from, rcpt).await {
+        match smime
+            .recipient_refusal(&mail_from, rcpt, encrypt_override)
+            .await
+        {
             Ok(None) => None,
             Ok(Some(why)) => {
                 tracing::info!(client = %self.peer, rcpt = %printable(rcpt), reason = %why, "recipient refused by S/MIME policy");
@@ -653,10 +666,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
     }
 
-    /// `[[rules]]` decided at RCPT TO (envelope and connection only): a `reject` refuses
-    /// this recipient (550 5.7.1, with the rule's text when it has one), a `tempfail`
-    /// defers it (451 4.7.1).
-    fn rule_refusal(&self, rcpt: &str) -> Option<(Reply, String)> {
+    /// `[[rules]]` for this recipient at RCPT TO (envelope and connection only); `None`
+    /// without rules.
+    fn rules_at_rcpt(&self, rcpt: &str) -> Option<Evaluation> {
+        let rules = self.pipeline().rules();
+        if rules.is_empty() {
+            return None;
+        }
         let tx = self.tx.as_ref()?;
         let facts = EnvelopeFacts::new(
             self.direction(),
@@ -665,7 +681,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             self.tls.as_ref(),
             &tx.mail_from,
         );
-        let (r, text, rule) = reply::for_rule_at_rcpt(self.pipeline().rules(), &facts, rcpt)?;
+        Some(rules.evaluate(&facts, &Address::new(rcpt), None))
+    }
+
+    /// A rule's `reject` refuses this recipient (550 5.7.1, with the rule's text when it
+    /// has one), a `tempfail` defers it (451 4.7.1).
+    fn rule_refusal(&self, eval: &Evaluation, rcpt: &str) -> Option<(Reply, String)> {
+        let (r, text, rule) = reply::for_rule_at_rcpt(eval)?;
         tracing::info!(client = %self.peer, rcpt = %printable(rcpt), rule = %rule, code = r.code, "recipient refused by rule");
         Some((r, text))
     }
