@@ -561,6 +561,7 @@ impl App {
             Reply::Health(r) => {
                 self.reachable(&r);
                 if let Ok(h) = r {
+                    self.dashboard.health = Some(h.clone());
                     self.health = Some(h);
                 }
             }
@@ -723,20 +724,38 @@ impl App {
 
     fn render_hints(&self, frame: &mut Frame, area: Rect) {
         let t = &self.theme;
+        // Help first (it lists the rest), then what acts, then the screen's other keys,
+        // then the global ones; what does not fit is left out.
+        let here = keys::Scope::Screen(self.screen);
+        let rank = |b: &keys::Binding| match (b.command, b.scope == here, b.effect) {
+            (Command::Help, _, _) => 0,
+            (_, true, Effect::Harmless) => 2,
+            (_, true, _) => 1,
+            _ => 3,
+        };
+        let mut bindings: Vec<&keys::Binding> = keys::BINDINGS
+            .iter()
+            .filter(|b| b.hint.is_some() && (b.scope == here || b.scope == keys::Scope::Global))
+            .collect();
+        bindings.sort_by_key(|b| rank(b));
         let mut spans = Vec::new();
-        let bindings = keys::BINDINGS.iter().filter(|b| {
-            b.hint.is_some()
-                && (b.scope == keys::Scope::Screen(self.screen) || b.scope == keys::Scope::Global)
-        });
+        let mut used = 0;
         for b in bindings {
+            let key = b.label.split(' ').next().unwrap_or(b.label);
+            let text = format!(" {}  ", b.hint.unwrap_or(""));
+            let width = key.chars().count() + text.chars().count();
+            if used + width > usize::from(area.width) + 2 {
+                continue;
+            }
+            used += width;
             let greyed = self.read_only && b.effect != Effect::Harmless;
             let (ks, ds) = if greyed {
                 (t.dim(), t.dim())
             } else {
                 (t.bold(), t.plain())
             };
-            spans.push(Span::styled(b.label.split(' ').next().unwrap_or(b.label), ks));
-            spans.push(Span::styled(format!(" {}  ", b.hint.unwrap_or("")), ds));
+            spans.push(Span::styled(key, ks));
+            spans.push(Span::styled(text, ds));
         }
         frame.render_widget(Line::from(spans), area);
     }
@@ -744,7 +763,7 @@ impl App {
     fn render_status(&self, frame: &mut Frame, area: Rect) {
         let t = &self.theme;
         let fresh = self.screen_ref(self.screen).freshness();
-        let right = if fresh.loading {
+        let mut right = if fresh.loading {
             ("loading…".to_string(), Level::Plain)
         } else if let Some(at) = fresh.loaded_at {
             let age = self.now - at;
@@ -758,6 +777,9 @@ impl App {
         } else {
             (String::new(), Level::Plain)
         };
+        if self.read_only {
+            right.0 = format!("[read-only] {}", right.0);
+        }
         let left = if let Some(b) = &self.busy {
             let bar = if b.total > 1 {
                 let width = 20;
@@ -772,16 +794,23 @@ impl App {
             } else {
                 " …".to_string()
             };
-            Span::styled(format!("{}{bar}", b.label), t.bold())
+            match &self.status {
+                // Said while it runs (a refused key): the bar and what was said.
+                Some(s) => Line::from(vec![
+                    Span::styled(bar.trim_start().to_string(), t.bold()),
+                    Span::styled(format!(" · {}", s.text), t.level(s.level)),
+                ]),
+                None => Line::styled(format!("{}{bar}", b.label), t.bold()),
+            }
         } else if let Some(s) = &self.status {
-            Span::styled(s.text.clone(), t.level(s.level))
+            Line::styled(s.text.clone(), t.level(s.level))
         } else {
-            Span::raw("")
+            Line::raw("")
         };
         let right_width = right.0.chars().count() as u16;
         let [l, r] = Layout::horizontal([Constraint::Fill(1), Constraint::Length(right_width)])
             .areas(area);
-        frame.render_widget(Line::from(left), l);
+        frame.render_widget(left, l);
         frame.render_widget(Line::styled(right.0, t.level(right.1)), r);
     }
 }
@@ -895,3 +924,7 @@ fn render_modal(frame: &mut Frame, modal: &Modal, screen: ScreenId, read_only: b
         }
     }
 }
+
+#[cfg(test)]
+#[path = "app_tests.rs"]
+mod tests;

@@ -21,4 +21,7 @@ mod terminal;
 pub mod ui;
 pub mod worker;
 
+#[cfg(test)]
+mod fixtures;
+
 pub use terminal::run;

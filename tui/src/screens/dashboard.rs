@@ -10,7 +10,7 @@ use ratatui::widgets::{Paragraph, Sparkline};
 
 use super::{Screen, placeholder};
 use crate::api::ApiResult;
-use crate::api::types::Counters;
+use crate::api::types::{Counters, Health};
 use crate::app::{Ctx, Freshness, Intent, Loadable, SAMPLE_SECS, View};
 use crate::keys::Command;
 use crate::ui::format;
@@ -110,6 +110,8 @@ impl Rates {
 #[derive(Debug, Default)]
 pub struct Dashboard {
     pub counters: Loadable<Counters>,
+    /// Who the gateway is (from `/v1/health`).
+    pub health: Option<Health>,
     pub rates: Rates,
 }
 
@@ -182,7 +184,6 @@ impl Screen for Dashboard {
         for (v, row) in rows.iter().enumerate() {
             let [label, spark] =
                 Layout::horizontal([Constraint::Length(22), Constraint::Fill(1)]).areas(*row);
-            let total = totals(c)[v];
             frame.render_widget(
                 Line::from(vec![
                     Span::styled(format!("{:<11}", VERDICTS[v]), t.level(verdict_level(VERDICTS[v]))),
@@ -200,7 +201,6 @@ impl Screen for Dashboard {
                     .style(t.level(verdict_level(VERDICTS[v]))),
                 spark,
             );
-            let _ = total;
         }
         let mut lines = Vec::new();
         let q = &c.queue;
@@ -244,6 +244,12 @@ impl Screen for Dashboard {
         let mut clamd_line = vec![Span::styled("ClamAV     ", t.bold())];
         clamd_line.extend(clamd);
         lines.push(Line::from(clamd_line));
+        if let Some(h) = &self.health {
+            lines.push(Line::from(vec![
+                Span::styled("Gateway    ", t.bold()),
+                Span::raw(format!("{} (Portcullis {})", h.hostname, h.version)),
+            ]));
+        }
         let total_messages: u64 = totals(c).iter().sum();
         lines.push(Line::from(vec![
             Span::styled("Since start", t.bold()),

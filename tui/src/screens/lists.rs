@@ -12,7 +12,7 @@ use crate::api::ApiResult;
 use crate::api::types::ListEntry;
 use crate::app::{Choice, ChoiceNext, Ctx, Freshness, Intent, Loadable, View};
 use crate::keys::Command;
-use crate::ui::table::{Column, col, fill};
+use crate::ui::table::{Column, col, fill, grow};
 use crate::ui::{RowCursor, format};
 use crate::worker::Fetch;
 
@@ -26,8 +26,8 @@ const COLUMNS: [Column; 7] = [
     col("id", 5, 2),
     col("list", 5, 0),
     fill("sender", 20, 0),
-    col("recipient", 20, 1),
-    col("comment", 18, 3),
+    grow("recipient", 20, 30, 1),
+    grow("comment", 18, 40, 3),
     col("expires", 10, 4),
     col("added by", 16, 5),
 ];

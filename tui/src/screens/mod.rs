@@ -7,6 +7,9 @@ pub mod quarantine;
 pub mod queue;
 pub mod trust;
 
+#[cfg(test)]
+mod render_tests;
+
 use crossterm::event::KeyEvent;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -75,7 +78,8 @@ pub fn draw_table<'a>(
     let kept = fit(columns, area.width);
     let height = usize::from(area.height.saturating_sub(1));
     let window = cursor.window(len, height);
-    let header = Row::new(kept.iter().map(|&i| Cell::from(columns[i].title))).style(theme.header());
+    let header =
+        Row::new(kept.iter().map(|&(i, _)| Cell::from(columns[i].title))).style(theme.header());
     let rows: Vec<Row> = window
         .clone()
         .map(|i| {
@@ -85,12 +89,12 @@ pub fn draw_table<'a>(
             }
             let picked: Vec<Cell> = kept
                 .iter()
-                .map(|&k| std::mem::take(&mut cells[k]))
+                .map(|&(k, _)| std::mem::take(&mut cells[k]))
                 .collect();
             Row::new(picked).style(style)
         })
         .collect();
-    let table = Table::new(rows, constraints(columns, &kept))
+    let table = Table::new(rows, constraints(&kept))
         .header(header)
         .column_spacing(1);
     frame.render_widget(table, area);

@@ -17,7 +17,7 @@ use crate::api::ApiResult;
 use crate::api::types::{HeldEntry, HeldMessage, HeldPage, HeldQuery, HeldTarget, Preview};
 use crate::app::{Ctx, Freshness, Intent, Loadable, View};
 use crate::keys::Command;
-use crate::ui::table::{Column, col, fill};
+use crate::ui::table::{Column, col, fill, grow};
 use crate::ui::{RowCursor, Theme, format};
 use crate::worker::Fetch;
 
@@ -205,6 +205,8 @@ pub struct Quarantine {
     /// The cursor of the next page on the gateway.
     pub next: Option<String>,
     pub page: Loadable<()>,
+    /// The search of the first page being loaded (a newer search is not held back by it).
+    in_flight: Option<HeldQuery>,
     pub detail: Option<Detail>,
 }
 
@@ -224,6 +226,7 @@ impl Default for Quarantine {
             query: HeldQuery::default(),
             next: None,
             page: Loadable::default(),
+            in_flight: None,
             detail: None,
         }
     }
@@ -237,6 +240,14 @@ impl Quarantine {
                 Some(d) if d.message == *m => d.data.start(),
                 _ => true,
             },
+            Fetch::Held { query, after: None, .. } => {
+                if self.page.loading && self.in_flight.as_ref() == Some(query) {
+                    return false;
+                }
+                self.page.loading = true;
+                self.in_flight = Some(query.clone());
+                true
+            }
             _ => self.page.start(),
         }
     }
@@ -256,9 +267,12 @@ impl Quarantine {
 
     /// A page from the gateway.
     pub fn take_page(&mut self, query: HeldQuery, append: bool, result: ApiResult<HeldPage>, now: i64) {
+        if self.in_flight.as_ref() == Some(&query) || append {
+            self.in_flight = None;
+            self.page.loading = false;
+        }
         if query != self.query {
             // An answer to a search that was replaced since.
-            self.page.loading = false;
             return;
         }
         let keep = self.current().map(|e| e.entry);
@@ -531,11 +545,11 @@ impl Quarantine {
 const COLUMNS: [Column; 7] = [
     col(" ", 1, 0),
     col("time (UTC)", 11, 1),
-    col("recipient", 20, 4),
-    col("sender", 20, 3),
-    fill("subject", 16, 0),
+    grow("recipient", 18, 30, 4),
+    grow("sender", 18, 30, 3),
+    fill("subject", 20, 0),
     col("score", 5, 2),
-    col("reason", 14, 5),
+    grow("reason", 12, 24, 5),
 ];
 
 impl Screen for Quarantine {

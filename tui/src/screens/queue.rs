@@ -12,7 +12,7 @@ use crate::api::ApiResult;
 use crate::api::types::QueueMessage;
 use crate::app::{Ctx, Freshness, Intent, Loadable, View};
 use crate::keys::Command;
-use crate::ui::table::{Column, col, fill};
+use crate::ui::table::{Column, col, fill, grow};
 use crate::ui::{RowCursor, Theme, format};
 use crate::worker::Fetch;
 
@@ -25,14 +25,14 @@ pub struct Queue {
 }
 
 const COLUMNS: [Column; 8] = [
-    col("id", 17, 0),
+    col("id", 16, 0),
     col("dir", 3, 4),
-    col("sender", 20, 2),
-    col("recipients", 20, 1),
+    grow("sender", 16, 30, 2),
+    grow("recipients", 16, 30, 1),
     col("tries", 5, 3),
     col("next", 8, 3),
     col("age", 5, 5),
-    fill("last error", 12, 1),
+    fill("last error", 20, 1),
 ];
 
 impl Queue {
