@@ -98,7 +98,10 @@ impl Action {
                 learn,
                 allow,
             } => {
-                let mut q = format!("Release {} to the recipients", plural(targets.len(), "held message"));
+                let mut q = format!(
+                    "Release {} to the recipients",
+                    plural(targets.len(), "held message")
+                );
                 if *learn {
                     q.push_str(" and teach Bayes they are ham");
                 }
@@ -110,7 +113,11 @@ impl Action {
             Action::DeleteHeld { targets, learn } => format!(
                 "Delete {}{}? They are not delivered and cannot be recovered.",
                 plural(targets.len(), "held message"),
-                if *learn { " and teach Bayes they are spam" } else { "" }
+                if *learn {
+                    " and teach Bayes they are spam"
+                } else {
+                    ""
+                }
             ),
             Action::QueueDelete { id } => {
                 format!("Delete queued message {id} without delivering it?")
@@ -137,15 +144,25 @@ impl Action {
     /// What the status line says while it runs.
     pub fn progress_label(&self) -> String {
         match self {
-            Action::Release { targets, .. } => format!("releasing {}", plural(targets.len(), "message")),
-            Action::DeleteHeld { targets, .. } => format!("deleting {}", plural(targets.len(), "message")),
+            Action::Release { targets, .. } => {
+                format!("releasing {}", plural(targets.len(), "message"))
+            }
+            Action::DeleteHeld { targets, .. } => {
+                format!("deleting {}", plural(targets.len(), "message"))
+            }
             Action::QueueRetry { id } => format!("retrying {id}"),
             Action::QueueDelete { id } => format!("deleting {id}"),
             Action::CertImport { path, .. } => format!("importing {}", path.display()),
             Action::CertTrustCa { path } => format!("trusting the CAs of {}", path.display()),
             Action::CertDelete { subject, .. } => format!("deleting {subject}"),
-            Action::TrustPin { domain, level: Some(l) } => format!("pinning {domain} to {}", l.as_str()),
-            Action::TrustPin { domain, level: None } => format!("unpinning {domain}"),
+            Action::TrustPin {
+                domain,
+                level: Some(l),
+            } => format!("pinning {domain} to {}", l.as_str()),
+            Action::TrustPin {
+                domain,
+                level: None,
+            } => format!("unpinning {domain}"),
             Action::ListAdd(e) => format!("adding {}", e.sender),
             Action::ListRemove { what, .. } => format!("removing {what}"),
         }

@@ -635,10 +635,10 @@ impl App {
             Some(e) => self.say(format!("{}: {e}", outcome.summary), Level::Bad),
             None => self.say(outcome.summary, Level::Ok),
         }
-        if let Some(e) = &outcome.error {
-            if e.is_unreachable() {
-                self.unreachable = Some(e.clone());
-            }
+        if let Some(e) = &outcome.error
+            && e.is_unreachable()
+        {
+            self.unreachable = Some(e.clone());
         }
         self.fetch(Fetch::Counters);
         self.refresh_screen();
@@ -703,7 +703,11 @@ impl App {
         let mut spans = Vec::new();
         for id in ScreenId::ALL {
             let label = format!(" {} {} ", id.index() + 1, id.title());
-            let style = if id == self.screen { t.cursor() } else { t.plain() };
+            let style = if id == self.screen {
+                t.cursor()
+            } else {
+                t.plain()
+            };
             spans.push(Span::styled(label, style));
         }
         let mut right = String::new();
@@ -808,8 +812,8 @@ impl App {
             Line::raw("")
         };
         let right_width = right.0.chars().count() as u16;
-        let [l, r] = Layout::horizontal([Constraint::Fill(1), Constraint::Length(right_width)])
-            .areas(area);
+        let [l, r] =
+            Layout::horizontal([Constraint::Fill(1), Constraint::Length(right_width)]).areas(area);
         frame.render_widget(left, l);
         frame.render_widget(Line::styled(right.0, t.level(right.1)), r);
     }
@@ -830,7 +834,9 @@ fn render_unreachable(frame: &mut Frame, area: Rect, e: &ApiError, t: &Theme) {
         .borders(Borders::ALL)
         .title(Line::styled(" The gateway cannot be reached ", t.bold()));
     frame.render_widget(
-        Paragraph::new(lines).block(block).wrap(Wrap { trim: false }),
+        Paragraph::new(lines)
+            .block(block)
+            .wrap(Wrap { trim: false }),
         area,
     );
 }

@@ -80,7 +80,10 @@ fn delete_asks_first_and_no_answers_nothing() {
     typ(&mut app, "2");
     app.outbox.clear();
     typ(&mut app, "d");
-    assert!(matches!(app.modal, Some(Modal::Confirm(Action::DeleteHeld { .. }))));
+    assert!(matches!(
+        app.modal,
+        Some(Modal::Confirm(Action::DeleteHeld { .. }))
+    ));
     assert!(actions(&app).is_empty());
     // Keys other than y/n leave the question open.
     typ(&mut app, "x");
@@ -115,7 +118,13 @@ fn release_of_one_message_goes_at_once_and_of_several_asks() {
     typ(&mut app, "r");
     assert!(app.modal.is_none());
     match actions(&app).as_slice() {
-        [Action::Release { targets, learn: false, allow }] => {
+        [
+            Action::Release {
+                targets,
+                learn: false,
+                allow,
+            },
+        ] => {
             assert_eq!(targets[0].message, "18A3F2C4B5D60002");
             assert!(allow.is_empty());
         }
@@ -131,7 +140,9 @@ fn release_of_one_message_goes_at_once_and_of_several_asks() {
     typ(&mut app, "g  ");
     assert_eq!(app.quarantine.selected.len(), 2);
     typ(&mut app, "l");
-    assert!(matches!(&app.modal, Some(Modal::Confirm(Action::Release { targets, learn: true, .. })) if targets.len() == 2));
+    assert!(
+        matches!(&app.modal, Some(Modal::Confirm(Action::Release { targets, learn: true, .. })) if targets.len() == 2)
+    );
     typ(&mut app, "y");
     assert_eq!(actions(&app).len(), 1);
 }
@@ -192,13 +203,19 @@ fn a_403_switches_to_read_only_and_greys_the_keys() {
     app.outbox.clear();
     typ(&mut app, "rdDla");
     assert!(actions(&app).is_empty());
-    assert!(app.modal.is_none(), "no confirmation for what cannot be done");
+    assert!(
+        app.modal.is_none(),
+        "no confirmation for what cannot be done"
+    );
     // Looking is still allowed.
     typ(&mut app, "j");
     assert_eq!(app.quarantine.cursor.row, 1);
     typ(&mut app, "?");
     let help = draw(&mut app, 160, 48);
-    assert!(help.contains("delete without delivering (asks) (read-only)"), "{help}");
+    assert!(
+        help.contains("delete without delivering (asks) (read-only)"),
+        "{help}"
+    );
     assert!(help.contains("move down"));
     assert!(!help.contains("move down (read-only)"));
 }
@@ -257,7 +274,9 @@ fn the_filter_applies_at_once_and_searches_the_gateway_on_enter() {
     app.outbox.clear();
     key(&mut app, KeyCode::Esc);
     assert!(app.quarantine.filter.is_empty());
-    assert!(matches!(&app.outbox[..], [Job::Fetch(Fetch::Held { query, .. })] if *query == HeldQuery::default()));
+    assert!(
+        matches!(&app.outbox[..], [Job::Fetch(Fetch::Held { query, .. })] if *query == HeldQuery::default())
+    );
 }
 
 #[test]
@@ -266,7 +285,11 @@ fn a_filter_field_narrows_by_sender_and_score() {
     typ(&mut app, "2/sender:promo");
     assert_eq!(app.quarantine.visible.len(), 1);
     key(&mut app, KeyCode::Esc);
-    assert_eq!(app.quarantine.visible.len(), 3, "Esc while typing puts the old filter back");
+    assert_eq!(
+        app.quarantine.visible.len(),
+        3,
+        "Esc while typing puts the old filter back"
+    );
     typ(&mut app, "/score>=9");
     assert_eq!(app.quarantine.visible.len(), 2);
 }
@@ -288,7 +311,10 @@ fn sorting_by_column_and_reversing() {
     assert_eq!(app.quarantine.sort, quarantine::SortBy::Sender);
     typ(&mut app, "ss");
     assert_eq!(app.quarantine.sort, quarantine::SortBy::Score);
-    assert!(subjects(&app)[0].starts_with("Undelivered"), "highest score first");
+    assert!(
+        subjects(&app)[0].starts_with("Undelivered"),
+        "highest score first"
+    );
     typ(&mut app, "S");
     assert_eq!(subjects(&app)[0], "Weekly offers for you");
 }
@@ -351,7 +377,9 @@ fn a_certificate_is_deleted_only_after_yes() {
     let screen = draw(&mut app, 80, 24);
     assert!(screen.contains("key goes too"), "{screen}");
     typ(&mut app, "y");
-    assert!(matches!(actions(&app).as_slice(), [Action::CertDelete { fingerprint, .. }] if fingerprint == "aa11"));
+    assert!(
+        matches!(actions(&app).as_slice(), [Action::CertDelete { fingerprint, .. }] if fingerprint == "aa11")
+    );
 }
 
 #[test]
@@ -434,7 +462,10 @@ fn a_list_entry_is_added_through_its_prompts_and_removed_after_yes() {
     }));
     app.outbox.clear();
     typ(&mut app, "d");
-    assert!(matches!(&app.modal, Some(Modal::Confirm(Action::ListRemove { id: 4, .. }))));
+    assert!(matches!(
+        &app.modal,
+        Some(Modal::Confirm(Action::ListRemove { id: 4, .. }))
+    ));
     key(&mut app, KeyCode::Esc);
     assert!(actions(&app).is_empty());
 }
@@ -474,7 +505,10 @@ fn an_api_error_is_shown_on_the_screen_that_asked() {
         message: "the S/MIME master key file is missing".into(),
     })));
     let screen = draw(&mut app, 80, 24);
-    assert!(screen.contains("503 unavailable: the S/MIME master key file is missing"), "{screen}");
+    assert!(
+        screen.contains("503 unavailable: the S/MIME master key file is missing"),
+        "{screen}"
+    );
     assert!(app.unreachable.is_none());
 }
 

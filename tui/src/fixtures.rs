@@ -16,7 +16,9 @@ fn from<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
 }
 
 pub fn health() -> Health {
-    from(json!({"status": "ok", "version": "0.1.0", "hostname": "mx.example.com", "pid": 812, "uptime_secs": 3605}))
+    from(
+        json!({"status": "ok", "version": "0.1.0", "hostname": "mx.example.com", "pid": 812, "uptime_secs": 3605}),
+    )
 }
 
 pub fn counters(accept: u64) -> Counters {
@@ -36,7 +38,14 @@ pub fn counters(accept: u64) -> Counters {
 /// Three held entries; the newest has a subject with an ANSI escape sequence and a bidi
 /// override.
 pub fn held() -> HeldPage {
-    let entry = |id: i64, message: &str, rcpt: &str, from: &str, subject: &str, score: f64, reason: &str, ago: i64| {
+    let entry = |id: i64,
+                 message: &str,
+                 rcpt: &str,
+                 from: &str,
+                 subject: &str,
+                 score: f64,
+                 reason: &str,
+                 ago: i64| {
         json!({
             "entry": id, "message": message, "recipient": rcpt, "state": "held",
             "changed_at": NOW - ago, "direction": "inbound", "mail_from": from,

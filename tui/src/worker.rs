@@ -54,7 +54,10 @@ pub enum Reply {
     Trust(ApiResult<Vec<TrustDomain>>),
     Lists(ApiResult<Vec<ListEntry>>),
     /// `done` of `total` steps of the running action.
-    Progress { done: usize, total: usize },
+    Progress {
+        done: usize,
+        total: usize,
+    },
     /// The action finished: what it did, or why it stopped.
     Acted(Outcome),
 }
@@ -314,7 +317,10 @@ fn finish(mut summary: String, tally: Tally) -> Outcome {
         summary.push_str(&format!("; {} failed", tally.failed));
     }
     if tally.done < tally.total {
-        summary.push_str(&format!("; stopped after {} of {}", tally.done, tally.total));
+        summary.push_str(&format!(
+            "; stopped after {} of {}",
+            tally.done, tally.total
+        ));
     }
     Outcome {
         summary,
@@ -346,7 +352,11 @@ pub(crate) mod tests {
     impl Fake {
         fn record(&self, s: String) -> ApiResult<()> {
             self.calls.lock().unwrap().push(s);
-            if self.forbid { Err(forbidden()) } else { Ok(()) }
+            if self.forbid {
+                Err(forbidden())
+            } else {
+                Ok(())
+            }
         }
     }
 
@@ -460,7 +470,10 @@ pub(crate) mod tests {
         assert_eq!(progress.len(), 501);
         assert_eq!(progress.last(), Some(&(501, 501)));
         let o = outcome.unwrap();
-        assert_eq!(o.summary, "released 500 of 500, learned as ham, 1 sender(s) allowed");
+        assert_eq!(
+            o.summary,
+            "released 500 of 500, learned as ham, 1 sender(s) allowed"
+        );
         assert_eq!(o.error, None);
         let calls = fake.calls.lock().unwrap();
         assert_eq!(calls[0], "release M0 true");

@@ -63,11 +63,17 @@ impl UnixClient {
         }
     }
 
-    async fn exchange(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> ApiResult<Bytes> {
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> ApiResult<Bytes> {
         let stream = tokio::net::UnixStream::connect(&self.socket)
             .await
             .map_err(|e| self.connect_error(e))?;
-        let broken = |e: &dyn std::fmt::Display| ApiError::Connect(self.socket.clone(), e.to_string());
+        let broken =
+            |e: &dyn std::fmt::Display| ApiError::Connect(self.socket.clone(), e.to_string());
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| broken(&e))?;
@@ -102,7 +108,9 @@ impl UnixClient {
             _ => ApiError::Status {
                 status: status.as_u16(),
                 code: status.canonical_reason().unwrap_or("error").to_string(),
-                message: crate::sanitize::line(&String::from_utf8_lossy(&bytes[..bytes.len().min(300)])),
+                message: crate::sanitize::line(&String::from_utf8_lossy(
+                    &bytes[..bytes.len().min(300)],
+                )),
             },
         })
     }
@@ -173,7 +181,8 @@ impl Api for UnixClient {
     }
 
     async fn held_show(&self, message: &str) -> ApiResult<HeldMessage> {
-        self.get(&format!("/v1/quarantine/{}", encode(message))).await
+        self.get(&format!("/v1/quarantine/{}", encode(message)))
+            .await
     }
 
     async fn held_preview(&self, message: &str) -> ApiResult<Preview> {
@@ -312,7 +321,8 @@ mod tests {
 
     #[tokio::test]
     async fn an_answer_is_decoded() {
-        let body = r#"{"status":"ok","version":"0.1.0","hostname":"mx.test","pid":1,"uptime_secs":9}"#;
+        let body =
+            r#"{"status":"ok","version":"0.1.0","hostname":"mx.test","pid":1,"uptime_secs":9}"#;
         let answer: &'static str = Box::leak(
             format!(
                 "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",

@@ -127,8 +127,7 @@ pub trait Api: Send + Sync + 'static {
 
     fn queue_list(&self) -> impl Future<Output = ApiResult<Vec<QueueMessage>>> + Send;
     fn queue_retry(&self, id: &str) -> impl Future<Output = ApiResult<QueueActionResult>> + Send;
-    fn queue_delete(&self, id: &str)
-    -> impl Future<Output = ApiResult<QueueActionResult>> + Send;
+    fn queue_delete(&self, id: &str) -> impl Future<Output = ApiResult<QueueActionResult>> + Send;
 
     fn certs_list(&self) -> impl Future<Output = ApiResult<CertList>> + Send;
     fn cert_import(
@@ -139,10 +138,8 @@ pub trait Api: Send + Sync + 'static {
         &self,
         upload: &CertUpload,
     ) -> impl Future<Output = ApiResult<ImportReport>> + Send;
-    fn cert_delete(
-        &self,
-        fingerprint: &str,
-    ) -> impl Future<Output = ApiResult<CertDeleted>> + Send;
+    fn cert_delete(&self, fingerprint: &str)
+    -> impl Future<Output = ApiResult<CertDeleted>> + Send;
 
     fn trust_list(&self) -> impl Future<Output = ApiResult<Vec<TrustDomain>>> + Send;
     /// Pin (`Some`) or back to learned trust (`None`).
@@ -153,7 +150,6 @@ pub trait Api: Send + Sync + 'static {
     ) -> impl Future<Output = ApiResult<PinResult>> + Send;
 
     fn lists_all(&self) -> impl Future<Output = ApiResult<Vec<ListEntry>>> + Send;
-    fn lists_add(&self, entry: &NewListEntry)
-    -> impl Future<Output = ApiResult<ListAdded>> + Send;
+    fn lists_add(&self, entry: &NewListEntry) -> impl Future<Output = ApiResult<ListAdded>> + Send;
     fn lists_remove(&self, id: i64) -> impl Future<Output = ApiResult<ListEntry>> + Send;
 }

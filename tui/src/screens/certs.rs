@@ -88,9 +88,10 @@ impl Certs {
     }
 
     fn domain_rows(&self) -> usize {
-        self.list.data.as_ref().map_or(0, |l| {
-            l.domains.len() + usize::from(!l.cas.is_empty())
-        })
+        self.list
+            .data
+            .as_ref()
+            .map_or(0, |l| l.domains.len() + usize::from(!l.cas.is_empty()))
     }
 
     /// The certificates of the domain row under the cursor.
@@ -129,32 +130,70 @@ impl Certs {
             Line::from(vec![label("Fingerprint"), Span::raw(c.fingerprint.clone())]),
             Line::from(vec![
                 label("Addresses"),
-                Span::raw(c.addresses.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", ")),
+                Span::raw(
+                    c.addresses
+                        .iter()
+                        .map(|a| a.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
             ]),
-            Line::from(vec![label("Valid from"), Span::raw(format::datetime(c.not_before))]),
+            Line::from(vec![
+                label("Valid from"),
+                Span::raw(format::datetime(c.not_before)),
+            ]),
             Line::from(vec![
                 label("Expires"),
-                Span::styled(expiry_text(c.not_after, now), t.level(expiry_level(c.not_after, now))),
+                Span::styled(
+                    expiry_text(c.not_after, now),
+                    t.level(expiry_level(c.not_after, now)),
+                ),
             ]),
             Line::from(vec![
                 label("Encryption"),
                 Span::styled(
                     yes(c.usable_for_encryption).to_string(),
-                    t.level(if c.usable_for_encryption { Level::Ok } else { Level::Warn }),
+                    t.level(if c.usable_for_encryption {
+                        Level::Ok
+                    } else {
+                        Level::Warn
+                    }),
                 ),
             ]),
-            Line::from(vec![label("Private key"), Span::raw(yes(c.has_private_key))]),
-            Line::from(vec![label("CA"), Span::raw(format!(
-                "{}{}",
-                yes(c.is_ca),
-                if c.explicitly_trusted { " (trust anchor)" } else { "" }
-            ))]),
+            Line::from(vec![
+                label("Private key"),
+                Span::raw(yes(c.has_private_key)),
+            ]),
+            Line::from(vec![
+                label("CA"),
+                Span::raw(format!(
+                    "{}{}",
+                    yes(c.is_ca),
+                    if c.explicitly_trusted {
+                        " (trust anchor)"
+                    } else {
+                        ""
+                    }
+                )),
+            ]),
             Line::from(vec![label("Source"), Span::raw(c.source.to_string())]),
             Line::from(vec![
                 label("Chain"),
                 Span::styled(
-                    format!("{} {}", if c.chain.trusted { "trusted:" } else { "not trusted:" }, c.chain.detail),
-                    t.level(if c.chain.trusted { Level::Ok } else { Level::Warn }),
+                    format!(
+                        "{} {}",
+                        if c.chain.trusted {
+                            "trusted:"
+                        } else {
+                            "not trusted:"
+                        },
+                        c.chain.detail
+                    ),
+                    t.level(if c.chain.trusted {
+                        Level::Ok
+                    } else {
+                        Level::Warn
+                    }),
                 ),
             ]),
             Line::from(vec![
@@ -170,10 +209,16 @@ impl Certs {
             ]),
         ];
         for p in &c.encryption_problems {
-            lines.push(Line::from(vec![label("Not for enc."), Span::styled(p.to_string(), t.warn())]));
+            lines.push(Line::from(vec![
+                label("Not for enc."),
+                Span::styled(p.to_string(), t.warn()),
+            ]));
         }
         for p in &c.signing_problems {
-            lines.push(Line::from(vec![label("Not for sig."), Span::styled(p.to_string(), t.warn())]));
+            lines.push(Line::from(vec![
+                label("Not for sig."),
+                Span::styled(p.to_string(), t.warn()),
+            ]));
         }
         Text::from(lines)
     }
@@ -235,7 +280,9 @@ impl Screen for Certs {
                     subject: c.subject.to_string(),
                     has_private_key: c.has_private_key,
                 })],
-                None => vec![Intent::Say("open a domain (Enter) and choose a certificate to delete".into())],
+                None => vec![Intent::Say(
+                    "open a domain (Enter) and choose a certificate to delete".into(),
+                )],
             },
             _ => {
                 let _ = ctx;
@@ -268,17 +315,38 @@ impl Screen for Certs {
                 let n = self.domain_rows();
                 draw_table(frame, area, &DOMAIN_COLUMNS, n, &mut self.domains, t, |i| {
                     let (name, certs, count, usable) = match list.domains.get(i) {
-                        Some(d) => (d.domain.to_string(), &d.certs, d.certificates, d.usable_for_encryption.to_string()),
-                        None => (CA_ROW.to_string(), &list.cas, list.cas.len(), "-".to_string()),
+                        Some(d) => (
+                            d.domain.to_string(),
+                            &d.certs,
+                            d.certificates,
+                            d.usable_for_encryption.to_string(),
+                        ),
+                        None => (
+                            CA_ROW.to_string(),
+                            &list.cas,
+                            list.cas.len(),
+                            "-".to_string(),
+                        ),
                     };
                     let soonest = certs.iter().map(|c| c.not_after).min();
                     let expiry = match soonest {
-                        Some(at) => cell(expiry_text(at, now)).style(t.level(expiry_level(at, now))),
+                        Some(at) => {
+                            cell(expiry_text(at, now)).style(t.level(expiry_level(at, now)))
+                        }
                         None => cell(""),
                     };
-                    let usable_style = if usable == "0" { t.warn() } else { Style::default() };
+                    let usable_style = if usable == "0" {
+                        t.warn()
+                    } else {
+                        Style::default()
+                    };
                     (
-                        vec![cell(name), cell(format!("{count:>5}")), cell(format!("{usable:>6}")).style(usable_style), expiry],
+                        vec![
+                            cell(name),
+                            cell(format!("{count:>5}")),
+                            cell(format!("{usable:>6}")).style(usable_style),
+                            expiry,
+                        ],
                         Style::default(),
                     )
                 });
@@ -292,20 +360,29 @@ impl Screen for Certs {
                 .areas(area);
                 frame.render_widget(Line::styled(title, t.bold()), head);
                 let certs: Vec<Cert> = self.certs_here().to_vec();
-                draw_table(frame, rest, &CERT_COLUMNS, certs.len(), &mut self.certs, t, |i| {
-                    let c = &certs[i];
-                    (
-                        vec![
-                            cell(c.subject.to_string()),
-                            cell(expiry_text(c.not_after, now)).style(t.level(expiry_level(c.not_after, now))),
-                            cell(if c.usable_for_encryption { "yes" } else { "no" }),
-                            cell(if c.has_private_key { "yes" } else { "" }),
-                            cell(c.source.to_string()),
-                            cell(c.fingerprint.chars().take(16).collect::<String>()),
-                        ],
-                        Style::default(),
-                    )
-                });
+                draw_table(
+                    frame,
+                    rest,
+                    &CERT_COLUMNS,
+                    certs.len(),
+                    &mut self.certs,
+                    t,
+                    |i| {
+                        let c = &certs[i];
+                        (
+                            vec![
+                                cell(c.subject.to_string()),
+                                cell(expiry_text(c.not_after, now))
+                                    .style(t.level(expiry_level(c.not_after, now))),
+                                cell(if c.usable_for_encryption { "yes" } else { "no" }),
+                                cell(if c.has_private_key { "yes" } else { "" }),
+                                cell(c.source.to_string()),
+                                cell(c.fingerprint.chars().take(16).collect::<String>()),
+                            ],
+                            Style::default(),
+                        )
+                    },
+                );
             }
             Depth::Cert => {
                 if let Some(c) = self.cert() {

@@ -94,26 +94,42 @@ impl Screen for Lists {
             frame.render_widget(Line::raw("No allow or block entries. a adds one."), area);
             return;
         }
-        draw_table(frame, area, &COLUMNS, rows.len(), &mut self.cursor, t, |i| {
-            let e = &rows[i];
-            let list = if e.list == "block" { cell("block").style(t.bad()) } else { cell("allow").style(t.ok()) };
-            let expires = match e.expires_at {
-                None => cell("never"),
-                Some(_) if e.expired => cell("expired").style(t.warn()),
-                Some(at) => cell(format::relative(at, now)),
-            };
-            (
-                vec![
-                    cell(format!("{:>5}", e.id)),
-                    list,
-                    cell(e.sender.to_string()),
-                    cell(e.recipient.as_ref().map_or("everyone".to_string(), |r| r.to_string())),
-                    cell(e.comment.as_ref().map_or(String::new(), |c| c.to_string())),
-                    expires,
-                    cell(e.added_by.to_string()),
-                ],
-                if e.expired { t.dim() } else { Style::default() },
-            )
-        });
+        draw_table(
+            frame,
+            area,
+            &COLUMNS,
+            rows.len(),
+            &mut self.cursor,
+            t,
+            |i| {
+                let e = &rows[i];
+                let list = if e.list == "block" {
+                    cell("block").style(t.bad())
+                } else {
+                    cell("allow").style(t.ok())
+                };
+                let expires = match e.expires_at {
+                    None => cell("never"),
+                    Some(_) if e.expired => cell("expired").style(t.warn()),
+                    Some(at) => cell(format::relative(at, now)),
+                };
+                (
+                    vec![
+                        cell(format!("{:>5}", e.id)),
+                        list,
+                        cell(e.sender.to_string()),
+                        cell(
+                            e.recipient
+                                .as_ref()
+                                .map_or("everyone".to_string(), |r| r.to_string()),
+                        ),
+                        cell(e.comment.as_ref().map_or(String::new(), |c| c.to_string())),
+                        expires,
+                        cell(e.added_by.to_string()),
+                    ],
+                    if e.expired { t.dim() } else { Style::default() },
+                )
+            },
+        );
     }
 }

@@ -131,8 +131,8 @@ pub fn list_and_detail(area: Rect, detail_open: bool) -> (Option<Rect>, Option<R
         return (Some(area), None);
     }
     if area.width >= 140 {
-        let [l, r] =
-            Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(area);
+        let [l, r] = Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)])
+            .areas(area);
         (Some(l), Some(r))
     } else {
         (None, Some(area))
@@ -140,7 +140,14 @@ pub fn list_and_detail(area: Rect, detail_open: bool) -> (Option<Rect>, Option<R
 }
 
 /// A detail pane: a bordered, scrollable text.
-pub fn draw_detail(frame: &mut Frame, area: Rect, title: &str, text: Text<'_>, scroll: u16, theme: &Theme) {
+pub fn draw_detail(
+    frame: &mut Frame,
+    area: Rect,
+    title: &str,
+    text: Text<'_>,
+    scroll: u16,
+    theme: &Theme,
+) {
     let block = Block::default()
         .borders(Borders::ALL)
         .title(Line::styled(format!(" {title} "), theme.bold()));

@@ -11,7 +11,9 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span, Text};
 
-use super::{Screen, cell, draw_detail, draw_table, list_and_detail, navigate, placeholder, scroll_detail};
+use super::{
+    Screen, cell, draw_detail, draw_table, list_and_detail, navigate, placeholder, scroll_detail,
+};
 use crate::action::{Action, AllowSender};
 use crate::api::ApiResult;
 use crate::api::types::{HeldEntry, HeldMessage, HeldPage, HeldQuery, HeldTarget, Preview};
@@ -85,17 +87,31 @@ impl Hay {
     }
 }
 
+/// The first 8 bytes of `s` as a big-endian integer: ordered as the strings are.
+fn prefix_key(s: &str) -> u64 {
+    let mut b = [0u8; 8];
+    let n = s.len().min(8);
+    b[..n].copy_from_slice(&s.as_bytes()[..n]);
+    u64::from_be_bytes(b)
+}
+
 /// The search a filter line asks for: `recipient:`, `sender:`, `subject:`, `symbol:`,
 /// `reason:`, `id:` (Message-ID), `score>=N`, `score<=N`; other words must be in the subject.
 pub fn parse_filter(text: &str) -> HeldQuery {
     let mut q = HeldQuery::default();
     let mut subject: Vec<&str> = Vec::new();
     for word in text.split_whitespace() {
-        if let Some(v) = word.strip_prefix("score>=").or_else(|| word.strip_prefix("score>")) {
+        if let Some(v) = word
+            .strip_prefix("score>=")
+            .or_else(|| word.strip_prefix("score>"))
+        {
             q.min_score = v.parse().ok();
             continue;
         }
-        if let Some(v) = word.strip_prefix("score<=").or_else(|| word.strip_prefix("score<")) {
+        if let Some(v) = word
+            .strip_prefix("score<=")
+            .or_else(|| word.strip_prefix("score<"))
+        {
             q.max_score = v.parse().ok();
             continue;
         }
@@ -159,7 +175,9 @@ impl Terms {
     /// Whether a row matches. Looser than the gateway (parts of words match too), so a row
     /// the gateway would find is never hidden while typing.
     fn matches(&self, h: &Hay, score: f64) -> bool {
-        let has = |field: &str, term: &Option<String>| term.as_ref().is_none_or(|t| field.contains(t.as_str()));
+        let has = |field: &str, term: &Option<String>| {
+            term.as_ref().is_none_or(|t| field.contains(t.as_str()))
+        };
         has(&h.recipient, &self.recipient)
             && has(&h.sender, &self.sender)
             && has(&h.reason, &self.reason)
@@ -189,6 +207,8 @@ pub struct Quarantine {
     hay: Vec<Hay>,
     /// Indices of `entries` in the sort order.
     order: Vec<usize>,
+    /// Ascending orders computed since the entries last changed, by column.
+    orders: Vec<(SortBy, Vec<usize>)>,
     /// The rows shown: the filter's matches, in the sort order.
     pub visible: Vec<usize>,
     pub cursor: RowCursor,
@@ -216,6 +236,7 @@ impl Default for Quarantine {
             entries: Vec::new(),
             hay: Vec::new(),
             order: Vec::new(),
+            orders: Vec::new(),
             visible: Vec::new(),
             cursor: RowCursor::default(),
             selected: HashSet::new(),
@@ -240,7 +261,9 @@ impl Quarantine {
                 Some(d) if d.message == *m => d.data.start(),
                 _ => true,
             },
-            Fetch::Held { query, after: None, .. } => {
+            Fetch::Held {
+                query, after: None, ..
+            } => {
                 if self.page.loading && self.in_flight.as_ref() == Some(query) {
                     return false;
                 }
@@ -266,7 +289,13 @@ impl Quarantine {
     }
 
     /// A page from the gateway.
-    pub fn take_page(&mut self, query: HeldQuery, append: bool, result: ApiResult<HeldPage>, now: i64) {
+    pub fn take_page(
+        &mut self,
+        query: HeldQuery,
+        append: bool,
+        result: ApiResult<HeldPage>,
+        now: i64,
+    ) {
         if self.in_flight.as_ref() == Some(&query) || append {
             self.in_flight = None;
             self.page.loading = false;
@@ -288,44 +317,84 @@ impl Quarantine {
             self.entries.clear();
             self.hay.clear();
         }
+        self.orders.clear();
         self.hay.extend(page.entries.iter().map(Hay::of));
         self.entries.extend(page.entries);
         self.next = page.next;
         let present: HashSet<i64> = self.entries.iter().map(|e| e.entry).collect();
         self.selected.retain(|id| present.contains(id));
         self.resort();
-        if let Some(id) = keep {
-            if let Some(pos) = self.visible.iter().position(|&i| self.entries[i].entry == id) {
-                self.cursor.row = pos;
-            }
+        if let Some(id) = keep
+            && let Some(pos) = self
+                .visible
+                .iter()
+                .position(|&i| self.entries[i].entry == id)
+        {
+            self.cursor.row = pos;
         }
         self.cursor.clamp(self.visible.len());
     }
 
-    pub fn take_detail(&mut self, message: &str, result: ApiResult<(HeldMessage, Preview)>, now: i64) {
-        if let Some(d) = &mut self.detail {
-            if d.message == message {
-                d.data.finish(result, now);
-            }
+    pub fn take_detail(
+        &mut self,
+        message: &str,
+        result: ApiResult<(HeldMessage, Preview)>,
+        now: i64,
+    ) {
+        if let Some(d) = &mut self.detail
+            && d.message == message
+        {
+            d.data.finish(result, now);
         }
     }
 
     fn resort(&mut self) {
+        let ascending = match self.orders.iter().find(|(by, _)| *by == self.sort) {
+            Some((_, order)) => order.clone(),
+            None => {
+                let order = self.sorted(self.sort);
+                self.orders.push((self.sort, order.clone()));
+                order
+            }
+        };
+        self.order = ascending;
+        if self.descending {
+            self.order.reverse();
+        }
+        self.refilter();
+    }
+
+    /// Indices of `entries` sorted by `by`, ascending (ties by load order, so equal rows do
+    /// not move between sorts).
+    fn sorted(&self, by: SortBy) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.entries.len()).collect();
         let (e, h) = (&self.entries, &self.hay);
-        match self.sort {
-            SortBy::Time => order.sort_by_key(|&i| (e[i].received_at, e[i].entry)),
-            SortBy::Score => order.sort_by(|&a, &b| e[a].score.total_cmp(&e[b].score)),
-            SortBy::Recipient => order.sort_by(|&a, &b| h[a].recipient.cmp(&h[b].recipient)),
-            SortBy::Sender => order.sort_by(|&a, &b| h[a].sender.cmp(&h[b].sender)),
-            SortBy::Subject => order.sort_by(|&a, &b| h[a].subject.cmp(&h[b].subject)),
-            SortBy::Reason => order.sort_by(|&a, &b| h[a].reason.cmp(&h[b].reason)),
+        let text = |i: usize| -> &str {
+            match by {
+                SortBy::Recipient => &h[i].recipient,
+                SortBy::Sender => &h[i].sender,
+                SortBy::Subject => &h[i].subject,
+                _ => &h[i].reason,
+            }
+        };
+        match by {
+            SortBy::Time => order.sort_unstable_by_key(|&i| (e[i].received_at, e[i].entry)),
+            SortBy::Score => {
+                order.sort_unstable_by(|&a, &b| e[a].score.total_cmp(&e[b].score).then(a.cmp(&b)))
+            }
+            _ => {
+                // Most comparisons are settled by the first 8 bytes, compared as one integer
+                // from a compact array; only equal prefixes compare the strings.
+                let prefix: Vec<u64> = (0..e.len()).map(|i| prefix_key(text(i))).collect();
+                order.sort_unstable_by(|&a, &b| {
+                    prefix[a]
+                        .cmp(&prefix[b])
+                        .then_with(|| text(a).cmp(text(b)))
+                        .then(a.cmp(&b))
+                });
+            }
         }
-        if self.descending {
-            order.reverse();
-        }
-        self.order = order;
-        self.refilter();
+        order
     }
 
     /// Apply the filter line to the loaded rows.
@@ -342,9 +411,7 @@ impl Quarantine {
 
     /// The row under the cursor.
     pub fn current(&self) -> Option<&HeldEntry> {
-        self.visible
-            .get(self.cursor.row)
-            .map(|&i| &self.entries[i])
+        self.visible.get(self.cursor.row).map(|&i| &self.entries[i])
     }
 
     /// What an action applies to: the marked rows, else the row under the cursor.
@@ -434,19 +501,26 @@ impl Quarantine {
         let Some(d) = &self.detail else {
             return Text::default();
         };
-        let entry = self
-            .entries
-            .iter()
-            .find(|e| *e.message == *d.message);
+        let entry = self.entries.iter().find(|e| *e.message == *d.message);
         let label = |s: &str| Span::styled(format!("{s:<11}"), theme.bold());
         if let Some(e) = entry {
-            lines.push(Line::from(vec![label("Subject"), Span::raw(e.subject.to_string())]));
-            lines.push(Line::from(vec![label("From"), Span::raw(e.from.to_string())]));
+            lines.push(Line::from(vec![
+                label("Subject"),
+                Span::raw(e.subject.to_string()),
+            ]));
+            lines.push(Line::from(vec![
+                label("From"),
+                Span::raw(e.from.to_string()),
+            ]));
             lines.push(Line::from(vec![
                 label("Envelope"),
                 Span::raw(format!(
                     "{} → {}",
-                    if e.mail_from.is_empty() { "<>" } else { &e.mail_from },
+                    if e.mail_from.is_empty() {
+                        "<>"
+                    } else {
+                        &e.mail_from
+                    },
                     e.recipient
                 )),
             ]));
@@ -458,7 +532,9 @@ impl Quarantine {
                     e.client_ip,
                     e.helo,
                     format::size(e.size),
-                    e.tls.as_ref().map_or(", no TLS".to_string(), |t| format!(", {t}"))
+                    e.tls
+                        .as_ref()
+                        .map_or(", no TLS".to_string(), |t| format!(", {t}"))
                 )),
             ]));
             lines.push(Line::from(vec![
@@ -475,7 +551,11 @@ impl Quarantine {
             let mut symbols = e.symbols.clone();
             symbols.sort_by(|a, b| b.points.total_cmp(&a.points));
             for s in symbols {
-                lines.push(Line::raw(format!("  {:<30} {:>+7.2}", s.name.as_str(), s.points)));
+                lines.push(Line::raw(format!(
+                    "  {:<30} {:>+7.2}",
+                    s.name.as_str(),
+                    s.points
+                )));
             }
         }
         match (&d.data.data, &d.data.error) {
@@ -504,7 +584,10 @@ impl Quarantine {
                     lines.push(Line::raw(format!("  {l}")));
                 }
                 if preview.truncated {
-                    lines.push(Line::styled("  … (only the beginning is shown)", theme.dim()));
+                    lines.push(Line::styled(
+                        "  … (only the beginning is shown)",
+                        theme.dim(),
+                    ));
                 }
                 lines.push(Line::raw(""));
                 lines.push(Line::styled("Header", theme.header()));
@@ -652,11 +735,12 @@ impl Screen for Quarantine {
                 self.filter.pop();
                 self.refilter();
             }
-            KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => {
-                if self.filter.chars().count() < 256 {
-                    self.filter.push(c);
-                    self.refilter();
-                }
+            KeyCode::Char(c)
+                if !key.modifiers.contains(KeyModifiers::CONTROL)
+                    && self.filter.chars().count() < 256 =>
+            {
+                self.filter.push(c);
+                self.refilter();
             }
             _ => {}
         }
@@ -696,7 +780,11 @@ impl Screen for Quarantine {
             Constraint::Fill(1),
         ])
         .areas(area);
-        let more = if self.next.is_some() { "+ more on the gateway" } else { "all" };
+        let more = if self.next.is_some() {
+            "+ more on the gateway"
+        } else {
+            "all"
+        };
         let arrow = if self.descending { "↓" } else { "↑" };
         let mut spans = vec![
             Span::styled(format!("{} held", self.visible.len()), t.bold()),
@@ -707,14 +795,23 @@ impl Screen for Quarantine {
             )),
         ];
         if !self.selected.is_empty() {
-            spans.push(Span::styled(format!(" · {} selected", self.selected.len()), t.bold()));
+            spans.push(Span::styled(
+                format!(" · {} selected", self.selected.len()),
+                t.bold(),
+            ));
         }
         frame.render_widget(Line::from(spans), info);
         if show_filter {
-            let mut f = vec![Span::styled("/", t.bold()), Span::raw(crate::sanitize::line(&self.filter))];
+            let mut f = vec![
+                Span::styled("/", t.bold()),
+                Span::raw(crate::sanitize::line(&self.filter)),
+            ];
             if self.editing.is_some() {
                 f.push(Span::styled("_", t.bold()));
-                f.push(Span::styled("  Enter: search the gateway, Esc: cancel", t.dim()));
+                f.push(Span::styled(
+                    "  Enter: search the gateway, Esc: cancel",
+                    t.dim(),
+                ));
             }
             frame.render_widget(Line::from(f), filter_line);
         }
@@ -729,30 +826,41 @@ impl Screen for Quarantine {
                 frame.render_widget(Line::raw(msg), list);
             } else {
                 let (entries, visible, selected) = (&self.entries, &self.visible, &self.selected);
-                draw_table(frame, list, &COLUMNS, visible.len(), &mut self.cursor, t, |row| {
-                    let e = &entries[visible[row]];
-                    let marked = selected.contains(&e.entry);
-                    let sender = if e.mail_from.is_empty() { "<>".to_string() } else { e.mail_from.to_string() };
-                    let cells = vec![
-                        cell(if marked { "*" } else { " " }),
-                        cell(format::short_time(e.received_at)),
-                        cell(e.recipient.to_string()),
-                        cell(sender),
-                        cell(e.subject.to_string()),
-                        cell(format!("{:>5.1}", e.score)),
-                        cell(e.reason.to_string()),
-                    ];
-                    let style = if marked { t.marked() } else { Style::default() };
-                    (cells, style)
-                });
+                draw_table(
+                    frame,
+                    list,
+                    &COLUMNS,
+                    visible.len(),
+                    &mut self.cursor,
+                    t,
+                    |row| {
+                        let e = &entries[visible[row]];
+                        let marked = selected.contains(&e.entry);
+                        let sender = if e.mail_from.is_empty() {
+                            "<>".to_string()
+                        } else {
+                            e.mail_from.to_string()
+                        };
+                        let cells = vec![
+                            cell(if marked { "*" } else { " " }),
+                            cell(format::short_time(e.received_at)),
+                            cell(e.recipient.to_string()),
+                            cell(sender),
+                            cell(e.subject.to_string()),
+                            cell(format!("{:>5.1}", e.score)),
+                            cell(e.reason.to_string()),
+                        ];
+                        let style = if marked { t.marked() } else { Style::default() };
+                        (cells, style)
+                    },
+                );
             }
         }
         if let Some(area) = detail {
             let text = self.detail_text(t);
-            let (title, scroll) = self
-                .detail
-                .as_ref()
-                .map_or((String::new(), 0), |d| (format!("Message {} (Esc closes)", d.message), d.scroll));
+            let (title, scroll) = self.detail.as_ref().map_or((String::new(), 0), |d| {
+                (format!("Message {} (Esc closes)", d.message), d.scroll)
+            });
             draw_detail(frame, area, &title, text, scroll, t);
         }
     }
@@ -763,14 +871,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn prefix_keys_order_as_the_strings_do() {
+        let mut words = ["b", "a", "abcdefghz", "abcdefgh", "", "ab", "é", "z"];
+        let mut by_key = words;
+        words.sort();
+        by_key.sort_by(|a, b| prefix_key(a).cmp(&prefix_key(b)).then(a.cmp(b)));
+        assert_eq!(words, by_key);
+    }
+
+    #[test]
     fn the_filter_line_becomes_the_api_search_fields() {
-        let q = parse_filter("invoice sender:@bad.example score>=5 symbol:BAYES_SPAM urgent to:u@x.test");
+        let q = parse_filter(
+            "invoice sender:@bad.example score>=5 symbol:BAYES_SPAM urgent to:u@x.test",
+        );
         assert_eq!(q.subject.as_deref(), Some("invoice urgent"));
         assert_eq!(q.sender.as_deref(), Some("@bad.example"));
         assert_eq!(q.recipient.as_deref(), Some("u@x.test"));
         assert_eq!(q.symbol.as_deref(), Some("BAYES_SPAM"));
         assert_eq!(q.min_score, Some(5.0));
-        assert_eq!(parse_filter("reason:score id:<a@b> score<=9").max_score, Some(9.0));
+        assert_eq!(
+            parse_filter("reason:score id:<a@b> score<=9").max_score,
+            Some(9.0)
+        );
         assert_eq!(parse_filter(""), HeldQuery::default());
     }
 }

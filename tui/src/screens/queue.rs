@@ -6,7 +6,9 @@ use ratatui::layout::Rect;
 use ratatui::style::Style;
 use ratatui::text::{Line, Span, Text};
 
-use super::{Screen, cell, draw_detail, draw_table, list_and_detail, navigate, placeholder, scroll_detail};
+use super::{
+    Screen, cell, draw_detail, draw_table, list_and_detail, navigate, placeholder, scroll_detail,
+};
 use crate::action::Action;
 use crate::api::ApiResult;
 use crate::api::types::QueueMessage;
@@ -54,10 +56,17 @@ impl Queue {
         let label = |s: &str| Span::styled(format!("{s:<11}"), t.bold());
         let mut lines = vec![
             Line::from(vec![label("Id"), Span::raw(m.id.to_string())]),
-            Line::from(vec![label("Direction"), Span::raw(format!("{} ({})", m.direction, m.state))]),
+            Line::from(vec![
+                label("Direction"),
+                Span::raw(format!("{} ({})", m.direction, m.state)),
+            ]),
             Line::from(vec![
                 label("Sender"),
-                Span::raw(if m.mail_from.is_empty() { "<>".to_string() } else { m.mail_from.to_string() }),
+                Span::raw(if m.mail_from.is_empty() {
+                    "<>".to_string()
+                } else {
+                    m.mail_from.to_string()
+                }),
             ]),
             Line::from(vec![
                 label("Received"),
@@ -70,14 +79,24 @@ impl Queue {
             ]),
             Line::from(vec![
                 label("Attempts"),
-                Span::raw(format!("{}, next {}", m.attempts, format::relative(m.next_attempt, now))),
+                Span::raw(format!(
+                    "{}, next {}",
+                    m.attempts,
+                    format::relative(m.next_attempt, now)
+                )),
             ]),
-            Line::from(vec![label("Score"), Span::raw(format!("{:.2} {}", m.score, m.symbols))]),
+            Line::from(vec![
+                label("Score"),
+                Span::raw(format!("{:.2} {}", m.score, m.symbols)),
+            ]),
             Line::raw(""),
             Line::styled("Recipients", t.header()),
         ];
         for r in &m.recipients {
-            let mut spans = vec![Span::raw(format!("  {} ", r.address)), Span::styled(r.status.clone(), t.bold())];
+            let mut spans = vec![
+                Span::raw(format!("  {} ", r.address)),
+                Span::styled(r.status.clone(), t.bold()),
+            ];
             if let Some(e) = &r.error {
                 spans.push(Span::styled(format!(" {e}"), t.warn()));
             }
@@ -94,10 +113,10 @@ impl Queue {
 
 impl Screen for Queue {
     fn on_command(&mut self, cmd: Command, _ctx: &Ctx) -> Vec<Intent> {
-        if let Some(scroll) = &mut self.detail {
-            if scroll_detail(scroll, cmd) {
-                return Vec::new();
-            }
+        if let Some(scroll) = &mut self.detail
+            && scroll_detail(scroll, cmd)
+        {
+            return Vec::new();
         }
         let n = self.rows().len();
         if navigate(&mut self.cursor, cmd, n) {
@@ -146,37 +165,70 @@ impl Screen for Queue {
             return;
         };
         if rows.is_empty() {
-            frame.render_widget(Line::raw("The queue is empty: everything was delivered."), area);
+            frame.render_widget(
+                Line::raw("The queue is empty: everything was delivered."),
+                area,
+            );
             return;
         }
         let (list, detail) = list_and_detail(area, self.detail.is_some());
         if let Some(list) = list {
-            draw_table(frame, list, &COLUMNS, rows.len(), &mut self.cursor, t, |i| {
-                let m = &rows[i];
-                let to = match m.recipients.as_slice() {
-                    [] => String::new(),
-                    [one] => one.address.to_string(),
-                    [first, rest @ ..] => format!("{} +{}", first.address, rest.len()),
-                };
-                let error = m.last_error.as_ref().map_or(String::new(), |e| e.to_string());
-                (
-                    vec![
-                        cell(m.id.to_string()),
-                        cell(if m.direction == "inbound" { "in" } else { "out" }),
-                        cell(if m.mail_from.is_empty() { "<>".to_string() } else { m.mail_from.to_string() }),
-                        cell(to),
-                        cell(format!("{:>5}", m.attempts)),
-                        cell(if m.state == "held" { "held".to_string() } else { format::relative(m.next_attempt, now) }),
-                        cell(format::age(now - m.received_at)),
-                        cell(error).style(t.warn()),
-                    ],
-                    Style::default(),
-                )
-            });
+            draw_table(
+                frame,
+                list,
+                &COLUMNS,
+                rows.len(),
+                &mut self.cursor,
+                t,
+                |i| {
+                    let m = &rows[i];
+                    let to = match m.recipients.as_slice() {
+                        [] => String::new(),
+                        [one] => one.address.to_string(),
+                        [first, rest @ ..] => format!("{} +{}", first.address, rest.len()),
+                    };
+                    let error = m
+                        .last_error
+                        .as_ref()
+                        .map_or(String::new(), |e| e.to_string());
+                    (
+                        vec![
+                            cell(m.id.to_string()),
+                            cell(if m.direction == "inbound" {
+                                "in"
+                            } else {
+                                "out"
+                            }),
+                            cell(if m.mail_from.is_empty() {
+                                "<>".to_string()
+                            } else {
+                                m.mail_from.to_string()
+                            }),
+                            cell(to),
+                            cell(format!("{:>5}", m.attempts)),
+                            cell(if m.state == "held" {
+                                "held".to_string()
+                            } else {
+                                format::relative(m.next_attempt, now)
+                            }),
+                            cell(format::age(now - m.received_at)),
+                            cell(error).style(t.warn()),
+                        ],
+                        Style::default(),
+                    )
+                },
+            );
         }
         if let (Some(area), Some(m)) = (detail, rows.get(self.cursor.row)) {
             let text = Self::detail_text(m, now, t);
-            draw_detail(frame, area, "Queued message (Esc closes)", text, self.detail.unwrap_or(0), t);
+            draw_detail(
+                frame,
+                area,
+                "Queued message (Esc closes)",
+                text,
+                self.detail.unwrap_or(0),
+                t,
+            );
         }
     }
 }

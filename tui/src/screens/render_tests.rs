@@ -113,16 +113,24 @@ fn expiry_warnings_are_coloured_at_30_and_7_days() {
     assert_eq!(expiry_level(NOW + 200 * day, NOW), Level::Ok);
     // The 5-day certificate's row is drawn red.
     let mut app = on(ScreenId::Certs);
-    let mut terminal =
-        ratatui::Terminal::new(ratatui::backend::TestBackend::new(80, 24)).unwrap();
+    let mut terminal = ratatui::Terminal::new(ratatui::backend::TestBackend::new(80, 24)).unwrap();
     terminal.draw(|f| app.render(f)).unwrap();
     let buffer = terminal.backend().buffer().clone();
     let row = (0..24)
-        .find(|&y| crate::fixtures::screen_text(&buffer).lines().nth(y).unwrap().contains("example.com "))
+        .find(|&y| {
+            crate::fixtures::screen_text(&buffer)
+                .lines()
+                .nth(y)
+                .unwrap()
+                .contains("example.com ")
+        })
         .unwrap() as u16;
     let text = crate::fixtures::screen_text(&buffer);
     let line = text.lines().nth(usize::from(row)).unwrap();
-    let x = line.find("(5d)").map(|b| line[..b].chars().count()).unwrap() as u16;
+    let x = line
+        .find("(5d)")
+        .map(|b| line[..b].chars().count())
+        .unwrap() as u16;
     assert_eq!(buffer[(x, row)].fg, ratatui::style::Color::Red);
 }
 

@@ -70,9 +70,14 @@ impl Screen for Trust {
                 next: ChoiceNext::Pin { domain },
             })],
             Command::Unpin if d.pinned.is_none() => {
-                vec![Intent::Say(format!("{domain} is not pinned: its trust is learned"))]
+                vec![Intent::Say(format!(
+                    "{domain} is not pinned: its trust is learned"
+                ))]
             }
-            Command::Unpin => vec![Intent::Act(Action::TrustPin { domain, level: None })],
+            Command::Unpin => vec![Intent::Act(Action::TrustPin {
+                domain,
+                level: None,
+            })],
             _ => Vec::new(),
         }
     }
@@ -98,24 +103,36 @@ impl Screen for Trust {
             );
             return;
         }
-        draw_table(frame, area, &COLUMNS, rows.len(), &mut self.cursor, t, |i| {
-            let d = &rows[i];
-            let level = match &d.pinned {
-                Some(l) => cell(format!("{l} (pinned)")).style(t.bold()),
-                None => cell("learned"),
-            };
-            (
-                vec![
-                    cell(d.domain.to_string()),
-                    level,
-                    cell(format!("{:>7.1}", d.weight)),
-                    cell(format!("{:>6}", d.correspondents)),
-                    cell(format!("{:>7}", d.servers)),
-                    cell(format!("{:>5}/{:<4}", d.tls_verified, d.tls_unverified)),
-                    cell(if d.last_activity > 0 { format::date(d.last_activity) } else { String::new() }),
-                ],
-                Style::default(),
-            )
-        });
+        draw_table(
+            frame,
+            area,
+            &COLUMNS,
+            rows.len(),
+            &mut self.cursor,
+            t,
+            |i| {
+                let d = &rows[i];
+                let level = match &d.pinned {
+                    Some(l) => cell(format!("{l} (pinned)")).style(t.bold()),
+                    None => cell("learned"),
+                };
+                (
+                    vec![
+                        cell(d.domain.to_string()),
+                        level,
+                        cell(format!("{:>7.1}", d.weight)),
+                        cell(format!("{:>6}", d.correspondents)),
+                        cell(format!("{:>7}", d.servers)),
+                        cell(format!("{:>5}/{:<4}", d.tls_verified, d.tls_unverified)),
+                        cell(if d.last_activity > 0 {
+                            format::date(d.last_activity)
+                        } else {
+                            String::new()
+                        }),
+                    ],
+                    Style::default(),
+                )
+            },
+        );
     }
 }

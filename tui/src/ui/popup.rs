@@ -26,7 +26,9 @@ pub fn boxed(frame: &mut Frame, area: Rect, title: &str, lines: Vec<Line<'_>>, t
         .borders(Borders::ALL)
         .title(Line::styled(format!(" {title} "), theme.bold()));
     frame.render_widget(
-        Paragraph::new(lines).block(block).wrap(Wrap { trim: false }),
+        Paragraph::new(lines)
+            .block(block)
+            .wrap(Wrap { trim: false }),
         area,
     );
 }

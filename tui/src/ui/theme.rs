@@ -54,7 +54,9 @@ impl Theme {
 
     pub fn warn(&self) -> Style {
         if self.color {
-            Style::default().fg(Color::Yellow).add_modifier(Modifier::BOLD)
+            Style::default()
+                .fg(Color::Yellow)
+                .add_modifier(Modifier::BOLD)
         } else {
             Style::default().add_modifier(Modifier::BOLD)
         }
