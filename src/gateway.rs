@@ -21,6 +21,10 @@ use crate::smtp::tls;
 pub struct Running {
     pub smtp_addrs: Vec<SocketAddr>,
     pub metrics_addr: Option<SocketAddr>,
+    /// The admin API (its socket is removed when the gateway stops).
+    pub admin: Option<crate::admin::AdminServer>,
+    /// The operations on held messages (for the admin API).
+    pub quarantine: crate::quarantine_ops::QuarantineService,
     shutdown: watch::Sender<bool>,
     listeners: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -28,6 +32,7 @@ pub struct Running {
 impl Running {
     /// Stop accepting, let sessions finish (within the grace period), then return.
     pub async fn shut_down(self) {
+        drop(self.admin);
         let _ = self.shutdown.send(true);
         for l in self.listeners {
             let _ = l.await;
@@ -47,9 +52,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 config.data_dir.display()
             )
         })?;
-    let (queue, jobs) = Queue::open(&config.data_dir, &db, metrics.clone())
-        .await
-        .with_context(|| format!("cannot open the queue in {}", config.data_dir.display()))?;
+    let (queue, jobs) = Queue::open(
+        &config.data_dir,
+        &db,
+        metrics.clone(),
+        crate::queue::HoldSettings::from_config(&config.quarantine),
+    )
+    .await
+    .with_context(|| format!("cannot open the queue in {}", config.data_dir.display()))?;
 
     let delivery = Arc::new(Delivery::new(
         config.clone(),
@@ -64,6 +74,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     } else {
         Some(metrics::serve(config.metrics_bind.parse()?, metrics.clone()).await?)
     };
+
+    let mut quarantine =
+        crate::quarantine_ops::QuarantineService::new(&config, &db).with_queue(queue.clone());
 
     let mut resources = Resources::from_config(&config);
     resources.build_auth(&config)?;
@@ -96,6 +109,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 policy,
             });
         }
+        quarantine = quarantine.with_model(model.clone());
         resources.bayes = Some(model);
     }
     if config.trust.enabled {
@@ -114,13 +128,24 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         resources.learning.local_domains = Arc::new(config.local_domains.clone());
         resources.trust = Some(book);
     }
+    let mut certs = None;
     if config.smime.enabled {
         let store =
             crate::certs::CertStore::open(db.pool().clone(), &config.data_dir, &config.certs)
                 .await
                 .context("cannot open the S/MIME certificate store")?;
+        certs = Some(store.clone());
         resources.keyring = Some(Arc::new(store));
     }
+    // The lists are read once here; the admin API replaces them after each change.
+    let lists = filters::lists::LiveLists::new(
+        crate::lists::ListStore::new(db.pool().clone())
+            .load(crate::clock::unix_now())
+            .await
+            .context("cannot load the allow and block lists")?,
+    );
+    resources.lists = Some(lists.clone());
+    quarantine.spawn_retention(metrics.clone());
     if let Some(clamd) = &resources.clamd {
         spawn_clamd_health(
             clamd.clone(),
@@ -128,6 +153,21 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             metrics.clone(),
         );
     }
+    let admin = if config.admin.enabled {
+        let live = crate::admin::Live {
+            queue: Some(queue.clone()),
+            trust_book: resources.trust.clone(),
+            lists: Some(lists),
+            certs,
+            metrics: Some(metrics.clone()),
+            clamav: resources.clamd.is_some(),
+            quarantine: Some(quarantine.clone()),
+        };
+        let ops = crate::admin::Ops::new(config.clone(), db.clone(), live);
+        Some(crate::admin::serve(&config, ops).await?)
+    } else {
+        None
+    };
     let shared = Arc::new(Shared {
         config: config.clone(),
         pipeline: Arc::new(Pipeline::from_config(&config, &resources, metrics.clone())),
@@ -173,6 +213,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     Ok(Running {
         smtp_addrs,
         metrics_addr,
+        admin,
+        quarantine,
         shutdown,
         listeners,
     })
@@ -190,8 +232,8 @@ fn spawn_queue_scanner(config: Arc<Config>, queue: Queue, metrics: Metrics) {
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %format!("{e:#}"), "queue scan failed"),
             }
-            if let Ok((queued, held)) = queue.store.depth().await {
-                metrics.queue_depth(queued, held);
+            if let Ok(queued) = queue.store.depth().await {
+                metrics.queue_depth(queued);
             }
         }
     });

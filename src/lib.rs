@@ -13,6 +13,8 @@
 //! - [`queue`]: what is stored for a verdict (`queue::admit`), queue rows (small bodies
 //!   inline, large ones as spool files), group commit, delivery jobs.
 //! - [`delivery`]: SMTP client workers, MX lookup, retries, DSNs.
+//! - [`quarantine_ops`]: release, delete, list, preview of held messages (storage in the
+//!   `quarantine` crate), and their retention.
 //! - [`certs`]: the certificate and key store (import, harvest, anchors, revocation).
 //! - [`smime`]: S/MIME — the CMS engine (decrypt, verify, sign, encrypt) and its pipeline
 //!   steps.
@@ -20,8 +22,11 @@
 //! - [`trust`]: the level of trust's tables, and learning from stored messages.
 //! - [`clock`]: seconds since the epoch and RFC 5322 dates.
 //! - [`metrics`]: Prometheus counters; [`telemetry`]: logs.
+//! - [`lists`]: operators' allow and block lists on disk (the stage is `filters::lists`).
+//! - [`admin`]: the admin API on a Unix socket, its operations and its client.
 //! - [`gateway`]: wires the parts together; [`cli`]: the `portcullis` command.
 
+pub mod admin;
 pub mod bayes;
 pub mod certs;
 pub mod cli;
@@ -29,8 +34,10 @@ pub mod clock;
 pub mod config;
 pub mod delivery;
 pub mod gateway;
+pub mod lists;
 pub mod metrics;
 pub mod pipeline;
+pub mod quarantine_ops;
 pub mod queue;
 pub mod smime;
 pub mod smtp;

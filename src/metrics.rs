@@ -2,8 +2,9 @@
 //!
 //! Names follow Prometheus conventions (`_total` counters, `_seconds` histograms).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -30,12 +31,20 @@ struct Inner {
     symbols: Family<Labels1, Counter>,
     stage_seconds: Family<Labels1, Histogram, fn() -> Histogram>,
     queue_depth: Gauge,
-    queue_held: Gauge,
+    quarantine_held: Gauge,
+    quarantine_held_bytes: Gauge,
+    quarantine_actions: Family<Labels1, Counter>,
+    /// The audit's totals at the last refresh, to add only what is new to the counters.
+    quarantine_seen: std::sync::Mutex<Option<[i64; 3]>>,
     queue_removed: Counter,
     deliveries: Family<Labels1, Counter>,
     clamd_up: Gauge,
     clamd_latency: Gauge<f64, std::sync::atomic::AtomicU64>,
     clamd_info: Family<Vec<(String, String)>, Gauge>,
+    /// The same message counts, readable for the admin API's dashboard figures.
+    verdicts: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// The last clamd probe (`None` inside: it did not answer); `None`: no probe yet.
+    clamd_last: Mutex<Option<Option<filters::clamav::clamd::Health>>>,
 }
 
 /// Cheap to clone; every clone updates the same counters.
@@ -100,11 +109,23 @@ impl Metrics {
             "Messages waiting for delivery",
             queue_depth.clone(),
         );
-        let queue_held = Gauge::default();
+        let quarantine_held = Gauge::default();
         registry.register(
-            "queue_held",
-            "Messages held (quarantine verdict)",
-            queue_held.clone(),
+            "quarantine_held",
+            "Quarantine entries held now (one per held recipient)",
+            quarantine_held.clone(),
+        );
+        let quarantine_held_bytes = Gauge::default();
+        registry.register(
+            "quarantine_held_bytes",
+            "Bytes of the messages held now",
+            quarantine_held_bytes.clone(),
+        );
+        let quarantine_actions = Family::<Labels1, Counter>::default();
+        registry.register(
+            "quarantine_entries",
+            "Quarantine entries that left the held state, by action (released, deleted, expired)",
+            quarantine_actions.clone(),
         );
         let queue_removed = Counter::default();
         registry.register(
@@ -146,12 +167,17 @@ impl Metrics {
             symbols,
             stage_seconds,
             queue_depth,
-            queue_held,
+            quarantine_held,
+            quarantine_held_bytes,
+            quarantine_actions,
+            quarantine_seen: std::sync::Mutex::new(None),
             queue_removed,
             deliveries,
             clamd_up,
             clamd_latency,
             clamd_info,
+            verdicts: Mutex::new(BTreeMap::new()),
+            clamd_last: Mutex::new(None),
         }))
     }
 
@@ -180,6 +206,34 @@ impl Metrics {
             .messages
             .get_or_create(&[("direction", direction), ("verdict", verdict)])
             .inc();
+        *self
+            .0
+            .verdicts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((direction, verdict))
+            .or_default() += 1;
+    }
+
+    /// Messages by (direction, verdict) since start.
+    pub fn verdict_counts(&self) -> Vec<(&'static str, &'static str, u64)> {
+        self.0
+            .verdicts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|((d, v), n)| (*d, *v, *n))
+            .collect()
+    }
+
+    /// The last clamd probe: `None` before the first; `Some(None)` when clamd did not
+    /// answer it.
+    pub fn clamd_last(&self) -> Option<Option<filters::clamav::clamd::Health>> {
+        self.0
+            .clamd_last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn symbol(&self, name: &'static str) {
@@ -193,9 +247,35 @@ impl Metrics {
             .observe(seconds);
     }
 
-    pub fn queue_depth(&self, queued: i64, held: i64) {
+    pub fn queue_depth(&self, queued: i64) {
         self.0.queue_depth.set(queued);
-        self.0.queue_held.set(held);
+    }
+
+    /// The quarantine as its store counts it (held now; released, deleted and expired ever,
+    /// from the audit, so actions taken by the CLI count too).
+    pub fn quarantine(&self, t: &quarantine::Totals) {
+        self.0.quarantine_held.set(t.held_entries);
+        self.0.quarantine_held_bytes.set(t.held_bytes);
+        let now = [t.released, t.deleted, t.expired];
+        let mut seen = self
+            .0
+            .quarantine_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let before = seen.unwrap_or([0; 3]);
+        for ((name, n), b) in ["released", "deleted", "expired"]
+            .into_iter()
+            .zip(now)
+            .zip(before)
+        {
+            if n > b {
+                self.0
+                    .quarantine_actions
+                    .get_or_create(&[("action", name)])
+                    .inc_by((n - b) as u64);
+            }
+        }
+        *seen = Some(now);
     }
 
     pub fn queue_removed(&self, n: usize) {
@@ -211,6 +291,7 @@ impl Metrics {
 
     /// Record a clamd health probe (`None`: clamd did not answer).
     pub fn clamd_health(&self, health: Option<&filters::clamav::clamd::Health>) {
+        *self.0.clamd_last.lock().unwrap_or_else(|e| e.into_inner()) = Some(health.cloned());
         let Some(h) = health else {
             self.0.clamd_up.set(0);
             return;

@@ -418,7 +418,7 @@ async fn dmarc_reject_is_refused_in_the_dialog_quarantine_held_none_delivered() 
         .await;
     assert_eq!(r.code, 550, "{}", r.text);
     assert!(r.text.contains("5.7.1"), "{}", r.text);
-    assert!(gw.queue_json().is_empty());
+    assert!(gw.stored_json().is_empty());
     assert!(logged_symbols(&gw, "ceo@reject.test").contains("DMARC_POLICY_REJECT"));
 
     // p=quarantine: accepted (250) and held.
@@ -429,7 +429,7 @@ async fn dmarc_reject_is_refused_in_the_dialog_quarantine_held_none_delivered() 
         "x",
     );
     assert_eq!(send(&gw, None, "q@quarantine.test", &msg).await, 250);
-    let q = gw.queue_json();
+    let q = gw.stored_json();
     assert_eq!(q.len(), 1, "{q:?}");
     assert_eq!(q[0]["state"], "held", "{:?}", q[0]);
 
@@ -461,7 +461,7 @@ async fn dmarc_actions_are_configurable() {
     );
     let msg = message("ceo@reject.test", "u@example.test", "r2@reject.test", "x");
     assert_eq!(send(&gw, None, "ceo@reject.test", &msg).await, 250);
-    let q = gw.queue_json();
+    let q = gw.stored_json();
     assert_eq!(q.len(), 1, "{q:?}");
     assert_eq!(q[0]["state"], "held");
     // quarantine → none: only points (SPF_FAIL + DMARC_POLICY_QUARANTINE = 7 < 8), delivered.
@@ -521,7 +521,7 @@ async fn dns_failure_tempfails_unless_fail_mode_is_open() {
         .send_message("a@soft.test", &["u@example.test"], &msg)
         .await;
     assert_eq!(r.code, 451, "never a silent pass: {}", r.text);
-    assert!(gw.queue_json().is_empty());
+    assert!(gw.stored_json().is_empty());
 
     let gw = Gateway::start(sink.addr, &config("[stages.auth]\nfail_mode = \"open\""));
     assert_eq!(send(&gw, None, "a@soft.test", &msg).await, 250);

@@ -78,15 +78,15 @@ fn write_set(dir: &Path, range: std::ops::Range<usize>, spam: bool) {
 /// Send one message and return the queue row the gateway stored for it (the next hop is
 /// dead, so every accepted message stays in the queue with its symbols).
 async fn send_and_row(gw: &Gateway, msg: &str) -> serde_json::Value {
-    let before = gw.queue_json().len();
+    let before = gw.stored_json().len();
     let mut c = Client::connect(gw.smtp).await;
     let r = c
         .send_message("someone@ext.test", &["u@example.test"], msg)
         .await;
     assert_eq!(r.code, 250, "{r:?}; log:\n{}", gw.log());
-    assert!(wait_until(5, || gw.queue_json().len() == before + 1).await);
-    // queue ids sort by time: the newest row is this message's
-    gw.queue_json()
+    assert!(wait_until(5, || gw.stored_json().len() == before + 1).await);
+    // queue and quarantine ids sort by time: the newest row is this message's
+    gw.stored_json()
         .into_iter()
         .max_by_key(|m| m["id"].as_str().unwrap_or("").to_string())
         .unwrap()

@@ -117,7 +117,7 @@ async fn eicar_is_refused_in_the_dialog_in_every_wrapping() {
     assert_eq!(r.code, 554, "outbound: {}", r.text);
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert!(
-        gw.queue_json().is_empty() && gw2.queue_json().is_empty(),
+        gw.stored_json().is_empty() && gw2.stored_json().is_empty(),
         "nothing infected is queued"
     );
     assert_eq!(sink.count(), 0);
@@ -202,7 +202,7 @@ async fn clamd_stopped_mid_run_gives_451_and_accepts_nothing() {
         sink.all()[0].message_id().as_deref(),
         Some("before@ext.test")
     );
-    assert!(gw.queue_json().is_empty());
+    assert!(gw.stored_json().is_empty());
     assert!(wait_until(5, || gw.metrics_text().contains("portcullis_clamd_up 0")).await);
 }
 
@@ -220,7 +220,7 @@ async fn fail_open_and_quarantine_and_oversize_are_configurable() {
         .send_message("a@ext.test", &["u@example.test"], &infected_variants()[0].1)
         .await;
     assert_eq!(r.code, 250, "{}", r.text);
-    let q = gw.queue_json();
+    let q = gw.stored_json();
     assert_eq!(q[0]["state"], "held");
     assert!(q[0]["symbols"].as_str().unwrap().contains("CLAM_VIRUS"));
     // oversize, default tempfail
@@ -241,7 +241,7 @@ async fn fail_open_and_quarantine_and_oversize_are_configurable() {
             .code,
         451
     );
-    assert!(gw.queue_json().is_empty());
+    assert!(gw.stored_json().is_empty());
     // clamd unreachable with fail_mode = open: accepted, marked, logged
     let dead = format!(
         "[clamav]\nenabled = true\naddress = \"{}\"\nconnect_timeout_ms = 300\n[stages.clamav]\nfail_mode = \"open\"\n",

@@ -533,7 +533,7 @@ async fn an_encrypted_spam_is_judged_on_its_plaintext_by_bayes() {
     .await;
     // quarantined (250, held) or rejected: either way judged on the plaintext
     if r.code == 250 {
-        let q = gw.queue_json();
+        let q = gw.stored_json();
         assert_eq!(q.len(), 1, "{q:?}");
         let syms = q[0]["symbols"].as_str().unwrap();
         assert!(
@@ -587,12 +587,17 @@ async fn broken_or_foreign_smime_gets_its_symbol_and_the_configured_action() {
         )
         .await;
         assert_eq!(r.code, 250, "{what}: quarantined, not refused: {}", r.text);
-        let q = gw.queue_json();
+        let q = gw.stored_json();
         let held = q
             .iter()
             .find(|m| m["symbols"].as_str().unwrap_or("").contains(symbol) && m["state"] == "held");
         assert!(held.is_some(), "{what}: held with {symbol}: {q:?}");
-        gw.cli(&["queue", "delete", held.unwrap()["id"].as_str().unwrap()]);
+        let (code, out, err) = gw.cli(&[
+            "quarantine",
+            "delete",
+            held.unwrap()["id"].as_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{out}{err}");
     }
     // an expired signer: delivered, marked, not harvested
     let signed = cli_sign(&pki, &old, &[], &entity("old news"));

@@ -13,12 +13,21 @@
 //! - `smime`: S/MIME interop with `openssl cms` and `gpgsm` both ways, policy refusals,
 //!   an encrypted virus, broken CMS.
 //! - `bayes`: no opinion while untrained; `bayes train`/`learn` change the next verdict; eval.
+//! - `quarantine`: held by score, listed, released to one recipient and deleted for the
+//!   other (audited), release teaching Bayes, bulk actions by filter, held outbound mail, the
+//!   migration of held queue rows.
 //! - `trust`: a conversation earns trust for authenticated senders only; pins via the CLI.
+//! - `admin`: the admin API on its Unix socket: JSON errors naming the field, OpenAPI,
+//!   counters, a key imported through it in use at once, roles by group (the CLI run as
+//!   another user), the CLI offline.
+//! - `lists`: allow and block lists: a blocked sender refused in the dialog, an allowed
+//!   partner only when authenticated.
 //! - `certs`: the S/MIME certificate store CLI on openssl-made fixtures (legacy PKCS#12,
 //!   expired and wrong-usage certificates, sealed keys, trust anchors).
 
 mod harness;
 
+mod admin;
 mod auth;
 mod bayes;
 mod certs;
@@ -28,6 +37,8 @@ mod delivery;
 mod delivery_tls;
 mod durability;
 mod limits;
+mod lists;
+mod quarantine;
 mod relay;
 mod smime;
 mod smtp_dialog;

@@ -23,6 +23,7 @@ pub mod bayes;
 pub mod clamav;
 pub mod dns;
 pub mod header_sanity;
+pub mod lists;
 pub mod result_fields;
 pub mod symbols;
 pub mod tls;
@@ -126,6 +127,9 @@ pub struct Facts {
     pub authenticated_domain: Option<String>,
     /// The Bayes spam probability, when the model gave one.
     pub spam_probability: Option<f64>,
+    /// An operator's allow list covers this message (`lists`): the spam filters
+    /// ([`Stage::is_spam_filter`]) are skipped; authentication and virus scanning are not.
+    pub allow_listed: bool,
 }
 
 impl Facts {
@@ -137,6 +141,7 @@ impl Facts {
         if other.spam_probability.is_some() {
             self.spam_probability = other.spam_probability;
         }
+        self.allow_listed |= other.allow_listed;
     }
 }
 
@@ -285,6 +290,14 @@ pub type FindingsFuture<'a> =
 pub trait Stage: Send + Sync {
     /// Short name used in config (`[stages.NAME]`), logs and metrics.
     fn name(&self) -> &'static str;
+
+    /// A content opinion (spam or not) that an operator's allow list overrides: the
+    /// pipeline skips it for an allow-listed message. Never true for authentication, virus
+    /// scanning or anything else that protects the recipient whoever the sender is.
+    fn is_spam_filter(&self) -> bool {
+        false
+    }
+
     fn check<'a>(&'a self, ctx: &'a MessageContext<'a>) -> StageFuture<'a>;
 
     /// [`Stage::check`] plus header fields to add (e.g. `Authentication-Results:`). The

@@ -12,6 +12,8 @@ pub const REGISTRY: &[(&str, f64, &str)] = &[
     ("HDR_UNPARSEABLE",        5.0, "the message has no parseable header block"),
     ("BAYES_SPAM",            10.0, "Bayes: spam probability at or above bayes.spam_threshold; half the points at the threshold (= tag), all at p=1 (detail: p)"),
     ("BAYES_HAM",             -3.0, "Bayes: spam probability at or below bayes.ham_threshold; half the points at the threshold, all at p=0 (detail: p)"),
+    ("LIST_ALLOW",           -20.0, "lists: an operator's allow entry covers the (authenticated) sender and every recipient; the spam filters are skipped (detail: entry)"),
+    ("LIST_BLOCK",             0.0, "lists: an operator's block entry covers the sender and a recipient; forces reject (detail: entry)"),
     ("STAGE_FAILED_OPEN",      0.0, "a stage failed and its fail mode let the message pass"),
     ("TLS_NONE",               0.0, "the sending server used no TLS (still common: no malus by default)"),
     ("TLS_NO_CLIENT_CERT",     0.0, "TLS without a client certificate (the usual case)"),

@@ -1,18 +1,16 @@
-//! `portcullis certs import|import-crl|list|show|export|delete|trust-ca`: the S/MIME certificate and
-//! key store in the `data_dir` database. Works while the gateway runs (it picks changes
-//! up within `certs.reload_secs`). Private keys go in, never out: `export` writes the
-//! certificate only.
+//! `portcullis certs import|import-crl|list|show|export|delete|trust-ca`: the S/MIME
+//! certificate and key store — through the running gateway's admin API (a change is in
+//! use before the command returns), or on the `data_dir` database when it does not run
+//! (e.g. importing keys before the first start). Private keys go in, never out: `export`
+//! writes the certificate only.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use clap::Subcommand;
-use serde_json::json;
 
-use crate::certs::crl::{self, Revocation};
-use crate::certs::info::{self, date_text};
-use crate::certs::parse;
-use crate::certs::store::{CA_IDENTITY_NOTE, CertRecord, CertStore, Stored, normalize_domain};
+use super::target::{Target, call, explain, read_file};
+use crate::admin::types::{Cert, CertUpload, ImportReport, Revocation};
+use crate::certs::info::date_text;
 use crate::config::Config;
 
 #[derive(Subcommand, Debug)]
@@ -62,34 +60,35 @@ pub enum CertsAction {
     },
 }
 
-async fn open(config: &Config, create: bool) -> anyhow::Result<CertStore> {
-    if !create && !config.data_dir.join("queue.db").exists() {
-        anyhow::bail!(
-            "no database in {} (wrong --config, or nothing imported yet)",
-            config.data_dir.display()
-        );
-    }
-    std::fs::create_dir_all(&config.data_dir)?;
-    let db = crate::store::Database::open(&config.data_dir).await?;
-    CertStore::open(db.pool().clone(), &config.data_dir, &config.certs).await
-}
-
-fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
-}
-
 fn read_password(path: &Path) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("cannot read password file {}: {e}", path.display()))?;
     Ok(text.lines().next().unwrap_or("").to_string())
 }
 
-fn print_stored(stored: &[Stored], json: bool) -> anyhow::Result<()> {
+/// A file for the API: its bytes in base64.
+fn upload(
+    file: &Path,
+    password: Option<String>,
+    domain: Option<String>,
+) -> anyhow::Result<CertUpload> {
+    Ok(CertUpload {
+        data: base64_simd::STANDARD.encode_to_string(read_file(file)?),
+        name: Some(file.display().to_string()),
+        password,
+        domain,
+    })
+}
+
+fn print_stored(report: &ImportReport, json: bool) -> anyhow::Result<()> {
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
     if json {
-        println!("{}", serde_json::to_string_pretty(stored)?);
+        println!("{}", serde_json::to_string_pretty(&report.stored)?);
         return Ok(());
     }
-    for s in stored {
+    for s in &report.stored {
         let who = if s.addresses.is_empty() {
             s.subject.clone()
         } else {
@@ -105,116 +104,64 @@ fn print_stored(stored: &[Stored], json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn cert_json(r: &CertRecord, now: i64) -> serde_json::Value {
-    let mut v = serde_json::to_value(r).unwrap_or_default();
-    v["expires"] = json!(date_text(r.facts.not_after));
-    v["usable_for_encryption"] = json!(r.usable_for_encryption(now));
-    v["encryption_problems"] = json!(r.encryption_problems(now));
-    v["signing_problems"] = json!(r.signing_problems(now));
-    v
-}
-
 fn yes_no(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }
 
-fn list(all: &[Arc<CertRecord>], domain: Option<&str>, json: bool) -> anyhow::Result<()> {
-    let now = info::now();
-    let mut domains: Vec<String> = all
-        .iter()
-        .filter(|r| !r.facts.is_ca)
-        .flat_map(|r| r.domains.iter().cloned())
-        .collect();
-    domains.sort();
-    domains.dedup();
-    if let Some(d) = domain {
-        domains.retain(|x| x == d);
+fn revocation_text(r: &Revocation) -> String {
+    match r {
+        Revocation::Off => "not checked ([certs] revocation = \"off\")".into(),
+        Revocation::Good => "not revoked (current CRLs checked)".into(),
+        Revocation::Revoked(why) => format!("REVOKED ({why})"),
+        Revocation::Unknown(why) => format!("unknown ({why})"),
     }
-    let mut groups = Vec::new();
-    for d in &domains {
-        let mut certs: Vec<&Arc<CertRecord>> = all
-            .iter()
-            .filter(|r| !r.facts.is_ca && r.domains.contains(d))
-            .collect();
-        // Gateway certificates first, then by address, newest first.
-        certs.sort_by(|a, b| {
-            (
-                !a.gateway_domains.contains(d),
-                &a.facts.addresses,
-                -a.facts.not_after,
-            )
-                .cmp(&(
-                    !b.gateway_domains.contains(d),
-                    &b.facts.addresses,
-                    -b.facts.not_after,
-                ))
-        });
-        groups.push((d, certs));
-    }
-    let cas: Vec<&Arc<CertRecord>> = all.iter().filter(|r| r.facts.is_ca).collect();
-    if json {
-        let out = json!({
-            "domains": groups.iter().map(|(d, certs)| json!({
-                "domain": d,
-                "certificates": certs.len(),
-                "usable_for_encryption": certs.iter().filter(|r| r.usable_for_encryption(now)).count(),
-                "gateway": certs.iter().filter(|r| r.gateway_domains.contains(d)).map(|r| r.fingerprint()).collect::<Vec<_>>(),
-                "certs": certs.iter().map(|r| cert_json(r, now)).collect::<Vec<_>>(),
-            })).collect::<Vec<_>>(),
-            "cas": if domain.is_some() { vec![] } else { cas.iter().map(|r| cert_json(r, now)).collect::<Vec<_>>() },
-        });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-        return Ok(());
-    }
-    if groups.is_empty() {
+}
+
+fn print_list(list: &crate::admin::types::CertList, domain: Option<&str>) {
+    if list.domains.is_empty() {
         match domain {
             Some(d) => println!("no certificates for {d}"),
             None => println!("no user or gateway certificates"),
         }
     }
-    for (d, certs) in &groups {
-        let usable = certs
-            .iter()
-            .filter(|r| r.usable_for_encryption(now))
-            .count();
+    for g in &list.domains {
         println!(
-            "{d}: {} certificate(s), {usable} usable for encryption now",
-            certs.len()
+            "{}: {} certificate(s), {} usable for encryption now",
+            g.domain, g.certificates, g.usable_for_encryption
         );
-        for r in certs {
-            let names = if r.facts.addresses.is_empty() {
-                r.facts.subject.clone()
+        for r in &g.certs {
+            let names = if r.addresses.is_empty() {
+                r.subject.clone()
             } else {
-                r.facts.addresses.join(", ")
+                r.addresses.join(", ")
             };
-            let who = if r.gateway_domains.contains(d) {
+            let who = if r.gateway_domains.contains(&g.domain) {
                 format!("[gateway] {names}")
             } else {
                 names
             };
-            let problems = r.encryption_problems(now);
-            let encryption = if problems.is_empty() {
+            let encryption = if r.encryption_problems.is_empty() {
                 "encryption: yes".to_string()
             } else {
-                format!("encryption: no ({})", problems.join("; "))
+                format!("encryption: no ({})", r.encryption_problems.join("; "))
             };
             println!(
                 "  {}  {who:<32} expires {}  key: {:<3}  {:<9}  {encryption}",
-                &r.fingerprint()[..16],
-                date_text(r.facts.not_after),
+                &r.fingerprint[..16],
+                r.expires,
                 yes_no(r.has_private_key),
-                r.source.as_str(),
+                r.source,
             );
         }
     }
-    if domain.is_none() && !cas.is_empty() {
-        println!("CA certificates: {}", cas.len());
-        for r in &cas {
+    if !list.cas.is_empty() {
+        println!("CA certificates: {}", list.cas.len());
+        for r in &list.cas {
             println!(
                 "  {}  {:<32} expires {}  {}",
-                &r.fingerprint()[..16],
-                r.facts.subject,
-                date_text(r.facts.not_after),
+                &r.fingerprint[..16],
+                r.subject,
+                r.expires,
                 if r.explicitly_trusted {
                     "trusted anchor".to_string()
                 } else if r.chain.trusted {
@@ -225,27 +172,18 @@ fn list(all: &[Arc<CertRecord>], domain: Option<&str>, json: bool) -> anyhow::Re
             );
         }
     }
-    Ok(())
 }
 
-fn show(r: &CertRecord, revocation: &Revocation, json: bool) -> anyhow::Result<()> {
-    let now = info::now();
-    if json {
-        let mut v = cert_json(r, now);
-        v["revocation"] = serde_json::to_value(revocation)?;
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
-    }
-    let f = &r.facts;
+fn print_cert(r: &Cert) {
     let list_or = |v: &Option<Vec<String>>| match v {
         None => "(extension absent: no restriction)".to_string(),
         Some(v) if v.is_empty() => "(none recognised)".to_string(),
         Some(v) => v.join(", "),
     };
-    println!("fingerprint:    {}", f.fingerprint);
-    println!("subject:        {}", f.subject);
-    println!("issuer:         {}", f.issuer);
-    println!("serial:         {}", f.serial);
+    println!("fingerprint:    {}", r.fingerprint);
+    println!("subject:        {}", r.subject);
+    println!("issuer:         {}", r.issuer);
+    println!("serial:         {}", r.serial);
     let none = |v: String| {
         if v.is_empty() {
             "(none)".to_string()
@@ -253,7 +191,7 @@ fn show(r: &CertRecord, revocation: &Revocation, json: bool) -> anyhow::Result<(
             v
         }
     };
-    println!("addresses:      {}", none(f.addresses.join(", ")));
+    println!("addresses:      {}", none(r.addresses.join(", ")));
     let domains: Vec<String> = r
         .domains
         .iter()
@@ -268,12 +206,12 @@ fn show(r: &CertRecord, revocation: &Revocation, json: bool) -> anyhow::Result<(
     println!("domains:        {}", none(domains.join(", ")));
     println!(
         "valid:          {} to {}",
-        date_text(f.not_before),
-        date_text(f.not_after)
+        date_text(r.not_before),
+        date_text(r.not_after)
     );
-    println!("key usage:      {}", list_or(&f.key_usage));
-    println!("ext. key usage: {}", list_or(&f.ext_key_usage));
-    println!("CA:             {}", yes_no(f.is_ca));
+    println!("key usage:      {}", list_or(&r.key_usage));
+    println!("ext. key usage: {}", list_or(&r.ext_key_usage));
+    println!("CA:             {}", yes_no(r.is_ca));
     println!(
         "private key:    {}",
         if r.has_private_key {
@@ -284,7 +222,7 @@ fn show(r: &CertRecord, revocation: &Revocation, json: bool) -> anyhow::Result<(
     );
     println!(
         "source:         {} {}{}",
-        r.source.as_str(),
+        r.source,
         date_text(r.added_at),
         r.message_id
             .as_deref()
@@ -311,33 +249,37 @@ fn show(r: &CertRecord, revocation: &Revocation, json: bool) -> anyhow::Result<(
             ""
         }
     );
-    println!("  0 {} (this certificate)", f.subject);
+    println!("  0 {} (this certificate)", r.subject);
     for (i, l) in r.chain.chain.iter().enumerate() {
         println!("  {} {}  [{}]", i + 1, l.subject, &l.fingerprint[..16]);
     }
-    println!("revocation:     {}", revocation.text());
-    let problems = r.encryption_problems(now);
+    println!("revocation:     {}", revocation_text(&r.revocation));
     println!(
         "encryption now: {}",
-        if problems.is_empty() {
+        if r.encryption_problems.is_empty() {
             "usable".to_string()
         } else {
-            format!("not usable: {}", problems.join("; "))
+            format!("not usable: {}", r.encryption_problems.join("; "))
         }
     );
-    let problems = r.signing_problems(now);
     println!(
         "signing now:    {}",
-        if problems.is_empty() {
+        if r.signing_problems.is_empty() {
             "usable".to_string()
         } else {
-            format!("not usable: {}", problems.join("; "))
+            format!("not usable: {}", r.signing_problems.join("; "))
         }
     );
-    Ok(())
 }
 
+/// Every failure, an unknown fingerprint included, exits with 2.
 pub async fn run(config: &Config, action: CertsAction) -> anyhow::Result<i32> {
+    // Importing may create the store (keys before the first start); reading needs one.
+    let creates = matches!(
+        action,
+        CertsAction::Import { .. } | CertsAction::TrustCa { .. }
+    );
+    let target = Target::open(config, !creates).await?;
     match action {
         CertsAction::Import {
             file,
@@ -346,43 +288,32 @@ pub async fn run(config: &Config, action: CertsAction) -> anyhow::Result<i32> {
             json,
         } => {
             let password = password_file.as_deref().map(read_password).transpose()?;
-            let domain = domain.as_deref().map(normalize_domain).transpose()?;
-            let bytes = read(&file)?;
-            let bundle =
-                parse::read_import(&bytes, &file.display().to_string(), password.as_deref())?;
-            let store = open(config, true).await?;
-            let stored = store.import(&bundle, domain.as_deref()).await?;
-            for s in &stored {
-                if s.details.iter().any(|d| d == CA_IDENTITY_NOTE) {
-                    eprintln!("warning: {}: {CA_IDENTITY_NOTE}", s.subject);
-                }
-            }
-            print_stored(&stored, json)?;
+            let u = upload(&file, password, domain)?;
+            let report = call!(target, cert_import(&u)).map_err(explain)?;
+            print_stored(&report, json)?;
             Ok(0)
         }
         CertsAction::List { domain, json } => {
-            let domain = domain.as_deref().map(normalize_domain).transpose()?;
-            let store = open(config, false).await?;
-            list(&store.all().await?, domain.as_deref(), json)?;
+            let list = call!(target, certs_list(domain.as_deref())).map_err(explain)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else {
+                print_list(&list, domain.as_deref());
+            }
             Ok(0)
         }
         CertsAction::Show { fingerprint, json } => {
-            let store = open(config, false).await?;
-            let r = store.find(&fingerprint).await?;
-            // As a signature check would see it (a CRL is fetched when none is held).
-            let revocation = if r.chain.trusted {
-                store.revocation(&r.cert.to_der()?, &[]).await
+            let cert = call!(target, cert_show(&fingerprint)).map_err(explain)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&cert)?);
             } else {
-                r.revocation.clone()
-            };
-            let r = store.find(&fingerprint).await?;
-            show(&r, &revocation, json)?;
+                print_cert(&cert);
+            }
             Ok(0)
         }
         CertsAction::ImportCrl { file, json } => {
-            let crls = crl::read_crls(&read(&file)?, &file.display().to_string())?;
-            let store = open(config, false).await?;
-            let stored = store.import_crls(&crls).await?;
+            let u = upload(&file, None, None)?;
+            let stored = call!(target, cert_import_crls(&u)).map_err(explain)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&stored)?);
             } else {
@@ -402,19 +333,17 @@ pub async fn run(config: &Config, action: CertsAction) -> anyhow::Result<i32> {
             Ok(0)
         }
         CertsAction::Export { fingerprint } => {
-            let store = open(config, false).await?;
-            let r = store.find(&fingerprint).await?;
-            print!("{}", String::from_utf8(r.cert.to_pem()?)?);
+            let pem = call!(target, cert_export(&fingerprint)).map_err(explain)?;
+            print!("{}", pem.pem);
             Ok(0)
         }
         CertsAction::Delete { fingerprint } => {
-            let store = open(config, false).await?;
-            let r = store.delete(&fingerprint).await?;
+            let r = call!(target, cert_delete(&fingerprint)).map_err(explain)?;
             println!(
                 "deleted {} {}{}",
-                r.fingerprint(),
-                r.facts.subject,
-                if r.has_private_key {
+                r.fingerprint,
+                r.subject,
+                if r.had_private_key {
                     " and its private key (mail encrypted to it can no longer be decrypted here)"
                 } else {
                     ""
@@ -423,16 +352,16 @@ pub async fn run(config: &Config, action: CertsAction) -> anyhow::Result<i32> {
             Ok(0)
         }
         CertsAction::TrustCa { file, json } => {
-            let certs = parse::read_certificates(&read(&file)?, &file.display().to_string())?;
-            let store = open(config, true).await?;
-            let stored = store.trust_ca(&certs).await?;
-            for s in stored.iter().filter(|s| !s.is_ca) {
-                eprintln!(
-                    "note: {} is not a CA certificate; it is trusted directly (as a partner's self-signed certificate would be)",
-                    s.subject
-                );
+            let u = upload(&file, None, None)?;
+            let report = call!(target, cert_trust_ca(&u)).map_err(explain)?;
+            for w in &report.warnings {
+                eprintln!("note: {w}");
             }
-            print_stored(&stored, json)?;
+            let quiet = ImportReport {
+                warnings: Vec::new(),
+                ..report
+            };
+            print_stored(&quiet, json)?;
             Ok(0)
         }
     }

@@ -2,7 +2,10 @@
 
 mod bayes;
 mod certs;
+mod lists;
+mod quarantine;
 mod queue;
+pub(crate) mod target;
 mod trust;
 
 use std::path::PathBuf;
@@ -41,6 +44,14 @@ pub enum Command {
         #[command(subcommand)]
         action: queue::QueueAction,
     },
+    /// Held messages: list, show, preview, release, delete (by id or by filter).
+    Quarantine {
+        /// Also accepted after the action (`quarantine list --config F`).
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: quarantine::QuarantineAction,
+    },
     /// The Bayesian spam filter: train, learn, eval, cross-validate, status.
     Bayes {
         #[arg(long, short)]
@@ -62,6 +73,14 @@ pub enum Command {
         config: Option<PathBuf>,
         #[command(subcommand)]
         action: certs::CertsAction,
+    },
+    /// Allow and block lists: senders (addresses, @domains, networks) always wanted or
+    /// refused, for everyone or per recipient domain or address.
+    Lists {
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: lists::ListsAction,
     },
     /// The operator console: dashboard, quarantine, certificates, trust, queue, lists, in
     /// the terminal, through the running gateway's admin socket (data_dir/admin.sock).
@@ -115,6 +134,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             let config = load(&config)?;
             runtime.block_on(queue::run(&config, action))
         }
+        Command::Quarantine { config, action } => {
+            let config = load(&config)?;
+            runtime.block_on(quarantine::run(&config, action))
+        }
         Command::Bayes { config, action } => {
             let config = load(&config)?;
             runtime.block_on(bayes::run(&config, action))
@@ -126,6 +149,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Certs { config, action } => {
             let config = load(&config)?;
             runtime.block_on(certs::run(&config, action))
+        }
+        Command::Lists { config, action } => {
+            let config = load(&config)?;
+            runtime.block_on(lists::run(&config, action))
         }
         Command::ClamavStatus { config, json } => {
             let config = load(&config)?;
@@ -167,7 +194,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Tui { config } => {
             let config = load(&config)?;
-            let socket = config.data_dir.join("admin.sock");
+            let socket = crate::admin::socket_path(&config.data_dir);
             runtime.block_on(tui::run(socket))?;
             Ok(0)
         }

@@ -1,12 +1,12 @@
 //! `portcullis trust list|show|set`: the level of trust the gateway learned, and operators'
-//! pins. Works on the gateway's database while it runs (pins are picked up within
-//! `[trust] pin_reload_secs`).
+//! pins — through the running gateway's admin API (a pin applies at once), or on the
+//! database when it does not run.
 
 use clap::Subcommand;
-use filters::trust::{Pin, unix_now};
 
+use super::target::{Target, call, or_exit};
+use crate::admin::types::PinLevel;
 use crate::config::Config;
-use crate::trust::TrustStore;
 
 #[derive(Subcommand, Debug)]
 pub enum TrustAction {
@@ -25,18 +25,25 @@ pub enum TrustAction {
     Set { domain: String, level: String },
 }
 
+fn pin_level(level: &str) -> anyhow::Result<Option<PinLevel>> {
+    Ok(Some(match level.to_ascii_lowercase().as_str() {
+        "auto" => return Ok(None),
+        "high" => PinLevel::High,
+        "medium" => PinLevel::Medium,
+        "low" => PinLevel::Low,
+        "none" => PinLevel::None,
+        _ => anyhow::bail!(
+            "{level:?} is not a level: high, medium, low or none (auto: learned again)"
+        ),
+    }))
+}
+
 pub async fn run(config: &Config, action: TrustAction) -> anyhow::Result<i32> {
-    let store = TrustStore::new(
-        crate::store::Database::open(&config.data_dir)
-            .await?
-            .pool()
-            .clone(),
-    );
+    let target = Target::open(config, false).await?;
     let hl = config.trust.half_life_days;
-    let now = unix_now();
     match action {
         TrustAction::List { json } => {
-            let all = store.report(hl, now, None).await?;
+            let all = or_exit!(call!(target, trust_list()));
             if json {
                 println!("{}", serde_json::to_string_pretty(&all)?);
                 return Ok(0);
@@ -60,25 +67,12 @@ pub async fn run(config: &Config, action: TrustAction) -> anyhow::Result<i32> {
             Ok(0)
         }
         TrustAction::Show { domain, json } => {
-            let report = store.report(hl, now, Some(&domain)).await?;
-            let Some(d) = report.into_iter().next() else {
-                eprintln!("nothing is known about {domain}");
-                return Ok(1);
-            };
-            let (pairs, servers) = store.details(&domain, hl, now).await?;
+            let t = or_exit!(call!(target, trust_show(&domain)));
             if json {
-                let v = serde_json::json!({
-                    "domain": d,
-                    "correspondents": pairs.iter().map(|(l, r, w)| serde_json::json!({
-                        "local": l, "remote": r, "weight": (w * 100.0).round() / 100.0,
-                    })).collect::<Vec<_>>(),
-                    "servers": servers.iter().map(|(n, m, f, l)| serde_json::json!({
-                        "network": n, "messages": m, "first_seen": f, "last_seen": l,
-                    })).collect::<Vec<_>>(),
-                });
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                println!("{}", serde_json::to_string_pretty(&t)?);
                 return Ok(0);
             }
+            let d = &t.domain;
             println!("domain:         {}", d.domain);
             println!("weight:         {:.2} (half-life {hl} days)", d.weight);
             println!(
@@ -90,29 +84,25 @@ pub async fn run(config: &Config, action: TrustAction) -> anyhow::Result<i32> {
                 d.tls_verified, d.tls_unverified
             );
             println!("correspondents:");
-            for (l, r, w) in &pairs {
-                println!("  {l} → {r}  ({w:.2})");
+            for c in &t.correspondents {
+                println!("  {} → {}  ({:.2})", c.local, c.remote, c.weight);
             }
             println!("sending networks (authenticated mail):");
-            for (n, m, _, _) in &servers {
-                println!("  {n}  {m} message(s)");
+            for s in &t.servers {
+                println!("  {}  {} message(s)", s.network, s.messages);
             }
             Ok(0)
         }
         TrustAction::Set { domain, level } => {
-            let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-            if domain.is_empty() || domain.contains(['@', ' ', '[', ']']) || !domain.contains('.') {
-                anyhow::bail!("{domain:?} is not a domain name (e.g. partner.example)");
-            }
-            let pin = if level.eq_ignore_ascii_case("auto") {
-                None
-            } else {
-                Some(level.parse::<Pin>().map_err(|e| anyhow::anyhow!(e))?)
-            };
-            store.set_pin(&domain, pin, now).await?;
-            match pin {
-                Some(p) => println!("{domain}: pinned {}", p.as_str()),
-                None => println!("{domain}: pin removed, trust is learned again"),
+            let level = pin_level(&level)?;
+            let r = or_exit!(call!(target, trust_pin(&domain, level)));
+            match r.pinned {
+                Some(p) => println!(
+                    "{}: pinned {}",
+                    r.domain,
+                    serde_json::to_value(p)?.as_str().unwrap_or("?")
+                ),
+                None => println!("{}: pin removed, trust is learned again", r.domain),
             }
             Ok(0)
         }

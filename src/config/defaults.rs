@@ -79,6 +79,20 @@ pub const DELIVERY_IDLE_SECS: u64 = 10;
 /// cut (RFC 3462 allows returning only part of the message).
 pub const DSN_MAX_RETURNED_BYTES: usize = 16 * 1024;
 
+/// Held messages are kept a month: long enough for a user back from holidays to ask.
+pub const QUARANTINE_RETENTION_DAYS: u64 = 30;
+/// Held messages may take 2 GiB; beyond, the oldest expire first.
+pub const QUARANTINE_MAX_TOTAL_SIZE: u64 = 2 * 1024 * 1024 * 1024;
+/// Expiry runs every 5 minutes (it is a few indexed queries).
+pub const QUARANTINE_EXPIRY_INTERVAL_SECS: u64 = 300;
+/// A preview parses at most 2 MiB of a message (a page of text and the attachment list are
+/// in the first MiB of nearly every message), whatever its size.
+pub const QUARANTINE_PREVIEW_MAX_BYTES: u64 = 2 * 1024 * 1024;
+/// Display fields longer than a console line say nothing more.
+pub const QUARANTINE_FIELD_MAX_CHARS: usize = 200;
+/// Entries per page of a listing at most.
+pub const QUARANTINE_MAX_PAGE: u32 = 500;
+
 /// Score thresholds of the verdict (ARCHITECTURE.md §2).
 pub const TAG_SCORE: f64 = 5.0;
 pub const QUARANTINE_SCORE: f64 = 8.0;
@@ -126,3 +140,10 @@ pub const CERTS_CRL_READ_TIMEOUT_SECS: u64 = 15;
 /// Large public CAs publish CRLs of several MB.
 pub const CERTS_CRL_MAX_BYTES: usize = 20 * 1024 * 1024;
 pub const CERTS_CRL_RETRY_SECS: u64 = 300;
+
+/// The admin API's socket, inside data_dir.
+pub const ADMIN_SOCKET: &str = "admin.sock";
+/// A PKCS#12 file or a large public CA's CRL (`certs.crl_max_bytes`), base64 in JSON.
+pub const ADMIN_MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
+/// Operators and a console or two; a script looping on the socket waits its turn.
+pub const ADMIN_MAX_CONCURRENT_REQUESTS: usize = 16;

@@ -572,6 +572,70 @@ impl BayesConfig {
     }
 }
 
+/// `[quarantine]`: how long held messages are kept, how much space they may take, and the
+/// bounds of what an operator's request may cost.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuarantineConfig {
+    /// A held message expires this many days after it arrived.
+    pub retention_days: u64,
+    /// When held messages take more, the oldest expire first ("2 GiB" or bytes).
+    pub max_total_size: bytesize::ByteSize,
+    /// How often expiry runs (and the quarantine gauges are refreshed).
+    pub expiry_interval_secs: u64,
+    /// A preview reads at most this much of a message and shows at most this much text.
+    pub preview_max_bytes: bytesize::ByteSize,
+    /// Display fields (From, To, Subject, Date, Message-ID) are cut at this many characters.
+    pub field_max_chars: usize,
+    /// Most entries one page of a listing may ask for.
+    pub max_page: u32,
+}
+
+impl Default for QuarantineConfig {
+    fn default() -> Self {
+        QuarantineConfig {
+            retention_days: defaults::QUARANTINE_RETENTION_DAYS,
+            max_total_size: bytesize::ByteSize(defaults::QUARANTINE_MAX_TOTAL_SIZE),
+            expiry_interval_secs: defaults::QUARANTINE_EXPIRY_INTERVAL_SECS,
+            preview_max_bytes: bytesize::ByteSize(defaults::QUARANTINE_PREVIEW_MAX_BYTES),
+            field_max_chars: defaults::QUARANTINE_FIELD_MAX_CHARS,
+            max_page: defaults::QUARANTINE_MAX_PAGE,
+        }
+    }
+}
+
+impl QuarantineConfig {
+    fn validate(&self) -> anyhow::Result<()> {
+        for (key, v) in [
+            ("quarantine.retention_days", self.retention_days),
+            ("quarantine.max_total_size", self.max_total_size.as_u64()),
+            ("quarantine.expiry_interval_secs", self.expiry_interval_secs),
+            (
+                "quarantine.preview_max_bytes",
+                self.preview_max_bytes.as_u64(),
+            ),
+            ("quarantine.field_max_chars", self.field_max_chars as u64),
+            ("quarantine.max_page", self.max_page as u64),
+        ] {
+            if v == 0 {
+                bail!("key `{key}`: must be greater than 0");
+            }
+        }
+        if self.retention_days > 3650 {
+            bail!(
+                "key `quarantine.retention_days`: at most 3650 days, got {}",
+                self.retention_days
+            );
+        }
+        Ok(())
+    }
+
+    /// Seconds a held message is kept.
+    pub fn retention_secs(&self) -> i64 {
+        self.retention_days as i64 * 86400
+    }
+}
+
 /// `[smime] undecryptable_action`: what happens to S/MIME mail we cannot open or read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -757,6 +821,64 @@ impl CertsConfig {
     }
 }
 
+/// `[admin]`: the admin API on a Unix socket in `data_dir` (`crate::admin`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Serve the admin API (`data_dir/admin.sock`); the CLI then acts through it.
+    pub enabled: bool,
+    /// Group of the socket (mode 0660) and of the data directory's traverse bit; ""
+    /// = the gateway's own group.
+    pub socket_group: String,
+    /// Members may use every endpoint; root and the gateway's own user always may. ""
+    /// = nobody else.
+    pub operator_group: String,
+    /// Members may read (GET) only. "" = nobody.
+    pub audit_group: String,
+    /// Largest request body (a PKCS#12 file or a CRL, base64 in JSON), bytes.
+    pub max_request_bytes: usize,
+    /// Requests handled at once; more wait for a turn.
+    pub max_concurrent_requests: usize,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            enabled: true,
+            socket_group: String::new(),
+            operator_group: String::new(),
+            audit_group: String::new(),
+            max_request_bytes: defaults::ADMIN_MAX_REQUEST_BYTES,
+            max_concurrent_requests: defaults::ADMIN_MAX_CONCURRENT_REQUESTS,
+        }
+    }
+}
+
+impl AdminConfig {
+    fn validate(&self) -> anyhow::Result<()> {
+        for (key, name) in [
+            ("admin.socket_group", &self.socket_group),
+            ("admin.operator_group", &self.operator_group),
+            ("admin.audit_group", &self.audit_group),
+        ] {
+            let ok = name.len() <= 64
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+            if !ok {
+                bail!("key `{key}`: {name:?} is not a group name");
+            }
+        }
+        if self.max_request_bytes == 0 {
+            bail!("key `admin.max_request_bytes`: must be greater than 0");
+        }
+        if self.max_concurrent_requests == 0 {
+            bail!("key `admin.max_concurrent_requests`: must be greater than 0");
+        }
+        Ok(())
+    }
+}
+
 /// The configuration file as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -793,6 +915,8 @@ pub struct Config {
     /// Outbound DKIM keys; empty = outbound mail is not signed.
     pub dkim_signing: Vec<DkimSigningConfig>,
     pub smime: SmimeConfig,
+    pub admin: AdminConfig,
+    pub quarantine: QuarantineConfig,
     /// Points overrides: `SYMBOL_NAME = points`.
     pub symbols: BTreeMap<String, f64>,
     /// Per-stage settings by stage name.
@@ -833,6 +957,8 @@ impl Default for Config {
             certs: CertsConfig::default(),
             dkim_signing: Vec::new(),
             smime: SmimeConfig::default(),
+            admin: AdminConfig::default(),
+            quarantine: QuarantineConfig::default(),
             symbols: BTreeMap::new(),
             stages: BTreeMap::new(),
         }
@@ -843,6 +969,7 @@ impl Default for Config {
 pub const KNOWN_STAGES: &[&str] = &[
     "smime",
     "auth",
+    "lists",
     "trust",
     "header_sanity",
     "tls_reputation",
@@ -981,6 +1108,8 @@ impl Config {
         self.recipients.validate()?;
         self.bayes.validate()?;
         self.smime.validate()?;
+        self.admin.validate()?;
+        self.quarantine.validate()?;
         for (i, d) in self.dkim_signing.iter().enumerate() {
             if d.domain.is_empty() || d.domain.contains(['@', ' ', '[', ']']) {
                 bail!(

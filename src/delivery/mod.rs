@@ -24,8 +24,8 @@ use filters::Direction;
 use crate::config::{Config, parse_host_port};
 use crate::metrics::Metrics;
 use crate::queue::{
-    DeliveryJob, Op, Queue, QueueState, QueuedMessage, RcptStatus, Recipient, Stored, is_inline,
-    new_queue_id, unix_now, write_body_file,
+    DeliveryJob, Op, Queue, QueuedMessage, RcptStatus, Recipient, Stored, is_inline, new_queue_id,
+    unix_now, write_body_file,
 };
 use crate::smtp::address::domain_of;
 
@@ -386,7 +386,6 @@ impl Delivery {
             } else {
                 Direction::Outbound
             },
-            state: QueueState::Queued,
             mail_from: String::new(),
             recipients: vec![Recipient::pending(message.mail_from.clone())],
             received_at: unix_now(),

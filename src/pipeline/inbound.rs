@@ -18,27 +18,32 @@ pub fn steps(config: &Config, resources: &Resources) -> Vec<Step> {
     if let Some(auth) = resources.auth_stage(config) {
         push_check(&mut s, config, auth);
     }
-    // 3. Level of trust: relationships, known servers, pins — for authenticated senders.
+    // 3. Allow and block lists: after auth (an allowed name must be authenticated), before
+    //    the spam filters an allow entry skips; a block entry forces a reject.
+    if let Some(lists) = resources.lists_stage() {
+        push_check(&mut s, config, lists);
+    }
+    // 4. Level of trust: relationships, known servers, pins — for authenticated senders.
     if let Some(trust) = resources.trust_stage(config) {
         push_check(&mut s, config, trust);
     }
-    // 4. TLS reputation: a verified client certificate that names the sender earns trust,
+    // 5. TLS reputation: a verified client certificate that names the sender earns trust,
     //    a domain that drops its usual certificate is flagged (the per-domain TLS
     //    *requirement* is enforced at MAIL FROM by the session).
     push_check(&mut s, config, resources.tls_stage());
-    // 5. Header sanity: the RFC 5322 shape of the message.
+    // 6. Header sanity: the RFC 5322 shape of the message.
     push_check(&mut s, config, filters::header_sanity::HeaderSanity);
-    // 6. Bayes: spam probability from the learned model (no opinion until trained).
+    // 7. Bayes: spam probability from the learned model (no opinion until trained).
     if let Some(bayes) = resources.bayes_stage(config) {
         push_check(&mut s, config, bayes);
     }
-    // 7. ClamAV: a virus is rejected in the dialog (or quarantined, by config).
+    // 8. ClamAV: a virus is rejected in the dialog (or quarantined, by config).
     if let Some(clamav) = resources.clamav_stage(config) {
         push_check(&mut s, config, clamav);
     }
-    // 8. The verdict: the score card becomes accept, tag, quarantine, reject or tempfail.
+    // 9. The verdict: the score card becomes accept, tag, quarantine, reject or tempfail.
     s.push(Step::Verdict);
-    // 9. Harvest: valid signers' certificates, only from mail the verdict lets through.
+    // 10. Harvest: valid signers' certificates, only from mail the verdict lets through.
     if let Some(smime) = smime {
         s.push(Step::Harvest(smime));
     }

@@ -58,6 +58,15 @@ impl Outcome {
             action: self.action.as_str(),
             tagged: self.action == Action::Tag,
             symbols: self.card.summary(),
+            points: self
+                .card
+                .symbols
+                .iter()
+                .map(|s| quarantine::SymbolPoints {
+                    name: s.name.to_string(),
+                    points: s.points,
+                })
+                .collect(),
             fields: &self.headers,
             copies: &self.copies,
         }
@@ -117,6 +126,8 @@ pub struct Resources {
     pub learning: learning::Learning,
     /// Keys and certificates for S/MIME (the certificate store); `None`: no S/MIME.
     pub keyring: Option<Arc<dyn crate::smime::keyring::Keyring>>,
+    /// Operators' allow and block lists (loaded by the gateway); `None`: no lists stage.
+    pub lists: Option<filters::lists::LiveLists>,
 }
 
 impl Resources {
@@ -181,6 +192,14 @@ impl Resources {
         Some(filters::trust::TrustStage {
             book,
             now: filters::trust::unix_now,
+        })
+    }
+
+    /// The allow and block lists, when the gateway loaded them.
+    pub fn lists_stage(&self) -> Option<filters::lists::ListsStage> {
+        Some(filters::lists::ListsStage {
+            lists: self.lists.clone()?,
+            now: filters::unix_now,
         })
     }
 
@@ -311,6 +330,8 @@ impl Pipeline {
         let mut decided = None;
         for step in phase_of(Phase::Judge) {
             match step {
+                // An operator's allow entry overrides the spam filters' opinion.
+                Step::Check(s) if facts.allow_listed && s.stage.is_spam_filter() => {}
                 Step::Check(s) => {
                     let started = Instant::now();
                     let ctx = MessageContext {
@@ -692,5 +713,51 @@ mod tests {
             let out = run(off).run(&envelope(), spam).await;
             assert!(!out.card.summary().contains("BAYES_"), "{off}: {out:?}");
         }
+    }
+    #[tokio::test]
+    async fn an_allow_entry_skips_bayes_and_a_block_entry_rejects() {
+        use filters::bayes::{Class, tokenizer};
+        use filters::lists::{Entry, ListKind, ListSet, LiveLists, Scope, Sender};
+        let spam = b"From: d@cheap.example\r\nDate: x\r\nMessage-ID: <1@b>\r\nSubject: cheap pills\r\n\r\nbuy cheap pills now\r\n";
+        let ham = b"From: a@work.example\r\nDate: x\r\nMessage-ID: <2@b>\r\nSubject: meeting\r\n\r\nagenda of the meeting\r\n";
+        let model = crate::bayes::empty();
+        for (m, class) in [(&spam[..], Class::Spam), (&ham[..], Class::Ham)] {
+            model
+                .write()
+                .unwrap()
+                .learn(&tokenizer::tokenize(m, None), class);
+        }
+        let entry = |kind, sender: &str| Entry {
+            id: 1,
+            kind,
+            sender: Sender::parse(sender).unwrap(),
+            scope: Scope::Global,
+            expires_at: None,
+        };
+        let lists = LiveLists::new(ListSet::new([entry(ListKind::Allow, "192.0.2.0/24")]));
+        let resources = Resources {
+            bayes: Some(model),
+            lists: Some(lists.clone()),
+            ..Resources::default()
+        };
+        let c = Config::parse("[bayes]\nmin_ham = 1\nmin_spam = 1\n").unwrap();
+        let p = Pipeline::from_config(&c, &resources, Metrics::new());
+        let out = p.run(&envelope(), spam).await;
+        let summary = out.card.summary();
+        assert!(
+            summary.contains("LIST_ALLOW") && !summary.contains("BAYES_"),
+            "{summary}"
+        );
+        assert!(out.card.score() <= -20.0, "{summary}");
+        // The lists are replaced in place: the next message sees the block entry (and
+        // Bayes, which has an opinion on this message, speaks again).
+        lists.replace(ListSet::new([entry(ListKind::Block, "@b.test")]));
+        let out = p.run(&envelope(), spam).await;
+        assert_eq!(out.action, Action::Reject, "{}", out.card.summary());
+        assert!(
+            out.card.summary().contains("BAYES_SPAM"),
+            "{}",
+            out.card.summary()
+        );
     }
 }

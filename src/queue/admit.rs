@@ -1,5 +1,6 @@
 //! What is stored for a verdict that lets a message in: one queued message per copy the
-//! pipeline made, each with our trace header fields above it, all in one commit before the
+//! pipeline made — or, for a copy the verdict holds, one quarantined message with an entry
+//! per recipient — each with our trace header fields above it, all in one commit before the
 //! one `250`. Decided here, once; the SMTP session runs the pipeline, calls [`admit`] and
 //! writes the reply.
 
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use filters::{Direction, Envelope, TlsFacts};
 
 use super::trace::received_header;
-use super::{Queue, QueueState, QueuedMessage, Recipient, new_queue_id, unix_now};
+use super::{Queue, QueuedMessage, Recipient, new_queue_id, unix_now};
 
 /// One message to queue for (some of) the envelope recipients.
 #[derive(Debug, Clone, Default)]
@@ -32,14 +33,32 @@ pub struct Verdict<'a> {
     pub score: f64,
     /// `accept`, `tag` or `quarantine`, for `X-Portcullis-Score`.
     pub action: &'a str,
-    /// Tagged as spam: `X-Spam-Flag: YES` (inbound).
+    /// Tagged as spam: `X-Spam-Flag: YES` (inbound; held copies always).
     pub tagged: bool,
     /// The symbols with points, for the queue row.
     pub symbols: String,
+    /// The same, one by one, for the quarantine.
+    pub points: Vec<quarantine::SymbolPoints>,
     /// Header fields of the stages, for every copy (Authentication-Results, ...).
     pub fields: &'a [String],
     /// What to store: at least one copy.
     pub copies: &'a [MessageCopy],
+}
+
+/// What a held copy needs besides the verdict (`[quarantine]`).
+#[derive(Debug, Clone, Copy)]
+pub struct HoldSettings {
+    pub retention_secs: i64,
+    pub field_max_chars: usize,
+}
+
+impl HoldSettings {
+    pub fn from_config(q: &crate::config::QuarantineConfig) -> HoldSettings {
+        HoldSettings {
+            retention_secs: q.retention_secs(),
+            field_max_chars: q.field_max_chars,
+        }
+    }
 }
 
 /// Where the message came from, for our `Received:` line.
@@ -55,7 +74,8 @@ pub struct Arrival<'a> {
     pub received: &'a [u8],
 }
 
-/// Store every copy (one commit) and return their queue ids, first the message's own.
+/// Store every copy (one commit) and return their ids (queue ids, and the quarantine ids of
+/// held copies), first the message's own.
 pub async fn admit(
     queue: &Queue,
     arrival: &Arrival<'_>,
@@ -64,6 +84,7 @@ pub async fn admit(
     let envelope = arrival.envelope;
     let inbound = envelope.direction == Direction::Inbound;
     let mut stored = Vec::with_capacity(verdict.copies.len());
+    let mut held = Vec::new();
     let mut ids = Vec::with_capacity(verdict.copies.len());
     for copy in verdict.copies {
         let id = new_queue_id();
@@ -79,17 +100,35 @@ pub async fn admit(
         let mut full = Vec::with_capacity(head.len() + body.len());
         full.extend_from_slice(head.as_bytes());
         full.extend_from_slice(body);
+        let now = unix_now();
+        ids.push(id.clone());
+        if let Some(reason) = &copy.hold {
+            let hold = queue.hold;
+            let copy = quarantine::NewHeld {
+                id,
+                direction: envelope.direction,
+                mail_from: envelope.mail_from.clone(),
+                recipients: recipients.clone(),
+                client_ip: arrival.client_ip.to_string(),
+                helo: envelope.helo.clone(),
+                tls: arrival.tls.map(|t| format!("{} {}", t.version, t.cipher)),
+                score: verdict.score,
+                symbols: verdict.points.clone(),
+                reason: reason.clone(),
+                received_at: now,
+                expires_at: now + hold.retention_secs,
+                size: full.len() as u64,
+                display: quarantine::display::display_fields(body, hold.field_max_chars),
+            };
+            held.push((copy, Arc::new(full)));
+            continue;
+        }
         let message = QueuedMessage {
-            id: id.clone(),
+            id,
             direction: envelope.direction,
-            state: if copy.hold.is_some() {
-                QueueState::Held
-            } else {
-                QueueState::Queued
-            },
             mail_from: envelope.mail_from.clone(),
             recipients: recipients.iter().map(Recipient::pending).collect(),
-            received_at: unix_now(),
+            received_at: now,
             size: full.len() as u64,
             attempts: 0,
             next_attempt: 0,
@@ -99,10 +138,9 @@ pub async fn admit(
             score: verdict.score,
             symbols: verdict.symbols.clone(),
         };
-        ids.push(id);
         stored.push((message, Arc::new(full)));
     }
-    queue.store_many(stored).await?;
+    queue.store_many(stored, held).await?;
     Ok(ids)
 }
 
@@ -134,7 +172,8 @@ fn trace_fields(
             "X-Portcullis-Score: {:.2} ({})\r\n",
             verdict.score, verdict.action
         ));
-        if verdict.tagged {
+        // A held copy is flagged too: what an operator releases is stripped of the flag.
+        if verdict.tagged || copy.hold.is_some() {
             h.push_str("X-Spam-Flag: YES\r\n");
         }
     }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use sqlx::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{DeliveryJob, QueueState, QueuedMessage, body_path, is_inline, store};
+use super::{DeliveryJob, QueuedMessage, body_path, is_inline, store};
 use crate::metrics::Metrics;
 
 /// Largest group committed at once (bounds transaction time, keeps latency fair).
@@ -23,6 +23,9 @@ const SETTLE_LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 /// written inline by the commit.
 pub type Stored = (QueuedMessage, Arc<Vec<u8>>);
 
+/// A copy the verdict holds, and its body (a large one already fsync'd in `quarantine/`).
+pub type HeldStored = (quarantine::NewHeld, Arc<Vec<u8>>);
+
 // Ops are moved once through the channel; boxing the large variant would buy nothing.
 #[allow(clippy::large_enum_variant)]
 pub enum Op {
@@ -30,6 +33,7 @@ pub enum Op {
     /// transaction, so all or none. `ack` hears the commit.
     Insert {
         messages: Vec<Stored>,
+        held: Vec<HeldStored>,
         ack: oneshot::Sender<Result<(), String>>,
     },
     /// A delivery attempt ended; `message` carries the new recipient states, attempts and
@@ -46,6 +50,7 @@ pub enum Op {
 pub async fn run(
     writer: SqlitePool,
     spool_dir: PathBuf,
+    quarantine_dir: PathBuf,
     mut ops: mpsc::UnboundedReceiver<Op>,
     jobs: mpsc::UnboundedSender<DeliveryJob>,
     in_flight: Arc<Mutex<HashSet<String>>>,
@@ -63,13 +68,19 @@ pub async fn run(
         }
         let mut dispatch = Vec::new();
         let mut inserts = Vec::new();
+        let mut holds = Vec::new();
         let mut acks = Vec::new();
         let mut settles = Vec::new();
         for op in group.drain(..) {
             match op {
                 Op::Dispatch(job) => dispatch.push(job),
-                Op::Insert { messages, ack } => {
+                Op::Insert {
+                    messages,
+                    held,
+                    ack,
+                } => {
                     inserts.extend(messages);
+                    holds.extend(held);
                     acks.push(ack);
                 }
                 Op::Settle { message, dsn } => settles.push((message, dsn)),
@@ -77,8 +88,9 @@ pub async fn run(
         }
         let result = commit(
             &writer,
-            &spool_dir,
+            [&spool_dir, &quarantine_dir],
             &inserts,
+            &holds,
             &settles,
             &mut synchronous_full,
         )
@@ -94,7 +106,7 @@ pub async fn run(
         }
         let mut unlink = Vec::new();
         for (message, body) in inserts {
-            if committed && message.state == QueueState::Queued {
+            if committed {
                 in_flight.lock().unwrap().insert(message.id.clone());
                 dispatch.push(DeliveryJob {
                     message,
@@ -102,6 +114,12 @@ pub async fn run(
                 });
             } else if !committed && !is_inline(message.size) {
                 unlink.push(body_path(&spool_dir, &message.id));
+            }
+        }
+
+        for (held, _) in holds {
+            if !committed && !is_inline(held.size) {
+                unlink.push(quarantine::store::body_path(&quarantine_dir, &held.id));
             }
         }
 
@@ -145,8 +163,9 @@ pub async fn run(
 
 async fn commit(
     writer: &SqlitePool,
-    spool_dir: &Path,
+    [spool_dir, quarantine_dir]: [&Path; 2],
     inserts: &[Stored],
+    holds: &[HeldStored],
     settles: &[(QueuedMessage, Option<Stored>)],
     synchronous_full: &mut bool,
 ) -> anyhow::Result<()> {
@@ -154,15 +173,19 @@ async fn commit(
         || settles
             .iter()
             .any(|(_, d)| d.as_ref().is_some_and(|(m, _)| !is_inline(m.size)));
-    if new_files {
-        // One directory fsync makes all new spool file names of this group durable.
-        let dir = spool_dir.to_path_buf();
-        tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all()).await??;
+    let new_held_files = holds.iter().any(|(h, _)| !is_inline(h.size));
+    // One directory fsync makes all new file names of this group durable.
+    for (dir, needed) in [(spool_dir, new_files), (quarantine_dir, new_held_files)] {
+        if needed {
+            let dir = dir.to_path_buf();
+            tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all()).await??;
+        }
     }
     // A group of outcomes only (no new message, no DSN) needs no fsync of its own: losing
     // it in a crash means a redelivery (at-least-once), and the next FULL commit syncs the
     // WAL it is in anyway.
-    let outcomes_only = inserts.is_empty() && settles.iter().all(|(_, d)| d.is_none());
+    let outcomes_only =
+        inserts.is_empty() && holds.is_empty() && settles.iter().all(|(_, d)| d.is_none());
     if *synchronous_full == outcomes_only {
         let sync = if outcomes_only {
             "PRAGMA synchronous = NORMAL"
@@ -184,6 +207,10 @@ async fn commit(
     };
     for stored in inserts {
         insert(&mut tx, stored).await?;
+    }
+    for (held, body) in holds {
+        let inline = is_inline(held.size).then_some(body.as_slice());
+        quarantine::store::insert(&mut tx, held, inline).await?;
     }
     let mut finished = Vec::new();
     for (message, dsn) in settles {

@@ -15,6 +15,10 @@
 //!    SQLite transaction (`synchronous=FULL`): one WAL fsync for the whole group;
 //! 3. only then the sessions get their ack and reply 250.
 //!
+//! Held copies (quarantine verdict) are not queue rows: the committer stores them in the
+//! quarantine's tables (the `quarantine` crate) in the same transaction, large bodies as
+//! files in `quarantine/`, so a held message too is durable before the `250`.
+//!
 //! Delivery outcomes go through the same committer, so one task writes to the database.
 //! A crash between delivery and the outcome's commit redelivers the message on restart
 //! (at-least-once); nothing acknowledged is ever lost.
@@ -37,27 +41,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
 use crate::store::{Database, create_private_dir};
-pub use admit::{Arrival, MessageCopy, Verdict, admit};
-pub use committer::{Op, Stored};
+pub use admit::{Arrival, HoldSettings, MessageCopy, Verdict, admit};
+pub use committer::{HeldStored, Op, Stored};
 pub use store::QueueStore;
-
-/// Whether a stored message waits for delivery or is held for an operator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum QueueState {
-    Queued,
-    /// Quarantine verdict: kept and never delivered; `queue delete` drops it.
-    Held,
-}
-
-impl QueueState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            QueueState::Queued => "queued",
-            QueueState::Held => "held",
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -91,7 +77,6 @@ impl Recipient {
 pub struct QueuedMessage {
     pub id: String,
     pub direction: Direction,
-    pub state: QueueState,
     pub mail_from: String,
     pub recipients: Vec<Recipient>,
     pub received_at: i64,
@@ -155,10 +140,13 @@ pub fn is_valid_id(id: &str) -> bool {
 #[derive(Clone)]
 pub struct Queue {
     spool_dir: PathBuf,
+    quarantine_dir: PathBuf,
     ops: mpsc::UnboundedSender<Op>,
     /// Ids handed to delivery and not yet settled; the scanner skips them.
     pub in_flight: Arc<Mutex<HashSet<String>>>,
     pub store: QueueStore,
+    /// For copies the verdict holds.
+    pub hold: HoldSettings,
 }
 
 impl Queue {
@@ -168,9 +156,12 @@ impl Queue {
         data_dir: &Path,
         db: &Database,
         metrics: Metrics,
+        hold: HoldSettings,
     ) -> anyhow::Result<(Queue, mpsc::UnboundedReceiver<DeliveryJob>)> {
         let spool_dir = data_dir.join("spool");
         create_private_dir(&spool_dir)?;
+        let quarantine_dir = quarantine_dir(data_dir);
+        create_private_dir(&quarantine_dir)?;
         let store = QueueStore::new(db);
         let writer = db.writer().await?;
         let (ops_tx, ops_rx) = mpsc::unbounded_channel();
@@ -179,6 +170,7 @@ impl Queue {
         tokio::spawn(committer::run(
             writer,
             spool_dir.clone(),
+            quarantine_dir.clone(),
             ops_rx,
             jobs_tx,
             in_flight.clone(),
@@ -187,9 +179,11 @@ impl Queue {
         Ok((
             Queue {
                 spool_dir,
+                quarantine_dir,
                 ops: ops_tx,
                 in_flight,
                 store,
+                hold,
             },
             jobs_rx,
         ))
@@ -206,18 +200,32 @@ impl Queue {
     /// Store a new message durably. Returns once the body and its row are on disk; only
     /// then may the session say 250. `message.size` must be `body.len()`.
     pub async fn store(&self, message: QueuedMessage, body: Arc<Vec<u8>>) -> anyhow::Result<()> {
-        self.store_many(vec![(message, body)]).await
+        self.store_many(vec![(message, body)], Vec::new()).await
     }
 
     /// Store several messages (the copies of one transaction, e.g. one per S/MIME
     /// recipient) in one commit: all are on disk, or none is (the session then says 451
-    /// and no copy goes out twice on the client's retry).
-    pub async fn store_many(&self, messages: Vec<Stored>) -> anyhow::Result<()> {
+    /// and no copy goes out twice on the client's retry). `held`: copies the verdict
+    /// holds, stored in the quarantine in the same commit.
+    pub async fn store_many(
+        &self,
+        messages: Vec<Stored>,
+        held: Vec<HeldStored>,
+    ) -> anyhow::Result<()> {
         let mut written = Vec::new();
-        for (message, body) in &messages {
-            debug_assert_eq!(message.size, body.len() as u64);
-            if !is_inline(message.size) {
-                let path = self.body_path(&message.id);
+        let files = messages
+            .iter()
+            .map(|(m, body)| (m.size, self.body_path(&m.id), body))
+            .chain(held.iter().map(|(h, body)| {
+                (
+                    h.size,
+                    quarantine::store::body_path(&self.quarantine_dir, &h.id),
+                    body,
+                )
+            }));
+        for (size, path, body) in files {
+            debug_assert_eq!(size, body.len() as u64);
+            if !is_inline(size) {
                 if let Err(e) = write_body_file(path.clone(), body.clone()).await {
                     // none of the copies is acknowledged: leave no orphan file behind
                     for p in written {
@@ -230,7 +238,11 @@ impl Queue {
         }
         let (ack, done) = oneshot::channel();
         self.ops
-            .send(Op::Insert { messages, ack })
+            .send(Op::Insert {
+                messages,
+                held,
+                ack,
+            })
             .map_err(|_| anyhow::anyhow!("queue committer has stopped"))?;
         done.await
             .map_err(|_| anyhow::anyhow!("queue committer has stopped"))?
@@ -277,6 +289,11 @@ impl Queue {
                 .with_context(|| format!("cannot read spool file of {}", message.id))
         }
     }
+}
+
+/// Where large held bodies are: `data_dir/quarantine`.
+pub fn quarantine_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("quarantine")
 }
 
 pub fn body_path(spool_dir: &Path, id: &str) -> PathBuf {

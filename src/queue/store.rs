@@ -4,16 +4,17 @@ use anyhow::Context;
 use filters::Direction;
 use sqlx::sqlite::SqlitePool;
 
-use super::{QueueState, QueuedMessage, Recipient};
+use super::{QueuedMessage, Recipient};
 
-const COLUMNS: &str = "id, direction, state, mail_from, recipients, received_at, size, attempts, \
+/// The columns of a queue row as read. (`state` is always `queued`: held messages are in the
+/// quarantine's tables.)
+const COLUMNS: &str = "id, direction, mail_from, recipients, received_at, size, attempts, \
                        next_attempt, last_error, client_ip, helo, score, symbols";
 
 #[derive(sqlx::FromRow)]
 struct Row {
     id: String,
     direction: String,
-    state: String,
     mail_from: String,
     recipients: String,
     received_at: i64,
@@ -36,11 +37,6 @@ impl Row {
                 Direction::Outbound
             } else {
                 Direction::Inbound
-            },
-            state: if self.state == "held" {
-                QueueState::Held
-            } else {
-                QueueState::Queued
             },
             id: self.id,
             mail_from: self.mail_from,
@@ -103,14 +99,22 @@ impl QueueStore {
     }
 
     /// Count of messages waiting for delivery (the queue-depth gauge).
-    pub async fn depth(&self) -> anyhow::Result<(i64, i64)> {
-        let queued: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM queue WHERE state = 'queued'")
-            .fetch_one(&self.pool)
-            .await?;
-        let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM queue WHERE state = 'held'")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok((queued, held))
+    pub async fn depth(&self) -> anyhow::Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM queue WHERE state = 'queued'")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Messages waiting for delivery, and the arrival (unix seconds) of the oldest, read
+    /// together.
+    pub async fn waiting(&self) -> anyhow::Result<(i64, Option<i64>)> {
+        Ok(
+            sqlx::query_as("SELECT COUNT(*), MIN(received_at) FROM queue WHERE state = 'queued'")
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     /// Make a queued message due now. Returns false when there is no such queued message.
@@ -149,12 +153,13 @@ pub(crate) async fn insert(
     conn: &mut sqlx::SqliteConnection,
     m: &QueuedMessage,
 ) -> Result<(), sqlx::Error> {
-    let sql =
-        format!("INSERT INTO queue ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    let sql = format!(
+        "INSERT INTO queue (state, {COLUMNS}) \
+         VALUES ('queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    );
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(&m.id)
         .bind(m.direction.as_str())
-        .bind(m.state.as_str())
         .bind(&m.mail_from)
         .bind(recipients_json(&m.recipients))
         .bind(m.received_at)

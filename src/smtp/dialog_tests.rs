@@ -36,9 +36,14 @@ impl Dialog {
         let config = Arc::new(config);
         let metrics = Metrics::new();
         let db = Database::open(&config.data_dir).await.unwrap();
-        let (queue, jobs) = Queue::open(&config.data_dir, &db, metrics.clone())
-            .await
-            .unwrap();
+        let (queue, jobs) = Queue::open(
+            &config.data_dir,
+            &db,
+            metrics.clone(),
+            crate::queue::HoldSettings::from_config(&config.quarantine),
+        )
+        .await
+        .unwrap();
         // Nothing delivers in these tests: the jobs stay queued.
         std::mem::forget(jobs);
         let shared = Arc::new(Shared {

@@ -1,7 +1,7 @@
 //! The gateway's one database: opened, migrated and made private here, then handed to its
 //! owners. Each owner keeps its own SQL in its own room — the queue (`queue::store`), the
-//! Bayes model (`bayes::store`), the level of trust (`trust`), the certificate store
-//! (`certs::store`) — behind functions, in portable SQL (`?` placeholders, no SQLite-only
+//! quarantine (the `quarantine` crate), the Bayes model (`bayes::store`), the level of trust
+//! (`trust`), the certificate store (`certs::store`) — behind functions, in portable SQL (`?` placeholders, no SQLite-only
 //! syntax), so that another database could later sit behind the same functions for several
 //! gateways sharing one state.
 //!
@@ -56,6 +56,23 @@ impl Database {
             .run(&pool)
             .await
             .with_context(|| format!("cannot migrate the database {}", path.display()))?;
+        // Held messages the migration moved from the queue into the quarantine: their
+        // display fields come from the body, their spool files move to quarantine/.
+        let quarantine_dir = crate::queue::quarantine_dir(data_dir);
+        create_private_dir(&quarantine_dir)?;
+        let adopted = quarantine::Store::new(pool.clone(), quarantine_dir)
+            .adopt_migrated(
+                &data_dir.join("spool"),
+                crate::config::defaults::QUARANTINE_FIELD_MAX_CHARS,
+            )
+            .await
+            .context("cannot move the held messages of the queue into the quarantine")?;
+        if adopted > 0 {
+            tracing::info!(
+                adopted,
+                "held messages moved from the queue into the quarantine"
+            );
+        }
         // An older data directory may have 0644 files.
         for file in [FILE, "queue.db-wal", "queue.db-shm"] {
             restrict_permissions(&data_dir.join(file));
@@ -83,7 +100,8 @@ impl Database {
 }
 
 /// Create a directory readable only by the service user (mail bodies and keys are private);
-/// an existing one gets mode 0700.
+/// an existing one gets mode 0700, keeping only a group's traverse bit (the admin socket's
+/// group passes through the data directory to reach it, and can list or read nothing).
 pub fn create_private_dir(path: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     if !path.exists() {
@@ -93,8 +111,15 @@ pub fn create_private_dir(path: &Path) -> anyhow::Result<()> {
             .create(path)
             .with_context(|| format!("cannot create directory {}", path.display()))?;
     } else {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("cannot set mode 0700 on {}", path.display()))?;
+        let current = std::fs::metadata(path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .permissions()
+            .mode();
+        let mode = 0o700 | (current & 0o010);
+        if current & 0o777 != mode {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .with_context(|| format!("cannot set mode {mode:o} on {}", path.display()))?;
+        }
     }
     Ok(())
 }
@@ -142,5 +167,131 @@ mod tests {
             assert_eq!(mode & 0o077, 0, "{} is {mode:o}", entry.path().display());
         }
         assert!(data.join("queue.db-wal").exists());
+    }
+
+    /// A data directory from before the quarantine (schema up to 0006) with held queue rows:
+    /// opening it moves them — rows, inline bodies and spool files — into the quarantine,
+    /// and leaves the queued message alone.
+    #[tokio::test]
+    async fn held_queue_rows_move_into_the_quarantine() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        create_private_dir(&data).unwrap();
+        std::fs::create_dir(data.join("spool")).unwrap();
+        let options = SqliteConnectOptions::from_str("sqlite:")
+            .unwrap()
+            .filename(data.join(FILE))
+            .create_if_missing(true);
+        let old = SqlitePool::connect_with(options).await.unwrap();
+        MIGRATOR.run_to(6, &old).await.unwrap();
+        let body = b"From: Spam <spam@bad.example>\r\nSubject: =?UTF-8?Q?cheap_pills?=\r\n\
+Message-ID: <m1@bad.example>\r\n\r\nbuy\r\n";
+        for (id, state, rcpts) in [
+            (
+                "AA01",
+                "held",
+                r#"[{"address":"ann@example.test","status":"pending"},{"address":"bob@example.test","status":"pending"}]"#,
+            ),
+            (
+                "AA02",
+                "held",
+                r#"[{"address":"carl@example.test","status":"pending"}]"#,
+            ),
+            (
+                "AA03",
+                "queued",
+                r#"[{"address":"dora@example.test","status":"pending"}]"#,
+            ),
+        ] {
+            sqlx::query(
+                "INSERT INTO queue (id, direction, state, mail_from, recipients, received_at, \
+                 size, next_attempt, client_ip, helo, score, symbols) \
+                 VALUES (?, 'inbound', ?, 'spam@bad.example', ?, 1000, ?, 0, '192.0.2.9', \
+                 'bad.example', 9.5, 'BAYES_SPAM(8.50), HDR_MISSING_DATE(1.00)')",
+            )
+            .bind(id)
+            .bind(state)
+            .bind(rcpts)
+            .bind(if id == "AA02" {
+                300_000
+            } else {
+                body.len() as i64
+            })
+            .execute(&old)
+            .await
+            .unwrap();
+        }
+        for id in ["AA01", "AA03"] {
+            sqlx::query("INSERT INTO bodies (id, data) VALUES (?, ?)")
+                .bind(id)
+                .bind(&body[..])
+                .execute(&old)
+                .await
+                .unwrap();
+        }
+        std::fs::write(data.join("spool/AA02.eml"), body).unwrap();
+        old.close().await;
+
+        let db = Database::open(&data).await.unwrap();
+        let queue: Vec<(String, String)> = sqlx::query_as("SELECT id, state FROM queue")
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(queue, vec![("AA03".to_string(), "queued".to_string())]);
+        let store = quarantine::Store::new(db.pool().clone(), data.join("quarantine"));
+        let page = store
+            .list(
+                &quarantine::Filter::default(),
+                quarantine::PageRequest::default(),
+            )
+            .await
+            .unwrap();
+        let mut entries: Vec<(String, String)> = page
+            .entries
+            .iter()
+            .map(|e| (e.message.clone(), e.recipient.clone()))
+            .collect();
+        entries.sort();
+        assert_eq!(
+            entries,
+            vec![
+                ("AA01".into(), "ann@example.test".into()),
+                ("AA01".into(), "bob@example.test".into()),
+                ("AA02".into(), "carl@example.test".into()),
+            ]
+        );
+        let e = &page.entries[0];
+        assert_eq!(e.subject, "cheap pills");
+        assert_eq!(e.message_id, "m1@bad.example");
+        assert_eq!(e.symbols.len(), 2);
+        assert_eq!(e.reason, "score 9.50");
+        assert_eq!(e.expires_at, 1000 + 30 * 86400);
+        // Bodies: inline moved with the row, the spool file into quarantine/.
+        assert_eq!(store.body("AA01").await.unwrap().unwrap(), body);
+        assert_eq!(store.body("AA02").await.unwrap().unwrap(), body);
+        assert!(!data.join("spool/AA02.eml").exists());
+        let filter = quarantine::Filter {
+            symbol: Some("BAYES_SPAM".into()),
+            subject: Some("pills".into()),
+            ..quarantine::Filter::default()
+        };
+        let found = store
+            .list(&filter, quarantine::PageRequest::default())
+            .await
+            .unwrap();
+        assert_eq!(found.entries.len(), 3);
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM bodies")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(left, 1, "only the queued message's body stays in the queue");
+        // Opening again changes nothing.
+        drop(db);
+        let db = Database::open(&data).await.unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM quarantine_entries")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(n, 3);
     }
 }

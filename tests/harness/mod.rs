@@ -174,6 +174,56 @@ impl Gateway {
         serde_json::from_str(&out).unwrap()
     }
 
+    /// The held entries (`quarantine list --json`, newest first), as an operator's script
+    /// would read them.
+    pub fn held_json(&self) -> Vec<serde_json::Value> {
+        let (code, out, err) = self.cli(&["quarantine", "list", "--json", "--limit", "500"]);
+        assert_eq!(code, 0, "quarantine list failed: {err}");
+        let page: serde_json::Value = serde_json::from_str(&out).unwrap();
+        page["entries"].as_array().unwrap().clone()
+    }
+
+    /// Everything stored for delivery or held: the queue's rows (`"state": "queued"`) and
+    /// one row per held message (`"state": "held"`, its quarantine id, score and symbols
+    /// written as the queue writes them).
+    pub fn stored_json(&self) -> Vec<serde_json::Value> {
+        let mut rows: Vec<serde_json::Value> = self
+            .queue_json()
+            .into_iter()
+            .map(|mut m| {
+                m["state"] = "queued".into();
+                m
+            })
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        for e in self.held_json() {
+            let id = e["message"].as_str().unwrap().to_string();
+            if !seen.insert(id.clone()) {
+                continue;
+            }
+            let symbols: Vec<String> = e["symbols"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{}({:.2})",
+                        s["name"].as_str().unwrap(),
+                        s["points"].as_f64().unwrap()
+                    )
+                })
+                .collect();
+            rows.push(serde_json::json!({
+                "id": id,
+                "state": "held",
+                "score": e["score"],
+                "symbols": symbols.join(", "),
+                "reason": e["reason"],
+            }));
+        }
+        rows
+    }
+
     pub async fn client(&self) -> Client {
         Client::connect(self.smtp).await
     }

@@ -111,6 +111,10 @@ impl Stage for Bayes {
         "bayes"
     }
 
+    fn is_spam_filter(&self) -> bool {
+        true
+    }
+
     fn check<'a>(&'a self, ctx: &'a MessageContext<'a>) -> StageFuture<'a> {
         Box::pin(async move { Ok(self.check_with_headers(ctx).await?.symbols) })
     }
