@@ -22,6 +22,9 @@
 //!   another user), the CLI offline.
 //! - `lists`: allow and block lists: a blocked sender refused in the dialog, an allowed
 //!   partner only when authenticated.
+//! - `console`: `portcullis tui` in tmux against a running gateway: a held message
+//!   released with a key reaches the next hop, another deleted after the confirmation, a
+//!   subject with an ANSI escape sequence shown inert; a clear screen without a gateway.
 //! - `certs`: the S/MIME certificate store CLI on openssl-made fixtures (legacy PKCS#12,
 //!   expired and wrong-usage certificates, sealed keys, trust anchors).
 
@@ -33,6 +36,7 @@ mod bayes;
 mod certs;
 mod clamav;
 mod cli;
+mod console;
 mod delivery;
 mod delivery_tls;
 mod durability;

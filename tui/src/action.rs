@@ -15,9 +15,11 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// An allow entry to add after a release: this sender, for this recipient.
+/// An allow entry to add after a release: the sender of held message `message`, for this
+/// recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AllowSender {
+    pub message: String,
     pub sender: String,
     pub recipient: String,
 }

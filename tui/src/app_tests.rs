@@ -155,6 +155,7 @@ fn release_and_allow_adds_the_sender_for_the_recipient() {
         [Action::Release { allow, .. }] => assert_eq!(
             allow,
             &vec![crate::action::AllowSender {
+                message: "18A3F2C4B5D60003".into(),
                 sender: "billing@bad.example".into(),
                 recipient: "ceo@example.com".into()
             }]

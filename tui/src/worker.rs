@@ -222,13 +222,7 @@ async fn act<A: Api>(api: &A, action: Action, replies: &mpsc::UnboundedSender<Re
             let mut allowed = 0;
             if tally.first_error.as_ref().is_none_or(|e| !e.is_forbidden()) {
                 for a in &allow {
-                    let entry = NewListEntry {
-                        list: ListName::Allow,
-                        sender: a.sender.clone(),
-                        recipient: Some(a.recipient.clone()),
-                        comment: Some("released from the quarantine".into()),
-                    };
-                    let r = api.lists_add(&entry).await;
+                    let r = api.held_allow_sender(&a.message, &a.recipient).await;
                     allowed += usize::from(r.is_ok());
                     if !tally.step(&r, replies) {
                         break;
@@ -390,6 +384,10 @@ pub(crate) mod tests {
                 ..ActionReport::default()
             })
         }
+        async fn held_allow_sender(&self, m: &str, r: &str) -> ApiResult<ListAdded> {
+            self.record(format!("allow sender of {m} for {r}"))?;
+            Ok(ListAdded::default())
+        }
         async fn queue_list(&self) -> ApiResult<Vec<QueueMessage>> {
             Ok(vec![])
         }
@@ -452,6 +450,7 @@ pub(crate) mod tests {
             targets: targets(500),
             learn: true,
             allow: vec![AllowSender {
+                message: "M0".into(),
                 sender: "a@ext.example".into(),
                 recipient: "u@example.test".into(),
             }],
@@ -479,7 +478,7 @@ pub(crate) mod tests {
         assert_eq!(calls[0], "release M0 true");
         assert_eq!(
             calls.last().unwrap(),
-            "allow a@ext.example Some(\"u@example.test\")"
+            "allow sender of M0 for u@example.test"
         );
     }
 

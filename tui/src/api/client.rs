@@ -208,6 +208,22 @@ impl Api for UnixClient {
         self.send(Method::POST, &path, &body).await
     }
 
+    async fn held_allow_sender(&self, message: &str, recipient: &str) -> ApiResult<ListAdded> {
+        #[derive(Serialize)]
+        struct FromHeld<'a> {
+            list: ListName,
+            recipient: &'a str,
+            comment: &'a str,
+        }
+        let body = FromHeld {
+            list: ListName::Allow,
+            recipient,
+            comment: "released from the quarantine",
+        };
+        let path = format!("/v1/quarantine/{}/list", encode(message));
+        self.send(Method::POST, &path, &body).await
+    }
+
     async fn queue_list(&self) -> ApiResult<Vec<QueueMessage>> {
         self.get("/v1/queue").await
     }

@@ -125,6 +125,13 @@ pub trait Api: Send + Sync + 'static {
         learn: bool,
     ) -> impl Future<Output = ApiResult<ActionReport>> + Send;
 
+    /// An allow entry for the sender of held message `message`, for `recipient`.
+    fn held_allow_sender(
+        &self,
+        message: &str,
+        recipient: &str,
+    ) -> impl Future<Output = ApiResult<ListAdded>> + Send;
+
     fn queue_list(&self) -> impl Future<Output = ApiResult<Vec<QueueMessage>>> + Send;
     fn queue_retry(&self, id: &str) -> impl Future<Output = ApiResult<QueueActionResult>> + Send;
     fn queue_delete(&self, id: &str) -> impl Future<Output = ApiResult<QueueActionResult>> + Send;

@@ -453,10 +453,15 @@ impl Quarantine {
                 let mut allow: Vec<AllowSender> = Vec::new();
                 for e in &chosen {
                     let a = AllowSender {
+                        message: e.message.to_string(),
                         sender: e.mail_from.to_string(),
                         recipient: e.recipient.to_string(),
                     };
-                    if !a.sender.is_empty() && !allow.contains(&a) {
+                    let known = allow
+                        .iter()
+                        .any(|b| b.sender == a.sender && b.recipient == a.recipient);
+                    // The null sender cannot be allowed.
+                    if !a.sender.is_empty() && !known {
                         allow.push(a);
                     }
                 }

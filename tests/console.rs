@@ -1,0 +1,224 @@
+//! The operator console (`portcullis tui`) driven as an operator would: the real binary in a
+//! tmux pane (keys with send-keys, the screen with capture-pane) against a running gateway
+//! that holds two messages. One is released with a key and reaches the next hop; the other
+//! is deleted after the confirmation; a subject carrying an ANSI escape sequence is shown
+//! as inert text.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::harness::{Client, Gateway, Sink, binary, wait_until};
+
+/// A missing Date: scores 9, held from 8; the queue is scanned every second.
+const HOLD: &str = "[symbols]\nHDR_MISSING_DATE = 9.0\n[queue]\nscan_interval_secs = 1\n";
+
+/// A tmux server of its own (`-L`), killed when dropped.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux is needed for the console test: bash .ci/install-deps installs it")
+    }
+
+    /// Start `portcullis tui --config CONFIG` in a 160×48 pane.
+    fn start(config: &Path) -> Tmux {
+        let tmux = Tmux {
+            socket: format!("portcullis-console-{}", std::process::id()),
+        };
+        let command = format!("{} tui --config {}", binary().display(), config.display());
+        let out = tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "console",
+            "-x",
+            "160",
+            "-y",
+            "48",
+            &command,
+        ]);
+        assert!(
+            out.status.success(),
+            "tmux new-session: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tmux
+    }
+
+    /// Keys by tmux name (`Enter`, `Escape`) or text typed literally (`-l`).
+    fn keys(&self, keys: &[&str]) {
+        let out = self.run(&[&["send-keys", "-t", "console"], keys].concat());
+        assert!(out.status.success(), "send-keys {keys:?}");
+    }
+
+    fn type_text(&self, text: &str) {
+        let out = self.run(&["send-keys", "-t", "console", "-l", text]);
+        assert!(out.status.success(), "send-keys -l {text}");
+    }
+
+    /// The pane as text.
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "console"]).stdout)
+            .into_owned()
+    }
+
+    /// The pane with its attributes as escape sequences (`-e`): colours show as SGR.
+    fn screen_with_attributes(&self) -> String {
+        String::from_utf8_lossy(
+            &self
+                .run(&["capture-pane", "-p", "-e", "-t", "console"])
+                .stdout,
+        )
+        .into_owned()
+    }
+
+    fn alive(&self) -> bool {
+        self.run(&["has-session", "-t", "console"]).status.success()
+    }
+
+    /// Wait until the pane shows `text`; panics with the screen otherwise.
+    fn wait_for(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let screen = self.screen();
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the console did not show {text:?} within 20 s; it shows:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.run(&["kill-server"]);
+    }
+}
+
+fn held(id: &str, subject: &str) -> String {
+    format!(
+        "From: Sender <a@ext.test>\r\nTo: ann@example.test\r\nSubject: {subject}\r\n\
+Message-ID: <{id}>\r\n\r\nHello, this is {id}.\r\n"
+    )
+}
+
+#[tokio::test]
+async fn the_console_releases_one_held_message_and_deletes_another() {
+    let sink = Sink::start().await;
+    let gw = Gateway::start(sink.addr, HOLD);
+    let mut c = Client::connect(gw.smtp).await;
+    let r = c
+        .send_message(
+            "a@ext.test",
+            &["ann@example.test"],
+            &held("keep@ext.test", "Quarterly figures"),
+        )
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    // An encoded word that decodes to ESC [31m: a subject that would turn a terminal red.
+    let mut c = Client::connect(gw.smtp).await;
+    let r = c
+        .send_message(
+            "a@ext.test",
+            &["ann@example.test"],
+            &held("drop@ext.test", "=?UTF-8?Q?=1B[31mRED=1B[0m_lottery_win?="),
+        )
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    assert!(sink.all().is_empty(), "held mail is not delivered");
+
+    let tmux = Tmux::start(&gw.config_path);
+    tmux.wait_for("1 Dashboard");
+    tmux.wait_for("Held now   2");
+    tmux.keys(&["2"]);
+    let screen = tmux.wait_for("Quarterly figures");
+    assert!(screen.contains("2 held of 2 loaded"), "{screen}");
+
+    // The escape sequence is shown as text, and nothing on screen turned red from it.
+    let screen = tmux.wait_for("lottery win");
+    assert!(
+        screen.contains("\\u{1b}[31mRED\\u{1b}[0m lottery win"),
+        "{screen}"
+    );
+    let raw = tmux.screen_with_attributes();
+    assert!(
+        !raw.contains("\u{1b}[31mRED"),
+        "the subject was interpreted:\n{raw:?}"
+    );
+
+    // Release: filter to the message, one key.
+    tmux.type_text("/Quarterly");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("1 held of 1 loaded");
+    tmux.keys(&["r"]);
+    tmux.wait_for("released 1 of 1");
+    assert!(
+        wait_until(20, || sink.all().len() == 1).await,
+        "the released message did not reach the next hop; log:\n{}",
+        gw.log()
+    );
+    let delivered = &sink.all()[0];
+    assert_eq!(delivered.message_id().as_deref(), Some("keep@ext.test"));
+
+    // Delete the other: d asks, y confirms.
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("1 held of 1 loaded");
+    tmux.wait_for("lottery win");
+    tmux.keys(&["d"]);
+    let screen = tmux.wait_for("Confirm");
+    assert!(screen.contains("Delete 1 held message?"), "{screen}");
+    tmux.keys(&["y"]);
+    tmux.wait_for("deleted 1 of 1");
+    tmux.wait_for("Nothing is held.");
+    assert!(gw.held_json().is_empty(), "nothing is held any more");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        sink.all().len(),
+        1,
+        "the deleted message was never delivered"
+    );
+
+    // q quits and the pane's program ends.
+    tmux.keys(&["q"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tmux.alive() {
+        assert!(Instant::now() < deadline, "the console did not quit on q");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test]
+async fn without_a_gateway_the_console_says_so_and_quits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("portcullis.toml");
+    std::fs::write(
+        &config,
+        format!("data_dir = \"{}\"\n", dir.path().join("data").display()),
+    )
+    .unwrap();
+    let tmux = Tmux::start(&config);
+    let screen = tmux.wait_for("The gateway cannot be reached");
+    assert!(screen.contains("the gateway is not running"), "{screen}");
+    assert!(screen.contains("admin.sock"), "{screen}");
+    tmux.keys(&["C-c"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tmux.alive() {
+        assert!(
+            Instant::now() < deadline,
+            "the console did not quit on Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
