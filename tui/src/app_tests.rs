@@ -214,7 +214,7 @@ fn a_403_switches_to_read_only_and_greys_the_keys() {
     typ(&mut app, "?");
     let help = draw(&mut app, 160, 48);
     assert!(
-        help.contains("delete without delivering (asks) (read-only)"),
+        help.contains("delete without delivering (read-only)"),
         "{help}"
     );
     assert!(help.contains("move down"));

@@ -419,7 +419,7 @@ pub const BINDINGS: &[Binding] = &[
         "d",
         C::Delete,
         Destructive,
-        "delete without delivering (asks)",
+        "delete without delivering",
         Some("delete"),
     ),
     b(
@@ -428,7 +428,7 @@ pub const BINDINGS: &[Binding] = &[
         "D",
         C::DeleteLearn,
         Destructive,
-        "delete and teach Bayes it is spam (asks)",
+        "delete and teach Bayes it is spam",
         Some("+spam"),
     ),
     // Certificates.
@@ -456,7 +456,7 @@ pub const BINDINGS: &[Binding] = &[
         "d",
         C::Delete,
         Destructive,
-        "delete the certificate and its private key (asks)",
+        "delete the certificate and its private key",
         Some("delete"),
     ),
     // Trust.
@@ -494,7 +494,7 @@ pub const BINDINGS: &[Binding] = &[
         "d",
         C::Delete,
         Destructive,
-        "delete the message without delivering it (asks)",
+        "delete the message without delivering it",
         Some("delete"),
     ),
     // Lists.
@@ -513,7 +513,7 @@ pub const BINDINGS: &[Binding] = &[
         "d",
         C::Delete,
         Destructive,
-        "remove the entry (asks)",
+        "remove the entry",
         Some("remove"),
     ),
 ];
@@ -536,9 +536,40 @@ pub fn for_screen(screen: ScreenId) -> impl Iterator<Item = &'static Binding> {
         .chain(BINDINGS.iter().filter(|b| b.scope == Scope::Global))
 }
 
+/// The keys of one scope as a Markdown table (the user documentation shows these).
+pub fn markdown(scope: Scope) -> String {
+    let mut out = String::from("| key | what it does |\n|---|---|\n");
+    for b in BINDINGS.iter().filter(|b| b.scope == scope) {
+        let label = b.label.replace(" / ", "`, `");
+        let note = match b.effect {
+            Effect::Harmless => "",
+            Effect::Changes => " *(not in read-only mode)*",
+            Effect::Destructive => " *(asks first; not in read-only mode)*",
+        };
+        out.push_str(&format!("| `{label}` | {}{note} |\n", b.description));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_user_documentation_lists_every_key() {
+        let doc = include_str!("../../docs/console.md");
+        let mut scopes = vec![Scope::Global];
+        scopes.extend(ScreenId::ALL.map(Scope::Screen));
+        for scope in scopes {
+            let table = markdown(scope);
+            if BINDINGS.iter().any(|b| b.scope == scope) {
+                assert!(
+                    doc.contains(&table),
+                    "docs/console.md lacks the keys of {scope:?}; they are:\n{table}"
+                );
+            }
+        }
+    }
 
     fn press(code: KeyCode, mods: KeyModifiers) -> KeyEvent {
         KeyEvent::new(code, mods)
