@@ -2,7 +2,7 @@
 //! tmux pane (keys with send-keys, the screen with capture-pane) against a running gateway
 //! that holds two messages. One is released with a key and reaches the next hop; the other
 //! is deleted after the confirmation; a subject carrying an ANSI escape sequence is shown
-//! as inert text.
+//! as inert text. An auditor (run as `nobody` through `setpriv`) sees and cannot act.
 
 use std::path::Path;
 use std::process::Command;
@@ -28,12 +28,28 @@ impl Tmux {
             .expect("tmux is needed for the console test: bash .ci/install-deps installs it")
     }
 
-    /// Start `portcullis tui --config CONFIG` in a 160×48 pane.
+    /// Start `portcullis tui --config CONFIG` in a 160×48 pane, as root.
     fn start(config: &Path) -> Tmux {
+        Tmux::start_as(config, "")
+    }
+
+    /// The same, run through `prefix` (`setpriv ...` to run it as another user). Each
+    /// test has a tmux server of its own.
+    fn start_as(config: &Path, prefix: &str) -> Tmux {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static SERVERS: AtomicU32 = AtomicU32::new(0);
         let tmux = Tmux {
-            socket: format!("portcullis-console-{}", std::process::id()),
+            socket: format!(
+                "portcullis-console-{}-{}",
+                std::process::id(),
+                SERVERS.fetch_add(1, Ordering::Relaxed)
+            ),
         };
-        let command = format!("{} tui --config {}", binary().display(), config.display());
+        let command = format!(
+            "{prefix}{} tui --config {}",
+            binary().display(),
+            config.display()
+        );
         let out = tmux.run(&[
             "new-session",
             "-d",
@@ -221,4 +237,66 @@ async fn without_a_gateway_the_console_says_so_and_quits_cleanly() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[tokio::test]
+async fn an_auditor_sees_everything_and_acts_on_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let found = Command::new("setpriv").arg("--version").output();
+    assert!(
+        found.is_ok_and(|o| o.status.success()),
+        "setpriv is needed: bash .ci/install-deps installs util-linux"
+    );
+    let sink = Sink::start().await;
+    let gw = Gateway::start(
+        sink.addr,
+        &format!("{HOLD}[admin]\nsocket_group = \"nogroup\"\naudit_group = \"nogroup\"\n"),
+    );
+    // nobody may pass through the test's directory and read the config.
+    std::fs::set_permissions(gw.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    std::fs::set_permissions(&gw.config_path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut c = Client::connect(gw.smtp).await;
+    let r = c
+        .send_message(
+            "a@ext.test",
+            &["ann@example.test"],
+            &held("audit@ext.test", "Audited message"),
+        )
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+
+    let tmux = Tmux::start_as(
+        &gw.config_path,
+        "setpriv --reuid=nobody --regid=nogroup --clear-groups ",
+    );
+    tmux.wait_for("Held now   1");
+    tmux.keys(&["2"]);
+    tmux.wait_for("Audited message");
+    // Reading works: the detail and the gateway's preview.
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("Hello, this is audit@ext.test.");
+    tmux.keys(&["Escape"]);
+    // The first change is refused by the API: read-only from then on.
+    tmux.keys(&["r"]);
+    let screen = tmux.wait_for("read-only from now on");
+    assert!(screen.contains("[read-only]"), "{screen}");
+    assert!(screen.contains("may only read"), "{screen}");
+    // No question for what cannot be done, and nothing happens.
+    tmux.keys(&["d"]);
+    let screen = tmux.wait_for("read-only: your role may only read");
+    assert!(!screen.contains("Confirm"), "{screen}");
+    tmux.keys(&["?"]);
+    tmux.wait_for("(read-only)");
+    tmux.keys(&["Escape"]);
+    assert_eq!(gw.held_json().len(), 1, "still held");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(sink.all().is_empty(), "nothing was released");
+    assert!(
+        gw.log()
+            .lines()
+            .any(|l| l.contains("admin request refused") && l.contains("uid=65534")),
+        "the refusal is in the audit log:\n{}",
+        gw.log()
+    );
+    tmux.keys(&["q"]);
 }
