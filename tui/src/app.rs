@@ -321,6 +321,15 @@ impl App {
 
     /// A key press.
     pub fn on_key(&mut self, key: KeyEvent) {
+        // Terminals send Alt-x as ESC x, and an Esc quickly followed by a key reads the same:
+        // no key of the console uses Alt, so it is that Esc, then the key.
+        if key.modifiers.contains(KeyModifiers::ALT) {
+            self.on_key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
+            let mut plain = key;
+            plain.modifiers.remove(KeyModifiers::ALT);
+            self.on_key(plain);
+            return;
+        }
         if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
             self.quit = true;
             return;

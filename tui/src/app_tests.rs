@@ -541,3 +541,15 @@ fn ticks_sample_the_counters_and_reload_the_screen() {
     app.on_tick(NOW + REFRESH_SECS);
     assert!(app.outbox.contains(&Job::Fetch(Fetch::Queue)));
 }
+
+#[test]
+fn esc_followed_at_once_by_a_key_is_both_keys() {
+    let mut app = loaded_app();
+    typ(&mut app, "2");
+    key(&mut app, KeyCode::Enter);
+    assert!(app.quarantine.detail.is_some());
+    // What a terminal sends for Esc then 3 typed quickly: ESC 3, read as Alt-3.
+    app.on_key(KeyEvent::new(KeyCode::Char('3'), KeyModifiers::ALT));
+    assert!(app.quarantine.detail.is_none());
+    assert_eq!(app.screen, ScreenId::Certs);
+}
