@@ -820,7 +820,8 @@ impl App {
         } else {
             Line::raw("")
         };
-        let right_width = right.0.chars().count() as u16;
+        // One blank column keeps a long status apart from the age.
+        let right_width = right.0.chars().count() as u16 + 1;
         let [l, r] =
             Layout::horizontal([Constraint::Fill(1), Constraint::Length(right_width)]).areas(area);
         frame.render_widget(left, l);

@@ -27,7 +27,7 @@ pub struct Queue {
 }
 
 const COLUMNS: [Column; 8] = [
-    col("id", 16, 0),
+    col("id", 17, 0),
     col("dir", 3, 4),
     grow("sender", 16, 30, 2),
     grow("recipients", 16, 30, 1),
