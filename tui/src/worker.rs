@@ -166,9 +166,21 @@ impl Tally {
     }
 }
 
-fn read_upload(path: &std::path::Path, password: Option<String>) -> ApiResult<CertUpload> {
-    let data = std::fs::read(path)
-        .map_err(|e| ApiError::Local(format!("cannot read {}: {e}", path.display())))?;
+/// Largest certificate file the console reads (a PKCS#12 bundle is kilobytes; this only
+/// keeps a wrong path, a disk image say, from being read into memory).
+pub const MAX_UPLOAD_BYTES: u64 = 16 * 1024 * 1024;
+
+async fn read_upload(path: &std::path::Path, password: Option<String>) -> ApiResult<CertUpload> {
+    let cannot =
+        |e: std::io::Error| ApiError::Local(format!("cannot read {}: {e}", path.display()));
+    let size = tokio::fs::metadata(path).await.map_err(cannot)?.len();
+    if size > MAX_UPLOAD_BYTES {
+        return Err(ApiError::Local(format!(
+            "{} has {size} bytes: not a certificate file (at most {MAX_UPLOAD_BYTES})",
+            path.display()
+        )));
+    }
+    let data = tokio::fs::read(path).await.map_err(cannot)?;
     Ok(CertUpload {
         data: base64::engine::general_purpose::STANDARD.encode(data),
         name: path.file_name().map(|n| n.to_string_lossy().into_owned()),
@@ -263,14 +275,14 @@ async fn act<A: Api>(api: &A, action: Action, replies: &mpsc::UnboundedSender<Re
             format!("{}: {}", r.id, r.result)
         }),
         Action::CertImport { path, password } => {
-            let upload = match read_upload(&path, password.map(|p| p.0)) {
+            let upload = match read_upload(&path, password.map(|p| p.0)).await {
                 Ok(u) => u,
                 Err(e) => return single::<()>(Err(e), |_| String::new()),
             };
             single(api.cert_import(&upload).await, |r| imported(&r))
         }
         Action::CertTrustCa { path } => {
-            let upload = match read_upload(&path, None) {
+            let upload = match read_upload(&path, None).await {
                 Ok(u) => u,
                 Err(e) => return single::<()>(Err(e), |_| String::new()),
             };
