@@ -1,6 +1,13 @@
 //! Wiring: config → queue, pipeline, delivery, listeners, metrics. `run` is the appliance.
 
+mod loaded;
+mod reload;
+
+pub use loaded::{Loaded, Purpose};
+pub use reload::{RESTART_KEYS, ReloadError, ReloadSummary, Reloader};
+
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,14 +17,26 @@ use tokio::sync::watch;
 
 use crate::config::{Config, TlsMode};
 use crate::delivery::Delivery;
+use crate::live::Live;
 use crate::metrics::{self, Metrics};
-use crate::pipeline::{Pipeline, Resources};
 use crate::queue::Queue;
 use crate::smtp::listener;
 use crate::smtp::session::{ListenerSettings, Shared};
 use crate::smtp::tls;
 
-/// A started gateway: its bound addresses, and the switch that stops accepting.
+/// Read a config file and check it as far as can be done without running: the config's own
+/// validation, the DKIM key files, the certificate store's settings. `check-config` and
+/// every reload check a file with this.
+pub fn checked_config(path: &Path) -> anyhow::Result<Config> {
+    let config = Config::load(path)?;
+    // Key files are read at start; a bad one should show here first.
+    crate::pipeline::dkim_sign::OutboundSigner::load(&config.dkim_signing)?;
+    crate::certs::store::check_config(&config.data_dir, &config.certs)?;
+    Ok(config)
+}
+
+/// A started gateway: its bound addresses, its reloader, and the switch that stops
+/// accepting.
 pub struct Running {
     pub smtp_addrs: Vec<SocketAddr>,
     pub metrics_addr: Option<SocketAddr>,
@@ -25,6 +44,8 @@ pub struct Running {
     pub admin: Option<crate::admin::AdminServer>,
     /// The operations on held messages (for the admin API).
     pub quarantine: crate::quarantine_ops::QuarantineService,
+    /// Re-reads the config file and puts it in force (SIGHUP, the admin API).
+    pub reloader: Arc<Reloader>,
     shutdown: watch::Sender<bool>,
     listeners: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -40,8 +61,9 @@ impl Running {
     }
 }
 
-/// Start everything; returns once the listeners are bound.
-pub async fn start(config: Config) -> anyhow::Result<Running> {
+/// Start everything; returns once the listeners are bound. `path` is the file `config`
+/// was read from (what a reload reads again); `None` for the embedded defaults.
+pub async fn start(config: Config, path: Option<PathBuf>) -> anyhow::Result<Running> {
     let config = Arc::new(config);
     let metrics = Metrics::new();
     let db = crate::store::Database::open(&config.data_dir)
@@ -61,11 +83,23 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     .await
     .with_context(|| format!("cannot open the queue in {}", config.data_dir.display()))?;
 
-    let delivery = Arc::new(Delivery::new(
+    let loaded = Arc::new(Loaded::open(&config, &db, Purpose::Gateway, metrics.clone()).await?);
+    if let Some(clamd) = loaded.clamd() {
+        spawn_clamd_health(
+            clamd.clone(),
+            config.clamav.health_interval_secs,
+            metrics.clone(),
+        );
+    }
+    let live = Live::new(loaded.snapshot(config.clone(), None)?);
+    let reloader = Arc::new(Reloader::new(
+        path,
         config.clone(),
-        queue.clone(),
-        metrics.clone(),
-    )?);
+        live.clone(),
+        loaded.clone(),
+    ));
+
+    let delivery = Arc::new(Delivery::new(live.clone(), queue.clone(), metrics.clone())?);
     delivery.spawn_workers(jobs);
     spawn_queue_scanner(config.clone(), queue.clone(), metrics.clone());
 
@@ -77,108 +111,36 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
     let mut quarantine =
         crate::quarantine_ops::QuarantineService::new(&config, &db).with_queue(queue.clone());
-
-    let mut resources = Resources::from_config(&config);
-    resources.build_auth(&config)?;
-    if config.bayes.enabled {
-        // Reloaded when the CLI (or another gateway) learns.
-        let store = crate::bayes::BayesStore::new(db.pool().clone());
-        let model = crate::bayes::load_shared(&store)
-            .await
-            .context("cannot load the Bayes model")?;
-        {
-            let m = model.read().unwrap_or_else(|e| e.into_inner());
-            tracing::info!(
-                tokens = m.len(),
-                ham = m.ham_msgs,
-                spam = m.spam_msgs,
-                ready = m.ready(config.bayes.min_ham, config.bayes.min_spam),
-                "Bayes model loaded"
-            );
-        }
-        crate::bayes::spawn_reloader(
-            store.clone(),
-            model.clone(),
-            Duration::from_secs(config.bayes.reload_secs),
-        );
-        let policy = config.bayes.autolearn_policy();
-        if policy.enabled {
-            resources.learning.autolearn = Some(crate::pipeline::learning::Autolearn {
-                store,
-                model: model.clone(),
-                policy,
-            });
-        }
-        quarantine = quarantine.with_model(model.clone());
-        resources.bayes = Some(model);
+    if let Some(model) = loaded.bayes_model() {
+        quarantine = quarantine.with_model(model);
     }
-    if config.trust.enabled {
-        let store = crate::trust::TrustStore::new(db.pool().clone());
-        let book = Arc::new(
-            store
-                .load(config.trust.half_life_days, filters::trust::unix_now())
-                .await
-                .context("cannot load the trust tables")?,
-        );
-        resources.learning.trust = Some(crate::trust::Learner::spawn(
-            book.clone(),
-            store,
-            Duration::from_secs(config.trust.pin_reload_secs),
-        ));
-        resources.learning.local_domains = Arc::new(config.local_domains.clone());
-        resources.trust = Some(book);
-    }
-    let mut certs = None;
-    if config.smime.enabled {
-        let store =
-            crate::certs::CertStore::open(db.pool().clone(), &config.data_dir, &config.certs)
-                .await
-                .context("cannot open the S/MIME certificate store")?;
-        certs = Some(store.clone());
-        resources.keyring = Some(Arc::new(store));
-    }
-    // The lists are read once here; the admin API replaces them after each change.
-    let lists = filters::lists::LiveLists::new(
-        crate::lists::ListStore::new(db.pool().clone())
-            .load(crate::clock::unix_now())
-            .await
-            .context("cannot load the allow and block lists")?,
-    );
-    resources.lists = Some(lists.clone());
     quarantine.spawn_retention(metrics.clone());
-    if let Some(clamd) = &resources.clamd {
-        spawn_clamd_health(
-            clamd.clone(),
-            config.clamav.health_interval_secs,
-            metrics.clone(),
-        );
-    }
     let admin = if config.admin.enabled {
-        let live = crate::admin::Live {
+        let state = crate::admin::Live {
             queue: Some(queue.clone()),
-            trust_book: resources.trust.clone(),
-            lists: Some(lists),
-            certs,
+            trust_book: loaded.trust_book(),
+            lists: Some(loaded.lists()),
+            certs: loaded.cert_store(),
             metrics: Some(metrics.clone()),
-            clamav: resources.clamd.is_some(),
+            clamav: loaded.clamd().is_some(),
             quarantine: Some(quarantine.clone()),
+            reloader: Some(reloader.clone()),
         };
-        let ops = crate::admin::Ops::new(config.clone(), db.clone(), live);
+        let ops = crate::admin::Ops::new(config.clone(), db.clone(), state);
         Some(crate::admin::serve(&config, ops).await?)
     } else {
         None
     };
     let shared = Arc::new(Shared {
-        config: config.clone(),
-        pipeline: Arc::new(Pipeline::from_config(&config, &resources, metrics.clone())),
+        live,
         queue,
         metrics,
         incoming: crate::smtp::body::Incoming::open(&config.data_dir, &config.limits)?,
-        recipients: crate::smtp::verify::RecipientVerifier::new(&config)?,
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let mut smtp_addrs = Vec::new();
-    let mut listeners = Vec::new();
+    // Every socket is bound before any is served: whoever sees one listener answer finds
+    // all of them there.
+    let mut bound = Vec::new();
     for l in &config.listeners {
         let acceptor = match l.tls {
             TlsMode::None => None,
@@ -196,25 +158,32 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 l.bind
             )
         })?;
-        let addr = socket.local_addr()?;
-        smtp_addrs.push(addr);
         let settings = Arc::new(ListenerSettings {
             tls_mode: l.tls,
             acceptor,
         });
+        bound.push((socket, settings));
+    }
+    let mut smtp_addrs = Vec::new();
+    let mut listeners = Vec::new();
+    for (socket, settings) in bound {
+        let addr = socket.local_addr()?;
+        smtp_addrs.push(addr);
+        let tls_mode = settings.tls_mode;
         listeners.push(tokio::spawn(listener::serve(
             socket,
             shared.clone(),
             settings,
             shutdown_rx.clone(),
         )));
-        tracing::info!(%addr, tls = ?l.tls, "SMTP listener ready");
+        tracing::info!(%addr, tls = ?tls_mode, "SMTP listener ready");
     }
     Ok(Running {
         smtp_addrs,
         metrics_addr,
         admin,
         quarantine,
+        reloader,
         shutdown,
         listeners,
     })
@@ -260,16 +229,22 @@ fn spawn_clamd_health(
     });
 }
 
-/// Run until SIGTERM or Ctrl-C.
-pub async fn run(config: Config) -> anyhow::Result<()> {
-    let running = start(config).await?;
+/// Run until SIGTERM or Ctrl-C; SIGHUP reloads the config file (`path`).
+pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let running = start(config, path).await?;
     if let Some(a) = running.metrics_addr {
         tracing::info!(addr = %a, "metrics endpoint ready (GET /metrics)");
     }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term.recv() => {},
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            // The outcome is logged by the reloader.
+            _ = hup.recv() => { let _ = running.reloader.reload().await; }
+        }
     }
     tracing::info!(
         "shutting down: no new connections; unacknowledged messages stay with their senders"

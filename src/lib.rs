@@ -24,7 +24,8 @@
 //! - [`metrics`]: Prometheus counters; [`telemetry`]: logs.
 //! - [`lists`]: operators' allow and block lists on disk (the stage is `filters::lists`).
 //! - [`admin`]: the admin API on a Unix socket, its operations and its client.
-//! - [`gateway`]: wires the parts together; [`cli`]: the `portcullis` command.
+//! - [`gateway`]: wires the parts together and reloads the configuration; [`live`]: the
+//!   configuration in force and what is built from it; [`cli`]: the `portcullis` command.
 
 pub mod admin;
 pub mod bayes;
@@ -35,6 +36,7 @@ pub mod config;
 pub mod delivery;
 pub mod gateway;
 pub mod lists;
+pub mod live;
 pub mod metrics;
 pub mod pipeline;
 pub mod quarantine_ops;

@@ -422,3 +422,43 @@ async fn quarantine_through_the_api_audits_the_calling_uid() {
         .await;
     assert_eq!(r.code, 550, "{}", r.text);
 }
+
+/// `portcullis reload` (POST /v1/config/reload): the changed file is in force for the next
+/// message; a bad file is refused naming the key, and the configuration in force stays.
+#[tokio::test]
+async fn reload_through_the_api_applies_at_once_and_refuses_a_bad_file() {
+    let sink = Sink::start().await;
+    let gw = Gateway::start(sink.addr, "");
+    let no_date = "From: <a@ext.test>\r\nMessage-ID: <r1@ext.test>\r\nSubject: x\r\n\r\nhi\r\n";
+    let send = || async {
+        Client::connect(gw.smtp)
+            .await
+            .send_message("a@ext.test", &["u@example.test"], no_date)
+            .await
+            .code
+    };
+    assert_eq!(send().await, 250);
+    let original = std::fs::read_to_string(&gw.config_path).unwrap();
+    std::fs::write(
+        &gw.config_path,
+        format!("{original}\n[symbols]\nHDR_MISSING_DATE = 20.0\n"),
+    )
+    .unwrap();
+    let (code, out, err) = gw.cli(&["reload"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("symbols.HDR_MISSING_DATE"), "{out}");
+    assert_eq!(send().await, 550);
+
+    std::fs::write(
+        &gw.config_path,
+        format!("{original}\n[symbols]\nHDR_MISSING_DATE = 20.0\n[verdict]\nreject_score = -1.0\n"),
+    )
+    .unwrap();
+    let (code, _, err) = gw.cli(&["reload"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("verdict") && err.contains("reload refused"),
+        "{err}"
+    );
+    assert_eq!(send().await, 550, "the configuration in force stays");
+}

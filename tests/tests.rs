@@ -22,6 +22,8 @@
 //!   another user), the CLI offline.
 //! - `lists`: allow and block lists: a blocked sender refused in the dialog, an allowed
 //!   partner only when authenticated.
+//! - `reload`: SIGHUP under load: a good config applies to new sessions, nothing is lost;
+//!   a bad one is refused and the old one stays.
 //! - `console`: `portcullis tui` in tmux against a running gateway: a held message
 //!   released with a key reaches the next hop, another deleted after the confirmation, a
 //!   subject with an ANSI escape sequence shown inert; a clear screen without a gateway.
@@ -44,6 +46,7 @@ mod limits;
 mod lists;
 mod quarantine;
 mod relay;
+mod reload;
 mod smime;
 mod smtp_dialog;
 mod starttls;

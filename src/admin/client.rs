@@ -225,6 +225,11 @@ impl Client {
         self.get("/v1/counters").await
     }
 
+    /// Re-read the config file and put it in force.
+    pub async fn config_reload(&self) -> Result<ReloadResult, ApiError> {
+        self.call(Method::POST, "/v1/config/reload", None).await
+    }
+
     /// The OpenAPI description of `/v1`.
     pub async fn openapi(&self) -> Result<serde_json::Value, ApiError> {
         self.get("/v1/openapi.json").await

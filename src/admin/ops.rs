@@ -79,6 +79,8 @@ pub struct Live {
     /// The gateway's quarantine service (released copies dispatched at once, learning into
     /// the running model).
     pub quarantine: Option<QuarantineService>,
+    /// Re-reads the config file and puts it in force.
+    pub reloader: Option<Arc<crate::gateway::Reloader>>,
 }
 
 /// The operations, on one data directory. Cheap to clone.
@@ -193,6 +195,28 @@ impl Ops {
             clamd,
             uptime_secs: self.inner.started.elapsed().as_secs(),
         })
+    }
+
+    /// Read the config file again and put it in force (as SIGHUP does).
+    pub async fn config_reload(&self) -> Result<ReloadResult, ApiError> {
+        use crate::gateway::ReloadError;
+        let Some(reloader) = &self.inner.live.reloader else {
+            return Err(ApiError::unavailable(
+                "the gateway is not running: there is nothing to reload (it reads its config when it starts)",
+            ));
+        };
+        match reloader.reload().await {
+            Ok(s) => Ok(ReloadResult {
+                path: s.path.display().to_string(),
+                applied: s.applied,
+                needs_restart: s.needs_restart,
+            }),
+            Err(e @ ReloadError::NoConfigFile) => Err(ApiError::conflict(e.to_string())),
+            Err(e) => Err(ApiError::field(
+                "config",
+                format!("reload refused, the configuration in force stays: {e}"),
+            )),
+        }
     }
 
     // ----- queue -----

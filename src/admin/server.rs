@@ -97,6 +97,7 @@ fn routes() -> OpenApiRouter<App> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health))
         .routes(routes!(counters))
+        .routes(routes!(config_reload))
         .routes(routes!(queue_list))
         .routes(routes!(queue_show, queue_delete))
         .routes(routes!(queue_retry))
@@ -324,6 +325,15 @@ async fn health(State(app): State<App>) -> ApiResult<Health> {
     responses((status = 200, body = Counters)))]
 async fn counters(State(app): State<App>) -> ApiResult<Counters> {
     Ok(Json(app.ops.counters().await?))
+}
+
+/// Read the config file again and put it in force, as SIGHUP does: new sessions use it;
+/// keys that need a restart are reported and keep their running value.
+#[utoipa::path(post, path = "/v1/config/reload", tag = "gateway",
+    responses((status = 200, body = ReloadResult), (status = 400, body = ErrorBody),
+              (status = 409, body = ErrorBody)))]
+async fn config_reload(State(app): State<App>) -> ApiResult<ReloadResult> {
+    Ok(Json(app.ops.config_reload().await?))
 }
 
 #[utoipa::path(get, path = "/v1/queue", tag = "queue",
@@ -651,6 +661,7 @@ mod tests {
         for p in [
             "/v1/health",
             "/v1/counters",
+            "/v1/config/reload",
             "/v1/queue",
             "/v1/queue/{id}",
             "/v1/queue/{id}/retry",

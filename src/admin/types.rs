@@ -37,6 +37,17 @@ pub struct Health {
     pub uptime_secs: u64,
 }
 
+/// `POST /v1/config/reload`: what the reload put in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReloadResult {
+    /// The file that was read.
+    pub path: String,
+    /// Keys whose value changed and that are in force now (dotted paths).
+    pub applied: Vec<String>,
+    /// Keys with a new value that needs a restart: the running value stays.
+    pub needs_restart: Vec<String>,
+}
+
 /// One (direction, verdict) counter since the gateway started.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct VerdictCount {

@@ -82,6 +82,14 @@ pub enum Command {
         #[command(subcommand)]
         action: lists::ListsAction,
     },
+    /// Make the running gateway read its config file again (as SIGHUP does) and say what
+    /// changed.
+    Reload {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// The operator console: dashboard, quarantine, certificates, trust, queue, lists, in
     /// the terminal, through the running gateway's admin socket (data_dir/admin.sock).
     Tui {
@@ -116,17 +124,14 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         .enable_all()
         .build()?;
     match cli.command {
-        Command::Run { config } => {
-            let config = load(&config)?;
+        Command::Run { config: path } => {
+            let config = load(&path)?;
             crate::telemetry::init(config.log_format);
-            runtime.block_on(crate::gateway::run(config))?;
+            runtime.block_on(crate::gateway::run(config, path))?;
             Ok(0)
         }
         Command::CheckConfig { config } => {
-            let checked = Config::load(&config)?;
-            // Key files are read at start; a bad one should show here first.
-            crate::pipeline::dkim_sign::OutboundSigner::load(&checked.dkim_signing)?;
-            crate::certs::store::check_config(&checked.data_dir, &checked.certs)?;
+            crate::gateway::checked_config(&config)?;
             println!("{}: ok", config.display());
             Ok(0)
         }
@@ -150,6 +155,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             let config = load(&config)?;
             runtime.block_on(certs::run(&config, action))
         }
+        Command::Reload { config, json } => runtime.block_on(reload(config.as_deref(), json)),
         Command::Lists { config, action } => {
             let config = load(&config)?;
             runtime.block_on(lists::run(&config, action))
@@ -205,4 +211,51 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// The data directory a config file names, read without checking the rest: a reload is
+/// asked for a file that may be wrong, and the gateway says what is wrong with it.
+fn data_dir_of(path: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
+    let Some(path) = path else {
+        return Ok(Config::default().data_dir);
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+    Ok(match table.get("data_dir").and_then(|v| v.as_str()) {
+        Some(d) => PathBuf::from(d),
+        None => Config::default().data_dir,
+    })
+}
+
+/// `portcullis reload`: through the admin API only (a gateway that is not running reads
+/// its config when it starts).
+async fn reload(config: Option<&std::path::Path>, json: bool) -> anyhow::Result<i32> {
+    let socket = crate::admin::socket_path(&data_dir_of(config)?);
+    let client = crate::admin::client::Client::connect(&socket)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}; nothing to reload"))?;
+    let r = client.config_reload().await.map_err(target::explain)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(0);
+    }
+    println!("reloaded {}", r.path);
+    println!(
+        "applied:       {}",
+        if r.applied.is_empty() {
+            "(nothing changed)".to_string()
+        } else {
+            r.applied.join(", ")
+        }
+    );
+    if !r.needs_restart.is_empty() {
+        println!(
+            "needs restart: {} (the running values stay)",
+            r.needs_restart.join(", ")
+        );
+    }
+    Ok(0)
 }

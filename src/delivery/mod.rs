@@ -22,6 +22,7 @@ use client::{Connection, Connector, RcptResult, TlsNeed};
 use filters::Direction;
 
 use crate::config::{Config, parse_host_port};
+use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::queue::{
     DeliveryJob, Op, Queue, QueuedMessage, RcptStatus, Recipient, Stored, is_inline, new_queue_id,
@@ -79,7 +80,9 @@ pub fn backoff(config: &Config, attempts: u32) -> i64 {
 }
 
 pub struct Delivery {
-    config: Arc<Config>,
+    /// The configuration in force: routes, TLS policies, retries and bounces follow a
+    /// reload; the connector and resolver below are built once (their keys need a restart).
+    live: Live,
     queue: Queue,
     metrics: Metrics,
     connector: Connector,
@@ -89,7 +92,8 @@ pub struct Delivery {
 type Cached = Option<(String, Connection)>;
 
 impl Delivery {
-    pub fn new(config: Arc<Config>, queue: Queue, metrics: Metrics) -> anyhow::Result<Delivery> {
+    pub fn new(live: Live, queue: Queue, metrics: Metrics) -> anyhow::Result<Delivery> {
+        let config = live.config();
         let connector = Connector::new(
             config.hostname.clone(),
             Duration::from_secs(config.queue.connect_timeout_secs),
@@ -104,7 +108,7 @@ impl Delivery {
             }
         };
         Ok(Delivery {
-            config,
+            live,
             queue,
             metrics,
             connector,
@@ -112,16 +116,20 @@ impl Delivery {
         })
     }
 
+    fn config(&self) -> Arc<Config> {
+        self.live.config()
+    }
+
     /// Start the workers; they run until the job channel closes.
     pub fn spawn_workers(self: Arc<Self>, jobs: mpsc::UnboundedReceiver<DeliveryJob>) {
         let jobs = Arc::new(Mutex::new(jobs));
-        for _ in 0..self.config.queue.delivery_concurrency {
+        for _ in 0..self.config().queue.delivery_concurrency {
             tokio::spawn(self.clone().worker(jobs.clone()));
         }
     }
 
     async fn worker(self: Arc<Self>, jobs: Arc<Mutex<mpsc::UnboundedReceiver<DeliveryJob>>>) {
-        let idle = Duration::from_secs(self.config.queue.idle_connection_secs.max(1));
+        let idle = Duration::from_secs(self.config().queue.idle_connection_secs.max(1));
         let mut cached: Cached = None;
         loop {
             let next = {
@@ -157,11 +165,12 @@ impl Delivery {
             },
         };
         let mut groups: BTreeMap<(Route, TlsNeed), Vec<String>> = BTreeMap::new();
+        let config = self.config();
         for r in message.pending_recipients() {
             groups
                 .entry((
-                    route_for(&self.config, &r.address),
-                    tls_need(&self.config, &r.address),
+                    route_for(&config, &r.address),
+                    tls_need(&config, &r.address),
                 ))
                 .or_default()
                 .push(r.address.clone());
@@ -268,7 +277,7 @@ impl Delivery {
                 Ok(addrs.map(|a| (a, host.clone())).collect())
             }
             Route::Mx(domain) => match &self.resolver {
-                Some(r) => mx::targets(r, domain, self.config.queue.mx_port).await,
+                Some(r) => mx::targets(r, domain, self.config().queue.mx_port).await,
                 None => Err(mx::RouteError {
                     permanent: false,
                     message: "451 4.4.3 no DNS resolver configured".into(),
@@ -279,7 +288,7 @@ impl Delivery {
 
     fn defer_all(&self, message: &mut QueuedMessage, error: &str) {
         message.attempts += 1;
-        message.next_attempt = unix_now() + backoff(&self.config, message.attempts);
+        message.next_attempt = unix_now() + backoff(&self.config(), message.attempts);
         message.last_error = Some(error.to_string());
     }
 
@@ -291,7 +300,7 @@ impl Delivery {
         body: &[u8],
     ) {
         let now = unix_now();
-        let expired = now - message.received_at >= self.config.queue.max_age_secs as i64;
+        let expired = now - message.received_at >= self.config().queue.max_age_secs as i64;
         let (mut delivered, mut deferred, mut failed) = (0, 0, 0);
         let mut newly_failed: Vec<(String, String)> = Vec::new();
         let mut last_error = None;
@@ -332,7 +341,7 @@ impl Delivery {
         self.metrics.delivery("deferred", deferred);
         self.metrics.delivery("failed", failed);
         message.attempts += 1;
-        message.next_attempt = now + backoff(&self.config, message.attempts);
+        message.next_attempt = now + backoff(&self.config(), message.attempts);
         if last_error.is_some() {
             message.last_error = last_error;
         }
@@ -359,14 +368,15 @@ impl Delivery {
             })
             .collect();
         let id = new_queue_id();
+        let config = self.config();
         let text = dsn::build(
-            &self.config.hostname,
+            &config.hostname,
             &message.id,
             &message.mail_from,
             message.received_at,
             &list,
             body,
-            self.config.queue.dsn_max_returned_bytes,
+            config.queue.dsn_max_returned_bytes,
         );
         let size = text.len() as u64;
         let text = Arc::new(text);
@@ -378,7 +388,9 @@ impl Delivery {
             return None;
         }
         self.metrics.delivery("bounce_sent", 1);
-        let local_sender = self.config.is_local_domain(&domain_of(&message.mail_from));
+        let local_sender = self
+            .config()
+            .is_local_domain(&domain_of(&message.mail_from));
         let dsn = QueuedMessage {
             id,
             direction: if local_sender {

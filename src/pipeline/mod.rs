@@ -115,10 +115,10 @@ pub struct Resources {
     pub clamd: Option<Arc<Clamd>>,
     /// The Bayes model (loaded from the store by the gateway); `None`: no Bayes stage.
     pub bayes: Option<filters::bayes::SharedModel>,
-    /// Resolver + record caches of the auth stage ([`Resources::build_auth`]); `None`: no
+    /// Resolver + record caches of the auth stage (`gateway::Loaded`); `None`: no
     /// auth stage.
     pub auth_dns: Option<Arc<filters::auth::AuthDns>>,
-    /// Outbound DKIM keys ([`Resources::build_auth`]); `None`: outbound mail is not signed.
+    /// Outbound DKIM keys (`gateway::Loaded`); `None`: outbound mail is not signed.
     pub dkim_signer: Option<Arc<dkim_sign::OutboundSigner>>,
     /// The trust memory (loaded by the gateway); `None`: no trust stage, no TLS history.
     pub trust: Option<Arc<filters::trust::TrustBook>>,
@@ -149,28 +149,6 @@ impl Resources {
             clamd,
             ..Resources::default()
         }
-    }
-
-    /// Build the auth stage's resolver (from `dns_servers`, else the system's) when
-    /// `[auth] enabled`, and load the outbound DKIM keys. Separate from
-    /// [`Resources::from_config`] because it can fail (an unreadable resolv.conf or key file
-    /// stops the gateway at start, rather than tempfailing or mis-signing mail).
-    pub fn build_auth(&mut self, config: &Config) -> anyhow::Result<()> {
-        if !config.dkim_signing.is_empty() {
-            self.dkim_signer = Some(Arc::new(dkim_sign::OutboundSigner::load(
-                &config.dkim_signing,
-            )?));
-        }
-        if config.auth.enabled {
-            let dns = filters::auth::AuthDns::new(
-                &config.dns_servers,
-                Duration::from_millis(config.auth.dns_timeout_ms),
-                config.auth.dns_cache_entries,
-            )
-            .map_err(|e| anyhow::anyhow!("[auth]: {e}"))?;
-            self.auth_dns = Some(Arc::new(dns));
-        }
-        Ok(())
     }
 
     /// The auth stage (SPF, DKIM, DMARC, ARC), when `[auth] enabled`.

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use super::session::{ListenerSettings, Session, Shared};
 use crate::config::{Config, TlsMode};
+use crate::live::{Live, Snapshot};
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, Resources};
 use crate::queue::{Queue, QueueStore};
@@ -46,17 +47,20 @@ impl Dialog {
         .unwrap();
         // Nothing delivers in these tests: the jobs stay queued.
         std::mem::forget(jobs);
-        let shared = Arc::new(Shared {
+        let live = Live::new(Snapshot {
             pipeline: Arc::new(Pipeline::from_config(
                 &config,
                 &Resources::default(),
                 metrics.clone(),
             )),
+            recipients: Arc::new(super::verify::RecipientVerifier::new(&config).unwrap()),
+            config: config.clone(),
+        });
+        let shared = Arc::new(Shared {
+            live,
             queue,
             metrics,
             incoming: super::body::Incoming::open(&config.data_dir, &config.limits).unwrap(),
-            recipients: super::verify::RecipientVerifier::new(&config).unwrap(),
-            config,
         });
         let listener = Arc::new(ListenerSettings {
             tls_mode: TlsMode::None,

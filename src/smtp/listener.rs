@@ -72,8 +72,10 @@ pub async fn serve(
     settings: Arc<ListenerSettings>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let limits = shared.config.limits.clone();
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    // The number of slots is fixed while the gateway runs (`limits.max_connections` needs a
+    // restart); the per-address limit and the grace period follow a reload.
+    let max_connections = shared.live.config().limits.max_connections;
+    let slots = Arc::new(Semaphore::new(max_connections));
     let per_ip = PerIp::default();
     loop {
         let accepted = tokio::select! {
@@ -104,6 +106,7 @@ pub async fn serve(
             refuse(tcp, reply::TOO_MANY_CONNECTIONS);
             continue;
         };
+        let limits = &shared.live.config().limits;
         let key = client_key(peer.ip(), limits.ipv6_prefix_len);
         let Some(ip_guard) = per_ip.enter(key, limits.max_connections_per_ip) else {
             shared.metrics.connection_refused("max_connections_per_ip");
@@ -130,8 +133,8 @@ pub async fn serve(
     }
     // Stopped accepting: give the open sessions the grace period to finish (they say 421
     // at their next command wait; a message in transfer is completed first).
-    let grace = std::time::Duration::from_secs(limits.shutdown_grace_secs);
-    let all = limits.max_connections.min(u32::MAX as usize) as u32;
+    let grace = std::time::Duration::from_secs(shared.live.config().limits.shutdown_grace_secs);
+    let all = max_connections.min(u32::MAX as usize) as u32;
     if tokio::time::timeout(grace, slots.acquire_many(all))
         .await
         .is_err()

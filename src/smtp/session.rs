@@ -22,8 +22,9 @@ use super::body::{Body, DataReceiver, Incoming, LineEndings};
 use super::reply::{self, Reply, write_reply};
 use super::stream::Stream;
 use super::tls;
-use super::verify::{RecipientVerifier, Verdict};
+use super::verify::Verdict;
 use crate::config::{BareLineEndings, Config, TlsMode};
+use crate::live::{Live, Snapshot};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::queue::trace::printable;
@@ -31,14 +32,13 @@ use crate::queue::{Queue, new_queue_id};
 
 /// What every session of the gateway shares.
 pub struct Shared {
-    pub config: Arc<Config>,
-    pub pipeline: Arc<Pipeline>,
+    /// The configuration in force, its pipeline and recipient verifier (replaced by a
+    /// reload; each session keeps the snapshot it started with).
+    pub live: Live,
     pub queue: Queue,
     pub metrics: Metrics,
     /// Bodies in transfer: the spool directory and the large-body permits.
     pub incoming: Incoming,
-    /// `[recipients]`: which local recipients exist.
-    pub recipients: RecipientVerifier,
 }
 
 /// Per-listener settings.
@@ -77,6 +77,9 @@ enum Next {
 
 pub struct Session<S = tokio::net::TcpStream> {
     shared: Arc<Shared>,
+    /// The configuration this session runs under, from its first to its last command: a
+    /// reload applies to the sessions that start after it.
+    snapshot: Arc<Snapshot>,
     listener: Arc<ListenerSettings>,
     stream: Option<Stream<S>>,
     peer: SocketAddr,
@@ -105,10 +108,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         peer: SocketAddr,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
-        let internal = shared.config.is_internal(peer.ip());
-        let deadline = Instant::now() + shared.config.session_timeout();
+        let snapshot = shared.live.snapshot();
+        let internal = snapshot.config.is_internal(peer.ip());
+        let deadline = Instant::now() + snapshot.config.session_timeout();
         Self {
             shared,
+            snapshot,
             listener,
             stream: Some(Stream::Plain(stream)),
             peer,
@@ -129,7 +134,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     fn config(&self) -> &Config {
-        &self.shared.config
+        &self.snapshot.config
+    }
+
+    fn pipeline(&self) -> &Pipeline {
+        &self.snapshot.pipeline
     }
 
     /// Run the session to its end. Errors end the session; they are logged, not raised.
@@ -342,7 +351,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     self.pos += take;
                     tx.body.settle().await;
                     // Bare line endings made CRLF can grow a body past what BDAT announced.
-                    if tx.body.len() > self.shared.config.max_message_size && !tx.oversize {
+                    if tx.body.len() > self.snapshot.config.max_message_size && !tx.oversize {
                         tx.oversize = true;
                         tx.body.discard();
                     }
@@ -530,7 +539,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let Some(tx) = self.tx.as_ref() else {
             return self.bad(reply::NEED_MAIL);
         };
-        if tx.rcpts.len() >= self.shared.config.max_recipients {
+        if tx.rcpts.len() >= self.config().max_recipients {
             self.reply(reply::TOO_MANY_RECIPIENTS);
             return Next::Continue;
         }
@@ -545,7 +554,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let raw_path = line.split_once(':').map(|(_, p)| p).unwrap_or("");
         let raw_path = raw_path.split_once('>').map(|(p, _)| p).unwrap_or(raw_path);
         match classify_recipient(
-            &self.shared.config,
+            self.config(),
             self.internal,
             &to.address,
             &format!("{}>", raw_path.trim()),
@@ -587,7 +596,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// here (550 5.1.1), so that no bounce is ever sent for it; when that cannot be told
     /// now, 450 4.1.1 (the client retries). postmaster is always accepted (RFC 5321 §4.5.1).
     async fn verification_refusal(&self, accepted: &Accepted) -> Option<Reply> {
-        let verifier = &self.shared.recipients;
+        let verifier = &self.snapshot.recipients;
         if !verifier.is_on() || accepted.route != Route::Internal {
             return None;
         }
@@ -615,7 +624,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if !self.internal {
             return None;
         }
-        let smime = self.shared.pipeline.smime_outbound()?;
+        let smime = self.pipeline().smime_outbound()?;
         let mail_from = self.tx.as_ref()?.mail_from.clone();
         match smime.recipient_refusal(&mail_from, rcpt).await {
             Ok(None) => None,
@@ -758,7 +767,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             body_8bit: tx.body_8bit,
             tls: self.tls.clone(),
         };
-        let outcome = self.shared.pipeline.run(&envelope, &body).await;
+        let outcome = self.pipeline().run(&envelope, &body).await;
         let mut stored = false;
         // The log's name for the message; the first stored copy's id once it is stored.
         let mut id = new_queue_id();
@@ -799,8 +808,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 Direction::Inbound => outcome.copies.first().and_then(|c| c.body.as_deref()),
                 Direction::Outbound => None,
             };
-            self.shared
-                .pipeline
+            self.pipeline()
                 .learn(&envelope, &outcome, stored, judged.unwrap_or(&body));
         }
         let verdict = if stored || refusal.is_some() {

@@ -62,6 +62,16 @@ impl Gateway {
         assert!(sent.success(), "kill -TERM {pid} failed");
     }
 
+    /// SIGHUP, as `systemctl reload` does: the gateway re-reads its config file.
+    pub fn send_sighup(&self) {
+        let pid = self.pid().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -HUP {pid} failed");
+    }
+
     /// SIGTERM (again), then wait for the exit and return its status.
     pub fn terminate_and_wait(&mut self, secs: u64) -> std::process::ExitStatus {
         self.send_sigterm();
