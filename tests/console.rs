@@ -300,3 +300,201 @@ async fn an_auditor_sees_everything_and_acts_on_nothing() {
     );
     tmux.keys(&["q"]);
 }
+
+/// The console's own API client (the one its screens use) against a real gateway: every
+/// call it makes, and the answers read into its types.
+#[tokio::test]
+async fn the_console_client_reads_every_answer_of_a_real_gateway() {
+    use tui::api::types::{CertUpload, HeldQuery, HeldTarget, ListName, NewListEntry, PinLevel};
+    use tui::api::{Api, ApiError, UnixClient};
+
+    let sink = Sink::start().await;
+    sink.set_mode(crate::harness::SinkMode::Defer);
+    let gw = Gateway::start(
+        sink.addr,
+        &format!("{HOLD}[certs]\nsystem_roots = false\nreload_secs = 1\n"),
+    );
+    let mut c = Client::connect(gw.smtp).await;
+    let r = c
+        .send_message(
+            "a@ext.test",
+            &["ann@example.test"],
+            &held("contract@ext.test", "Contract check"),
+        )
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+    // Accepted (it has a Date) and deferred by the next hop: it waits in the queue.
+    let mut c = Client::connect(gw.smtp).await;
+    let r = c
+        .send_message(
+            "b@ext.test",
+            &["bob@example.test"],
+            &crate::harness::message("b@ext.test", "bob@example.test", "queued@ext.test", "hi"),
+        )
+        .await;
+    assert_eq!(r.code, 250, "{}", r.text);
+
+    let api = UnixClient::new(gw.data_dir().join("admin.sock"));
+    let health = api.health().await.unwrap();
+    assert_eq!(health.hostname.as_str(), "gw.portcullis.test");
+    let counters = api.counters().await.unwrap();
+    assert_eq!(counters.queue.held, 1);
+    assert!(
+        counters
+            .messages
+            .iter()
+            .any(|m| m.verdict == "quarantine" && m.count == 1)
+    );
+
+    // The quarantine: list, search, show, preview.
+    let page = api
+        .held_list(&HeldQuery::default(), 500, None)
+        .await
+        .unwrap();
+    assert_eq!(page.entries.len(), 1);
+    let entry = &page.entries[0];
+    assert_eq!(entry.subject.as_str(), "Contract check");
+    assert_eq!(entry.recipient.as_str(), "ann@example.test");
+    assert_eq!(entry.mail_from.as_str(), "a@ext.test");
+    assert_eq!(entry.reason.as_str(), "score 9.00");
+    assert!(
+        entry
+            .symbols
+            .iter()
+            .any(|s| s.name.as_str() == "HDR_MISSING_DATE" && s.points == 9.0)
+    );
+    let none = HeldQuery {
+        subject: Some("nothing like this".into()),
+        ..HeldQuery::default()
+    };
+    assert!(
+        api.held_list(&none, 10, None)
+            .await
+            .unwrap()
+            .entries
+            .is_empty()
+    );
+    let by_sender = HeldQuery {
+        sender: Some("@ext.test".into()),
+        min_score: Some(8.0),
+        ..HeldQuery::default()
+    };
+    assert_eq!(
+        api.held_list(&by_sender, 10, None)
+            .await
+            .unwrap()
+            .entries
+            .len(),
+        1
+    );
+    let message = entry.message.to_string();
+    let shown = api.held_show(&message).await.unwrap();
+    assert_eq!(shown.entries.len(), 1);
+    let preview = api.held_preview(&message).await.unwrap();
+    assert!(
+        preview
+            .text
+            .as_str()
+            .contains("Hello, this is contract@ext.test.")
+    );
+    assert!(preview.headers.iter().any(|h| h.name.as_str() == "Subject"));
+    match api.held_show("00000000000000000").await {
+        Err(ApiError::Status { status: 404, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+
+    // The queue.
+    let queue = api.queue_list().await.unwrap();
+    assert_eq!(queue.len(), 1, "{queue:?}");
+    assert_eq!(queue[0].recipients[0].address.as_str(), "bob@example.test");
+    let queued_id = queue[0].id.to_string();
+    api.queue_retry(&queued_id).await.unwrap();
+
+    // Certificates: a PKCS#12 with its password, a CA, the listing, a delete.
+    let pki = crate::harness::smime::TestPki::new("Console CA");
+    let bob = pki.holder("bob@example.test");
+    let upload = |path: &Path, password: Option<&str>| CertUpload {
+        data: base64_simd::STANDARD.encode_to_string(std::fs::read(path).unwrap()),
+        name: Some("file".into()),
+        password: password.map(str::to_string),
+    };
+    let imported = api
+        .cert_import(&upload(&bob.p12, Some(crate::harness::smime::PASSWORD)))
+        .await
+        .unwrap();
+    assert!(!imported.stored.is_empty(), "{imported:?}");
+    api.cert_trust_ca(&upload(&pki.ca(), None)).await.unwrap();
+    let certs = api.certs_list().await.unwrap();
+    let domain = certs
+        .domains
+        .iter()
+        .find(|d| d.domain.as_str() == "example.test")
+        .unwrap_or_else(|| panic!("{certs:?}"));
+    assert_eq!(domain.certificates, 1);
+    assert_eq!(domain.usable_for_encryption, 1);
+    let cert = &domain.certs[0];
+    assert!(cert.subject.contains("bob@example.test"), "{cert:?}");
+    assert!(cert.has_private_key);
+    assert!(cert.not_after > cert.not_before);
+    assert!(cert.chain.trusted, "{cert:?}");
+    assert!(certs.cas.iter().any(|c| c.subject.contains("Console CA")));
+    let deleted = api.cert_delete(&cert.fingerprint).await.unwrap();
+    assert!(deleted.had_private_key);
+
+    // Trust: pin, see it, unpin.
+    let pinned = api
+        .trust_pin("partner.test", Some(PinLevel::High))
+        .await
+        .unwrap();
+    assert_eq!(pinned.pinned.as_deref(), Some("high"));
+    let trust = api.trust_list().await.unwrap();
+    assert!(
+        trust
+            .iter()
+            .any(|d| d.domain.as_str() == "partner.test" && d.pinned.as_deref() == Some("high"))
+    );
+    assert_eq!(
+        api.trust_pin("partner.test", None).await.unwrap().pinned,
+        None
+    );
+
+    // Lists: add, list, remove.
+    let added = api
+        .lists_add(&NewListEntry {
+            list: ListName::Block,
+            sender: "@spam.test".into(),
+            recipient: None,
+            comment: Some("campaign".into()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(added.change.as_str(), "new");
+    let lists = api.lists_all().await.unwrap();
+    assert!(
+        lists.iter().any(|e| e.list == "block"
+            && e.sender.as_str() == "@spam.test"
+            && e.recipient.is_none())
+    );
+    api.lists_remove(added.entry.id).await.unwrap();
+
+    // Release with an allow entry for the sender, as the `a` key does.
+    let allowed = api
+        .held_allow_sender(&message, "ann@example.test")
+        .await
+        .unwrap();
+    assert_eq!(allowed.entry.list, "allow");
+    assert_eq!(allowed.entry.sender.as_str(), "a@ext.test");
+    let target = HeldTarget {
+        message: message.clone(),
+        recipient: Some("ann@example.test".into()),
+    };
+    let report = api.held_release(&target, false).await.unwrap();
+    assert_eq!(report.touched, 1);
+    assert!(
+        api.held_list(&HeldQuery::default(), 10, None)
+            .await
+            .unwrap()
+            .entries
+            .is_empty()
+    );
+}
