@@ -2,7 +2,8 @@
 //! tmux pane (keys with send-keys, the screen with capture-pane) against a running gateway
 //! that holds two messages. One is released with a key and reaches the next hop; the other
 //! is deleted after the confirmation; a subject carrying an ANSI escape sequence is shown
-//! as inert text. An auditor (run as `nobody` through `setpriv`) sees and cannot act.
+//! as inert text. An auditor (run as `nobody` through `setpriv`) sees and cannot act; the
+//! console's API client reads every answer of a real gateway.
 
 use std::path::Path;
 use std::process::Command;

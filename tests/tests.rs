@@ -26,7 +26,9 @@
 //!   a bad one is refused and the old one stays.
 //! - `console`: `portcullis tui` in tmux against a running gateway: a held message
 //!   released with a key reaches the next hop, another deleted after the confirmation, a
-//!   subject with an ANSI escape sequence shown inert; a clear screen without a gateway.
+//!   subject with an ANSI escape sequence shown inert; a clear screen without a gateway; an
+//!   auditor (`nobody` via `setpriv`) who reads and cannot act; the console's API client
+//!   against every answer it reads.
 //! - `certs`: the S/MIME certificate store CLI on openssl-made fixtures (legacy PKCS#12,
 //!   expired and wrong-usage certificates, sealed keys, trust anchors).
 
