@@ -195,3 +195,32 @@ fn the_colour_theme_never_sets_a_background() {
         }
     }
 }
+
+#[test]
+fn a_terminal_smaller_than_80x24_draws_without_panicking() {
+    let mut app = loaded_app();
+    for screen in ScreenId::ALL {
+        app.screen = screen;
+        for (w, h) in [(1, 1), (10, 3), (40, 10), (79, 23)] {
+            draw(&mut app, w, h);
+        }
+    }
+    // Popups and details too.
+    app.screen = ScreenId::Quarantine;
+    press(&mut app, KeyCode::Enter);
+    draw(&mut app, 5, 2);
+    press(&mut app, KeyCode::Esc);
+    for key in ['?', 'd'] {
+        press(&mut app, KeyCode::Char(key));
+        for (w, h) in [(1, 1), (12, 4), (40, 10)] {
+            draw(&mut app, w, h);
+        }
+        press(&mut app, KeyCode::Esc);
+    }
+    app.busy = Some(crate::app::Busy {
+        label: "releasing 500 messages".into(),
+        done: 3,
+        total: 500,
+    });
+    draw(&mut app, 8, 4);
+}
