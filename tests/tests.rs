@@ -30,6 +30,11 @@
 //!   recipient's copy held), skipped stages, added header fields, quarantine, check-config.
 //! - `actions`: the rules' message actions: a disclaimer in every MIME shape (read with
 //!   Python's `email`), an attachment signature the openssl CLI verifies, archive copies.
+//! - `console`: `portcullis tui` in tmux against a running gateway: a held message
+//!   released with a key reaches the next hop, another deleted after the confirmation, a
+//!   subject with an ANSI escape sequence shown inert; a clear screen without a gateway; an
+//!   auditor (`nobody` via `setpriv`) who reads and cannot act; the console's API client
+//!   against every answer it reads.
 //! - `certs`: the S/MIME certificate store CLI on openssl-made fixtures (legacy PKCS#12,
 //!   expired and wrong-usage certificates, sealed keys, trust anchors).
 
@@ -42,6 +47,7 @@ mod bayes;
 mod certs;
 mod clamav;
 mod cli;
+mod console;
 mod delivery;
 mod delivery_tls;
 mod durability;

@@ -99,6 +99,12 @@ pub enum Command {
         #[command(flatten)]
         args: explain::ExplainArgs,
     },
+    /// The operator console: dashboard, quarantine, certificates, trust, queue, lists, in
+    /// the terminal, through the running gateway's admin socket (data_dir/admin.sock).
+    Tui {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// List every symbol a stage can report, with default points.
     Symbols,
     /// clamd health as the gateway sees it: version, signature date, latency.
@@ -203,6 +209,12 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                     health.latency.as_secs_f64() * 1000.0
                 );
             }
+            Ok(0)
+        }
+        Command::Tui { config } => {
+            let config = load(&config)?;
+            let socket = crate::admin::socket_path(&config.data_dir);
+            runtime.block_on(tui::run(socket))?;
             Ok(0)
         }
         Command::Symbols => {
