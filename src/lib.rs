@@ -29,8 +29,8 @@
 //! - [`gateway`]: wires the parts together and reloads the configuration; [`live`]: the
 //!   configuration in force and what is built from it; [`cli`]: the `portcullis` command.
 
-pub mod admin;
 pub mod actions;
+pub mod admin;
 pub mod bayes;
 pub mod certs;
 pub mod cli;

@@ -40,8 +40,8 @@
 
 mod harness;
 
-mod admin;
 mod actions;
+mod admin;
 mod auth;
 mod bayes;
 mod certs;

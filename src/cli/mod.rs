@@ -2,9 +2,9 @@
 
 mod bayes;
 mod certs;
+pub mod explain;
 mod lists;
 mod quarantine;
-pub mod explain;
 mod queue;
 pub(crate) mod target;
 mod trust;
