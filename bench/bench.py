@@ -38,7 +38,10 @@ CASE_NAMES = {
     "a": "smtp-source -> smtp-sink",
     "b": "-> portcullis -> smtp-sink",
     "c": "-> postfix relay -> smtp-sink",
+    "r": "-> portcullis, 100 rules -> sink",
 }
+# The rules of case (r): 100 realistic [[rules]] (bench/rules-100.toml).
+RULES_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rules-100.toml")
 QUEUE_SUBDIRS = ("maildrop", "incoming", "active", "deferred", "hold", "corrupt")
 
 OUT = sys.stdout  # human-readable output; switched to stderr with --json
@@ -353,12 +356,12 @@ def start_gateway(binary, workdir, tag, sink_port, top="", tables="", timeout=30
     return gw, port, log
 
 
-def case_gateway(args, workdir, tag):
+def case_gateway(args, workdir, tag, top=""):
     n = args.messages
     sink = Sink(workdir, tag)
     gw = None
     try:
-        gw, gwport, gwlog = start_gateway(args.gateway, workdir, tag, sink.port,
+        gw, gwport, gwlog = start_gateway(args.gateway, workdir, tag, sink.port, top=top,
                                           timeout=args.start_timeout)
         try:
             r = run_source(gwport, n, workdir, tag, sink, args.timeout)
@@ -616,12 +619,12 @@ def main():
 
     if args.json:
         OUT = sys.stderr
-    cases = [c for c in args.cases if c in "abc"]
+    cases = [c for c in args.cases if c in "abcr"]
     if not cases or len(cases) != len(args.cases) or len(set(cases)) != len(cases):
-        ap.error("--cases takes a subset of 'abc' such as 'abc' or 'ac'")
+        ap.error("--cases takes a subset of 'abcr' such as 'abc', 'ac' or 'br'")
     if args.rounds < 1 or args.messages < 1:
         ap.error("--rounds and --messages must be at least 1")
-    if "b" in cases:
+    if "b" in cases or "r" in cases:
         if not args.gateway or not os.access(args.gateway, os.X_OK):
             ap.error(f"case b needs --gateway pointing at the portcullis binary (got {args.gateway!r})")
         args.gateway = os.path.abspath(args.gateway)
@@ -638,7 +641,7 @@ def main():
     os.chmod(workdir, 0o755)  # Postfix daemons drop to the postfix user
     _cleanups.append(lambda: (not args.keep_tmp) and shutil.rmtree(workdir, ignore_errors=True))
 
-    runners = {"a": case_direct, "b": case_gateway, "c": case_postfix}
+    runners = {"a": case_direct, "b": case_gateway, "c": case_postfix, "r": case_gateway_rules}
     results = {c: [] for c in cases}
     started = time.time()
     log(f"portcullis bench: {args.rounds} round(s) x cases {','.join(cases)}, {args.messages} messages "
@@ -654,7 +657,7 @@ def main():
                 r["accept_rate"] = args.messages / r["source_s"]
                 results[c].append(r)
                 extra = ""
-                if c == "b":
+                if c in "br":
                     extra = f", gateway VmHWM {fmt(r.get('vmhwm_kib'), ',d')} KiB, stopped in {r['stop_s']:.1f} s"
                     if r["exit_status"] == -signal.SIGKILL:
                         extra += " (WARNING: needed SIGKILL, ignored SIGTERM for 5 s)"
@@ -702,6 +705,8 @@ def main():
             log(f"(b)/(a) gateway vs direct sink:   {fmt(ratio('b', 'a'), '.3f')}")
         if "b" in cases and "c" in cases:
             log(f"(b)/(c) gateway vs Postfix relay: {fmt(ratio('b', 'c'), '.3f')}")
+        if "b" in cases and "r" in cases:
+            log(f"(r)/(b) 100 rules vs no rules:    {fmt(ratio('r', 'b'), '.3f')}")
         if "b" in cases:
             log(f"gateway peak RSS (max VmHWM over rounds): "
                 f"{fmt(peak_kib, ',d')} KiB" + (f" = {peak_kib / 1024:.1f} MiB" if peak_kib else ""))
@@ -730,6 +735,7 @@ def main():
             },
             "ratio_b_over_a": ratio("b", "a") if "b" in cases and "a" in cases else None,
             "ratio_b_over_c": ratio("b", "c") if "b" in cases and "c" in cases else None,
+            "ratio_r_over_b": ratio("r", "b") if "b" in cases and "r" in cases else None,
             "gateway_peak_vmhwm_kib": peak_kib,
         }
         print(json.dumps(summary, indent=2))

@@ -232,12 +232,14 @@ fn spawn_clamd_health(
 /// Run until SIGTERM or Ctrl-C; SIGHUP reloads the config file (`path`).
 pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
+    // Handlers first: a SIGHUP or SIGTERM that arrives once the listeners answer must not
+    // meet the default action (ending the process).
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
     let running = start(config, path).await?;
     if let Some(a) = running.metrics_addr {
         tracing::info!(addr = %a, "metrics endpoint ready (GET /metrics)");
     }
-    let mut term = signal(SignalKind::terminate())?;
-    let mut hup = signal(SignalKind::hangup())?;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
