@@ -384,6 +384,11 @@ def case_gateway(args, workdir, tag, top=""):
         sink.stop()
 
 
+def case_gateway_rules(args, workdir, tag):
+    """Case (b) with the 100 rules of bench/rules-100.toml."""
+    return case_gateway(args, workdir, tag, top=f'rules_file = "{RULES_FILE}"\n')
+
+
 # --------------------------------------------------------------------------------------------
 # case (c): a private Postfix relay
 
