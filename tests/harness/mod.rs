@@ -20,13 +20,34 @@ pub use client::Client;
 #[allow(unused_imports)]
 pub use sink::{Sink, SinkMode};
 
-/// A free TCP port on 127.0.0.1 (bound and released; fine for tests on one machine).
+/// A free TCP port on 127.0.0.1 for a server a test starts.
+///
+/// Taken from below the kernel's ephemeral range (32768-60999 by default), so no client
+/// socket of a parallel test can take it between this check and the server's bind, and
+/// handed out by a counter, so two tests of one run never get the same port. The start
+/// depends on the process id: two test runs at once mostly stay apart, and a port still
+/// in use is skipped.
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        (std::process::id() * 97) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if StdListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!(
+        "no free TCP port on 127.0.0.1 between {FIRST} and {}",
+        FIRST + SPAN
+    );
 }
 
 pub fn binary() -> PathBuf {
