@@ -5,7 +5,7 @@
 
 use crate::auth::{logged_symbols, send};
 use crate::harness::dns::{Dns, txt};
-use crate::harness::{Client, Gateway, Sink, message};
+use crate::harness::{Client, Gateway, Sink, message, wait_until};
 
 fn lists(gw: &Gateway, args: &[&str]) -> String {
     let mut all = vec!["lists"];
@@ -25,6 +25,24 @@ async fn send_to(gw: &Gateway, from: &str, rcpts: &[&str], id: &str) -> u16 {
         .code
 }
 
+/// RCPT TO's reply for each recipient; when one was accepted, a message follows (250 expected).
+async fn rcpt_codes(gw: &Gateway, from: &str, rcpts: &[&str]) -> Vec<u16> {
+    let mut c = Client::connect(gw.smtp).await;
+    c.expect(220).await;
+    c.cmd("EHLO client.test", 250).await;
+    c.cmd(&format!("MAIL FROM:<{from}>"), 250).await;
+    let mut codes = Vec::new();
+    for r in rcpts {
+        c.send_raw(format!("RCPT TO:<{r}>\r\n").as_bytes()).await;
+        codes.push(c.read_reply().await.expect("reply to RCPT TO").code);
+    }
+    if codes.contains(&250) {
+        let reply = c.data(&message(from, rcpts[0], "rcpt@o", "hello")).await;
+        assert_eq!(reply.code, 250, "{reply:?}");
+    }
+    codes
+}
+
 #[tokio::test]
 async fn a_blocked_sender_is_refused_in_the_dialog_until_removed() {
     let sink = Sink::start().await;
@@ -42,17 +60,30 @@ async fn a_blocked_sender_is_refused_in_the_dialog_until_removed() {
     );
     let added: serde_json::Value = serde_json::from_str(&out).unwrap();
     let id = added["entry"]["id"].as_i64().unwrap();
+    // The envelope sender is enough: refused at RCPT TO, before any data.
     assert_eq!(
-        send_to(&gw, "x@spam.test", &["u@example.test"], "b1@spam.test").await,
-        550
+        rcpt_codes(&gw, "x@spam.test", &["u@example.test"]).await,
+        [550]
     );
-    assert!(logged_symbols(&gw, "x@spam.test").contains("LIST_BLOCK"));
+    assert!(
+        gw.log().contains("recipient refused by block list"),
+        "{}",
+        gw.log()
+    );
     assert_eq!(
         send_to(&gw, "x@fine.test", &["u@example.test"], "b2@fine.test").await,
         250
     );
+    // A blocked From: header is only seen with the message: refused at the end of DATA.
+    let msg = message("x@spam.test", "u@example.test", "b1@spam.test", "hello");
+    let mut c = Client::connect(gw.smtp).await;
+    c.expect(220).await;
+    c.envelope("bounce@fine.test", &["u@example.test"]).await;
+    assert_eq!(c.data(&msg).await.code, 550);
+    assert!(logged_symbols(&gw, "bounce@fine.test").contains("LIST_BLOCK"));
 
-    // A block for one recipient only: mail to others passes, mail that includes them not.
+    // A block for one recipient only: mail to others passes; when the message also goes
+    // to them, only that recipient is refused and the others still get it.
     lists(
         &gw,
         &["add", "block", "y@other.test", "--for", "boss@example.test"],
@@ -61,16 +92,22 @@ async fn a_blocked_sender_is_refused_in_the_dialog_until_removed() {
         send_to(&gw, "y@other.test", &["u@example.test"], "b3@o").await,
         250
     );
+    let before = sink.count();
     assert_eq!(
-        send_to(
+        rcpt_codes(
             &gw,
             "y@other.test",
-            &["u@example.test", "boss@example.test"],
-            "b4@o"
+            &["u@example.test", "boss@example.test"]
         )
         .await,
-        550
+        [250, 550]
     );
+    assert!(
+        wait_until(20, || sink.count() > before).await,
+        "the accepted recipient's copy never arrived"
+    );
+    let last = sink.all().pop().unwrap();
+    assert_eq!(last.rcpts, ["u@example.test"]);
 
     let out = lists(&gw, &["show"]);
     assert!(

@@ -201,7 +201,8 @@ impl Entry {
         self.expires_at.is_none_or(|t| now < t)
     }
 
-    fn describe(&self) -> String {
+    /// `#12 bob@partner.example for everyone`: the entry as logs and symbols name it.
+    pub fn describe(&self) -> String {
         let scope = match &self.scope {
             Scope::Global => "everyone".to_string(),
             s => s.text(),
@@ -229,6 +230,15 @@ pub struct Origin<'a> {
     pub client_ip: IpAddr,
     /// The From domain authenticated by DMARC-aligned SPF or DKIM.
     pub authenticated_domain: Option<&'a str>,
+}
+
+/// An IPv4-mapped IPv6 address as the IPv4 address it carries (network entries are written
+/// in IPv4).
+fn unmapped(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
 }
 
 /// Every entry, indexed for lookups per message.
@@ -262,6 +272,53 @@ impl ListSet {
         self.len == 0
     }
 
+    /// A block entry on the envelope alone — the envelope sender's address or domain, or the
+    /// client's network — that covers this recipient: the session refuses that recipient at
+    /// RCPT TO, before any data, while the message's other recipients go on. (An entry that
+    /// matches only the From: header is decided with the message, by [`ListSet::decide`].)
+    pub fn block_at_rcpt(
+        &self,
+        mail_from: &str,
+        client_ip: IpAddr,
+        rcpt: &str,
+        now: i64,
+    ) -> Option<&Entry> {
+        let mail_from = mail_from.to_ascii_lowercase();
+        let claimed: Vec<&str> = if mail_from.is_empty() {
+            Vec::new()
+        } else {
+            vec![mail_from.as_str()]
+        };
+        let rcpt = rcpt.to_ascii_lowercase();
+        self.entries_claimed_or_connected(&claimed, client_ip)
+            .find(|e| e.kind == ListKind::Block && e.live(now) && e.scope.covers(&rcpt))
+    }
+
+    /// Entries naming one of the claimed addresses or their domains, and network entries
+    /// containing the client's address.
+    fn entries_claimed_or_connected<'s>(
+        &'s self,
+        claimed: &[&str],
+        client_ip: IpAddr,
+    ) -> impl Iterator<Item = &'s Entry> + 's {
+        let ip = unmapped(client_ip);
+        let by_address: Vec<&'s Entry> = claimed
+            .iter()
+            .filter_map(|a| self.by_address.get(*a))
+            .flatten()
+            .collect();
+        let by_domain: Vec<&'s Entry> = claimed
+            .iter()
+            .filter_map(|a| self.by_domain.get(&domain_of(a)))
+            .flatten()
+            .collect();
+        by_address.into_iter().chain(by_domain).chain(
+            self.networks
+                .iter()
+                .filter(move |e| e.sender_matches_ip(ip)),
+        )
+    }
+
     /// Block entries first (any recipient covered), then allow entries (every recipient
     /// covered, the sender authenticated for an address or domain entry).
     pub fn decide(&self, origin: &Origin<'_>, rcpts: &[String], now: i64) -> Decision<'_> {
@@ -274,28 +331,16 @@ impl ListSet {
         if let Some(h) = &header_from {
             claimed.push(h);
         }
-        let claimed_domains: Vec<String> = claimed.iter().map(|a| domain_of(a)).collect();
-        let ip = match origin.client_ip {
-            IpAddr::V6(v6) => v6
-                .to_ipv4_mapped()
-                .map(IpAddr::V4)
-                .unwrap_or(origin.client_ip),
-            v4 => v4,
-        };
-        let nets = self.networks.iter().filter(|e| e.sender_matches_ip(ip));
-        let claimed_entries = claimed
-            .iter()
-            .filter_map(|a| self.by_address.get(*a))
-            .chain(claimed_domains.iter().filter_map(|d| self.by_domain.get(d)))
-            .flatten();
         let live = |e: &&Entry| e.live(now);
-        if let Some(e) = claimed_entries
-            .chain(nets.clone())
+        if let Some(e) = self
+            .entries_claimed_or_connected(&claimed, origin.client_ip)
             .filter(live)
             .find(|e| e.kind == ListKind::Block && rcpts.iter().any(|r| e.scope.covers(r)))
         {
             return Decision::Block(e);
         }
+        let ip = unmapped(origin.client_ip);
+        let nets = self.networks.iter().filter(|e| e.sender_matches_ip(ip));
         // Allowed: a network (the connection itself), or a name the sender is
         // authenticated for.
         let auth = origin.authenticated_domain.map(str::to_ascii_lowercase);
@@ -490,6 +535,43 @@ mod tests {
         );
         let both = rcpts(&["u@example.test", "boss@example.test"]);
         assert!(matches!(set.decide(&o, &both, 0), Decision::Block(e) if e.id == 2));
+    }
+
+    #[test]
+    fn at_rcpt_only_the_envelope_counts_and_only_the_covered_recipient_is_refused() {
+        let set = ListSet::new([
+            entry(1, ListKind::Block, "@spam.example", None),
+            entry(
+                2,
+                ListKind::Block,
+                "bob@x.example",
+                Some("boss@example.test"),
+            ),
+            entry(3, ListKind::Block, "198.51.100.0/24", None),
+            entry(4, ListKind::Allow, "@partner.example", None),
+        ]);
+        let ip = "192.0.2.7".parse().unwrap();
+        let id = |e: Option<&Entry>| e.map(|e| e.id);
+        assert_eq!(
+            id(set.block_at_rcpt("X@Spam.Example", ip, "u@example.test", 0)),
+            Some(1)
+        );
+        assert_eq!(
+            id(set.block_at_rcpt("bob@x.example", ip, "u@example.test", 0)),
+            None
+        );
+        assert_eq!(
+            id(set.block_at_rcpt("bob@x.example", ip, "Boss@example.test", 0)),
+            Some(2)
+        );
+        let net = "::ffff:198.51.100.9".parse().unwrap();
+        assert_eq!(id(set.block_at_rcpt("", net, "u@example.test", 0)), Some(3));
+        // Allow entries never refuse, and the null sender matches no name.
+        assert_eq!(
+            id(set.block_at_rcpt("a@partner.example", ip, "u@example.test", 0)),
+            None
+        );
+        assert_eq!(id(set.block_at_rcpt("", ip, "u@example.test", 0)), None);
     }
 
     #[test]

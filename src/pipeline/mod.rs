@@ -311,6 +311,8 @@ pub struct Pipeline {
     smime_out: Option<Arc<SmimeOutbound>>,
     /// The ordered rules (also in the orders' rules step), for RCPT TO and the skips.
     rules: Arc<RuleSet>,
+    /// The allow and block lists when the inbound order checks them, for RCPT TO.
+    lists: Option<filters::lists::LiveLists>,
 }
 
 impl Pipeline {
@@ -337,7 +339,25 @@ impl Pipeline {
             learning: resources.learning.clone(),
             smime_out: resources.smime_outbound(config),
             rules,
+            lists: resources
+                .lists
+                .clone()
+                .filter(|_| config.stage("lists").enabled),
         }
+    }
+
+    /// The block entry that refuses this inbound recipient at RCPT TO on the envelope alone
+    /// (envelope sender or client network), described for the log; `None` without lists.
+    pub fn list_block_at_rcpt(
+        &self,
+        mail_from: &str,
+        client_ip: std::net::IpAddr,
+        rcpt: &str,
+    ) -> Option<String> {
+        let lists = self.lists.as_ref()?.current();
+        lists
+            .block_at_rcpt(mail_from, client_ip, rcpt, filters::unix_now())
+            .map(|e| e.describe())
     }
 
     /// The message got its final answer (`stored`: 250 after the commit): let the gateway

@@ -114,7 +114,8 @@ pub const ROUTING_DENIED: Reply = Reply::new(
     "Source routes and routing characters are not accepted",
 );
 pub const REJECTED: Reply = Reply::new(550, "5.7.1", "Message rejected by policy");
-/// A rule refused the recipient at RCPT TO (a rule's own text replaces this one).
+/// A rule or a block-list entry refused the recipient at RCPT TO (a rule's own text
+/// replaces this one).
 pub const RECIPIENT_REFUSED_BY_RULE: Reply =
     Reply::new(550, "5.7.1", "Recipient refused by policy");
 pub const VIRUS: Reply = Reply::new(554, "5.7.1", "Message contains a virus");

@@ -590,6 +590,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     write_reply(&mut self.out, r.code, r.enhanced, &text);
                     return self.bad_counted();
                 }
+                let lists_skipped = rules.as_ref().is_some_and(|e| e.skip.contains(&"lists"));
+                if !lists_skipped && let Some(refusal) = self.list_refusal(&accepted.address) {
+                    return self.bad(refusal);
+                }
                 let encrypt = rules.and_then(|e| e.smime).and_then(|s| s.encrypt);
                 if let Some(refusal) = self.smime_refusal(&accepted.address, encrypt).await {
                     return self.bad(refusal);
@@ -664,6 +668,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 Some(reply::TEMPFAIL)
             }
         }
+    }
+
+    /// An operator's block entry on the envelope sender or the client's network covers this
+    /// inbound recipient: refused here (550 5.7.1), the other recipients go on.
+    fn list_refusal(&self, rcpt: &str) -> Option<Reply> {
+        if self.direction() != Direction::Inbound {
+            return None;
+        }
+        let tx = self.tx.as_ref()?;
+        let entry = self
+            .pipeline()
+            .list_block_at_rcpt(&tx.mail_from, self.peer.ip(), rcpt)?;
+        tracing::info!(client = %self.peer, rcpt = %printable(rcpt), entry = %entry, "recipient refused by block list");
+        Some(reply::RECIPIENT_REFUSED_BY_RULE)
     }
 
     /// `[[rules]]` for this recipient at RCPT TO (envelope and connection only); `None`
