@@ -1410,6 +1410,31 @@ mod tests {
         // The example ships the embedded defaults' rule set.
         assert_eq!(c.rules, d.rules);
         assert_eq!(c.rules, crate::rules::default_rules());
+        // And every other key: the whole configuration, as its debug form shows it. The
+        // example spells out each stage's settings, the defaults leave them implicit.
+        let mut c = c;
+        for name in c.stages.keys() {
+            let (e, d) = (
+                format!("{:?}", c.stage(name)),
+                format!("{:?}", d.stage(name)),
+            );
+            assert_eq!(
+                e, d,
+                "[stages.{name}] in the example differs from the default"
+            );
+        }
+        c.stages.clear();
+        let (example, embedded) = (format!("{c:#?}"), format!("{d:#?}"));
+        let differing: Vec<_> = example
+            .lines()
+            .zip(embedded.lines())
+            .filter(|(a, b)| a != b)
+            .take(5)
+            .collect();
+        assert!(
+            differing.is_empty() && example.lines().count() == embedded.lines().count(),
+            "examples/portcullis.toml and the embedded defaults differ (example, default): {differing:#?}"
+        );
     }
 
     #[test]
