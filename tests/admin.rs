@@ -411,16 +411,15 @@ async fn quarantine_through_the_api_audits_the_calling_uid() {
         "{shown:?}"
     );
 
-    // The sender, blocked from the held message: the next one is refused.
+    // The sender, blocked from the held message: the next one is refused at RCPT TO.
     let (code, out, err) = gw.cli(&["quarantine", "list-sender", &id, "block", "--domain"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("@ext.test"), "{out}");
-    let msg = message("a@ext.test", "ann@example.test", "h2@ext.test", "again");
-    let r = Client::connect(gw.smtp)
-        .await
-        .send_message("a@ext.test", &["ann@example.test"], &msg)
-        .await;
-    assert_eq!(r.code, 550, "{}", r.text);
+    let mut c = Client::greeted(gw.smtp).await;
+    c.cmd("EHLO client.test", 250).await;
+    c.cmd("MAIL FROM:<a@ext.test>", 250).await;
+    let r = c.cmd("RCPT TO:<ann@example.test>", 550).await;
+    assert!(r.text.contains("refused by policy"), "{}", r.text);
 }
 
 /// `portcullis reload` (POST /v1/config/reload): the changed file is in force for the next
