@@ -91,6 +91,9 @@ pub async fn start(config: Config, path: Option<PathBuf>) -> anyhow::Result<Runn
             metrics.clone(),
         );
     }
+    if config.dns_health_interval_secs > 0 {
+        spawn_dns_health(config.clone(), metrics.clone());
+    }
     let live = Live::new(loaded.snapshot(config.clone(), None)?);
     let reloader = Arc::new(Reloader::new(
         path,
@@ -225,6 +228,46 @@ fn spawn_clamd_health(
                     metrics.clamd_health(None);
                 }
             }
+        }
+    });
+}
+
+/// Longest wait for the DNS probe's answer: the resolver's own attempts end sooner.
+const DNS_PROBE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Probe the resolver periodically with an MX query for the gateway's own name: any answer
+/// (also "no such name") means DNS works; a timeout or a server failure means mail
+/// authentication and MX lookups will tempfail. A fresh resolver each time, so no cached
+/// answer hides an outage and a changed /etc/resolv.conf is read.
+fn spawn_dns_health(config: Arc<Config>, metrics: Metrics) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(config.dns_health_interval_secs));
+        let name = format!("{}.", config.hostname.trim_end_matches('.'));
+        loop {
+            tick.tick().await;
+            let started = std::time::Instant::now();
+            let result = match crate::delivery::mx::resolver(&config.dns_servers) {
+                Err(e) => Err(e),
+                Ok(resolver) => {
+                    match tokio::time::timeout(DNS_PROBE_TIMEOUT, resolver.mx_lookup(name.as_str()))
+                        .await
+                    {
+                        Err(_) => Err(format!("no answer within {DNS_PROBE_TIMEOUT:?}")),
+                        Ok(Ok(_)) => Ok(started.elapsed()),
+                        Ok(Err(e)) if e.is_nx_domain() || e.is_no_records_found() => {
+                            Ok(started.elapsed())
+                        }
+                        Ok(Err(e)) => Err(e.to_string()),
+                    }
+                }
+            };
+            if let Err(e) = &result {
+                tracing::warn!(error = %e, query = %name, "DNS health probe failed");
+            }
+            metrics.dns_health(crate::metrics::DnsProbe {
+                result,
+                at: crate::clock::unix_now(),
+            });
         }
     });
 }

@@ -219,7 +219,7 @@ impl ListStore {
             checked.sender.text(),
             checked.scope.text(),
         );
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(crate::store::BEGIN_WRITE).await?;
         let existing: Option<i64> = sqlx::query_scalar(
             "SELECT id FROM list_entries WHERE list = ? AND sender = ? AND scope = ?",
         )

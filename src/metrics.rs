@@ -45,7 +45,32 @@ struct Inner {
     verdicts: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     /// The last clamd probe (`None` inside: it did not answer); `None`: no probe yet.
     clamd_last: Mutex<Option<Option<filters::clamav::clamd::Health>>>,
+    dns_up: Gauge,
+    dns_latency: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// The last DNS probe; `None`: no probe yet.
+    dns_last: Mutex<Option<DnsProbe>>,
+    /// Symbol hits of the current UTC day, for the dashboard's "top symbols today".
+    symbols_today: Mutex<SymbolDay>,
 }
+
+/// What the last DNS health probe saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DnsProbe {
+    /// `Ok(latency)` when the resolver answered (a "no such name" is an answer too);
+    /// `Err(why)` when it did not.
+    pub result: Result<std::time::Duration, String>,
+    /// Unix seconds of the probe.
+    pub at: i64,
+}
+
+/// Symbol hits counted per UTC day; the day rolls over at midnight.
+#[derive(Debug, Default)]
+struct SymbolDay {
+    day: i64,
+    counts: std::collections::HashMap<&'static str, u64>,
+}
+
+const DAY_SECS: i64 = 86_400;
 
 /// Cheap to clone; every clone updates the same counters.
 #[derive(Clone)]
@@ -157,6 +182,18 @@ impl Metrics {
             "clamd version and signature database (labels), value 1",
             clamd_info.clone(),
         );
+        let dns_up = Gauge::default();
+        registry.register(
+            "dns_up",
+            "1 when the last DNS health probe was answered",
+            dns_up.clone(),
+        );
+        let dns_latency = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "dns_probe_latency_seconds",
+            "Time the resolver took to answer the last DNS health probe",
+            dns_latency.clone(),
+        );
         Metrics(Arc::new(Inner {
             registry,
             connections,
@@ -178,6 +215,10 @@ impl Metrics {
             clamd_info,
             verdicts: Mutex::new(BTreeMap::new()),
             clamd_last: Mutex::new(None),
+            dns_up,
+            dns_latency,
+            dns_last: Mutex::new(None),
+            symbols_today: Mutex::new(SymbolDay::default()),
         }))
     }
 
@@ -238,6 +279,67 @@ impl Metrics {
 
     pub fn symbol(&self, name: &'static str) {
         self.0.symbols.get_or_create(&[("symbol", name)]).inc();
+        self.symbol_today(name, crate::clock::unix_now());
+    }
+
+    fn symbol_today(&self, name: &'static str, now: i64) {
+        let mut today = self
+            .0
+            .symbols_today
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let day = now.div_euclid(DAY_SECS);
+        if today.day != day {
+            today.day = day;
+            today.counts.clear();
+        }
+        *today.counts.entry(name).or_default() += 1;
+    }
+
+    /// The `n` symbols seen most often since midnight UTC, most frequent first (ties by
+    /// name); empty on a new day until the first hit.
+    pub fn top_symbols_today(&self, n: usize, now: i64) -> Vec<(&'static str, u64)> {
+        let today = self
+            .0
+            .symbols_today
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if today.day != now.div_euclid(DAY_SECS) {
+            return Vec::new();
+        }
+        let mut top: Vec<(&'static str, u64)> =
+            today.counts.iter().map(|(k, v)| (*k, *v)).collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        top.truncate(n);
+        top
+    }
+
+    /// SMTP connections accepted and, of them, sessions upgraded with STARTTLS, since start.
+    pub fn tls_share(&self) -> (u64, u64) {
+        (self.0.connections.get(), self.0.tls_sessions.get())
+    }
+
+    /// Record a DNS health probe.
+    pub fn dns_health(&self, probe: DnsProbe) {
+        match &probe.result {
+            Ok(latency) => {
+                self.0.dns_up.set(1);
+                self.0.dns_latency.set(latency.as_secs_f64());
+            }
+            Err(_) => {
+                self.0.dns_up.set(0);
+            }
+        }
+        *self.0.dns_last.lock().unwrap_or_else(|e| e.into_inner()) = Some(probe);
+    }
+
+    /// The last DNS probe; `None` before the first.
+    pub fn dns_last(&self) -> Option<DnsProbe> {
+        self.0
+            .dns_last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn stage_time(&self, stage: &'static str, seconds: f64) {
@@ -352,4 +454,51 @@ pub async fn serve(bind: SocketAddr, metrics: Metrics) -> anyhow::Result<SocketA
         }
     });
     Ok(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_symbols_count_the_current_utc_day_only() {
+        let m = Metrics::new();
+        let day = 20_000 * DAY_SECS;
+        m.symbol_today("BAYES_SPAM", day + 10);
+        m.symbol_today("BAYES_SPAM", day + 20);
+        m.symbol_today("HDR_MISSING_DATE", day + 30);
+        m.symbol_today("AUTH_SPF_FAIL", day + 40);
+        assert_eq!(
+            m.top_symbols_today(2, day + 50),
+            [("BAYES_SPAM", 2), ("AUTH_SPF_FAIL", 1)]
+        );
+        // Midnight: yesterday's hits no longer count, and the next hit starts afresh.
+        assert!(m.top_symbols_today(5, day + DAY_SECS).is_empty());
+        m.symbol_today("HDR_MISSING_DATE", day + DAY_SECS + 1);
+        assert_eq!(
+            m.top_symbols_today(5, day + DAY_SECS + 2),
+            [("HDR_MISSING_DATE", 1)]
+        );
+    }
+
+    #[test]
+    fn tls_share_and_dns_probe_are_readable() {
+        let m = Metrics::new();
+        m.connection_opened();
+        m.connection_opened();
+        m.tls_session();
+        assert_eq!(m.tls_share(), (2, 1));
+        assert_eq!(m.dns_last(), None);
+        m.dns_health(DnsProbe {
+            result: Err("timed out".into()),
+            at: 5,
+        });
+        assert!(m.render().contains("portcullis_dns_up 0"));
+        m.dns_health(DnsProbe {
+            result: Ok(std::time::Duration::from_millis(3)),
+            at: 6,
+        });
+        assert!(m.render().contains("portcullis_dns_up 1"));
+        assert_eq!(m.dns_last().unwrap().at, 6);
+    }
 }

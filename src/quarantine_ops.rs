@@ -248,7 +248,11 @@ impl QuarantineService {
             tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all()).await??;
         }
         let result: anyhow::Result<Vec<i64>> = async {
-            let mut tx = self.store.pool().begin().await?;
+            let mut tx = self
+                .store
+                .pool()
+                .begin_with(crate::store::BEGIN_WRITE)
+                .await?;
             let ids: Vec<i64> = entries.iter().map(|(e, _)| *e).collect();
             let changed = quarantine::store::transition(
                 &mut tx,
@@ -336,7 +340,11 @@ impl QuarantineService {
         } else {
             None
         };
-        let mut tx = self.store.pool().begin().await?;
+        let mut tx = self
+            .store
+            .pool()
+            .begin_with(crate::store::BEGIN_WRITE)
+            .await?;
         let ids: Vec<i64> = entries.iter().map(|(e, _)| *e).collect();
         let changed =
             quarantine::store::transition(&mut tx, &ids, State::Deleted, actor, unix_now(), "")

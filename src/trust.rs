@@ -148,7 +148,7 @@ impl TrustStore {
 
     /// Write changed rows in one transaction.
     pub async fn apply(&self, changes: &[Change]) -> anyhow::Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(crate::store::BEGIN_WRITE).await?;
         for c in changes {
             match c {
                 Change::Pair {

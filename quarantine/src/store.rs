@@ -10,13 +10,17 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use filters::Direction;
+use sqlx::Row;
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
-use sqlx::{Acquire, Row};
 
 use crate::{
     Actor, AuditRow, Cursor, DisplayFields, Entry, Filter, NewHeld, Page, PageRequest, State,
     SymbolPoints, Totals, display, domain_of, rule_of,
 };
+
+/// Writes take the database's write lock when they begin, so a concurrent writer makes
+/// them wait (busy timeout) rather than fail with "database is locked".
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
 /// Store a held message with one entry per recipient, inside the caller's transaction (the
 /// gateway's commit group, so it is durable before the `250`). `inline_body`: the body when
@@ -653,7 +657,7 @@ impl Store {
             .bind(now)
             .fetch_all(&mut *conn)
             .await?;
-            let mut tx = conn.begin().await?;
+            let mut tx = sqlx::Connection::begin_with(&mut *conn, BEGIN_WRITE).await?;
             for (id, size) in oldest {
                 if over == 0 {
                     break;
@@ -679,7 +683,7 @@ impl Store {
             if due.is_empty() {
                 break;
             }
-            let mut tx = conn.begin().await?;
+            let mut tx = sqlx::Connection::begin_with(&mut *conn, BEGIN_WRITE).await?;
             for id in &due {
                 let held: Vec<i64> = sqlx::query_scalar(
                     "SELECT id FROM quarantine_entries WHERE message = ? AND state = 'held'",
@@ -736,7 +740,7 @@ impl Store {
                 None => DisplayFields::default(),
             };
             let symbols = parse_summary(summary);
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.pool.begin_with(BEGIN_WRITE).await?;
             sqlx::query(
                 "UPDATE quarantine_messages SET hdr_from = ?, hdr_to = ?, subject = ?, \
                  hdr_date = ?, message_id = ?, symbols = ?, adopted = 1 WHERE id = ?",

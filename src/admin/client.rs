@@ -225,6 +225,11 @@ impl Client {
         self.get("/v1/counters").await
     }
 
+    /// The caller and its role.
+    pub async fn whoami(&self) -> Result<WhoAmI, ApiError> {
+        self.get("/v1/whoami").await
+    }
+
     /// Re-read the config file and put it in force.
     pub async fn config_reload(&self) -> Result<ReloadResult, ApiError> {
         self.call(Method::POST, "/v1/config/reload", None).await

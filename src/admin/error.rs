@@ -66,7 +66,11 @@ impl ApiError {
 
     /// What the store or parser said, as a bad request about `field` (a file that does
     /// not parse, a fingerprint that matches nothing is `not_found` by its own caller).
+    /// A database failure on the way is the gateway's fault, not the request's: 500.
     pub fn from_input(field: &str, e: anyhow::Error) -> ApiError {
+        if e.chain().any(|c| c.is::<sqlx::Error>()) {
+            return ApiError::internal(format!("{e:#}"));
+        }
         ApiError::field(field, format!("{e:#}"))
     }
 

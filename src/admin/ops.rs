@@ -25,6 +25,9 @@ use crate::queue::{Queue, QueueStore, QueuedMessage, body_path, is_inline, is_va
 use crate::store::Database;
 use crate::trust::TrustStore;
 
+/// Symbols listed in the counters' "top today".
+const TOP_SYMBOLS: usize = 10;
+
 /// Who asks: from the socket's peer credentials, or the CLI's own user offline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
@@ -151,6 +154,17 @@ impl Ops {
         }
     }
 
+    /// What the caller may do, as the role check in front of every endpoint decides it.
+    pub fn whoami(&self, caller: &Caller, may_change: bool) -> WhoAmI {
+        WhoAmI {
+            uid: caller.uid,
+            gid: caller.gid,
+            user: caller.user.clone(),
+            role: if may_change { "operator" } else { "auditor" }.into(),
+            may_change,
+        }
+    }
+
     pub async fn counters(&self) -> Result<Counters, ApiError> {
         let (queued, oldest) = self.inner.queue.waiting().await?;
         let held = self.inner.quarantine.totals().await?.held_messages;
@@ -184,8 +198,33 @@ impl Ops {
             }),
             _ => None,
         };
+        let now_secs = now();
+        let dns = metrics.and_then(|m| m.dns_last()).map(|p| DnsStatus {
+            up: p.result.is_ok(),
+            latency_ms: p.result.as_ref().ok().map(|l| l.as_secs_f64() * 1000.0),
+            error: p.result.err(),
+            age_secs: (now_secs - p.at).max(0),
+        });
+        let tls = metrics.map_or(TlsShare::default(), |m| {
+            let (connections, tls) = m.tls_share();
+            TlsShare { connections, tls }
+        });
+        let symbols = metrics
+            .map(|m| {
+                m.top_symbols_today(TOP_SYMBOLS, now_secs)
+                    .into_iter()
+                    .map(|(name, count)| SymbolCount {
+                        name: name.into(),
+                        count,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         Ok(Counters {
             messages,
+            dns,
+            tls,
+            symbols,
             queue: QueueSummary {
                 queued,
                 held,

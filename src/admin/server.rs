@@ -97,6 +97,7 @@ fn routes() -> OpenApiRouter<App> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health))
         .routes(routes!(counters))
+        .routes(routes!(whoami))
         .routes(routes!(config_reload))
         .routes(routes!(queue_list))
         .routes(routes!(queue_show, queue_delete))
@@ -224,6 +225,8 @@ async fn guard(
         return ApiError::unavailable("the admin API is stopping").into_response();
     };
     req.extensions_mut().insert(caller.clone());
+    req.extensions_mut()
+        .insert(MayChange(role == Some(Role::Operator)));
     let response = next.run(req).await;
     let status = response.status().as_u16();
     if reads {
@@ -319,6 +322,22 @@ type ApiResult<T> = Result<Json<T>, ApiError>;
     responses((status = 200, body = Health)))]
 async fn health(State(app): State<App>) -> ApiResult<Health> {
     Ok(Json(app.ops.health()))
+}
+
+/// Whether the caller's role allows changes (set by the role check).
+#[derive(Debug, Clone, Copy)]
+struct MayChange(bool);
+
+/// The caller as the socket's peer credentials say, and its role: a console greys out
+/// what it may not do before the operator tries.
+#[utoipa::path(get, path = "/v1/whoami", tag = "gateway",
+    responses((status = 200, body = WhoAmI)))]
+async fn whoami(
+    State(app): State<App>,
+    axum::Extension(caller): axum::Extension<Caller>,
+    axum::Extension(MayChange(may_change)): axum::Extension<MayChange>,
+) -> ApiResult<WhoAmI> {
+    Ok(Json(app.ops.whoami(&caller, may_change)))
 }
 
 #[utoipa::path(get, path = "/v1/counters", tag = "gateway",

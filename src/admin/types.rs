@@ -81,6 +81,31 @@ pub struct ClamdStatus {
     pub latency_ms: Option<f64>,
 }
 
+/// The resolver as the last DNS health probe saw it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct DnsStatus {
+    pub up: bool,
+    pub latency_ms: Option<f64>,
+    /// Why the probe failed, when it did.
+    pub error: Option<String>,
+    /// Seconds since the probe.
+    pub age_secs: i64,
+}
+
+/// SMTP connections since start and how many of them were upgraded with STARTTLS.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TlsShare {
+    pub connections: u64,
+    pub tls: u64,
+}
+
+/// How often a symbol was reported since midnight UTC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SymbolCount {
+    pub name: String,
+    pub count: u64,
+}
+
 /// `GET /v1/counters`: what a console's dashboard shows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Counters {
@@ -89,7 +114,25 @@ pub struct Counters {
     pub queue: QueueSummary,
     /// `None`: ClamAV is not enabled, or no probe answered yet.
     pub clamd: Option<ClamdStatus>,
+    /// `None`: the probe is off (`dns_health_interval_secs = 0`) or has not run yet.
+    pub dns: Option<DnsStatus>,
+    pub tls: TlsShare,
+    /// The most frequent symbols since midnight UTC, most frequent first (at most 10).
+    pub symbols: Vec<SymbolCount>,
     pub uptime_secs: u64,
+}
+
+/// `GET /v1/whoami`: the caller as the API sees it, and what its role allows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WhoAmI {
+    pub uid: u32,
+    pub gid: u32,
+    /// The user name, when the system knows the uid.
+    pub user: Option<String>,
+    /// `operator` (every endpoint) or `auditor` (reads only).
+    pub role: String,
+    /// Whether changes are allowed (false for an auditor).
+    pub may_change: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

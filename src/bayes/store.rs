@@ -120,7 +120,7 @@ impl BayesStore {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(crate::store::BEGIN_WRITE).await?;
         let rows: Vec<(&u64, &(i64, i64))> = delta
             .tokens
             .iter()

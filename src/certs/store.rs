@@ -425,7 +425,7 @@ impl CertStore {
         .await??;
         if !status_changes.is_empty() {
             // The column shows people the last result; not a change of the store itself.
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_with(crate::store::BEGIN_WRITE).await?;
             for (fp, text) in &status_changes {
                 sqlx::query("UPDATE smime_certs SET chain_status = ? WHERE fingerprint = ?")
                     .bind(text)
@@ -541,7 +541,11 @@ impl CertStore {
         if gateway_domain.is_some() && bundle.leaves.is_empty() {
             bail!("--domain needs an end-entity certificate; the file holds only CA certificates");
         }
-        let mut tx = self.inner.pool.begin().await?;
+        let mut tx = self
+            .inner
+            .pool
+            .begin_with(crate::store::BEGIN_WRITE)
+            .await?;
         let mut out = Vec::new();
         for leaf in &bundle.leaves {
             let mut stored = self
@@ -581,7 +585,11 @@ impl CertStore {
     /// Trust these certificates as anchors (normally CAs; a partner's self-signed
     /// certificate may be trusted directly too).
     pub async fn trust_ca(&self, certs: &[X509]) -> anyhow::Result<Vec<Stored>> {
-        let mut tx = self.inner.pool.begin().await?;
+        let mut tx = self
+            .inner
+            .pool
+            .begin_with(crate::store::BEGIN_WRITE)
+            .await?;
         let mut out = Vec::new();
         for c in certs {
             out.push(
@@ -666,7 +674,11 @@ impl CertStore {
         )
         .fetch_one(&self.inner.pool)
         .await?;
-        let mut tx = self.inner.pool.begin().await?;
+        let mut tx = self
+            .inner
+            .pool
+            .begin_with(crate::store::BEGIN_WRITE)
+            .await?;
         let mut out = vec![
             self.upsert(
                 &mut tx,
@@ -777,7 +789,11 @@ impl CertStore {
             revoked,
             change: "new",
         };
-        let mut tx = self.inner.pool.begin().await?;
+        let mut tx = self
+            .inner
+            .pool
+            .begin_with(crate::store::BEGIN_WRITE)
+            .await?;
         let held: Vec<(String, i64)> = sqlx::query_as(
             "SELECT fingerprint, this_update FROM smime_crls WHERE issuer_fingerprint = ?",
         )
@@ -987,7 +1003,11 @@ impl CertStore {
             );
         }
         let fp = record.fingerprint().to_string();
-        let mut tx = self.inner.pool.begin().await?;
+        let mut tx = self
+            .inner
+            .pool
+            .begin_with(crate::store::BEGIN_WRITE)
+            .await?;
         for sql in [
             "DELETE FROM smime_cert_addresses WHERE fingerprint = ?",
             "DELETE FROM smime_cert_domains WHERE fingerprint = ?",

@@ -119,6 +119,10 @@ pub const CLAMD_MAX_STREAM_SIZE: usize = 25 * 1024 * 1024;
 /// Health probe (VERSION) interval for the metrics.
 pub const CLAMD_HEALTH_SECS: u64 = 30;
 
+/// DNS health probe interval: often enough that a dashboard shows an outage within a
+/// minute, rare enough to be noise for the resolver.
+pub const DNS_HEALTH_SECS: u64 = 30;
+
 /// One DNS query attempt (two attempts per server): a resolver that has not answered in
 /// 3 s is having trouble; the message is tempfailed rather than waited on.
 pub const AUTH_DNS_TIMEOUT_MS: u64 = 3000;

@@ -900,6 +900,9 @@ pub struct Config {
     /// DNS servers for MX lookups and authentication ("ip:port"); empty = the system
     /// resolver.
     pub dns_servers: Vec<SocketAddr>,
+    /// Seconds between DNS health probes (the dashboard's and `portcullis_dns_up`);
+    /// 0 = no probe.
+    pub dns_health_interval_secs: u64,
     /// Per partner domain TLS requirements (inbound and outbound).
     pub tls_policy: Vec<TlsPolicy>,
     /// Extra CA certificates (PEM) trusted when verifying the servers we deliver to, besides
@@ -955,6 +958,7 @@ impl Default for Config {
             inbound_next_hop: defaults::INBOUND_NEXT_HOP.into(),
             outbound_smarthost: None,
             dns_servers: Vec::new(),
+            dns_health_interval_secs: defaults::DNS_HEALTH_SECS,
             tls_policy: Vec::new(),
             outbound_tls_ca: None,
             max_message_size: defaults::MAX_MESSAGE_SIZE,

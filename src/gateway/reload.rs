@@ -195,6 +195,7 @@ pub const RESTART_KEYS: &[RestartKey] = &[
     fixed!("log_format", log_format),
     fixed!("hostname", hostname),
     fixed!("dns_servers", dns_servers),
+    fixed!("dns_health_interval_secs", dns_health_interval_secs),
     fixed!("outbound_tls_ca", outbound_tls_ca),
     fixed!("limits.max_connections", limits.max_connections),
     fixed!("limits.spool_threshold_bytes", limits.spool_threshold_bytes),

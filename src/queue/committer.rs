@@ -195,7 +195,7 @@ async fn commit(
         sqlx::query(sync).execute(writer).await?;
         *synchronous_full = !outcomes_only;
     }
-    let mut tx = writer.begin().await?;
+    let mut tx = writer.begin_with(crate::store::BEGIN_WRITE).await?;
     let insert = async |tx: &mut sqlx::SqliteConnection,
                         (message, body): &Stored|
            -> Result<(), sqlx::Error> {

@@ -128,7 +128,7 @@ impl QueueStore {
 
     /// Remove a message's row and inline body. The caller removes a spool file afterwards.
     pub async fn delete(&self, id: &str) -> anyhow::Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with(crate::store::BEGIN_WRITE).await?;
         let r = sqlx::query("DELETE FROM queue WHERE id = ?")
             .bind(id)
             .execute(&mut *tx)

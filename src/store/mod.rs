@@ -18,6 +18,12 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+/// How every write transaction begins: with the write lock taken at once. A transaction
+/// that reads first and writes later fails ("database is locked", SQLITE_BUSY_SNAPSHOT)
+/// when another connection wrote in between; one that begins immediately waits its turn
+/// (busy timeout) instead.
+pub const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
 /// Every table's schema, in order (`migrations/`).
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

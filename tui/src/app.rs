@@ -245,6 +245,7 @@ impl App {
     /// The first loads: who the gateway is, the counters, the screen shown.
     pub fn start(&mut self) {
         self.fetch(Fetch::Health);
+        self.fetch(Fetch::WhoAmI);
         self.fetch(Fetch::Counters);
         self.refresh_screen();
     }
@@ -287,7 +288,7 @@ impl App {
     /// Mark the screen that owns `fetch` as loading; `false` when it already is.
     fn mark_loading(&mut self, fetch: &Fetch) -> bool {
         match fetch {
-            Fetch::Health => true,
+            Fetch::Health | Fetch::WhoAmI => true,
             Fetch::Counters => self.dashboard.counters.start(),
             Fetch::Held { .. } | Fetch::HeldDetail(_) => self.quarantine.mark_loading(fetch),
             Fetch::Queue => self.queue.list.start(),
@@ -574,6 +575,14 @@ impl App {
                     self.health = Some(h);
                 }
             }
+            // The role decides before the first key: an auditor's keys show greyed at once.
+            // A gateway without the endpoint leaves it to the first refusal.
+            Reply::WhoAmI(r) => {
+                self.reachable(&r);
+                if let Ok(w) = r {
+                    self.read_only = !w.may_change;
+                }
+            }
             Reply::Counters(r) => {
                 self.reachable(&r);
                 self.dashboard.take_counters(r, now);
@@ -620,8 +629,9 @@ impl App {
         match r {
             Ok(_) => {
                 if self.unreachable.take().is_some() {
-                    // Back: load what the outage left stale.
+                    // Back: load what the outage left stale (the role may have changed).
                     self.fetch(Fetch::Health);
+                    self.fetch(Fetch::WhoAmI);
                     self.refresh_screen();
                 }
             }

@@ -4,7 +4,7 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::*;
-use crate::api::types::{HeldQuery, HeldTarget, PinLevel};
+use crate::api::types::{HeldQuery, HeldTarget, PinLevel, WhoAmI};
 use crate::fixtures::{self, NOW, draw, loaded_app};
 
 fn key(app: &mut App, code: KeyCode) {
@@ -219,6 +219,44 @@ fn a_403_switches_to_read_only_and_greys_the_keys() {
     );
     assert!(help.contains("move down"));
     assert!(!help.contains("move down (read-only)"));
+}
+
+#[test]
+fn an_auditor_role_greys_the_keys_before_the_first_try() {
+    let mut app = loaded_app();
+    assert!(!app.read_only);
+    app.on_reply(Reply::WhoAmI(Ok(WhoAmI {
+        uid: 65534,
+        user: Some("nobody".into()),
+        role: "auditor".into(),
+        may_change: false,
+    })));
+    assert!(app.read_only);
+    typ(&mut app, "2");
+    let screen = draw(&mut app, 80, 24);
+    assert!(screen.contains("[read-only]"), "{screen}");
+    app.outbox.clear();
+    typ(&mut app, "rd");
+    assert!(actions(&app).is_empty());
+    assert!(app.modal.is_none());
+    // An operator's role (say, after being added to the group) makes the keys live again.
+    app.on_reply(Reply::WhoAmI(Ok(WhoAmI {
+        uid: 0,
+        user: Some("root".into()),
+        role: "operator".into(),
+        may_change: true,
+    })));
+    assert!(!app.read_only);
+    typ(&mut app, "d");
+    assert!(app.modal.is_some(), "delete asks again");
+}
+
+#[test]
+fn starting_asks_the_gateway_who_the_operator_is() {
+    let mut app = App::new(Theme { color: false }, NOW);
+    app.start();
+    assert!(app.outbox.contains(&Job::Fetch(Fetch::Health)));
+    assert!(app.outbox.contains(&Job::Fetch(Fetch::WhoAmI)));
 }
 
 #[test]

@@ -31,6 +31,11 @@ pub fn counters(accept: u64) -> Counters {
         "queue": {"queued": 3, "held": 7, "oldest_received_at": NOW - 412, "oldest_age_secs": 412},
         "clamd": {"up": true, "version": "ClamAV 1.4.6", "signatures": "27460",
                   "signature_date": "Thu Nov 27 08:38:19 2026", "latency_ms": 1.8},
+        "dns": {"up": true, "latency_ms": 3.4, "error": null, "age_secs": 12},
+        "tls": {"connections": 1200, "tls": 996},
+        "symbols": [{"name": "HDR_MISSING_DATE", "count": 35},
+                    {"name": "BAYES_SPAM", "count": 212},
+                    {"name": "AUTH_SPF_FAIL", "count": 48}],
         "uptime_secs": 3605
     }))
 }

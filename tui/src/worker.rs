@@ -15,6 +15,8 @@ use crate::api::{Api, ApiError, ApiResult};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fetch {
     Health,
+    /// The caller's role.
+    WhoAmI,
     Counters,
     /// A page of held entries; `after`: the cursor of the page before (appends).
     Held {
@@ -39,6 +41,7 @@ pub enum Job {
 #[derive(Debug, Clone)]
 pub enum Reply {
     Health(ApiResult<Health>),
+    WhoAmI(ApiResult<WhoAmI>),
     Counters(ApiResult<Counters>),
     Held {
         query: HeldQuery,
@@ -97,6 +100,7 @@ pub async fn run<A: Api>(api: &A, job: Job, replies: &mpsc::UnboundedSender<Repl
 async fn fetch_one<A: Api>(api: &A, fetch: Fetch) -> Reply {
     match fetch {
         Fetch::Health => Reply::Health(api.health().await),
+        Fetch::WhoAmI => Reply::WhoAmI(api.whoami().await),
         Fetch::Counters => Reply::Counters(api.counters().await),
         Fetch::Held {
             query,
@@ -372,6 +376,9 @@ pub(crate) mod tests {
         }
         async fn counters(&self) -> ApiResult<Counters> {
             Ok(Counters::default())
+        }
+        async fn whoami(&self) -> ApiResult<WhoAmI> {
+            Ok(WhoAmI::default())
         }
         async fn held_list(&self, _: &HeldQuery, _: u32, _: Option<&str>) -> ApiResult<HeldPage> {
             Ok(HeldPage::default())

@@ -164,6 +164,10 @@ impl Api for UnixClient {
         self.get("/v1/counters").await
     }
 
+    async fn whoami(&self) -> ApiResult<WhoAmI> {
+        self.get("/v1/whoami").await
+    }
+
     async fn held_list(
         &self,
         query: &HeldQuery,

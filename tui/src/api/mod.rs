@@ -102,6 +102,8 @@ pub type ApiResult<T> = Result<T, ApiError>;
 pub trait Api: Send + Sync + 'static {
     fn health(&self) -> impl Future<Output = ApiResult<Health>> + Send;
     fn counters(&self) -> impl Future<Output = ApiResult<Counters>> + Send;
+    /// The caller's role: an auditor's console starts read-only.
+    fn whoami(&self) -> impl Future<Output = ApiResult<WhoAmI>> + Send;
 
     /// A page of held entries, newest first.
     fn held_list(

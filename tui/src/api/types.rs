@@ -57,7 +57,35 @@ pub struct ClamdStatus {
     pub latency_ms: Option<f64>,
 }
 
-/// A symbol's share of the messages, when the gateway reports it.
+/// The resolver as the gateway's last DNS probe saw it.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct DnsStatus {
+    pub up: bool,
+    pub latency_ms: Option<f64>,
+    pub error: Option<Safe>,
+    pub age_secs: i64,
+}
+
+/// SMTP connections since start and how many were upgraded with STARTTLS.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct TlsShare {
+    pub connections: u64,
+    pub tls: u64,
+}
+
+/// `GET /v1/whoami`: what the caller's role allows.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct WhoAmI {
+    pub uid: u32,
+    pub user: Option<Safe>,
+    pub role: Safe,
+    pub may_change: bool,
+}
+
+/// A symbol's count since midnight UTC, when the gateway reports it.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct SymbolCount {
@@ -72,8 +100,11 @@ pub struct Counters {
     pub messages: Vec<VerdictCount>,
     pub queue: QueueSummary,
     pub clamd: Option<ClamdStatus>,
+    /// `None`: the gateway's DNS probe is off or has not run yet.
+    pub dns: Option<DnsStatus>,
+    pub tls: TlsShare,
     pub uptime_secs: u64,
-    /// Not every gateway reports symbols; empty then.
+    /// The most frequent symbols today; empty when the gateway reports none.
     pub symbols: Vec<SymbolCount>,
 }
 

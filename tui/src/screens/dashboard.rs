@@ -260,6 +260,40 @@ impl Screen for Dashboard {
         let mut clamd_line = vec![Span::styled("ClamAV     ", t.bold())];
         clamd_line.extend(clamd);
         lines.push(Line::from(clamd_line));
+        let dns = match &c.dns {
+            None => vec![Span::styled("probe off, or not probed yet", t.dim())],
+            Some(d) if d.up => {
+                let mut v = vec![Span::styled("up", t.ok())];
+                if let Some(ms) = d.latency_ms {
+                    v.push(Span::raw(format!(", {ms:.1} ms")));
+                }
+                v.push(Span::styled(
+                    format!(" (probed {} ago)", format::age(d.age_secs)),
+                    t.dim(),
+                ));
+                v
+            }
+            Some(d) => vec![
+                Span::styled("DOWN: authentication and MX lookups tempfail", t.bad()),
+                Span::raw(format!(
+                    " ({})",
+                    d.error.as_ref().map_or("no answer", |e| e.as_str())
+                )),
+            ],
+        };
+        let mut dns_line = vec![Span::styled("DNS        ", t.bold())];
+        dns_line.extend(dns);
+        lines.push(Line::from(dns_line));
+        let tls = if c.tls.connections == 0 {
+            Span::styled("no connections yet", t.dim())
+        } else {
+            Span::raw(format!(
+                "{:.0} % of {} connections used STARTTLS",
+                c.tls.tls as f64 * 100.0 / c.tls.connections as f64,
+                c.tls.connections
+            ))
+        };
+        lines.push(Line::from(vec![Span::styled("TLS        ", t.bold()), tls]));
         if let Some(h) = &self.health {
             lines.push(Line::from(vec![
                 Span::styled("Gateway    ", t.bold()),
@@ -274,20 +308,30 @@ impl Screen for Dashboard {
                 format::age(c.uptime_secs as i64)
             )),
         ]));
-        if !c.symbols.is_empty() {
-            lines.push(Line::raw(""));
-            lines.push(Line::styled("Top symbols", t.header()));
-            let mut symbols = c.symbols.clone();
-            symbols.sort_by_key(|s| std::cmp::Reverse(s.count));
-            for s in symbols.iter().take(8) {
-                lines.push(Line::raw(format!(
-                    "  {:<28} {:>8}",
-                    s.name.as_str(),
-                    s.count
-                )));
-            }
+        let mut top = vec![Line::styled("Top symbols today (UTC)", t.header())];
+        if c.symbols.is_empty() {
+            top.push(Line::styled("  none yet", t.dim()));
         }
-        frame.render_widget(Paragraph::new(lines), facts);
+        let mut symbols = c.symbols.clone();
+        symbols.sort_by_key(|s| std::cmp::Reverse(s.count));
+        for s in symbols.iter().take(8) {
+            top.push(Line::raw(format!(
+                "  {:<28} {:>8}",
+                s.name.as_str(),
+                s.count
+            )));
+        }
+        // Side by side where there is room; else the symbols below the facts.
+        if facts.width >= 120 {
+            let [left, right] =
+                Layout::horizontal([Constraint::Fill(1), Constraint::Length(42)]).areas(facts);
+            frame.render_widget(Paragraph::new(lines), left);
+            frame.render_widget(Paragraph::new(top), right);
+        } else {
+            lines.push(Line::raw(""));
+            lines.extend(top);
+            frame.render_widget(Paragraph::new(lines), facts);
+        }
     }
 }
 

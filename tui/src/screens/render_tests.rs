@@ -47,7 +47,37 @@ fn dashboard() {
         assert!(s.contains("Held now   7"));
         assert!(s.contains("up, ClamAV 1.4.6"));
         assert!(s.contains("Gateway    mx.example.com (Portcullis 0.1.0)"));
+        assert!(s.contains("DNS        up, 3.4 ms (probed 12s ago)"), "{s}");
+        assert!(
+            s.contains("TLS        83 % of 1200 connections used STARTTLS"),
+            "{s}"
+        );
     }
+    // The symbols, most frequent first; at 80×24 as many as fit below the facts.
+    assert!(large.contains("Top symbols today (UTC)"), "{large}");
+    let order: Vec<usize> = ["BAYES_SPAM", "AUTH_SPF_FAIL", "HDR_MISSING_DATE"]
+        .iter()
+        .map(|name| large.find(name).expect(name))
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{large}");
+}
+
+#[test]
+fn dashboard_says_when_dns_is_down() {
+    let mut app = on(ScreenId::Dashboard);
+    let mut c = crate::fixtures::counters(1000);
+    c.dns = Some(crate::api::types::DnsStatus {
+        up: false,
+        latency_ms: None,
+        error: Some("request timed out".into()),
+        age_secs: 3,
+    });
+    app.on_reply(Reply::Counters(Ok(c)));
+    let (small, _) = both("dashboard_dns_down", &mut app);
+    assert!(
+        small.contains("DNS        DOWN: authentication and MX lookups tempfail"),
+        "{small}"
+    );
 }
 
 #[test]
