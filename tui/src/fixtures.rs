@@ -100,11 +100,15 @@ pub fn certs() -> CertList {
             "encryption_problems": [], "signing_problems": []
         })
     };
+    // A certificate that came with a signed message.
+    let mut alice = cert("bb22", "CN=alice@example.com", 200, false, false);
+    alice["source"] = json!("harvested");
+    alice["message_id"] = json!("m1@example.com");
     from(json!({
         "domains": [
             {"domain": "example.com", "certificates": 2, "usable_for_encryption": 1, "gateway": [],
              "certs": [cert("aa11", "CN=bob@example.com", 5, true, true),
-                       cert("bb22", "CN=alice@example.com", 200, false, false)]},
+                       alice]},
             {"domain": "partner.example", "certificates": 1, "usable_for_encryption": 1, "gateway": [],
              "certs": [cert("cc33", "CN=carol@partner.example", 20, true, false)]},
             {"domain": "far.example", "certificates": 1, "usable_for_encryption": 1, "gateway": [],

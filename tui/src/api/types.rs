@@ -324,6 +324,8 @@ pub struct Cert {
     pub not_after: i64,
     pub is_ca: bool,
     pub source: Safe,
+    /// The Message-ID of the mail a harvested certificate came with.
+    pub message_id: Option<Safe>,
     pub explicitly_trusted: bool,
     pub has_private_key: bool,
     pub chain: Chain,

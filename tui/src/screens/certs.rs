@@ -176,7 +176,13 @@ impl Certs {
                     }
                 )),
             ]),
-            Line::from(vec![label("Source"), Span::raw(c.source.to_string())]),
+            Line::from(vec![
+                label("Source"),
+                Span::raw(match &c.message_id {
+                    Some(m) if !m.is_empty() => format!("{}, from message <{m}>", c.source),
+                    _ => c.source.to_string(),
+                }),
+            ]),
             Line::from(vec![
                 label("Chain"),
                 Span::styled(

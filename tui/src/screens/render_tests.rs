@@ -130,6 +130,16 @@ fn certificates() {
     let (cert, _) = both("certs_cert", &mut app);
     assert!(cert.contains("aa11"));
     assert!(cert.contains("trusted: CN=Example CA"));
+    // A harvested certificate names the message it came with.
+    press(&mut app, KeyCode::Esc);
+    press(&mut app, KeyCode::Char('j'));
+    press(&mut app, KeyCode::Enter);
+    let alice = crate::fixtures::draw(&mut app, 160, 48);
+    assert!(alice.contains("CN=alice@example.com"), "{alice}");
+    assert!(
+        alice.contains("harvested, from message <m1@example.com>"),
+        "{alice}"
+    );
 }
 
 #[test]
