@@ -52,6 +52,7 @@ mod delivery;
 mod delivery_tls;
 mod durability;
 mod explain;
+mod faults;
 mod limits;
 mod lists;
 mod quarantine;

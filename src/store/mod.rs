@@ -53,15 +53,25 @@ impl Database {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+        let pool = pool_options(4)
             .connect_with(options.clone())
             .await
-            .with_context(|| format!("cannot open the database {}", path.display()))?;
-        MIGRATOR
-            .run(&pool)
+            .map_err(|e| unusable(&path, "cannot open", &e))?;
+        MIGRATOR.run(&pool).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(e) => unusable(&path, "cannot migrate", &e),
+            e => anyhow::anyhow!("cannot migrate the database {}: {e}", path.display()),
+        })?;
+        // A gateway that cannot write cannot take mail: find out now, not at the first 250.
+        let mut probe = pool
+            .acquire()
             .await
-            .with_context(|| format!("cannot migrate the database {}", path.display()))?;
+            .map_err(|e| unusable(&path, "cannot open", &e))?;
+        sqlx::Connection::begin_with(&mut *probe, BEGIN_WRITE)
+            .await
+            .map_err(|e| unusable(&path, "cannot write to", &e))?
+            .rollback()
+            .await?;
+        drop(probe);
         // Held messages the migration moved from the queue into the quarantine: their
         // display fields come from the body, their spool files move to quarantine/.
         let quarantine_dir = crate::queue::quarantine_dir(data_dir);
@@ -97,12 +107,72 @@ impl Database {
 
     /// A connection of its own for the queue's one writer.
     pub async fn writer(&self) -> anyhow::Result<SqlitePool> {
-        SqlitePoolOptions::new()
-            .max_connections(1)
+        pool_options(1)
             .connect_with(self.options.clone())
             .await
             .with_context(|| format!("cannot open a writer on {}", self.path.display()))
     }
+}
+
+/// Why the database cannot be used, with what to do about it.
+fn unusable(path: &Path, doing: &str, e: &sqlx::Error) -> anyhow::Error {
+    let code = e
+        .as_database_error()
+        .and_then(|d| d.code())
+        .and_then(|c| c.parse::<i32>().ok())
+        // Extended result codes carry the primary code in the low byte.
+        .map(|c| c & 0xff);
+    let advice = match code {
+        // SQLITE_CORRUPT, SQLITE_NOTADB
+        Some(11) | Some(26) => {
+            "the file is damaged or is not a database: stop here and restore it from a \
+             backup; moving it aside starts an empty queue and quarantine (the spool files \
+             stay, unreferenced). The gateway does not change the file."
+        }
+        // SQLITE_BUSY, SQLITE_LOCKED
+        Some(5) | Some(6) => {
+            "the database is locked by another process (a second gateway on the same \
+             data_dir, a backup or sqlite3 shell holding a transaction): stop it, then start \
+             again"
+        }
+        // SQLITE_FULL
+        Some(13) => "the disk is full: free space in the data directory, then start again",
+        // SQLITE_READONLY, SQLITE_CANTOPEN, SQLITE_PERM
+        Some(8) | Some(14) | Some(3) => {
+            "check that the data directory and the file belong to the gateway's user and \
+             are writable"
+        }
+        _ => "",
+    };
+    if advice.is_empty() {
+        anyhow::anyhow!("{doing} the database {}: {e}", path.display())
+    } else {
+        anyhow::anyhow!("{doing} the database {}: {e}; {advice}", path.display())
+    }
+}
+
+/// A pool of `connections` that never hands out a connection the driver still counts in a
+/// transaction. SQLite ends a transaction by itself when a write or COMMIT fails with "disk
+/// full" or an I/O error; the driver's ROLLBACK then fails, its count stays at one, and every
+/// later BEGIN on that connection would be refused — the gateway would stay unable to store
+/// mail after the disk has space again. Such a connection is closed and replaced instead.
+fn pool_options(connections: u32) -> SqlitePoolOptions {
+    SqlitePoolOptions::new()
+        .max_connections(connections)
+        .before_acquire(|conn, _| {
+            Box::pin(async move {
+                use sqlx::Connection;
+                // The round trip runs after any rollback still queued on the connection.
+                conn.ping().await?;
+                if conn.is_in_transaction() {
+                    tracing::warn!(
+                        "a database connection left in a failed transaction is replaced"
+                    );
+                    return Ok(false);
+                }
+                Ok(true)
+            })
+        })
 }
 
 /// Create a directory readable only by the service user (mail bodies and keys are private);

@@ -13,7 +13,11 @@ impl Dns {
     /// Serve `args` (dnsmasq record options such as `--mx-host=...`) authoritatively for
     /// `.test`; every other `.test` name is NXDOMAIN.
     pub fn start(records: &[String]) -> Dns {
-        let port = super::free_port();
+        Dns::start_on(super::free_port(), records)
+    }
+
+    /// The same on a given port (a server that comes back where it was).
+    pub fn start_on(port: u16, records: &[String]) -> Dns {
         let child = Command::new("dnsmasq")
             .args([
                 "--keep-in-foreground",
