@@ -344,3 +344,68 @@ async fn a_database_locked_by_another_process_stops_the_start_and_loses_nothing(
     );
     assert_eq!(sink.all()[0].message_id().as_deref(), Some("kept@ext.test"));
 }
+
+#[tokio::test]
+async fn a_next_hop_down_for_long_gets_retries_spaced_as_configured_and_loses_nothing() {
+    use std::sync::{Arc, Mutex};
+    use tokio::io::AsyncWriteExt;
+    // Hours compressed into seconds: 1 s doubling up to 4 s.
+    let hop = Sink::dead_addr();
+    let listener = tokio::net::TcpListener::bind(hop).await.unwrap();
+    let gw = Gateway::start(
+        hop,
+        "[queue]\nretry_initial_secs = 1\nretry_max_secs = 4\nscan_interval_secs = 1\n",
+    );
+    let attempts: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let seen = attempts.clone();
+    let busy = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            seen.lock().unwrap().push(Instant::now());
+            let _ = s.write_all(b"421 4.3.2 busy, try later\r\n").await;
+        }
+    });
+    let mut c = Client::connect(gw.smtp).await;
+    let r = c
+        .send_message(
+            "a@ext.test",
+            &["u@example.test"],
+            &message("a@ext.test", "u@example.test", "patient@ext.test", "x"),
+        )
+        .await;
+    assert_eq!(r.code, 250);
+    assert!(
+        wait_until(40, || attempts.lock().unwrap().len() >= 6).await,
+        "{} attempts; log:\n{}",
+        attempts.lock().unwrap().len(),
+        gw.log()
+    );
+    busy.abort();
+    let _ = busy.await;
+    let times = attempts.lock().unwrap().clone();
+    let gaps: Vec<f64> = times
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs_f64())
+        .collect();
+    // Each wait is the backoff, counted in whole seconds, plus up to one queue scan.
+    for (gap, want) in gaps.iter().zip([1.0, 2.0, 4.0, 4.0, 4.0]) {
+        assert!(
+            *gap > want - 1.0 && *gap <= want + 1.5,
+            "retry gaps {gaps:.2?}, wanted 1, 2, 4, 4, 4 s (whole seconds, + up to 1 s)"
+        );
+    }
+    assert!(
+        gw.queue_json()[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("421")
+    );
+
+    // Back: delivered once, the queue empties.
+    let sink = Sink::start_on(hop).await;
+    assert!(wait_until(15, || sink.count() == 1).await, "{}", gw.log());
+    assert_eq!(
+        sink.all()[0].message_id().as_deref(),
+        Some("patient@ext.test")
+    );
+    assert!(wait_until(5, || gw.queue_json().is_empty()).await);
+}
