@@ -347,6 +347,8 @@ def start_gateway(binary, workdir, tag, sink_port, top="", tables="", timeout=30
             f'tls = "none"\n'
             f"[limits]\n"
             f"max_connections_per_ip = 100\n"
+            f"[service]\n"
+            f"allow_root = true\n"
             f"{tables}"
         )
     log = os.path.join(gwdir, "portcullis.log")

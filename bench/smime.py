@@ -220,7 +220,7 @@ def main():
                     f'outbound_smarthost = "127.0.0.1:{sink.port}"\nmetrics_bind = ""\n'
                     f'[[listeners]]\nbind = "127.0.0.1:{port}"\ntls = "none"\n'
                     f'[limits]\nmax_connections_per_ip = 100\n[bayes]\nenabled = false\n'
-                    f'[certs]\nsystem_roots = false\n'
+                    f'[certs]\nsystem_roots = false\n[service]\nallow_root = true\n'
                     f'[[smime.policy]]\ndomain = "example.test"\nsign = "require"\nencrypt = "require"\n')
 
         def cli(*a):

@@ -63,7 +63,15 @@ impl Running {
 
 /// Start everything; returns once the listeners are bound. `path` is the file `config`
 /// was read from (what a reload reads again); `None` for the embedded defaults.
-pub async fn start(config: Config, path: Option<PathBuf>) -> anyhow::Result<Running> {
+///
+/// `prebound` holds SMTP sockets bound before a change of user (the rest are bound here);
+/// `service_uid` is the user the gateway runs as (operator on the admin socket).
+pub async fn start(
+    config: Config,
+    path: Option<PathBuf>,
+    mut prebound: crate::service::Prebound,
+    service_uid: u32,
+) -> anyhow::Result<Running> {
     let config = Arc::new(config);
     let metrics = Metrics::new();
     let db = crate::store::Database::open(&config.data_dir)
@@ -130,7 +138,7 @@ pub async fn start(config: Config, path: Option<PathBuf>) -> anyhow::Result<Runn
             reloader: Some(reloader.clone()),
         };
         let ops = crate::admin::Ops::new(config.clone(), db.clone(), state);
-        Some(crate::admin::serve(&config, ops).await?)
+        Some(crate::admin::serve(&config, ops, service_uid).await?)
     } else {
         None
     };
@@ -155,12 +163,15 @@ pub async fn start(config: Config, path: Option<PathBuf>) -> anyhow::Result<Runn
                 Some(tls::acceptor(&cert, &key, l.client_ca.as_deref())?)
             }
         };
-        let socket = TcpListener::bind(l.bind).await.with_context(|| {
-            format!(
-                "cannot listen on {} (is another server using the port?)",
-                l.bind
-            )
-        })?;
+        let socket = match prebound.take(l.bind) {
+            Some(socket) => TcpListener::from_std(socket)?,
+            None => TcpListener::bind(l.bind).await.with_context(|| {
+                format!(
+                    "cannot listen on {} (is another server using the port?)",
+                    l.bind
+                )
+            })?,
+        };
         let settings = Arc::new(ListenerSettings {
             tls_mode: l.tls,
             acceptor,
@@ -279,7 +290,15 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     // meet the default action (ending the process).
     let mut term = signal(SignalKind::terminate())?;
     let mut hup = signal(SignalKind::hangup())?;
-    let running = start(config, path).await?;
+    // Root is needed for the ports only: bind them, give the data directory away and
+    // become the service user before anything else is opened.
+    let plan = crate::service::Plan::decide(&config.service)?;
+    let mut prebound = crate::service::Prebound::default();
+    if let crate::service::Plan::Become(user) = &plan {
+        prebound = crate::service::Prebound::bind(&config)?;
+        crate::service::become_user(user, &config.data_dir)?;
+    }
+    let running = start(config, path, prebound, plan.service_uid()).await?;
     if let Some(a) = running.metrics_addr {
         tracing::info!(addr = %a, "metrics endpoint ready (GET /metrics)");
     }

@@ -45,6 +45,7 @@ pub mod pipeline;
 pub mod quarantine_ops;
 pub mod queue;
 pub mod rules;
+pub mod service;
 pub mod smime;
 pub mod smtp;
 pub mod store;

@@ -59,6 +59,7 @@ mod quarantine;
 mod relay;
 mod reload;
 mod rules;
+mod service;
 mod smime;
 mod smtp_dialog;
 mod starttls;

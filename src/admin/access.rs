@@ -39,7 +39,8 @@ fn non_empty(s: &str) -> Option<String> {
 
 impl Access {
     /// Checks that the configured groups exist (an error names the key).
-    pub fn from_config(config: &AdminConfig) -> anyhow::Result<Access> {
+    /// `service_uid`: the user the gateway runs as (an operator, like root).
+    pub fn from_config(config: &AdminConfig, service_uid: u32) -> anyhow::Result<Access> {
         let operator_group = non_empty(&config.operator_group);
         let audit_group = non_empty(&config.audit_group);
         if let Some(g) = &operator_group {
@@ -49,7 +50,7 @@ impl Access {
             group("admin.audit_group", g)?;
         }
         Ok(Access {
-            service_uid: nix::unistd::geteuid().as_raw(),
+            service_uid,
             operator_group,
             audit_group,
         })
@@ -132,7 +133,8 @@ mod tests {
 
     #[test]
     fn root_and_the_service_user_operate_strangers_are_refused() {
-        let access = Access::from_config(&AdminConfig::default()).unwrap();
+        let access =
+            Access::from_config(&AdminConfig::default(), nix::unistd::geteuid().as_raw()).unwrap();
         assert_eq!(access.role(&caller(0, 0)), Some(Role::Operator));
         let me = nix::unistd::geteuid().as_raw();
         assert_eq!(access.role(&caller(me, 12345)), Some(Role::Operator));
@@ -144,17 +146,23 @@ mod tests {
     #[test]
     fn group_members_by_primary_gid() {
         // Group "root" (gid 0) exists everywhere; a caller whose primary gid is 0 is in it.
-        let access = Access::from_config(&AdminConfig {
-            audit_group: "root".into(),
-            ..AdminConfig::default()
-        })
+        let access = Access::from_config(
+            &AdminConfig {
+                audit_group: "root".into(),
+                ..AdminConfig::default()
+            },
+            nix::unistd::geteuid().as_raw(),
+        )
         .unwrap();
         assert_eq!(access.role(&caller(4_000_000, 0)), Some(Role::Auditor));
         assert_eq!(access.role(&caller(4_000_000, 4_000_000)), None);
-        let err = Access::from_config(&AdminConfig {
-            operator_group: "no-such-group-here".into(),
-            ..AdminConfig::default()
-        })
+        let err = Access::from_config(
+            &AdminConfig {
+                operator_group: "no-such-group-here".into(),
+                ..AdminConfig::default()
+            },
+            nix::unistd::geteuid().as_raw(),
+        )
         .unwrap_err();
         assert!(err.to_string().contains("admin.operator_group"), "{err}");
     }

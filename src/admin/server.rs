@@ -131,9 +131,9 @@ pub fn openapi_json() -> String {
 
 /// Bind `data_dir/admin.sock` (mode 0660, group `[admin] socket_group`), let the group
 /// reach it through the data directory, and serve the API until the server is dropped.
-pub async fn serve(config: &Config, ops: Ops) -> anyhow::Result<AdminServer> {
+pub async fn serve(config: &Config, ops: Ops, service_uid: u32) -> anyhow::Result<AdminServer> {
     use std::os::unix::fs::PermissionsExt;
-    let access = Access::from_config(&config.admin)?;
+    let access = Access::from_config(&config.admin, service_uid)?;
     let gid = access::socket_gid(&config.admin)?;
     let path = socket_path(&config.data_dir);
     if path.exists() {
@@ -154,7 +154,7 @@ pub async fn serve(config: &Config, ops: Ops) -> anyhow::Result<AdminServer> {
         .with_context(|| format!("cannot set mode 0660 on {}", path.display()))?;
     nix::unistd::chown(&path, None, Some(gid)).with_context(|| {
         format!(
-            "cannot give {} to group {gid} (key `admin.socket_group`)",
+            "cannot give {} to group {gid} (key `admin.socket_group`; the gateway's user must be a member of it)",
             path.display()
         )
     })?;

@@ -140,7 +140,14 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Command::CheckConfig { config } => {
-            crate::gateway::checked_config(&config)?;
+            let checked = crate::gateway::checked_config(&config)?;
+            let user = nix::unistd::User::from_name(&checked.service.user)
+                .ok()
+                .flatten();
+            let warnings = crate::service::permission_warnings(&checked.data_dir, user.as_ref());
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
             println!("{}: ok", config.display());
             Ok(0)
         }

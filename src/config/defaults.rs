@@ -156,3 +156,6 @@ pub const ADMIN_SOCKET: &str = "admin.sock";
 pub const ADMIN_MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
 /// Operators and a console or two; a script looping on the socket waits its turn.
 pub const ADMIN_MAX_CONCURRENT_REQUESTS: usize = 16;
+
+/// The user a root-started gateway runs as (the Debian package creates it).
+pub const SERVICE_USER: &str = "portcullis";

@@ -828,6 +828,27 @@ impl CertsConfig {
     }
 }
 
+/// `[service]`: whom the gateway runs as (`crate::service`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceConfig {
+    /// Started as root, the gateway binds its ports and opens its files, then runs as this
+    /// user (and its groups). The user must exist.
+    pub user: String,
+    /// Keep running as root when started as root (no change of user). Not recommended: a
+    /// hole in any parser would then be root's.
+    pub allow_root: bool,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            user: defaults::SERVICE_USER.into(),
+            allow_root: false,
+        }
+    }
+}
+
 /// `[admin]`: the admin API on a Unix socket in `data_dir` (`crate::admin`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -925,6 +946,7 @@ pub struct Config {
     /// Outbound DKIM keys; empty = outbound mail is not signed.
     pub dkim_signing: Vec<DkimSigningConfig>,
     pub smime: SmimeConfig,
+    pub service: ServiceConfig,
     pub admin: AdminConfig,
     pub quarantine: QuarantineConfig,
     /// Points overrides: `SYMBOL_NAME = points`.
@@ -976,6 +998,7 @@ impl Default for Config {
             certs: CertsConfig::default(),
             dkim_signing: Vec::new(),
             smime: SmimeConfig::default(),
+            service: ServiceConfig::default(),
             admin: AdminConfig::default(),
             quarantine: QuarantineConfig::default(),
             symbols: BTreeMap::new(),
@@ -1159,6 +1182,14 @@ impl Config {
         self.bayes.validate()?;
         self.smime.validate()?;
         self.admin.validate()?;
+        let user = &self.service.user;
+        if user.len() > 32
+            || !user
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        {
+            bail!("key `service.user`: {user:?} is not a user name");
+        }
         self.quarantine.validate()?;
         for (i, d) in self.dkim_signing.iter().enumerate() {
             if d.domain.is_empty() || d.domain.contains(['@', ' ', '[', ']']) {

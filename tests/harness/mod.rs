@@ -64,7 +64,8 @@ pub struct Gateway {
 }
 
 /// The base config of the tests: `example.test` is local, 127.0.0.2 is the internal
-/// network (so 127.0.0.1 is "the internet"), quick retries. `extra` is appended (TOML).
+/// network (so 127.0.0.1 is "the internet"), quick retries; run as root (the tests' files
+/// are root's; `tests/service.rs` checks the change of user). `extra` is appended (TOML).
 pub fn config_text(
     dir: &Path,
     smtp_port: u16,
@@ -83,6 +84,8 @@ metrics_bind = "127.0.0.1:{metrics_port}"
 [[listeners]]
 bind = "127.0.0.1:{smtp_port}"
 tls = "starttls"
+[service]
+allow_root = true
 {extra_rest}
 "#,
         data = dir.join("data").display(),
