@@ -132,3 +132,33 @@ async fn metrics_count_connections_messages_and_deliveries() {
         assert!(m.contains(needle), "metrics lack {needle}:\n{m}");
     }
 }
+
+#[test]
+fn version_names_the_revision_openssl_and_the_main_crates() {
+    let out = std::process::Command::new(binary())
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!("portcullis {}", env!("CARGO_PKG_VERSION"))
+    );
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    match head {
+        Some(h) => assert_eq!(lines[1], format!("revision {h}"), "{text}"),
+        None => assert!(lines[1].starts_with("revision "), "{text}"),
+    }
+    assert!(lines[2].starts_with("OpenSSL 3."), "{text}");
+    for krate in ["tokio ", "mail-auth ", "sqlx ", "openssl 0.10"] {
+        assert!(lines[3].contains(krate), "{krate}: {text}");
+    }
+}

@@ -55,6 +55,7 @@ mod explain;
 mod faults;
 mod limits;
 mod lists;
+mod package;
 mod quarantine;
 mod relay;
 mod reload;

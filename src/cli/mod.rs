@@ -26,6 +26,28 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// What `portcullis --version` prints: the version, the git revision it was built from,
+/// the OpenSSL it runs with and the main crates it was built with.
+pub fn long_version() -> String {
+    format!(
+        "{}\nrevision {}\n{}\ncrates: {}",
+        env!("CARGO_PKG_VERSION"),
+        env!("PORTCULLIS_GIT_REVISION"),
+        openssl::version::version(),
+        env!("PORTCULLIS_CRATE_VERSIONS"),
+    )
+}
+
+impl Cli {
+    /// Parse the process's arguments (`--version` with [`long_version`]).
+    pub fn from_env() -> Cli {
+        use clap::{CommandFactory, FromArgMatches};
+        let version: &'static str = Box::leak(long_version().into_boxed_str());
+        let matches = Cli::command().long_version(version).get_matches();
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the gateway (embedded defaults without --config).
