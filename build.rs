@@ -38,10 +38,10 @@ fn main() {
     for line in lock.lines() {
         if let Some(n) = line.strip_prefix("name = ") {
             name = Some(n.trim_matches('"').to_string());
-        } else if let Some(v) = line.strip_prefix("version = ") {
-            if let Some(n) = name.take().filter(|n| CRATES.contains(&n.as_str())) {
-                versions.push(format!("{n} {}", v.trim_matches('"')));
-            }
+        } else if let Some(v) = line.strip_prefix("version = ")
+            && let Some(n) = name.take().filter(|n| CRATES.contains(&n.as_str()))
+        {
+            versions.push(format!("{n} {}", v.trim_matches('"')));
         }
     }
     versions.sort();
