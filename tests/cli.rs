@@ -162,3 +162,52 @@ fn version_names_the_revision_openssl_and_the_main_crates() {
         assert!(lines[3].contains(krate), "{krate}: {text}");
     }
 }
+
+#[tokio::test]
+async fn doctor_checks_a_live_installation_and_says_what_to_fix() {
+    let dns = crate::harness::dns::Dns::start(&[]);
+    let sink = Sink::start().await;
+    let mut gw = Gateway::start(sink.addr, &format!("dns_servers = [\"{}\"]\n", dns.addr));
+    let (code, out, err) = gw.cli(&["doctor"]);
+    assert_eq!(code, 0, "{out}{err}");
+    for check in [
+        "smtp",
+        "admin",
+        "dns",
+        "clamd",
+        "database",
+        "permissions",
+        "certificate",
+        "disk",
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with("ok   ") && l[5..].starts_with(check)),
+            "{check}:\n{out}"
+        );
+    }
+    assert!(out.contains("0 failed"), "{out}");
+
+    // A database opened to others is named; a stopped gateway fails the live checks.
+    let db = gw.data_dir().join("queue.db");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    gw.kill9();
+    let (code, out, _) = gw.cli(&["doctor"]);
+    assert_eq!(code, 1, "{out}");
+    let line = |check: &str| {
+        out.lines()
+            .find(|l| l[5..].starts_with(check))
+            .unwrap_or_else(|| panic!("no {check} line:\n{out}"))
+            .to_string()
+    };
+    assert!(line("smtp").starts_with("FAIL") && line("smtp").contains("start the gateway"));
+    assert!(line("admin").starts_with("FAIL"), "{out}");
+    assert!(
+        line("permissions").starts_with("WARN")
+            && line("permissions").contains("queue.db has mode 0644"),
+        "{out}"
+    );
+    assert!(line("database").starts_with("ok"), "{out}");
+    assert!(out.contains("2 failed"), "{out}");
+}

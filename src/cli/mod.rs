@@ -2,6 +2,7 @@
 
 mod bayes;
 mod certs;
+pub mod doctor;
 pub mod explain;
 mod lists;
 mod quarantine;
@@ -127,6 +128,13 @@ pub enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Check a live installation: SMTP ports, admin socket, DNS, clamd, database, file
+    /// permissions, certificate expiry, free disk; says what to fix. Exit code 1 on a
+    /// failed check.
+    Doctor {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// List every symbol a stage can report, with default points.
     Symbols,
     /// clamd health as the gateway sees it: version, signature date, latency.
@@ -201,6 +209,11 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Explain { config, args } => {
             let config = load(&config)?;
             runtime.block_on(explain::run(&config, args))
+        }
+        Command::Doctor { config } => {
+            let config = load(&config)?;
+            let findings = runtime.block_on(doctor::examine(&config));
+            Ok(doctor::report(&findings))
         }
         Command::ClamavStatus { config, json } => {
             let config = load(&config)?;
