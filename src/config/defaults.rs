@@ -30,6 +30,15 @@ pub const MAX_CONNECTIONS_PER_IP: usize = 50;
 pub const IDLE_TIMEOUT_SECS: u64 = 300;
 /// A whole session may take at most 30 minutes, whatever the client does.
 pub const SESSION_TIMEOUT_SECS: u64 = 1800;
+/// A command line must arrive whole within this (RFC 5321's 5 minutes), however slowly
+/// its bytes drip in: each byte resetting an idle timer would let one byte per minute hold
+/// a connection for the whole session.
+pub const COMMAND_TIMEOUT_SECS: u64 = 300;
+/// Sessions open, as a share of `max_connections`, from which the gateway is under stress.
+pub const STRESS_THRESHOLD_PERCENT: u8 = 80;
+/// Under stress, the idle wait and a command line's time shrink to this (Postfix's stress
+/// mode does the same): idle and slow clients give their slots to working ones.
+pub const STRESS_TIMEOUT_SECS: u64 = 10;
 /// On SIGTERM, sessions get this long to finish a message in transfer before the exit.
 pub const SHUTDOWN_GRACE_SECS: u64 = 30;
 /// Bodies up to 1 MiB stay in memory while they arrive; larger ones go to a file, so a

@@ -138,6 +138,12 @@ pub struct Limits {
     pub max_bad_commands: u32,
     pub idle_timeout_secs: u64,
     pub session_timeout_secs: u64,
+    /// A command line must arrive whole within this, however slowly it drips in.
+    pub command_timeout_secs: u64,
+    /// Open sessions (percent of `max_connections`) from which timeouts shrink.
+    pub stress_threshold_percent: u8,
+    /// Under stress: the idle wait and a command line's time.
+    pub stress_timeout_secs: u64,
     pub shutdown_grace_secs: u64,
     /// Bare CR or LF in a message body (not part of CRLF): refused, or made CRLF.
     pub bare_line_endings: BareLineEndings,
@@ -176,6 +182,9 @@ impl Default for Limits {
             max_bad_commands: defaults::MAX_BAD_COMMANDS,
             idle_timeout_secs: defaults::IDLE_TIMEOUT_SECS,
             session_timeout_secs: defaults::SESSION_TIMEOUT_SECS,
+            command_timeout_secs: defaults::COMMAND_TIMEOUT_SECS,
+            stress_threshold_percent: defaults::STRESS_THRESHOLD_PERCENT,
+            stress_timeout_secs: defaults::STRESS_TIMEOUT_SECS,
             shutdown_grace_secs: defaults::SHUTDOWN_GRACE_SECS,
             bare_line_endings: BareLineEndings::Normalize,
             spool_threshold_bytes: defaults::SPOOL_THRESHOLD_BYTES,
@@ -1146,6 +1155,8 @@ impl Config {
             ("limits.max_bad_commands", l.max_bad_commands as u64),
             ("limits.idle_timeout_secs", l.idle_timeout_secs),
             ("limits.session_timeout_secs", l.session_timeout_secs),
+            ("limits.command_timeout_secs", l.command_timeout_secs),
+            ("limits.stress_timeout_secs", l.stress_timeout_secs),
             (
                 "limits.spool_threshold_bytes",
                 l.spool_threshold_bytes as u64,
@@ -1259,6 +1270,12 @@ impl Config {
                 }
             }
         }
+        if !(1..=100).contains(&l.stress_threshold_percent) {
+            bail!(
+                "key `limits.stress_threshold_percent`: must be 1 to 100, got {}",
+                l.stress_threshold_percent
+            );
+        }
         if l.max_command_line < 512 {
             bail!(
                 "key `limits.max_command_line`: RFC 5321 needs at least 512, got {}",
@@ -1361,6 +1378,23 @@ impl Config {
 
     pub fn session_timeout(&self) -> Duration {
         Duration::from_secs(self.limits.session_timeout_secs)
+    }
+
+    /// The idle wait and a command line's time: (normal, under stress).
+    pub fn command_waits(&self, stressed: bool) -> (Duration, Duration) {
+        let l = &self.limits;
+        if stressed {
+            let s = Duration::from_secs(l.stress_timeout_secs);
+            (
+                s.min(self.idle_timeout()),
+                s.min(Duration::from_secs(l.command_timeout_secs)),
+            )
+        } else {
+            (
+                self.idle_timeout(),
+                Duration::from_secs(l.command_timeout_secs),
+            )
+        }
     }
 }
 

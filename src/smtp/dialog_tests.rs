@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream, ReadHalf, WriteHalf};
 use tokio::sync::watch;
 
-use super::session::{ListenerSettings, Session, Shared};
+use super::session::{ListenerSettings, Load, Session, Shared};
 use crate::config::{Config, TlsMode};
 use crate::live::{Live, Snapshot};
 use crate::metrics::Metrics;
@@ -31,6 +31,11 @@ impl Dialog {
     /// Open a session with the config `extra` (over the embedded defaults), as a client at
     /// `peer`; the greeting is read.
     async fn open(extra: &str, peer: &str) -> Dialog {
+        Dialog::open_loaded(extra, peer, None).await
+    }
+
+    /// The same on a listener whose slots are as `load` says.
+    async fn open_loaded(extra: &str, peer: &str, load: Option<Load>) -> Dialog {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::parse(extra).unwrap();
         config.data_dir = dir.path().join("data");
@@ -69,7 +74,11 @@ impl Dialog {
         let (client, server) = tokio::io::duplex(1 << 16);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let peer: SocketAddr = peer.parse().unwrap();
-        tokio::spawn(Session::new(shared, listener, server, peer, shutdown_rx).run());
+        let mut session = Session::new(shared, listener, server, peer, shutdown_rx);
+        if let Some(load) = load {
+            session = session.with_load(load);
+        }
+        tokio::spawn(session.run());
         let (reader, writer) = tokio::io::split(client);
         let mut d = Dialog {
             reader: BufReader::new(reader),
@@ -202,4 +211,51 @@ async fn too_many_bad_commands_close_the_session() {
     let got = d.reply().await;
     assert!(got.starts_with("421 "), "{got}");
     assert_eq!(d.reply().await, "", "the session is closed");
+}
+
+/// A listener with `capacity` slots of which `taken` are in use.
+fn load(capacity: usize, taken: usize) -> Load {
+    let slots = Arc::new(tokio::sync::Semaphore::new(capacity));
+    slots
+        .clone()
+        .try_acquire_many_owned(taken as u32)
+        .unwrap()
+        .forget();
+    Load { slots, capacity }
+}
+
+#[tokio::test]
+async fn a_command_line_dripped_byte_by_byte_is_cut_at_the_command_timeout() {
+    let mut d = Dialog::open("[limits]\ncommand_timeout_secs = 1\n", OUTSIDE).await;
+    let started = std::time::Instant::now();
+    // One byte every 300 ms: each read is far within the idle timeout (300 s).
+    let mut answer = String::new();
+    for b in b"EHLO slow.example\r\n" {
+        d.send(&[*b]).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if let Ok(r) = tokio::time::timeout(Duration::from_millis(1), d.reply()).await {
+            answer = r;
+            break;
+        }
+    }
+    assert!(answer.starts_with("421 "), "{answer:?}");
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(2500), "cut after {took:?}");
+}
+
+#[tokio::test]
+async fn under_stress_idle_sessions_are_cut_at_the_stress_timeout() {
+    let limits = "[limits]\nstress_timeout_secs = 1\nstress_threshold_percent = 80\n";
+    // 9 of 10 slots taken: under stress. An idle client is cut after a second.
+    let mut d = Dialog::open_loaded(limits, OUTSIDE, Some(load(10, 9))).await;
+    d.script(&[("EHLO a.example", "250")]).await;
+    let started = std::time::Instant::now();
+    let got = d.reply().await;
+    assert!(got.starts_with("421 "), "{got}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // 1 of 10: no stress; the same client may think for longer.
+    let mut d = Dialog::open_loaded(limits, OUTSIDE, Some(load(10, 1))).await;
+    d.script(&[("EHLO a.example", "250")]).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    d.script(&[("NOOP", "250")]).await;
 }

@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 use super::reply::{self, Reply};
-use super::session::{ListenerSettings, Session, Shared};
+use super::session::{ListenerSettings, Load, Session, Shared};
 
 /// What a client counts as for `max_connections_per_ip`: its IPv4 address, or its IPv6
 /// network of `ipv6_prefix_len` bits (a host usually holds a whole /64, so counting exact
@@ -120,7 +120,11 @@ pub async fn serve(
             tcp,
             peer,
             shutdown.clone(),
-        );
+        )
+        .with_load(Load {
+            slots: slots.clone(),
+            capacity: max_connections,
+        });
         let metrics = shared.metrics.clone();
         metrics.connection_opened();
         tokio::spawn(async move {

@@ -49,6 +49,21 @@ pub struct ListenerSettings {
     pub acceptor: Option<openssl::ssl::SslAcceptor>,
 }
 
+/// How full a listener is: its free session slots out of all of them.
+#[derive(Clone)]
+pub struct Load {
+    pub slots: Arc<tokio::sync::Semaphore>,
+    pub capacity: usize,
+}
+
+impl Load {
+    /// Whether at least `percent` % of the slots are taken.
+    pub fn stressed(&self, percent: u8) -> bool {
+        let taken = self.capacity.saturating_sub(self.slots.available_permits());
+        taken * 100 >= self.capacity * usize::from(percent)
+    }
+}
+
 /// The envelope being collected between MAIL and the end of DATA.
 struct Transaction {
     mail_from: String,
@@ -100,6 +115,10 @@ pub struct Session<S = tokio::net::TcpStream> {
     discarding_long_line: bool,
     /// Turns true when the gateway stops: the session says 421 at the next command wait.
     shutdown: watch::Receiver<bool>,
+    /// When the wait for the current command line began (it must arrive whole in time).
+    line_started: Option<Instant>,
+    /// The listener's load, for stress mode; `None`: never under stress.
+    load: Option<Load>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
@@ -132,7 +151,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             deadline,
             discarding_long_line: false,
             shutdown,
+            line_started: None,
+            load: None,
         }
+    }
+
+    /// Shrink the timeouts when the listener's slots run out (`[limits] stress_*`).
+    pub fn with_load(mut self, load: Load) -> Self {
+        self.load = Some(load);
+        self
+    }
+
+    fn stressed(&self) -> bool {
+        self.load
+            .as_ref()
+            .is_some_and(|l| l.stressed(self.config().limits.stress_threshold_percent))
     }
 
     fn config(&self) -> &Config {
@@ -174,7 +207,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 Err(ReadError::Timeout) => {
                     reply::TIMEOUT.write_to(&mut self.out);
                     let _ = self.flush().await;
-                    tracing::info!(client = %self.peer, "session timed out");
+                    tracing::info!(client = %self.peer, under_stress = self.stressed(), "session timed out");
                     break;
                 }
                 Err(ReadError::Io(e)) => {
@@ -221,9 +254,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if now >= self.deadline {
             return Err(ReadError::Timeout);
         }
-        let wait = self.config().idle_timeout().min(self.deadline - now);
         // A message being transferred is finished first; a wait for a command is not.
         let between_commands = matches!(self.mode, Mode::Command);
+        let (idle, line_time) = self.config().command_waits(self.stressed());
+        let mut wait = idle.min(self.deadline - now);
+        if between_commands {
+            // However slowly its bytes come, a command line has `line_time` in all.
+            let started = *self.line_started.get_or_insert(now);
+            let left = (started + line_time).saturating_duration_since(now);
+            if left.is_zero() {
+                return Err(ReadError::Timeout);
+            }
+            wait = wait.min(left);
+        }
         if between_commands && *self.shutdown.borrow() {
             return Err(ReadError::Shutdown);
         }
@@ -328,11 +371,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 Mode::Command => match self.take_line() {
                     None => return Next::Continue,
                     Some(Err(())) => {
+                        self.line_started = None;
                         if let Next::Close = self.bad(reply::LINE_TOO_LONG) {
                             return Next::Close;
                         }
                     }
                     Some(Ok(line)) => {
+                        self.line_started = None;
                         if let Next::Close = self.command(&line).await {
                             return Next::Close;
                         }
