@@ -293,6 +293,9 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     // Root is needed for the ports only: bind them, give the data directory away and
     // become the service user before anything else is opened.
     let plan = crate::service::Plan::decide(&config.service)?;
+    // A socket per session on every listener, plus the database, spool files and clients.
+    let sessions = config.limits.max_connections as u64 * config.listeners.len() as u64;
+    crate::service::raise_file_limit(sessions + 256);
     let mut prebound = crate::service::Prebound::default();
     if let crate::service::Plan::Become(user) = &plan {
         prebound = crate::service::Prebound::bind(&config)?;

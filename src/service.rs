@@ -100,6 +100,32 @@ impl Prebound {
     }
 }
 
+/// Raise the soft limit of open files to the hard one: every session is a socket, every
+/// spooled body a file, and the usual soft limit (1024) is below `max_connections`' default.
+/// Warns when even the hard limit is below `needed`.
+pub fn raise_file_limit(needed: u64) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if let (Some(cur), Some(max)) = (limit.current, limit.maximum)
+        && cur < max
+    {
+        limit.current = Some(max);
+        if let Err(e) = setrlimit(Resource::Nofile, limit.clone()) {
+            tracing::warn!(error = %e, "cannot raise the open-file limit");
+        }
+    }
+    let now = getrlimit(Resource::Nofile).current;
+    if let Some(n) = now
+        && n < needed
+    {
+        tracing::warn!(
+            limit = n,
+            needed,
+            "the open-file limit is below what max_connections needs: raise it (LimitNOFILE= in the unit, ulimit -n) or lower [limits] max_connections"
+        );
+    }
+}
+
 /// Give `data_dir` and everything in it to `user` (each entry keeps its group and mode),
 /// then become `user` with its groups: supplementary groups, group, user, in that order.
 /// Checks that root cannot be regained.
