@@ -110,7 +110,7 @@ pub fn raise_file_limit(needed: u64) {
         && cur < max
     {
         limit.current = Some(max);
-        if let Err(e) = setrlimit(Resource::Nofile, limit.clone()) {
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
             tracing::warn!(error = %e, "cannot raise the open-file limit");
         }
     }
