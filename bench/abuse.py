@@ -1,0 +1,400 @@
+#!/usr/bin/env python3
+"""Portcullis under hostile load (stdlib only), against the default limits.
+
+  (1) A normal client's rate (one session, messages back to back) unloaded, then while
+      2,000 hostile connections from 40 loopback addresses are held open — half idle after
+      the greeting, half dripping a command one byte every 10 s — and reopened as soon as
+      the gateway closes them (a sustained attack). Prints both rates and their ratio, the
+      gateway's peak RSS, how the hostile sessions ended (refused at connect, cut by a
+      timeout) and how long the cut ones were held.
+  (2) Many messages at the size limit at once: peak RSS against the bound of
+      docs/pipeline.md (sessions x spool threshold + large messages in memory x 3 x size).
+  (3) Worst-case messages at the size limit, one at a time: deeply nested MIME, thousands
+      of parts, one huge header field, base64 without line breaks; for each the reply,
+      the time to it, the gateway's CPU seconds and its peak RSS so far.
+
+Usually started through bench/run-abuse (builds the gateway).
+"""
+
+import argparse
+import json
+import os
+import resource
+import selectors
+import socket
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402
+
+DOMAIN = "example.test"
+MAX_SIZE = 26214400  # max_message_size, the default
+ATTACK_ADDRS = [f"127.0.1.{i}" for i in range(1, 41)]  # 40 addresses x 50 (per-IP limit)
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def start_gateway(binary, workdir, tag, sink_port):
+    """The gateway on the embedded defaults but for its data dir, port and next hop."""
+    gwdir = os.path.join(workdir, f"gw-{tag}")
+    os.makedirs(os.path.join(gwdir, "data"))
+    port = bench.free_port()
+    cfg = os.path.join(gwdir, "portcullis.toml")
+    with open(cfg, "w") as f:
+        f.write(
+            f'hostname = "gw.bench.test"\ndata_dir = "{gwdir}/data"\n'
+            f'local_domains = ["{DOMAIN}"]\ninternal_networks = []\n'
+            f'inbound_next_hop = "127.0.0.1:{sink_port}"\nmetrics_bind = ""\n'
+            f'[[listeners]]\nbind = "127.0.0.1:{port}"\ntls = "none"\n'
+            f"[service]\nallow_root = true\n"
+        )
+    logf = os.path.join(gwdir, "portcullis.log")
+    with open(logf, "wb") as lf:
+        gw = bench.spawn([binary, "run", "--config", cfg], stdout=lf, stderr=lf, cwd=gwdir)
+    bench.wait_listening(port, 60, "the portcullis gateway", gw, logf)
+    return gw, port, logf
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick
+
+
+def smtp_session(port, messages, size=2048, source="127.0.0.1", connect_deadline=120):
+    """One session sending `messages` messages back to back. Returns (seconds for the
+    messages, seconds waited for a slot, replies other than 250)."""
+    body = ("x" * 70 + "\r\n") * (size // 72 + 1)
+    waited_from = time.monotonic()
+    while True:
+        s = socket.socket()
+        s.bind((source, 0))
+        s.settimeout(60)
+        s.connect(("127.0.0.1", port))
+        f = s.makefile("rb")
+        greeting = f.readline()
+        if greeting.startswith(b"220"):
+            break
+        s.close()  # 421: no slot; try again shortly
+        if time.monotonic() - waited_from > connect_deadline:
+            raise bench.BenchError(f"no session slot within {connect_deadline} s: {greeting!r}")
+        time.sleep(0.1)
+    waited = time.monotonic() - waited_from
+
+    def cmd(line):
+        s.sendall(line.encode() + b"\r\n")
+        reply = f.readline()
+        while reply[3:4] == b"-":
+            reply = f.readline()
+        return reply
+
+    cmd("EHLO normal.bench.test")
+    bad = []
+    start = time.monotonic()
+    for i in range(messages):
+        cmd("MAIL FROM:<a@ext.test>")
+        cmd(f"RCPT TO:<u@{DOMAIN}>")
+        cmd("DATA")
+        s.sendall(
+            f"From: a@ext.test\r\nTo: u@{DOMAIN}\r\nSubject: m{i}\r\n"
+            f"Message-ID: <n{i}.{time.time()}@ext.test>\r\nDate: Thu, 03 Dec 2026 10:00:00 +0000\r\n\r\n".encode()
+            + body.encode()
+            + b".\r\n"
+        )
+        reply = f.readline()
+        if not reply.startswith(b"250"):
+            bad.append(reply.decode(errors="replace").strip())
+    took = time.monotonic() - start
+    cmd("QUIT")
+    s.close()
+    return took, waited, bad
+
+
+class Attack:
+    """`n` hostile connections held open from ATTACK_ADDRS, reopened when closed."""
+
+    def __init__(self, port, n, drip_every=10.0):
+        self.port, self.n, self.drip_every = port, n, drip_every
+        self.sel = selectors.DefaultSelector()
+        self.stop = threading.Event()
+        self.refused = 0  # a 421 greeting
+        self.cut = []  # seconds a session was held until the gateway closed it
+        self.opened = 0
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def open_one(self, i):
+        s = socket.socket()
+        s.setblocking(False)
+        s.bind((ATTACK_ADDRS[i % len(ATTACK_ADDRS)], 0))
+        try:
+            s.connect(("127.0.0.1", self.port))
+        except BlockingIOError:
+            pass
+        state = {"i": i, "t": time.monotonic(), "greeted": False, "next_drip": None, "buf": b""}
+        self.sel.register(s, selectors.EVENT_READ, state)
+        self.opened += 1
+
+    def run(self):
+        for i in range(self.n):
+            self.open_one(i)
+        drip = b"EHLO slow.drip.test\r\n"
+        while not self.stop.is_set():
+            now = time.monotonic()
+            for key, _ in self.sel.select(timeout=0.5):
+                s, st = key.fileobj, key.data
+                try:
+                    data = s.recv(4096)
+                except OSError:
+                    data = b""
+                if data and not st["greeted"]:
+                    st["greeted"] = True
+                    if data.startswith(b"421"):
+                        self.refused += 1
+                    elif st["i"] % 2 == 1:
+                        st["next_drip"] = now + self.drip_every
+                        st["pos"] = 0
+                    continue
+                if not data:
+                    self.cut.append(now - st["t"])
+                    self.sel.unregister(s)
+                    s.close()
+                    self.open_one(st["i"])
+            for key in list(self.sel.get_map().values()):
+                st = key.data
+                if st["next_drip"] is not None and now >= st["next_drip"]:
+                    try:
+                        key.fileobj.send(drip[st["pos"] % len(drip):][:1])
+                    except OSError:
+                        pass
+                    st["pos"] += 1
+                    st["next_drip"] = now + self.drip_every
+        for key in list(self.sel.get_map().values()):
+            key.fileobj.close()
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(10)
+
+
+def case_attack(args, workdir):
+    sink = bench.Sink(workdir, "attack")
+    gw, port, logf = start_gateway(args.gateway, workdir, "attack", sink.port)
+    try:
+        smtp_session(port, 50)  # warm up
+        unloaded, _, bad0 = smtp_session(port, args.messages)
+        with Attack(port, args.connections) as attack:
+            time.sleep(args.settle)
+            loaded, waited, bad1 = smtp_session(port, args.messages)
+            held = len(attack.sel.get_map())
+            time.sleep(1)
+        rss = bench.read_vmhwm_kib(gw.pid)
+        cut = sorted(attack.cut)
+        result = {
+            "unloaded_msgs_per_s": args.messages / unloaded,
+            "attacked_msgs_per_s": args.messages / loaded,
+            # the attacked rate as a share of the unloaded one
+            "ratio": unloaded / loaded,
+            "slot_wait_s": waited,
+            "hostile_connections": args.connections,
+            "hostile_open_at_end": held,
+            "refused_at_connect": attack.refused,
+            "cut_by_timeout": len(cut),
+            "cut_after_s_median": cut[len(cut) // 2] if cut else None,
+            "cut_after_s_max": cut[-1] if cut else None,
+            "peak_rss_mib": rss / 1024 if rss else None,
+            "non_250": bad0 + bad1,
+        }
+        return result
+    finally:
+        bench.kill_proc(gw)
+        sink.stop()
+
+
+def big_message(i, size):
+    line = "y" * 998 + "\r\n"
+    return (
+        f"From: a@ext.test\r\nTo: u@{DOMAIN}\r\nSubject: big {i}\r\nMessage-ID: <big{i}@ext.test>\r\n\r\n"
+        + line * (size // len(line))
+    ).encode()
+
+
+def send_raw(port, payload, timeout=300):
+    """One transaction with `payload` (already dot-safe, CRLF); returns (reply, seconds)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    f = s.makefile("rb")
+
+    def read():
+        r = f.readline()
+        while r[3:4] == b"-":
+            r = f.readline()
+        return r
+
+    read()
+    for line in ("EHLO big.bench.test", "MAIL FROM:<a@ext.test>", f"RCPT TO:<u@{DOMAIN}>", "DATA"):
+        s.sendall(line.encode() + b"\r\n")
+        read()
+    start = time.monotonic()
+    s.sendall(payload + b"\r\n.\r\n")
+    reply = read().decode(errors="replace").strip()
+    took = time.monotonic() - start
+    s.close()
+    return reply, took
+
+
+def case_big(args, workdir):
+    sink = bench.Sink(workdir, "big")
+    gw, port, logf = start_gateway(args.gateway, workdir, "big", sink.port)
+    try:
+        size = MAX_SIZE - 64 * 1024
+        payload = big_message(0, size)
+        results = [None] * args.big
+        base_rss = bench.read_vmhwm_kib(gw.pid)
+
+        def one(i):
+            results[i] = send_raw(port, payload)
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(args.big)]
+        start = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        took = time.monotonic() - start
+        rss = bench.read_vmhwm_kib(gw.pid)
+        spool = 1024 * 1024
+        bound = args.big * spool + min(args.big, 8) * 3 * MAX_SIZE
+        return {
+            "messages": args.big,
+            "size_bytes": len(payload),
+            "seconds": took,
+            "replies": sorted({r[0][:3] for r in results if r}),
+            "peak_rss_mib": rss / 1024,
+            "rss_at_start_mib": base_rss / 1024,
+            "growth_mib": (rss - base_rss) / 1024,
+            "bound_mib": bound / (1024 * 1024),
+            "sum_of_sizes_mib": args.big * len(payload) / (1024 * 1024),
+        }
+    finally:
+        bench.kill_proc(gw)
+        sink.stop()
+
+
+def worst_cases(size):
+    header = f"From: a@ext.test\r\nTo: u@{DOMAIN}\r\nMessage-ID: <w@ext.test>\r\n"
+    cases = {}
+    # Deeply nested multiparts, as deep as fits.
+    depth = 5000
+    opening = "".join(
+        f"--b{d}\r\nContent-Type: multipart/mixed; boundary=b{d + 1}\r\n\r\n" for d in range(depth)
+    )
+    closing = "".join(f"--b{d}--\r\n" for d in reversed(range(depth)))
+    cases["nested MIME, 5000 levels"] = (
+        header + "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b0\r\n\r\n"
+        + opening + "--b5000\r\nContent-Type: text/plain\r\n\r\nhi\r\n" + closing
+    )
+    # Thousands of parts.
+    part = "--p\r\nContent-Type: text/plain\r\n\r\nsmall part\r\n"
+    n = min(100_000, (size - 1024) // len(part))
+    cases[f"{n} MIME parts"] = (
+        header + "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=p\r\n\r\n"
+        + part * n + "--p--\r\n"
+    )
+    # One huge header field, folded.
+    folds = (size - 1024) // 80
+    cases["one header field of the size limit"] = (
+        header + "X-Huge: " + ("z" * 76 + "\r\n ") * folds + "end\r\n\r\nbody\r\n"
+    )
+    # base64 without a line break.
+    cases["base64 in one line of the size limit"] = (
+        header
+        + "MIME-Version: 1.0\r\nContent-Type: application/octet-stream\r\n"
+        + "Content-Transfer-Encoding: base64\r\n\r\n" + "QUJD" * ((size - 1024) // 4) + "\r\n"
+    )
+    return cases
+
+
+def case_worst(args, workdir):
+    sink = bench.Sink(workdir, "worst")
+    gw, port, logf = start_gateway(args.gateway, workdir, "worst", sink.port)
+    out = []
+    try:
+        for name, text in worst_cases(MAX_SIZE - 64 * 1024).items():
+            payload = text.replace("\r\n.", "\r\n..").encode()
+            cpu0 = cpu_seconds(gw.pid)
+            reply, took = send_raw(port, payload)
+            out.append({
+                "case": name,
+                "bytes": len(payload),
+                "reply": reply[:60],
+                "seconds": took,
+                "gateway_cpu_s": cpu_seconds(gw.pid) - cpu0,
+                "peak_rss_mib": bench.read_vmhwm_kib(gw.pid) / 1024,
+            })
+            log(f"  {name}: {reply[:40]} in {took:.2f} s")
+        return out
+    finally:
+        bench.kill_proc(gw)
+        sink.stop()
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--gateway", required=True)
+    p.add_argument("--connections", type=int, default=2000)
+    p.add_argument("--messages", type=int, default=500, help="messages of the normal client")
+    p.add_argument("--settle", type=float, default=15.0, help="seconds the attack runs before measuring")
+    p.add_argument("--big", type=int, default=20, help="messages at the size limit at once")
+    p.add_argument("--cases", default="abw", help="a: attack, b: big messages, w: worst cases")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    workdir = tempfile.mkdtemp(prefix="portcullis-abuse-", dir=os.environ.get("BENCH_TMPDIR", "/var/tmp"))
+    result = {}
+    try:
+        if "a" in args.cases:
+            log(f"(1) a normal client, then with {args.connections} hostile connections")
+            result["attack"] = case_attack(args, workdir)
+        if "b" in args.cases:
+            log(f"(2) {args.big} messages at the size limit at once")
+            result["big"] = case_big(args, workdir)
+        if "w" in args.cases:
+            log("(3) worst-case messages at the size limit")
+            result["worst"] = case_worst(args, workdir)
+    finally:
+        bench.cleanup_all()
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    a = result.get("attack")
+    if a:
+        print(f"normal client unloaded      {a['unloaded_msgs_per_s']:8.0f} msgs/s")
+        print(f"normal client under attack  {a['attacked_msgs_per_s']:8.0f} msgs/s  "
+              f"({100 * a['ratio']:.0f} % of unloaded; waited {a['slot_wait_s']:.1f} s for a slot)")
+        print(f"hostile connections         {a['hostile_connections']} "
+              f"(refused at connect {a['refused_at_connect']}, cut by a timeout {a['cut_by_timeout']}, "
+              f"cut after median {a['cut_after_s_median'] or 0:.1f} s, max {a['cut_after_s_max'] or 0:.1f} s)")
+        print(f"gateway peak RSS            {a['peak_rss_mib']:8.0f} MiB")
+    b = result.get("big")
+    if b:
+        print(f"{b['messages']} x {b['size_bytes'] / 2**20:.0f} MiB at once: replies {b['replies']} in "
+              f"{b['seconds']:.1f} s; peak RSS {b['peak_rss_mib']:.0f} MiB, {b['growth_mib']:.0f} MiB above "
+              f"the idle gateway (bound for the bodies {b['bound_mib']:.0f} MiB, sum of sizes "
+              f"{b['sum_of_sizes_mib']:.0f} MiB)")
+    for w in result.get("worst", []):
+        print(f"{w['case']:<40} {w['reply'][:28]:<28} {w['seconds']:6.2f} s  cpu {w['gateway_cpu_s']:6.2f} s  "
+              f"peak RSS {w['peak_rss_mib']:6.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
