@@ -9,7 +9,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::dns::{Dns, txt};
-use crate::harness::{Client, Gateway, Sink, binary, config_text, free_port, message, wait_until};
+use crate::harness::{
+    Client, Gateway, Sink, config_text, free_port, message, run_expecting_exit, wait_until,
+};
 
 const QUICK_RETRY: &str =
     "[queue]\nretry_initial_secs = 1\nretry_max_secs = 2\nscan_interval_secs = 1\n";
@@ -213,38 +215,6 @@ async fn dns_gone_mid_run_tempfails_authentication_and_recovers_when_it_returns(
             .any(|m| m.message_id().as_deref() == Some("m@during.test")),
         "the tempfailed message was not delivered"
     );
-}
-
-/// Run `portcullis run` on `config` expecting it to stop by itself within `secs`;
-/// returns its exit code and stderr.
-fn run_expecting_exit(config: &Path, secs: u64) -> (i32, String) {
-    let mut child = Command::new(binary())
-        .arg("run")
-        .arg("--config")
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            use std::io::Read;
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            return (status.code().unwrap_or(-1), err);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the gateway kept running on a database it cannot use");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// One message waiting in the queue (the next hop is down), then the gateway killed.

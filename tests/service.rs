@@ -4,10 +4,8 @@
 //! says what to do. Needs the system user `portcullis` (`bash .ci/install-deps` creates it).
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use crate::harness::{Client, Gateway, Sink, binary, config_text, message, wait_until};
+use crate::harness::{Client, Gateway, Sink, config_text, message, run_expecting_exit, wait_until};
 
 fn service_user() -> nix::unistd::User {
     nix::unistd::User::from_name("portcullis")
@@ -124,30 +122,8 @@ async fn a_root_start_without_the_service_user_stops_and_says_what_to_do() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(binary())
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the gateway ran as root");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut err = String::new();
-    use std::io::Read;
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert!(!status.success());
+    let (code, err) = run_expecting_exit(&config, 20);
+    assert_ne!(code, 0);
     assert!(
         err.contains("no-such-service-user") && err.contains("does not exist"),
         "{err}"

@@ -308,3 +308,35 @@ pub fn python(script: &str, args: &[&str], stdin: &[u8], what: &str) -> Vec<u8> 
     assert!(out.status.success(), "python3 failed: {what}");
     out.stdout
 }
+
+/// Run `portcullis run` on `config` expecting it to stop by itself within `secs`;
+/// returns its exit code and stderr.
+pub fn run_expecting_exit(config: &Path, secs: u64) -> (i32, String) {
+    let mut child = Command::new(binary())
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            use std::io::Read;
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            return (status.code().unwrap_or(-1), err);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the gateway kept running for {secs} s where it should have stopped");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
