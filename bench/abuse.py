@@ -41,23 +41,7 @@ def log(msg):
 
 def start_gateway(binary, workdir, tag, sink_port):
     """The gateway on the embedded defaults but for its data dir, port and next hop."""
-    gwdir = os.path.join(workdir, f"gw-{tag}")
-    os.makedirs(os.path.join(gwdir, "data"))
-    port = bench.free_port()
-    cfg = os.path.join(gwdir, "portcullis.toml")
-    with open(cfg, "w") as f:
-        f.write(
-            f'hostname = "gw.bench.test"\ndata_dir = "{gwdir}/data"\n'
-            f'local_domains = ["{DOMAIN}"]\ninternal_networks = []\n'
-            f'inbound_next_hop = "127.0.0.1:{sink_port}"\nmetrics_bind = ""\n'
-            f'[[listeners]]\nbind = "127.0.0.1:{port}"\ntls = "none"\n'
-            f"[service]\nallow_root = true\n"
-        )
-    logf = os.path.join(gwdir, "portcullis.log")
-    with open(logf, "wb") as lf:
-        gw = bench.spawn([binary, "run", "--config", cfg], stdout=lf, stderr=lf, cwd=gwdir)
-    bench.wait_listening(port, 60, "the portcullis gateway", gw, logf)
-    return gw, port, logf
+    return bench.start_gateway(binary, workdir, tag, sink_port, timeout=60, limits="")
 
 
 def cpu_seconds(pid):

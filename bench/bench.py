@@ -323,10 +323,14 @@ def read_vmhwm_kib(pid):
     return None
 
 
-def start_gateway(binary, workdir, tag, sink_port, top="", tables="", timeout=30):
+LOAD_LIMITS = "[limits]\nmax_connections_per_ip = 100\n"
+
+
+def start_gateway(binary, workdir, tag, sink_port, top="", tables="", timeout=30, limits=LOAD_LIMITS):
     """Start the gateway on a fresh data dir and a free loopback port: plain SMTP, inbound mail
     for DOMAIN delivered to 127.0.0.1:sink_port, no metrics endpoint. `top` adds top-level
-    keys, `tables` config tables. Returns (process, SMTP port, log path)."""
+    keys, `tables` config tables; `limits` (by default more sessions from one address, for the
+    load generators) may be "" for the default limits. Returns (process, SMTP port, log path)."""
     gwdir = os.path.join(workdir, f"gw-{tag}")
     data = os.path.join(gwdir, "data")
     os.makedirs(data)
@@ -345,8 +349,7 @@ def start_gateway(binary, workdir, tag, sink_port, top="", tables="", timeout=30
             f"[[listeners]]\n"
             f'bind = "127.0.0.1:{port}"\n'
             f'tls = "none"\n'
-            f"[limits]\n"
-            f"max_connections_per_ip = 100\n"
+            f"{limits}"
             f"[service]\n"
             f"allow_root = true\n"
             f"{tables}"
