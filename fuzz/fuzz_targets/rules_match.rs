@@ -15,10 +15,15 @@ fn patterns() -> &'static (Vec<Glob>, Vec<AddressPattern>) {
             .iter()
             .map(|g| Glob::new(g).unwrap())
             .collect();
-        let addresses = ["@example.test", "ann@example.test", "@.example.test", "*@*.test"]
-            .iter()
-            .filter_map(|a| AddressPattern::parse(a).ok())
-            .collect();
+        let addresses = [
+            "@example.test",
+            "ann@example.test",
+            "@.example.test",
+            "*@*.test",
+        ]
+        .iter()
+        .filter_map(|a| AddressPattern::parse(a).ok())
+        .collect();
         (globs, addresses)
     })
 }
