@@ -106,6 +106,23 @@ async fn a_root_start_runs_as_the_service_user_with_private_files() {
         "{err}"
     );
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // Root's CLI working offline on the files leaves them the service user's.
+    let mut gw = gw;
+    gw.kill9();
+    // The shared-memory index is rebuilt from the log by whoever opens the database next
+    // (nothing has it open now): here, root.
+    std::fs::remove_file(data.join("queue.db-shm")).unwrap();
+    let (code, out, err) = gw.cli(&["queue", "list"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("offline") || out.contains("offline"),
+        "{out}{err}"
+    );
+    for file in ["queue.db", "queue.db-wal", "queue.db-shm"] {
+        let meta = std::fs::metadata(data.join(file)).unwrap();
+        assert_eq!(meta.uid(), uid, "{file} became root's");
+    }
 }
 
 #[tokio::test]

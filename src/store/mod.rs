@@ -89,9 +89,23 @@ impl Database {
                 "held messages moved from the queue into the quarantine"
             );
         }
-        // An older data directory may have 0644 files.
+        // An older data directory may have 0644 files. Opened by root (the CLI working
+        // offline), the files SQLite just made would be root's and the gateway, running as
+        // the data directory's owner, could not open them: they go to that owner.
+        let owner = nix::unistd::geteuid()
+            .is_root()
+            .then(|| std::fs::metadata(data_dir).ok())
+            .flatten()
+            .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+            .filter(|uid| *uid != 0);
         for file in [FILE, "queue.db-wal", "queue.db-shm"] {
-            restrict_permissions(&data_dir.join(file));
+            let path = data_dir.join(file);
+            restrict_permissions(&path);
+            if let Some(uid) = owner
+                && path.exists()
+            {
+                let _ = std::os::unix::fs::lchown(&path, Some(uid), None);
+            }
         }
         Ok(Database {
             pool,
