@@ -10,25 +10,36 @@
   (2) Many messages at the size limit at once: peak RSS against the bound of
       docs/pipeline.md (sessions x spool threshold + large messages in memory x 3 x size).
   (3) Worst-case messages at the size limit, one at a time: deeply nested MIME, thousands
-      of parts, one huge header field, base64 without line breaks; for each the reply,
-      the time to it, the gateway's CPU seconds and its peak RSS so far.
+      of parts, one huge header field, base64 without line breaks, S/MIME signed past
+      [smime] max_layers and signed max_layers times around a body at the size limit
+      (made with `openssl cms`); for each the reply, the time to it, the gateway's CPU
+      seconds and its peak RSS so far.
+  (4) A ZIP bomb through ClamAV: a private clamd (clamav.py's, with its limits), the gateway
+      with [clamav] on, and a message carrying a nested ZIP that unpacks to 256 GiB; the
+      reply, the time to it, and the CPU seconds of the gateway and of clamd.
 
 Usually started through bench/run-abuse (builds the gateway).
 """
 
 import argparse
+import base64
+import io
 import json
 import os
+import re
 import resource
 import selectors
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+import zipfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench  # noqa: E402
+import clamav  # noqa: E402
 
 DOMAIN = "example.test"
 MAX_SIZE = 26214400  # max_message_size, the default
@@ -337,13 +348,52 @@ def worst_cases(size):
     return cases
 
 
+SMIME_MAX_LAYERS = 6  # [smime] max_layers, the default
+
+
+def smime_nested(workdir, layers, content):
+    """`content` (a MIME entity, CRLF) signed `layers` times with `openssl cms -sign`, each
+    signature around the last, as a whole message (bytes)."""
+    d = tempfile.mkdtemp(prefix="smime-", dir=workdir)
+    key, cert = os.path.join(d, "key.pem"), os.path.join(d, "cert.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", cert, "-days", "30", "-subj", "/CN=a@ext.test",
+                    "-addext", "subjectAltName=email:a@ext.test"],
+                   check=True, capture_output=True)
+    entity = os.path.join(d, "entity")
+    with open(entity, "wb") as f:
+        f.write(content)
+    for _ in range(layers):
+        subprocess.run(["openssl", "cms", "-sign", "-in", entity,
+                        "-signer", cert, "-inkey", key, "-out", entity + ".next"],
+                       check=True, capture_output=True)
+        os.replace(entity + ".next", entity)
+    with open(entity, "rb") as f:
+        # openssl signs the canonical (CRLF) form and writes some lines with bare LF.
+        signed = re.sub(rb"(?<!\r)\n", b"\r\n", f.read())
+    subprocess.run(["rm", "-rf", d])
+    return f"From: a@ext.test\r\nTo: u@{DOMAIN}\r\nMessage-ID: <s{layers}@ext.test>\r\n".encode() + signed
+
+
+def smime_cases(workdir, size):
+    small = b"Content-Type: text/plain\r\n\r\nhello\r\n"
+    line = b"s" * 76 + b"\r\n"
+    big = b"Content-Type: text/plain\r\n\r\n" + line * ((size - 64 * 1024) // len(line))
+    return {
+        "S/MIME signed 50 times (past the cap)": smime_nested(workdir, 50, small),
+        f"S/MIME signed {SMIME_MAX_LAYERS} times, 25 MiB": smime_nested(workdir, SMIME_MAX_LAYERS, big),
+    }
+
+
 def case_worst(args, workdir):
     sink = bench.Sink(workdir, "worst")
     gw, port, logf = start_gateway(args.gateway, workdir, "worst", sink.port)
     out = []
     try:
-        for name, text in worst_cases(MAX_SIZE - 64 * 1024).items():
-            payload = text.replace("\r\n.", "\r\n..").encode()
+        cases = {name: text.encode() for name, text in worst_cases(MAX_SIZE - 64 * 1024).items()}
+        cases.update(smime_cases(workdir, MAX_SIZE - 64 * 1024))
+        for name, raw in cases.items():
+            payload = raw.replace(b"\r\n.", b"\r\n..")
             cpu0 = cpu_seconds(gw.pid)
             reply, took = send_raw(port, payload)
             out.append({
@@ -361,6 +411,73 @@ def case_worst(args, workdir):
         sink.stop()
 
 
+def zip_bomb(levels=3, fan_out=16, zeros=1 << 30):
+    """A nested ZIP: a file of `zeros` zero bytes, zipped, then `fan_out` copies of that
+    zipped again, `levels` times in all. Returns (bytes, unpacked size)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+        with z.open("zeros.bin", "w", force_zip64=True) as f:
+            chunk = bytes(1 << 20)
+            for _ in range(zeros // len(chunk)):
+                f.write(chunk)
+    data, unpacked = buf.getvalue(), zeros
+    for level in range(1, levels):
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+            for i in range(fan_out):
+                z.writestr(f"level{level}-{i}.zip", data)
+        data, unpacked = buf.getvalue(), unpacked * fan_out
+    return data, unpacked
+
+
+def case_zip_bomb(args, workdir):
+    """The bomb once against clamd's limits as set (it stops unpacking at MaxFileSize and
+    MaxScanSize and answers OK), once with AlertExceedsMax and MaxRecursion 2 (clamd then
+    names the archive Heuristics.Limits.Exceeded.MaxRecursion, and the gateway refuses it
+    like a virus)."""
+    bomb, unpacked = zip_bomb()
+    encoded = base64.encodebytes(bomb).decode().replace("\n", "\r\n")
+    message = (
+        f"From: a@ext.test\r\nTo: u@{DOMAIN}\r\nMessage-ID: <bomb@ext.test>\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=z\r\n\r\n"
+        "--z\r\nContent-Type: text/plain\r\n\r\nThe figures.\r\n"
+        "--z\r\nContent-Type: application/zip; name=figures.zip\r\n"
+        "Content-Disposition: attachment; filename=figures.zip\r\n"
+        f"Content-Transfer-Encoding: base64\r\n\r\n{encoded}--z--\r\n"
+    ).encode()
+    out = []
+    for alert in (False, True):
+        tag = "bomb-alert" if alert else "bomb"
+        clamd = clamav.Clamd(workdir, tag, extra_conf="AlertExceedsMax yes\nMaxRecursion 2\n" if alert else "")
+        sink = bench.Sink(workdir, tag)
+        gw = None
+        try:
+            gw, port, logf = bench.start_gateway(
+                args.gateway, workdir, tag, sink.port, timeout=60, limits="",
+                tables=f'[clamav]\nenabled = true\nsocket = "{clamd.socket}"\n')
+            gw_cpu0, clamd_cpu0 = cpu_seconds(gw.pid), clamd.cpu()
+            reply, took = send_raw(port, message)
+            log(f"  ZIP bomb ({len(bomb):,} bytes, {unpacked / 2**30:,.0f} GiB unpacked), "
+                f"{'AlertExceedsMax, MaxRecursion 2' if alert else 'clamd limits'}: {reply[:40]} in {took:.2f} s")
+            out.append({
+                "alert_exceeds_max": alert,
+                "zip_bytes": len(bomb),
+                "unpacked_gib": unpacked / 2**30,
+                "reply": reply[:80],
+                "seconds": took,
+                "gateway_cpu_s": cpu_seconds(gw.pid) - gw_cpu0,
+                "clamd_cpu_s": clamd.cpu() - clamd_cpu0,
+                "gateway_peak_rss_mib": bench.read_vmhwm_kib(gw.pid) / 1024,
+                "clamd_peak_rss_mib": bench.read_vmhwm_kib(clamd.proc.pid) / 1024,
+            })
+        finally:
+            if gw:
+                bench.kill_proc(gw)
+            sink.stop()
+            clamd.stop()
+    return out
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--gateway", required=True)
@@ -368,7 +485,7 @@ def main():
     p.add_argument("--messages", type=int, default=3000, help="messages of the normal client")
     p.add_argument("--settle", type=float, default=15.0, help="seconds the attack runs before measuring")
     p.add_argument("--big", type=int, default=60, help="messages at the size limit at once")
-    p.add_argument("--cases", default="abw", help="a: attack, b: big messages, w: worst cases")
+    p.add_argument("--cases", default="abwz", help="a: attack, b: big messages, w: worst cases, z: ZIP bomb through clamd")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -385,6 +502,9 @@ def main():
         if "w" in args.cases:
             log("(3) worst-case messages at the size limit")
             result["worst"] = case_worst(args, workdir)
+        if "z" in args.cases:
+            log("(4) a ZIP bomb through ClamAV")
+            result["zip_bomb"] = case_zip_bomb(args, workdir)
     finally:
         bench.cleanup_all()
     if args.json:
@@ -408,6 +528,11 @@ def main():
     for w in result.get("worst", []):
         print(f"{w['case']:<40} {w['reply'][:28]:<28} {w['seconds']:6.2f} s  cpu {w['gateway_cpu_s']:6.2f} s  "
               f"peak RSS {w['peak_rss_mib']:6.0f} MiB")
+    for z in result.get("zip_bomb", []):
+        print(f"ZIP bomb {z['zip_bytes']:,} bytes, {z['unpacked_gib']:,.0f} GiB unpacked, "
+              f"{'AlertExceedsMax, MaxRecursion 2' if z['alert_exceeds_max'] else 'clamd limits'}: {z['reply'][:40]} in "
+              f"{z['seconds']:.2f} s; CPU gateway {z['gateway_cpu_s']:.2f} s, clamd {z['clamd_cpu_s']:.2f} s; "
+              f"peak RSS gateway {z['gateway_peak_rss_mib']:.0f} MiB, clamd {z['clamd_peak_rss_mib']:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -101,7 +101,7 @@ def children_cpu():
 
 
 class Clamd:
-    def __init__(self, workdir, tag):
+    def __init__(self, workdir, tag, extra_conf=""):
         self.dir = os.path.join(workdir, f"clamd-{tag}")
         os.makedirs(os.path.join(self.dir, "db"))
         hexsig = b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE!".hex()
@@ -116,7 +116,7 @@ class Clamd:
                     f"LocalSocket {self.socket}\nFixStaleSocket yes\nTCPSocket {self.port}\nTCPAddr 127.0.0.1\n"
                     f"LogFile {self.dir}/clamd.log\nScanMail yes\nScanArchive yes\nScanHTML yes\n"
                     f"StreamMaxLength 50M\nMaxScanSize 100M\nMaxFileSize 50M\nSelfCheck 0\nBytecode no\n"
-                    f"MaxThreads 4\n")
+                    f"MaxThreads 4\n{extra_conf}")
         self.proc = bench.spawn(["clamd", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while True:

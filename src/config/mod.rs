@@ -715,6 +715,9 @@ pub struct SmimeConfig {
     /// Signer infos one signature may carry; more make the message malformed (each costs
     /// a public-key operation).
     pub max_signers: usize,
+    /// Nested S/MIME layers (signed, encrypted, compressed) one inbound message may carry;
+    /// deeper nesting makes the message malformed (`undecryptable_action`).
+    pub max_layers: usize,
     /// Seconds one message's S/MIME work (decrypting, verifying) may take, waiting for a
     /// worker thread included; past it the step fails (`[stages.smime] fail_mode`).
     pub job_timeout_secs: u64,
@@ -729,6 +732,7 @@ impl Default for SmimeConfig {
             keep_signature: true,
             block_user_protected: false,
             max_signers: crate::smime::engine::DEFAULT_MAX_SIGNERS,
+            max_layers: crate::smime::engine::DEFAULT_MAX_LAYERS,
             job_timeout_secs: 30,
             policy: Vec::new(),
         }
@@ -806,6 +810,9 @@ impl SmimeConfig {
     fn validate(&self) -> anyhow::Result<()> {
         if self.max_signers == 0 {
             bail!("key `smime.max_signers`: must be at least 1");
+        }
+        if self.max_layers == 0 {
+            bail!("key `smime.max_layers`: must be at least 1 (a signed message is one layer)");
         }
         if self.job_timeout_secs == 0 {
             bail!("key `smime.job_timeout_secs`: must be greater than 0");

@@ -45,8 +45,9 @@ use super::cms_info::{
 use super::{cms_build, mime, x509_cache};
 use crate::certs::der as der_walk;
 
-/// Nesting deeper than this is refused (real clients use two layers; a bomb uses many).
-const MAX_LAYERS: usize = 6;
+/// `[smime] max_layers` when not configured: nesting deeper than this is refused (real
+/// clients use two layers; a bomb uses many).
+pub const DEFAULT_MAX_LAYERS: usize = 6;
 
 /// A certificate with its private key: something we can decrypt or sign with.
 pub struct KeyPair<'a> {
@@ -259,13 +260,15 @@ pub fn unwrap_limited(
     // entity has the message's Content-Type, so the first round tells whether it is S/MIME).
     let mut current = mime::message_parts(message).entity;
     loop {
-        if out.layers.len() >= MAX_LAYERS {
+        limits.check_deadline()?;
+        let found = wrapping(&current)?;
+        if !matches!(found, Wrapping::None) && out.layers.len() >= limits.max_layers {
             return Err(SmimeError::Malformed(format!(
-                "more than {MAX_LAYERS} nested S/MIME layers"
+                "more than {} nested S/MIME layers ([smime] max_layers)",
+                limits.max_layers
             )));
         }
-        limits.check_deadline()?;
-        let next = match wrapping(&current)? {
+        let next = match found {
             Wrapping::None if out.layers.is_empty() => return Ok(None),
             Wrapping::None => break,
             Wrapping::Detached(parts) => {
@@ -1063,6 +1066,8 @@ struct VerifyContext<'a> {
 pub struct Limits {
     /// Signer infos per SignedData; more makes the message malformed.
     pub max_signers: usize,
+    /// Nested S/MIME layers (signed, encrypted, compressed) one message may carry.
+    pub max_layers: usize,
     /// When the work must stop (checked between layers and signers).
     pub deadline: Option<Instant>,
 }
@@ -1071,6 +1076,7 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             max_signers: DEFAULT_MAX_SIGNERS,
+            max_layers: DEFAULT_MAX_LAYERS,
             deadline: None,
         }
     }

@@ -110,6 +110,7 @@ impl SmimeInbound {
         let deadline = Instant::now() + Duration::from_secs(self.config.job_timeout_secs);
         let limits = engine::Limits {
             max_signers: self.config.max_signers,
+            max_layers: self.config.max_layers,
             deadline: Some(deadline),
         };
         // RSA private-key operations take milliseconds: off the reactor.

@@ -1314,19 +1314,53 @@ fn the_engine_keeps_to_its_deadline_and_signer_cap() {
     let past = engine::Limits {
         max_signers: 8,
         deadline: Some(std::time::Instant::now() - std::time::Duration::from_millis(1)),
+        ..Default::default()
     };
     assert!(
         matches!(limited(&past), Err(SmimeError::Malformed(w)) if w.contains("job_timeout_secs"))
     );
     let none = engine::Limits {
         max_signers: 0,
-        deadline: None,
+        ..Default::default()
     };
     assert!(matches!(limited(&none), Err(SmimeError::Malformed(w)) if w.contains("max_signers")));
     let fine = engine::Limits {
         max_signers: 1,
         deadline: Some(std::time::Instant::now() + std::time::Duration::from_secs(60)),
+        ..Default::default()
     };
     let u = limited(&fine).unwrap().unwrap();
     assert_eq!(u.signatures[0].status, SignatureStatus::Valid);
+}
+
+/// Nesting past `[smime] max_layers` makes the message malformed, naming the key; up to it,
+/// every layer is verified.
+#[test]
+fn nesting_past_the_layer_cap_is_malformed() {
+    let pki = Pki::new("Test CA");
+    let alice = pki.user("alice@partner.test");
+    let mut entity = ENTITY.to_vec();
+    for _ in 0..3 {
+        entity = engine::sign(&entity, &keys(&alice), &[]).unwrap();
+    }
+    let message = outer(&entity);
+    let store = pki.store();
+    let with_cap = |max_layers| {
+        let limits = engine::Limits {
+            max_layers,
+            ..Default::default()
+        };
+        engine::unwrap_limited(&message, &[], &store, &[], None, &limits)
+    };
+    assert!(
+        matches!(with_cap(2), Err(SmimeError::Malformed(w)) if w.contains("max_layers")),
+        "three layers over a cap of two"
+    );
+    let u = with_cap(3).unwrap().unwrap();
+    assert_eq!(u.signatures.len(), 3);
+    assert!(
+        u.signatures
+            .iter()
+            .all(|s| s.status == SignatureStatus::Valid)
+    );
 }
