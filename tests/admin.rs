@@ -461,3 +461,68 @@ async fn reload_through_the_api_applies_at_once_and_refuses_a_bad_file() {
     );
     assert_eq!(send().await, 550, "the configuration in force stays");
 }
+
+/// A local client cannot hold the admin socket: a connection that sends no request header
+/// within `header_timeout_secs` is closed, connections past `max_connections` are closed at
+/// once, and the API keeps answering meanwhile.
+#[tokio::test]
+async fn idle_and_surplus_admin_connections_are_closed() {
+    use std::io::Read;
+    use std::os::unix::net::UnixStream;
+    use std::time::{Duration, Instant};
+
+    let sink = Sink::start().await;
+    let gw = Gateway::start(
+        sink.addr,
+        "[admin]\nheader_timeout_secs = 1\nmax_connections = 3\n",
+    );
+    let sock = gw.data_dir().join("admin.sock");
+    // How long until the gateway closes this connection (it sends nothing first).
+    let closed_after = |mut c: UnixStream| {
+        let start = Instant::now();
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut buf = [0u8; 256];
+        let n = c.read(&mut buf).expect("closed, not timed out");
+        (n, start.elapsed())
+    };
+    let idle: Vec<UnixStream> = (0..3)
+        .map(|_| UnixStream::connect(&sock).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    // The fourth is over the bound: closed at once, without an answer.
+    let (n, after) = closed_after(UnixStream::connect(&sock).unwrap());
+    assert_eq!(n, 0);
+    assert!(
+        after < Duration::from_millis(900),
+        "surplus closed after {after:?}"
+    );
+    // The idle ones are closed by the header timeout (hyper may answer 408 first).
+    for c in idle {
+        let (_, after) = closed_after(c);
+        assert!(
+            after < Duration::from_secs(5),
+            "idle closed after {after:?}"
+        );
+    }
+    // A header dripped slower than the timeout is cut as well.
+    use std::io::Write;
+    let mut slow = UnixStream::connect(&sock).unwrap();
+    let start = Instant::now();
+    let cut = b"GET /v1/health HTTP/1.1\r\nHost: x\r\n".iter().any(|b| {
+        std::thread::sleep(Duration::from_millis(300));
+        slow.write_all(&[*b]).is_err()
+    });
+    assert!(
+        cut,
+        "a header dripped over {:?} was not cut",
+        start.elapsed()
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "cut after {:?}",
+        start.elapsed()
+    );
+    // Slots free again: the API answers.
+    let api = api(&gw).await;
+    assert_eq!(api.health().await.unwrap().status, "ok");
+}

@@ -7,13 +7,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Json;
-use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, FromRequest, Path as UrlPath, Query, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::serve::IncomingStream;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tokio::net::UnixListener;
@@ -37,9 +36,9 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
 #[derive(Debug, Clone)]
 struct Peer(Option<Caller>);
 
-impl Connected<IncomingStream<'_, UnixListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Self {
-        Peer(stream.io().peer_cred().ok().map(|c| Caller {
+impl Peer {
+    fn of(stream: &tokio::net::UnixStream) -> Peer {
+        Peer(stream.peer_cred().ok().map(|c| Caller {
             uid: c.uid(),
             gid: c.gid(),
             user: user_name(c.uid()),
@@ -179,14 +178,56 @@ pub async fn serve(config: &Config, ops: Ops, service_uid: u32) -> anyhow::Resul
         .layer(middleware::from_fn_with_state(app.clone(), guard))
         .layer(DefaultBodyLimit::max(config.admin.max_request_bytes))
         .with_state(app);
-    let service = router.into_make_service_with_connect_info::<Peer>();
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, service).await {
-            tracing::error!(error = %e, "admin API stopped");
-        }
-    });
+    let bounds = ConnectionBounds {
+        open: Arc::new(Semaphore::new(config.admin.max_connections)),
+        header_timeout: std::time::Duration::from_secs(config.admin.header_timeout_secs),
+    };
+    let task = tokio::spawn(accept_loop(listener, router, bounds));
     tracing::info!(socket = %path.display(), "admin API ready");
     Ok(AdminServer { path, task })
+}
+
+/// What one local client may hold: open connections, and time to send a request's header
+/// (or to stay idle between requests).
+struct ConnectionBounds {
+    open: Arc<Semaphore>,
+    header_timeout: std::time::Duration,
+}
+
+/// Accept connections within the bounds and serve each over HTTP/1 with the caller's
+/// credentials attached to every request.
+async fn accept_loop(listener: UnixListener, router: axum::Router, bounds: ConnectionBounds) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "admin socket: accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = bounds.open.clone().try_acquire_owned() else {
+            tracing::warn!(
+                "admin socket: a connection closed, all `admin.max_connections` are open"
+            );
+            continue;
+        };
+        let peer = Peer::of(&stream);
+        let service = router.clone().layer(axum::Extension(ConnectInfo(peer)));
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(bounds.header_timeout);
+        tokio::spawn(async move {
+            let _permit = permit;
+            let connection = http.serve_connection(
+                hyper_util::rt::TokioIo::new(stream),
+                hyper_util::service::TowerToHyperService::new(service),
+            );
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "admin socket: connection ended");
+            }
+        });
+    }
 }
 
 /// Role check, one request at a time per permit, and the audit line.

@@ -165,6 +165,12 @@ pub const ADMIN_SOCKET: &str = "admin.sock";
 pub const ADMIN_MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
 /// Operators and a console or two; a script looping on the socket waits its turn.
 pub const ADMIN_MAX_CONCURRENT_REQUESTS: usize = 16;
+/// Admin socket connections open at once; more are closed at once (the console and the CLI
+/// use one each).
+pub const ADMIN_MAX_CONNECTIONS: usize = 64;
+/// Seconds a connection to the admin socket may take to send a request's header, and may
+/// stay idle between requests.
+pub const ADMIN_HEADER_TIMEOUT_SECS: u64 = 10;
 
 /// The user a root-started gateway runs as (the Debian package creates it).
 pub const SERVICE_USER: &str = "portcullis";

@@ -883,6 +883,11 @@ pub struct AdminConfig {
     pub max_request_bytes: usize,
     /// Requests handled at once; more wait for a turn.
     pub max_concurrent_requests: usize,
+    /// Connections open at once; more are closed as soon as they are accepted.
+    pub max_connections: usize,
+    /// Seconds a connection may take to send a request's header, and may stay idle
+    /// between requests; then it is closed.
+    pub header_timeout_secs: u64,
 }
 
 impl Default for AdminConfig {
@@ -894,6 +899,8 @@ impl Default for AdminConfig {
             audit_group: String::new(),
             max_request_bytes: defaults::ADMIN_MAX_REQUEST_BYTES,
             max_concurrent_requests: defaults::ADMIN_MAX_CONCURRENT_REQUESTS,
+            max_connections: defaults::ADMIN_MAX_CONNECTIONS,
+            header_timeout_secs: defaults::ADMIN_HEADER_TIMEOUT_SECS,
         }
     }
 }
@@ -918,6 +925,12 @@ impl AdminConfig {
         }
         if self.max_concurrent_requests == 0 {
             bail!("key `admin.max_concurrent_requests`: must be greater than 0");
+        }
+        if self.max_connections == 0 {
+            bail!("key `admin.max_connections`: must be greater than 0");
+        }
+        if self.header_timeout_secs == 0 {
+            bail!("key `admin.header_timeout_secs`: must be greater than 0");
         }
         Ok(())
     }
