@@ -90,6 +90,7 @@ pub async fn start(
     )
     .await
     .with_context(|| format!("cannot open the queue in {}", config.data_dir.display()))?;
+    queue.budget.set_limit(config.queue.dispatch_memory_bytes);
 
     let loaded = Arc::new(Loaded::open(&config, &db, Purpose::Gateway, metrics.clone()).await?);
     if let Some(clamd) = loaded.clamd() {

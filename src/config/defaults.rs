@@ -73,6 +73,9 @@ pub const MAX_CONCURRENT_CALLOUTS: usize = 20;
 
 /// Parallel outgoing SMTP connections; each keeps its connection for the next message.
 pub const DELIVERY_CONCURRENCY: usize = 16;
+/// Bytes of message bodies kept in memory for delivery jobs (a message just stored is sent
+/// without reading it back); beyond, delivery reads bodies from disk.
+pub const DISPATCH_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
 /// First retry after a temporary failure; doubles each attempt.
 pub const RETRY_INITIAL_SECS: u64 = 60;
 /// Longest wait between two attempts (Postfix: maximal_backoff_time 4000 s).

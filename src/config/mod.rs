@@ -289,12 +289,17 @@ pub struct QueueConfig {
     pub mx_port: u16,
     /// At most this much of the returned message's header goes into a bounce.
     pub dsn_max_returned_bytes: usize,
+    /// Bytes of bodies kept in memory for delivery jobs (messages just stored are sent
+    /// without reading them back); beyond, delivery reads them from disk, so a slow next
+    /// hop does not make memory grow with the backlog.
+    pub dispatch_memory_bytes: u64,
 }
 
 impl Default for QueueConfig {
     fn default() -> Self {
         QueueConfig {
             delivery_concurrency: defaults::DELIVERY_CONCURRENCY,
+            dispatch_memory_bytes: defaults::DISPATCH_MEMORY_BYTES,
             retry_initial_secs: defaults::RETRY_INITIAL_SECS,
             retry_max_secs: defaults::RETRY_MAX_SECS,
             max_age_secs: defaults::MAX_QUEUE_AGE_SECS,

@@ -179,12 +179,13 @@ async fn transaction<T: AsyncRead + AsyncWrite + Unpin>(
                 let _ = tokio::time::timeout(c.timeout, c.read()).await;
                 return Ok(results);
             }
-            let data = dot_stuffed(body);
             let final_reply = tokio::time::timeout(c.timeout, async {
-                c.stream
-                    .write_all(&data)
-                    .await
-                    .map_err(|e| format!("{e}"))?;
+                for piece in dot_stuffed_pieces(body, DATA_PIECE_BYTES) {
+                    c.stream
+                        .write_all(&piece)
+                        .await
+                        .map_err(|e| format!("{e}"))?;
+                }
                 c.stream.flush().await.map_err(|e| format!("{e}"))?;
                 c.read().await.map_err(|e| format!("{e}"))
             })
@@ -215,26 +216,53 @@ async fn transaction<T: AsyncRead + AsyncWrite + Unpin>(
     Ok(results)
 }
 
+/// Bytes of the body stuffed and written at a time.
+const DATA_PIECE_BYTES: usize = 256 * 1024;
+
 /// The DATA payload in one buffer (one write): lines starting with "." get another ".",
 /// a missing final CRLF is added, and the terminating ".\r\n" follows (RFC 5321 §4.5.2).
 pub fn dot_stuffed(body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + 16);
-    let mut rest = body;
-    if rest.first() == Some(&b'.') {
-        out.push(b'.');
-    }
-    // Copy up to and including each "\n" that is followed by a dot, then add the stuffing.
-    while let Some(i) = memchr::memmem::find(rest, b"\n.") {
-        out.extend_from_slice(&rest[..=i]);
-        out.push(b'.');
-        rest = &rest[i + 1..];
-    }
-    out.extend_from_slice(rest);
-    if !body.is_empty() && !body.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b".\r\n");
-    out
+    dot_stuffed_pieces(body, usize::MAX).flatten().collect()
+}
+
+/// The same payload in pieces of about `piece` bytes, each ending at a line end (a longer
+/// line is one piece), so that sending a large body never copies it whole.
+pub fn dot_stuffed_pieces(body: &[u8], piece: usize) -> impl Iterator<Item = Vec<u8>> + '_ {
+    let mut start: usize = 0;
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let end = match body.get(start.saturating_add(piece)..) {
+            Some(after) if !after.is_empty() => memchr::memchr(b'\n', after)
+                .map_or(body.len(), |i| start.saturating_add(piece) + i + 1),
+            _ => body.len(),
+        };
+        let lines = &body[start..end];
+        let mut out = Vec::with_capacity(lines.len() + 16);
+        // Every piece begins at a line start.
+        let mut rest = lines;
+        if rest.first() == Some(&b'.') {
+            out.push(b'.');
+        }
+        // Copy up to and including each "\n" that is followed by a dot, then add the stuffing.
+        while let Some(i) = memchr::memmem::find(rest, b"\n.") {
+            out.extend_from_slice(&rest[..=i]);
+            out.push(b'.');
+            rest = &rest[i + 1..];
+        }
+        out.extend_from_slice(rest);
+        start = end;
+        if start == body.len() {
+            done = true;
+            if !body.is_empty() && !body.ends_with(b"\r\n") {
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b".\r\n");
+        }
+        Some(out)
+    })
 }
 
 /// How much TLS a delivery needs (`[[tls_policy]]` of the recipient domain).
@@ -431,5 +459,25 @@ mod tests {
         assert_eq!(dot_stuffed(b".x"), b"..x\r\n.\r\n");
         assert_eq!(dot_stuffed(b"no crlf"), b"no crlf\r\n.\r\n");
         assert_eq!(dot_stuffed(b""), b".\r\n");
+    }
+
+    #[test]
+    fn pieces_make_the_same_payload_whatever_their_size() {
+        let bodies: [&[u8]; 6] = [
+            b"a\r\n.b\r\n..c\r\n",
+            b".x\r\n.\r\n.\r\nend",
+            b"no crlf",
+            b"",
+            b"\r\n.\r\n\r\n.",
+            b"long line without breaks and then\r\n.dot\r\n",
+        ];
+        for body in bodies {
+            let whole = dot_stuffed(body);
+            for piece in [0, 1, 2, 3, 5, 8, 1000] {
+                let pieces: Vec<Vec<u8>> = super::dot_stuffed_pieces(body, piece).collect();
+                assert_eq!(pieces.concat(), whole, "{body:?} in pieces of {piece}");
+                assert!(pieces.len() <= body.len() + 1);
+            }
+        }
     }
 }

@@ -208,6 +208,7 @@ pub const RESTART_KEYS: &[RestartKey] = &[
     fixed!("queue.connect_timeout_secs", queue.connect_timeout_secs),
     fixed!("queue.reply_timeout_secs", queue.reply_timeout_secs),
     fixed!("queue.idle_connection_secs", queue.idle_connection_secs),
+    fixed!("queue.dispatch_memory_bytes", queue.dispatch_memory_bytes),
     opened!("clamav.enabled", clamav.enabled, Opened::Clamd),
     fixed!("clamav.address", clamav.address),
     fixed!("clamav.socket", clamav.socket),

@@ -54,6 +54,7 @@ pub async fn run(
     mut ops: mpsc::UnboundedReceiver<Op>,
     jobs: mpsc::UnboundedSender<DeliveryJob>,
     in_flight: Arc<Mutex<HashSet<String>>>,
+    budget: Arc<super::BodyBudget>,
     metrics: Metrics,
 ) {
     let mut group = Vec::with_capacity(MAX_GROUP);
@@ -108,9 +109,11 @@ pub async fn run(
         for (message, body) in inserts {
             if committed {
                 in_flight.lock().unwrap().insert(message.id.clone());
+                let (body, charge) = budget.ride(body);
                 dispatch.push(DeliveryJob {
                     message,
-                    body: Some(body),
+                    body,
+                    charge,
                 });
             } else if !committed && !is_inline(message.size) {
                 unlink.push(body_path(&spool_dir, &message.id));
@@ -134,9 +137,11 @@ pub async fn run(
                 }
                 if let Some((dsn, body)) = dsn {
                     in_flight.lock().unwrap().insert(dsn.id.clone());
+                    let (body, charge) = budget.ride(body);
                     dispatch.push(DeliveryJob {
                         message: dsn,
-                        body: Some(body),
+                        body,
+                        charge,
                     });
                 }
             }

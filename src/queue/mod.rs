@@ -99,11 +99,79 @@ impl QueuedMessage {
 }
 
 /// A message handed to the delivery workers. The body is attached when it is still in
-/// memory (fresh messages); otherwise the worker reads the spool file.
+/// memory (fresh messages, within the budget); otherwise the worker reads it back.
 #[derive(Debug, Clone)]
 pub struct DeliveryJob {
     pub message: QueuedMessage,
+    /// The body, when it rides along (a message just stored, within the budget); `None`:
+    /// delivery reads it from the queue.
     pub body: Option<Arc<Vec<u8>>>,
+    /// What the riding body holds of the budget, given back when the job is dropped.
+    pub charge: Option<Arc<BodyCharge>>,
+}
+
+/// Bytes of bodies riding along with delivery jobs that wait or are being sent: when the
+/// next hop is slower than mail arrives, jobs beyond `queue.dispatch_memory_bytes` go without
+/// their body (delivery reads it back from disk), so memory does not grow with the backlog.
+#[derive(Debug, Default)]
+pub struct BodyBudget {
+    used: AtomicU64,
+    limit: AtomicU64,
+}
+
+/// A share of the budget, returned on drop.
+#[derive(Debug)]
+pub struct BodyCharge {
+    budget: Arc<BodyBudget>,
+    bytes: u64,
+}
+
+impl BodyBudget {
+    pub fn new(limit: u64) -> Arc<BodyBudget> {
+        Arc::new(BodyBudget {
+            used: AtomicU64::new(0),
+            limit: AtomicU64::new(limit),
+        })
+    }
+
+    pub fn set_limit(&self, limit: u64) {
+        self.limit.store(limit, Ordering::Relaxed);
+    }
+
+    /// Bytes riding along now.
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// The body with its charge when it fits in the budget, else nothing: the job goes
+    /// without it.
+    pub fn ride(
+        self: &Arc<BodyBudget>,
+        body: Arc<Vec<u8>>,
+    ) -> (Option<Arc<Vec<u8>>>, Option<Arc<BodyCharge>>) {
+        let bytes = body.len() as u64;
+        let limit = self.limit.load(Ordering::Relaxed);
+        let fits = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used + bytes <= limit).then_some(used + bytes)
+            })
+            .is_ok();
+        if !fits {
+            return (None, None);
+        }
+        let charge = BodyCharge {
+            budget: self.clone(),
+            bytes,
+        };
+        (Some(body), Some(Arc::new(charge)))
+    }
+}
+
+impl Drop for BodyCharge {
+    fn drop(&mut self) {
+        self.budget.used.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
 }
 
 /// Bodies up to this size are stored in SQLite with their row; larger ones as spool files
@@ -147,6 +215,8 @@ pub struct Queue {
     pub store: QueueStore,
     /// For copies the verdict holds.
     pub hold: HoldSettings,
+    /// Bodies riding along with delivery jobs (`queue.dispatch_memory_bytes`).
+    pub budget: Arc<BodyBudget>,
 }
 
 impl Queue {
@@ -167,6 +237,7 @@ impl Queue {
         let (ops_tx, ops_rx) = mpsc::unbounded_channel();
         let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
         let in_flight = Arc::new(Mutex::new(HashSet::new()));
+        let budget = BodyBudget::new(crate::config::defaults::DISPATCH_MEMORY_BYTES);
         tokio::spawn(committer::run(
             writer,
             spool_dir.clone(),
@@ -174,6 +245,7 @@ impl Queue {
             ops_rx,
             jobs_tx,
             in_flight.clone(),
+            budget.clone(),
             metrics,
         ));
         Ok((
@@ -184,6 +256,7 @@ impl Queue {
                 in_flight,
                 store,
                 hold,
+                budget,
             },
             jobs_rx,
         ))
@@ -272,6 +345,7 @@ impl Queue {
             let _ = self.ops.send(Op::Dispatch(DeliveryJob {
                 message: m,
                 body: None,
+                charge: None,
             }));
         }
         Ok(n)
@@ -321,6 +395,49 @@ pub async fn write_body_file(path: PathBuf, body: Arc<Vec<u8>>) -> anyhow::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bodies_ride_with_jobs_only_within_the_budget_and_give_it_back() {
+        let budget = BodyBudget::new(100);
+        let body = |n| Arc::new(vec![b'x'; n]);
+        let (a, charge_a) = budget.ride(body(60));
+        assert!(a.is_some() && charge_a.is_some());
+        // 60 + 50 > 100: this one goes without its body.
+        let (b, charge_b) = budget.ride(body(50));
+        assert!(b.is_none() && charge_b.is_none());
+        let (c, charge_c) = budget.ride(body(40));
+        assert!(c.is_some());
+        assert_eq!(budget.used(), 100);
+        // A job (and its clones) dropped gives its share back.
+        let job = DeliveryJob {
+            message: QueuedMessage {
+                id: new_queue_id(),
+                direction: Direction::Inbound,
+                mail_from: String::new(),
+                recipients: Vec::new(),
+                received_at: 0,
+                size: 60,
+                attempts: 0,
+                next_attempt: 0,
+                last_error: None,
+                client_ip: String::new(),
+                helo: String::new(),
+                score: 0.0,
+                symbols: String::new(),
+            },
+            body: a,
+            charge: charge_a,
+        };
+        let copy = job.clone();
+        drop(job);
+        assert_eq!(budget.used(), 100);
+        drop(copy);
+        assert_eq!(budget.used(), 40);
+        drop(charge_c);
+        assert_eq!(budget.used(), 0);
+        budget.set_limit(10);
+        assert!(budget.ride(body(11)).0.is_none());
+    }
 
     #[test]
     fn ids_are_unique_sortable_and_valid() {
