@@ -47,16 +47,27 @@ pub enum Op {
     Dispatch(DeliveryJob),
 }
 
+/// Where committed messages go: the delivery workers' channel, the ids they hold, and the
+/// budget for bodies riding along.
+pub struct Dispatch {
+    pub jobs: mpsc::UnboundedSender<DeliveryJob>,
+    pub in_flight: Arc<Mutex<HashSet<String>>>,
+    pub budget: Arc<super::BodyBudget>,
+}
+
 pub async fn run(
     writer: SqlitePool,
     spool_dir: PathBuf,
     quarantine_dir: PathBuf,
     mut ops: mpsc::UnboundedReceiver<Op>,
-    jobs: mpsc::UnboundedSender<DeliveryJob>,
-    in_flight: Arc<Mutex<HashSet<String>>>,
-    budget: Arc<super::BodyBudget>,
+    to_delivery: Dispatch,
     metrics: Metrics,
 ) {
+    let Dispatch {
+        jobs,
+        in_flight,
+        budget,
+    } = to_delivery;
     let mut group = Vec::with_capacity(MAX_GROUP);
     let mut synchronous_full = true; // what the writer connection is set to now
     while ops.recv_many(&mut group, MAX_GROUP).await > 0 {

@@ -243,9 +243,11 @@ impl Queue {
             spool_dir.clone(),
             quarantine_dir.clone(),
             ops_rx,
-            jobs_tx,
-            in_flight.clone(),
-            budget.clone(),
+            committer::Dispatch {
+                jobs: jobs_tx,
+                in_flight: in_flight.clone(),
+                budget: budget.clone(),
+            },
             metrics,
         ));
         Ok((
