@@ -46,6 +46,8 @@ pub struct Running {
     pub quarantine: crate::quarantine_ops::QuarantineService,
     /// Re-reads the config file and puts it in force (SIGHUP, the admin API).
     pub reloader: Arc<Reloader>,
+    /// The quarantine reports' link endpoint (`[digest] http_bind`).
+    pub digest_web: Option<crate::digest::web::DigestWeb>,
     shutdown: watch::Sender<bool>,
     listeners: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -54,6 +56,7 @@ impl Running {
     /// Stop accepting, let sessions finish (within the grace period), then return.
     pub async fn shut_down(self) {
         drop(self.admin);
+        drop(self.digest_web);
         let _ = self.shutdown.send(true);
         for l in self.listeners {
             let _ = l.await;
@@ -127,21 +130,36 @@ pub async fn start(
         quarantine = quarantine.with_model(model);
     }
     quarantine.spawn_retention(metrics.clone());
+    let state = crate::admin::Live {
+        queue: Some(queue.clone()),
+        trust_book: loaded.trust_book(),
+        lists: Some(loaded.lists()),
+        certs: loaded.cert_store(),
+        metrics: Some(metrics.clone()),
+        clamav: loaded.clamd().is_some(),
+        quarantine: Some(quarantine.clone()),
+        reloader: Some(reloader.clone()),
+    };
+    let ops = crate::admin::Ops::new(config.clone(), db.clone(), state);
     let admin = if config.admin.enabled {
-        let state = crate::admin::Live {
-            queue: Some(queue.clone()),
-            trust_book: loaded.trust_book(),
-            lists: Some(loaded.lists()),
-            certs: loaded.cert_store(),
-            metrics: Some(metrics.clone()),
-            clamav: loaded.clamd().is_some(),
-            quarantine: Some(quarantine.clone()),
-            reloader: Some(reloader.clone()),
-        };
-        let ops = crate::admin::Ops::new(config.clone(), db.clone(), state);
-        Some(crate::admin::serve(&config, ops, service_uid).await?)
+        Some(crate::admin::serve(&config, ops.clone(), service_uid).await?)
     } else {
         None
+    };
+    let digest = crate::digest::DigestService::new(config.clone(), &db, Some(queue.clone()))?;
+    digest.clone().spawn_schedule();
+    let digest_web = match config.digest.http_bind.parse::<SocketAddr>() {
+        Ok(addr) => {
+            let socket = match prebound.take(addr) {
+                Some(socket) => TcpListener::from_std(socket)?,
+                None => TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} (key `digest.http_bind`)"))?,
+            };
+            let acceptor = crate::digest::web::acceptor(&config)?;
+            Some(crate::digest::web::serve(&config, socket, acceptor, digest, ops).await?)
+        }
+        Err(_) => None,
     };
     let shared = Arc::new(Shared {
         live,
@@ -199,6 +217,7 @@ pub async fn start(
         admin,
         quarantine,
         reloader,
+        digest_web,
         shutdown,
         listeners,
     })

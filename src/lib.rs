@@ -37,6 +37,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod delivery;
+pub mod digest;
 pub mod gateway;
 pub mod lists;
 pub mod live;

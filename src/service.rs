@@ -90,6 +90,13 @@ impl Prebound {
             socket.set_nonblocking(true)?;
             out.push((l.bind, socket));
         }
+        // The report links' endpoint may use a privileged port (443) too.
+        if let Ok(addr) = config.digest.http_bind.parse::<SocketAddr>() {
+            let socket = std::net::TcpListener::bind(addr)
+                .with_context(|| format!("cannot listen on {addr} (key `digest.http_bind`)"))?;
+            socket.set_nonblocking(true)?;
+            out.push((addr, socket));
+        }
         Ok(Prebound(out))
     }
 

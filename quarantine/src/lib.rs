@@ -11,6 +11,7 @@
 //! delivery queue — release — is the gateway's; it calls [`store::insert`] inside its own
 //! commit group so that a held message is durable before the `250`.
 
+pub mod digest;
 pub mod display;
 pub mod escape;
 pub mod preview;
@@ -140,6 +141,8 @@ pub struct Filter {
     pub direction: Option<Direction>,
     /// Only entries of this message (its id).
     pub message: Option<String>,
+    /// Only entries whose recipient asked for a release (from a quarantine report).
+    pub release_requested: bool,
 }
 
 /// Where a page starts: after the entry with this (received_at, id), in the page's order.
@@ -209,6 +212,8 @@ pub struct Entry {
     pub reason: String,
     pub received_at: i64,
     pub expires_at: i64,
+    /// When the recipient asked an operator to release it (from a quarantine report).
+    pub release_requested_at: Option<i64>,
 }
 
 /// A page of a search, and the cursor of the next one (`None`: this was the last).

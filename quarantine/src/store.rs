@@ -315,6 +315,9 @@ fn search(filter: &Filter, terms: &[String], page: Option<PageRequest>) -> Searc
         sql.push(format!("{e}message = ?"));
         values.push(Value::Text(m.clone()));
     }
+    if filter.release_requested {
+        sql.push(format!("{e}release_requested_at IS NOT NULL"));
+    }
     let oldest_first = page.is_some_and(|p| p.oldest_first);
     let (cmp, dir) = if oldest_first {
         (">", "ASC")
@@ -362,11 +365,12 @@ fn bind_all<'q>(
     q
 }
 
-const ENTRY_COLUMNS: &str = "e.id, e.message, e.recipient, e.state, e.changed_at, m.direction, \
+pub(crate) const ENTRY_COLUMNS: &str = "e.id, e.message, e.recipient, e.state, e.changed_at, m.direction, \
      m.mail_from, m.hdr_from, m.hdr_to, m.subject, m.hdr_date, m.message_id, m.size, \
-     m.client_ip, m.helo, m.tls, m.score, m.symbols, m.reason, m.received_at, m.expires_at";
+     m.client_ip, m.helo, m.tls, m.score, m.symbols, m.reason, m.received_at, m.expires_at, \
+     e.release_requested_at";
 
-fn entry_of(row: &sqlx::sqlite::SqliteRow) -> Entry {
+pub(crate) fn entry_of(row: &sqlx::sqlite::SqliteRow) -> Entry {
     let tls: String = row.get(15);
     let symbols: String = row.get(17);
     Entry {
@@ -391,6 +395,7 @@ fn entry_of(row: &sqlx::sqlite::SqliteRow) -> Entry {
         reason: row.get(18),
         received_at: row.get(19),
         expires_at: row.get(20),
+        release_requested_at: row.get(21),
     }
 }
 

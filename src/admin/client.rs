@@ -321,6 +321,30 @@ impl Client {
         }
     }
 
+    pub async fn digest_send(
+        &self,
+        request: &DigestSendRequest,
+    ) -> Result<Vec<DigestReport>, ApiError> {
+        self.send(Method::POST, "/v1/digest/send", request).await
+    }
+
+    pub async fn digest_recipients(&self) -> Result<Vec<DigestRecipient>, ApiError> {
+        self.get("/v1/digest/recipients").await
+    }
+
+    pub async fn digest_set(
+        &self,
+        recipient: &str,
+        change: &DigestFrequencyChange,
+    ) -> Result<DigestRecipient, ApiError> {
+        self.send(
+            Method::PUT,
+            &format!("/v1/digest/recipients/{}", encode(recipient)),
+            change,
+        )
+        .await
+    }
+
     pub async fn lists_all(&self) -> Result<Vec<ListEntry>, ApiError> {
         self.get("/v1/lists").await
     }

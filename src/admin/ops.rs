@@ -4,6 +4,7 @@
 //! gateway is not running ([`Ops::offline`]).
 
 mod quarantine;
+mod report;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -120,6 +120,9 @@ fn routes() -> OpenApiRouter<App> {
         .routes(routes!(quarantine_delete))
         .routes(routes!(quarantine_learn))
         .routes(routes!(quarantine_list_sender))
+        .routes(routes!(digest_send))
+        .routes(routes!(digest_recipients))
+        .routes(routes!(digest_set))
 }
 
 /// The OpenAPI description of `/v1`, as served at `/v1/openapi.json`.
@@ -548,6 +551,32 @@ async fn lists_add(
     Body(new): Body<NewListEntry>,
 ) -> ApiResult<ListAdded> {
     Ok(Json(app.ops.lists_add(&new, &caller).await?))
+}
+
+#[utoipa::path(post, path = "/v1/digest/send", tag = "digest", request_body = DigestSendRequest,
+    responses((status = 200, body = [DigestReport]), (status = 400, body = ErrorBody)))]
+async fn digest_send(
+    State(app): State<App>,
+    Body(request): Body<DigestSendRequest>,
+) -> ApiResult<Vec<DigestReport>> {
+    Ok(Json(app.ops.digest_send(&request).await?))
+}
+
+#[utoipa::path(get, path = "/v1/digest/recipients", tag = "digest",
+    responses((status = 200, body = [DigestRecipient])))]
+async fn digest_recipients(State(app): State<App>) -> ApiResult<Vec<DigestRecipient>> {
+    Ok(Json(app.ops.digest_recipients().await?))
+}
+
+#[utoipa::path(put, path = "/v1/digest/recipients/{recipient}", tag = "digest",
+    params(("recipient" = String, Path)), request_body = DigestFrequencyChange,
+    responses((status = 200, body = DigestRecipient), (status = 400, body = ErrorBody)))]
+async fn digest_set(
+    State(app): State<App>,
+    UrlPath(recipient): UrlPath<String>,
+    Body(change): Body<DigestFrequencyChange>,
+) -> ApiResult<DigestRecipient> {
+    Ok(Json(app.ops.digest_set(&recipient, &change).await?))
 }
 
 fn entry_id(id: &str) -> Result<i64, ApiError> {

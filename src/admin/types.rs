@@ -457,6 +457,8 @@ pub struct QuarantineEntry {
     pub reason: String,
     pub received_at: i64,
     pub expires_at: i64,
+    /// When the recipient asked for a release from a quarantine report (unix seconds).
+    pub release_requested_at: Option<i64>,
 }
 
 /// A page of a quarantine search; `next` is the `after` of the following page.
@@ -544,6 +546,8 @@ pub struct QuarantineFilter {
     pub direction: Option<Direction>,
     /// One message's entries (its id).
     pub message: Option<String>,
+    /// Only entries whose recipient asked for a release from a quarantine report.
+    pub release_requested: Option<bool>,
 }
 
 /// `GET /v1/quarantine`: a filter and a page.
@@ -564,6 +568,8 @@ pub struct QuarantineSearch {
     pub until: Option<i64>,
     pub direction: Option<Direction>,
     pub message: Option<String>,
+    /// Only entries whose recipient asked for a release from a quarantine report.
+    pub release_requested: Option<bool>,
     /// Entries per page (at most `quarantine.max_page`; default 50).
     pub limit: Option<u32>,
     /// The `next` of the previous page.
@@ -589,6 +595,7 @@ impl QuarantineSearch {
             until: self.until,
             direction: self.direction,
             message: self.message.clone(),
+            release_requested: self.release_requested,
         }
     }
 }
@@ -664,4 +671,45 @@ pub struct ListFromHeld {
     pub comment: Option<String>,
     #[serde(default)]
     pub expires_at: Option<i64>,
+}
+
+/// `POST /v1/digest/send`: send quarantine reports now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct DigestSendRequest {
+    /// Only this recipient (sent even when its frequency is off); absent: every recipient
+    /// with new held entries whose frequency is not off.
+    pub recipient: Option<String>,
+    /// Compose and show the reports; send nothing, remember nothing.
+    pub dry_run: bool,
+}
+
+/// What one report did (or would do).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DigestReport {
+    pub recipient: String,
+    /// New held entries since the recipient's last report.
+    pub new: usize,
+    /// How many of them the report lists (reasons not reported are left out).
+    pub listed: usize,
+    /// The queued report; absent in a dry run or when none was due.
+    pub queue_id: Option<String>,
+    /// The report itself, in a dry run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// A recipient's own report frequency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DigestRecipient {
+    pub recipient: String,
+    pub frequency: crate::config::DigestFrequency,
+}
+
+/// `PUT /v1/digest/recipients/{recipient}`: set its frequency, or (absent) return it to
+/// `[digest] schedule`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct DigestFrequencyChange {
+    pub frequency: Option<crate::config::DigestFrequency>,
 }

@@ -2,6 +2,7 @@
 
 mod bayes;
 mod certs;
+mod digest;
 pub mod doctor;
 pub mod explain;
 mod lists;
@@ -106,6 +107,13 @@ pub enum Command {
         #[command(subcommand)]
         action: lists::ListsAction,
     },
+    /// Quarantine reports for recipients: send now, preview, set a recipient's frequency.
+    Digest {
+        #[arg(long, short, global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        action: digest::DigestAction,
+    },
     /// Make the running gateway read its config file again (as SIGHUP does) and say what
     /// changed.
     Reload {
@@ -205,6 +213,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Lists { config, action } => {
             let config = load(&config)?;
             runtime.block_on(lists::run(&config, action))
+        }
+        Command::Digest { config, action } => {
+            let config = load(&config)?;
+            runtime.block_on(digest::run(&config, action))
         }
         Command::Explain { config, args } => {
             let config = load(&config)?;

@@ -126,6 +126,9 @@ pub struct FilterArgs {
     /// held (default), released, deleted, expired, or all.
     #[arg(long)]
     state: Option<String>,
+    /// Only entries whose recipient asked for a release from a quarantine report.
+    #[arg(long)]
+    release_requested: bool,
 }
 
 impl FilterArgs {
@@ -163,6 +166,7 @@ impl FilterArgs {
             until: time("until", &self.until)?,
             direction,
             message: None,
+            release_requested: self.release_requested.then_some(true),
         })
     }
 }
@@ -209,6 +213,7 @@ pub async fn run(config: &Config, action: QuarantineAction) -> anyhow::Result<i3
                 until: f.until,
                 direction: f.direction,
                 message: None,
+                release_requested: f.release_requested,
                 limit: Some(limit),
                 after,
                 oldest_first: Some(oldest_first),

@@ -910,6 +910,181 @@ impl Default for AdminConfig {
     }
 }
 
+/// How often a recipient gets a quarantine report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DigestFrequency {
+    Off,
+    Hourly,
+    Daily,
+    Weekly,
+}
+
+impl DigestFrequency {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DigestFrequency::Off => "off",
+            DigestFrequency::Hourly => "hourly",
+            DigestFrequency::Daily => "daily",
+            DigestFrequency::Weekly => "weekly",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DigestFrequency> {
+        Some(match s {
+            "off" => DigestFrequency::Off,
+            "hourly" => DigestFrequency::Hourly,
+            "daily" => DigestFrequency::Daily,
+            "weekly" => DigestFrequency::Weekly,
+            _ => return None,
+        })
+    }
+}
+
+/// Why an entry was held, as reports group it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HeldReason {
+    /// Over the score threshold.
+    Spam,
+    /// A virus (ClamAV): users may only ask an operator to release it.
+    Virus,
+    /// Anything else that forced the hold: a rule, a list, a DMARC policy.
+    Policy,
+}
+
+impl HeldReason {
+    /// The class of an entry's rule (`quarantine::rule_of`).
+    pub fn of_rule(rule: &str) -> HeldReason {
+        if rule == "score" {
+            HeldReason::Spam
+        } else if rule.starts_with("CLAM_VIRUS") {
+            HeldReason::Virus
+        } else {
+            HeldReason::Policy
+        }
+    }
+}
+
+/// `[digest]`: quarantine reports mailed to recipients, with action links served by an
+/// optional HTTPS endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DigestConfig {
+    /// Send reports on the schedule (`portcullis digest send` works either way).
+    pub enabled: bool,
+    /// The default frequency of a recipient without an override: hourly, daily, weekly
+    /// (`off`: only recipients with an override get reports).
+    pub schedule: DigestFrequency,
+    /// Time of day (UTC, "HH:MM") of daily and weekly reports.
+    pub time: String,
+    /// Day of weekly reports: mon … sun.
+    pub weekday: String,
+    /// The reports' sender; "" = `postmaster@<hostname>`.
+    pub from: String,
+    /// Which held entries are reported: spam, policy, virus. A virus entry is never
+    /// offered for release; its recipient can only ask an operator.
+    pub reasons: Vec<HeldReason>,
+    /// Entries listed in one report at most (the newest; the total is always given).
+    pub max_entries: usize,
+    /// The HTTPS endpoint for the action links ("ip:port"); "" = reports without links.
+    pub http_bind: String,
+    /// The links' start, e.g. "https://gw.example.com:8443"; "" = `https://<hostname>:<port
+    /// of http_bind>`.
+    pub base_url: String,
+    /// Certificate and key of the endpoint; unset = the first listener's, else the
+    /// gateway's self-signed one.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Requests one client address may make per minute; more get 429.
+    pub rate_per_minute: u32,
+    /// Requests one link may get per minute; more get 429.
+    pub token_rate_per_minute: u32,
+    /// Connections to the endpoint open at once; more are closed at once.
+    pub max_connections: usize,
+}
+
+impl Default for DigestConfig {
+    fn default() -> Self {
+        DigestConfig {
+            enabled: false,
+            schedule: DigestFrequency::Daily,
+            time: "07:00".into(),
+            weekday: "mon".into(),
+            from: String::new(),
+            reasons: vec![HeldReason::Spam, HeldReason::Policy, HeldReason::Virus],
+            max_entries: 200,
+            http_bind: String::new(),
+            base_url: String::new(),
+            tls_cert: None,
+            tls_key: None,
+            rate_per_minute: 60,
+            token_rate_per_minute: 10,
+            max_connections: 256,
+        }
+    }
+}
+
+pub const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+impl DigestConfig {
+    /// (hour, minute) of `time`.
+    pub fn time_of_day(&self) -> (u32, u32) {
+        parse_hh_mm(&self.time).unwrap_or((7, 0))
+    }
+
+    /// 0 = Monday.
+    pub fn weekday_index(&self) -> u32 {
+        WEEKDAYS
+            .iter()
+            .position(|d| *d == self.weekday)
+            .unwrap_or(0) as u32
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if parse_hh_mm(&self.time).is_none() {
+            bail!(
+                "key `digest.time`: {:?} is not a time of day \"HH:MM\"",
+                self.time
+            );
+        }
+        if !WEEKDAYS.contains(&self.weekday.as_str()) {
+            bail!(
+                "key `digest.weekday`: {:?} is not one of {}",
+                self.weekday,
+                WEEKDAYS.join(", ")
+            );
+        }
+        if !self.http_bind.is_empty() && self.http_bind.parse::<SocketAddr>().is_err() {
+            bail!(
+                "key `digest.http_bind`: {:?} is not \"ip:port\"",
+                self.http_bind
+            );
+        }
+        if !self.base_url.is_empty() && !self.base_url.starts_with("https://") {
+            bail!("key `digest.base_url`: must start with https://");
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            bail!("keys `digest.tls_cert` and `digest.tls_key`: give both or neither");
+        }
+        if self.max_entries == 0 || self.max_connections == 0 {
+            bail!("keys `digest.max_entries`, `digest.max_connections`: must be greater than 0");
+        }
+        if self.rate_per_minute == 0 || self.token_rate_per_minute == 0 {
+            bail!(
+                "keys `digest.rate_per_minute`, `digest.token_rate_per_minute`: must be greater than 0"
+            );
+        }
+        Ok(())
+    }
+}
+
+fn parse_hh_mm(s: &str) -> Option<(u32, u32)> {
+    let (h, m) = s.split_once(':')?;
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60 && s.len() == 5).then_some((h, m))
+}
+
 impl AdminConfig {
     fn validate(&self) -> anyhow::Result<()> {
         for (key, name) in [
@@ -983,6 +1158,7 @@ pub struct Config {
     pub service: ServiceConfig,
     pub admin: AdminConfig,
     pub quarantine: QuarantineConfig,
+    pub digest: DigestConfig,
     /// Points overrides: `SYMBOL_NAME = points`.
     pub symbols: BTreeMap<String, f64>,
     /// Per-stage settings by stage name.
@@ -1035,6 +1211,7 @@ impl Default for Config {
             service: ServiceConfig::default(),
             admin: AdminConfig::default(),
             quarantine: QuarantineConfig::default(),
+            digest: DigestConfig::default(),
             symbols: BTreeMap::new(),
             stages: BTreeMap::new(),
             rules: crate::rules::default_rules(),
@@ -1227,6 +1404,7 @@ impl Config {
             bail!("key `service.user`: {user:?} is not a user name");
         }
         self.quarantine.validate()?;
+        self.digest.validate()?;
         for (i, d) in self.dkim_signing.iter().enumerate() {
             if d.domain.is_empty() || d.domain.contains(['@', ' ', '[', ']']) {
                 bail!(

@@ -70,6 +70,7 @@ fn entry(e: quarantine::Entry) -> QuarantineEntry {
         reason: e.reason,
         received_at: e.received_at,
         expires_at: e.expires_at,
+        release_requested_at: e.release_requested_at,
     }
 }
 
@@ -118,6 +119,7 @@ fn filter(f: &QuarantineFilter) -> Result<Filter, ApiError> {
             Direction::Outbound => filters::Direction::Outbound,
         }),
         message: f.message.clone(),
+        release_requested: f.release_requested.unwrap_or(false),
     })
 }
 
@@ -143,7 +145,7 @@ fn no_body(id: &str) -> ApiError {
 }
 
 /// The address in a From: field as displayed (`Name <a@b>` or `a@b`).
-fn address_in(from: &str) -> Option<String> {
+pub(super) fn address_in(from: &str) -> Option<String> {
     let inner = match (from.rfind('<'), from.rfind('>')) {
         (Some(l), Some(r)) if l < r => &from[l + 1..r],
         _ => from,
