@@ -30,6 +30,9 @@
 //!   recipient's copy held), skipped stages, added header fields, quarantine, check-config.
 //! - `actions`: the rules' message actions: a disclaimer in every MIME shape (read with
 //!   Python's `email`), an attachment signature the openssl CLI verifies, archive copies.
+//! - `digest`: quarantine reports at the sink with working links; headless Chromium opens
+//!   one (nothing changes) and presses its button (released to that recipient only); HEAD,
+//!   a scanner's GET, a used or altered link change nothing; a virus only "asks".
 //! - `console`: `portcullis tui` in tmux against a running gateway: a held message
 //!   released with a key reaches the next hop, another deleted after the confirmation, a
 //!   subject with an ANSI escape sequence shown inert; a clear screen without a gateway; an
@@ -50,6 +53,7 @@ mod cli;
 mod console;
 mod delivery;
 mod delivery_tls;
+mod digest;
 mod durability;
 mod explain;
 mod faults;

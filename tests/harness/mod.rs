@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod clamd;
 pub mod client;
 pub mod dns;
