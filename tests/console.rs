@@ -571,6 +571,18 @@ async fn the_console_client_reads_every_answer_of_a_real_gateway() {
         None
     );
 
+    // Quarantine reports: a recipient's own frequency, then back to the schedule.
+    let set = api
+        .digest_set("Ann@Example.test", Some("weekly"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (set.recipient.as_str(), set.frequency.as_str()),
+        ("ann@example.test", "weekly")
+    );
+    let set = api.digest_set("ann@example.test", None).await.unwrap();
+    assert_eq!(set.frequency, "daily");
+
     // Lists: add, list, remove.
     let added = api
         .lists_add(&NewListEntry {

@@ -59,6 +59,11 @@ pub enum Action {
         domain: String,
         level: Option<PinLevel>,
     },
+    /// A recipient's quarantine report frequency; `None`: the gateway's schedule.
+    DigestFrequency {
+        recipient: String,
+        frequency: Option<String>,
+    },
     ListAdd(NewListEntry),
     ListRemove {
         id: i64,
@@ -88,6 +93,7 @@ impl Action {
             | Action::CertImport { .. }
             | Action::CertTrustCa { .. }
             | Action::TrustPin { .. }
+            | Action::DigestFrequency { .. }
             | Action::ListAdd(_) => false,
         }
     }
@@ -165,6 +171,13 @@ impl Action {
                 domain,
                 level: None,
             } => format!("unpinning {domain}"),
+            Action::DigestFrequency {
+                recipient,
+                frequency,
+            } => format!(
+                "setting the reports of {recipient} to {}",
+                frequency.as_deref().unwrap_or("the schedule")
+            ),
             Action::ListAdd(e) => format!("adding {}", e.sender),
             Action::ListRemove { what, .. } => format!("removing {what}"),
         }

@@ -149,6 +149,7 @@ pub struct Choice {
 pub enum ChoiceNext {
     Pin { domain: String },
     ListKind,
+    DigestFrequency { recipient: String },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -486,6 +487,19 @@ impl App {
                 self.request(Action::TrustPin {
                     domain,
                     level: Some(level),
+                });
+            }
+            ChoiceNext::DigestFrequency { recipient } => {
+                let frequency = match key {
+                    'o' => Some("off"),
+                    'h' => Some("hourly"),
+                    'd' => Some("daily"),
+                    'w' => Some("weekly"),
+                    _ => None,
+                };
+                self.request(Action::DigestFrequency {
+                    recipient,
+                    frequency: frequency.map(str::to_string),
                 });
             }
             ChoiceNext::ListKind => {

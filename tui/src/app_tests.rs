@@ -591,3 +591,38 @@ fn esc_followed_at_once_by_a_key_is_both_keys() {
     assert!(app.quarantine.detail.is_none());
     assert_eq!(app.screen, ScreenId::Certs);
 }
+
+#[test]
+fn a_recipients_report_frequency_is_chosen_on_its_row() {
+    let mut app = loaded_app();
+    typ(&mut app, "2");
+    app.outbox.clear();
+    typ(&mut app, "f");
+    assert!(matches!(app.modal, Some(Modal::Choice(_))));
+    let screen = draw(&mut app, 80, 24);
+    assert!(
+        screen.contains("Quarantine reports for ceo@example.com"),
+        "{screen}"
+    );
+    typ(&mut app, "w");
+    assert_eq!(
+        actions(&app),
+        vec![&Action::DigestFrequency {
+            recipient: "ceo@example.com".into(),
+            frequency: Some("weekly".into())
+        }]
+    );
+    app.on_reply(Reply::Acted(Outcome {
+        summary: "ceo@example.com: quarantine reports weekly".into(),
+        error: None,
+    }));
+    app.outbox.clear();
+    typ(&mut app, "fs");
+    assert_eq!(
+        actions(&app),
+        vec![&Action::DigestFrequency {
+            recipient: "ceo@example.com".into(),
+            frequency: None
+        }]
+    );
+}

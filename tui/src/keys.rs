@@ -98,6 +98,7 @@ pub enum Command {
     Pin,
     Unpin,
     Add,
+    ReportFrequency,
 }
 
 /// A key with its modifiers (Shift is part of an upper-case character, so it is ignored for
@@ -430,6 +431,15 @@ pub const BINDINGS: &[Binding] = &[
         Destructive,
         "delete and teach Bayes it is spam",
         Some("+spam"),
+    ),
+    b(
+        Screen(S::Quarantine),
+        &[ch('f')],
+        "f",
+        C::ReportFrequency,
+        Changes,
+        "how often the recipient of the row gets quarantine reports (off, hourly, daily, weekly, the schedule)",
+        None,
     ),
     // Certificates.
     b(

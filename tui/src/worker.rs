@@ -313,6 +313,13 @@ async fn act<A: Api>(api: &A, action: Action, replies: &mpsc::UnboundedSender<Re
                 None => format!("{}: learned trust again", r.domain),
             })
         }
+        Action::DigestFrequency {
+            recipient,
+            frequency,
+        } => single(
+            api.digest_set(&recipient, frequency.as_deref()).await,
+            |r| format!("{}: quarantine reports {}", r.recipient, r.frequency),
+        ),
         Action::ListAdd(entry) => single(api.lists_add(&entry).await, |r| {
             format!("{} entry {} ({})", r.entry.list, r.entry.sender, r.change)
         }),
@@ -438,6 +445,10 @@ pub(crate) mod tests {
         async fn trust_pin(&self, d: &str, l: Option<PinLevel>) -> ApiResult<PinResult> {
             self.record(format!("pin {d} {l:?}"))?;
             Ok(PinResult::default())
+        }
+        async fn digest_set(&self, r: &str, f: Option<&str>) -> ApiResult<DigestRecipient> {
+            self.record(format!("digest {r} {f:?}"))?;
+            Ok(DigestRecipient::default())
         }
         async fn lists_all(&self) -> ApiResult<Vec<ListEntry>> {
             Ok(vec![])

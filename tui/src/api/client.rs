@@ -275,6 +275,20 @@ impl Api for UnixClient {
         }
     }
 
+    async fn digest_set(
+        &self,
+        recipient: &str,
+        frequency: Option<&str>,
+    ) -> ApiResult<DigestRecipient> {
+        #[derive(Serialize)]
+        struct Change<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            frequency: Option<&'a str>,
+        }
+        let path = format!("/v1/digest/recipients/{}", encode(recipient));
+        self.send(Method::PUT, &path, &Change { frequency }).await
+    }
+
     async fn lists_all(&self) -> ApiResult<Vec<ListEntry>> {
         self.get("/v1/lists").await
     }

@@ -158,6 +158,14 @@ pub trait Api: Send + Sync + 'static {
         level: Option<PinLevel>,
     ) -> impl Future<Output = ApiResult<PinResult>> + Send;
 
+    /// A recipient's quarantine report frequency (`off`, `hourly`, `daily`, `weekly`), or
+    /// (`None`) back to the gateway's schedule.
+    fn digest_set(
+        &self,
+        recipient: &str,
+        frequency: Option<&str>,
+    ) -> impl Future<Output = ApiResult<DigestRecipient>> + Send;
+
     fn lists_all(&self) -> impl Future<Output = ApiResult<Vec<ListEntry>>> + Send;
     fn lists_add(&self, entry: &NewListEntry) -> impl Future<Output = ApiResult<ListAdded>> + Send;
     fn lists_remove(&self, id: i64) -> impl Future<Output = ApiResult<ListEntry>> + Send;

@@ -176,6 +176,8 @@ pub struct HeldEntry {
     pub reason: Safe,
     pub received_at: i64,
     pub expires_at: i64,
+    /// When the recipient asked for a release from a quarantine report.
+    pub release_requested_at: Option<i64>,
 }
 
 /// A page of a quarantine search and the cursor of the next one.
@@ -418,6 +420,14 @@ impl PinLevel {
             PinLevel::None => "none",
         }
     }
+}
+
+/// A recipient's quarantine report frequency.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct DigestRecipient {
+    pub recipient: Safe,
+    pub frequency: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]

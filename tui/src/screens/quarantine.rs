@@ -17,6 +17,7 @@ use super::{
 use crate::action::{Action, AllowSender};
 use crate::api::ApiResult;
 use crate::api::types::{HeldEntry, HeldMessage, HeldPage, HeldQuery, HeldTarget, Preview};
+use crate::app::{Choice, ChoiceNext};
 use crate::app::{Ctx, Freshness, Intent, Loadable, View};
 use crate::keys::Command;
 use crate::ui::table::{Column, col, fill, grow};
@@ -547,6 +548,18 @@ impl Quarantine {
                 Span::styled(format!("{:.2}", e.score), theme.bold()),
                 Span::raw(format!("   reason: {}", e.reason)),
             ]));
+            if let Some(at) = e.release_requested_at {
+                lines.push(Line::from(vec![
+                    label("Requested"),
+                    Span::styled(
+                        format!(
+                            "the recipient asked for a release from a report, {} UTC",
+                            format::datetime(at)
+                        ),
+                        theme.bold(),
+                    ),
+                ]));
+            }
             lines.push(Line::from(vec![
                 label("Expires"),
                 Span::raw(format!("{} UTC", format::datetime(e.expires_at))),
@@ -713,6 +726,23 @@ impl Screen for Quarantine {
             | Command::ReleaseAllow
             | Command::Delete
             | Command::DeleteLearn => self.act(cmd),
+            Command::ReportFrequency => match self.current() {
+                Some(e) => {
+                    let recipient = e.recipient.to_string();
+                    vec![Intent::Choose(Choice {
+                        title: format!("Quarantine reports for {recipient}"),
+                        options: vec![
+                            ('o', "off"),
+                            ('h', "hourly"),
+                            ('d', "daily"),
+                            ('w', "weekly"),
+                            ('s', "the gateway's schedule"),
+                        ],
+                        next: ChoiceNext::DigestFrequency { recipient },
+                    })]
+                }
+                None => vec![Intent::Say("no message here".into())],
+            },
             _ => Vec::new(),
         }
     }
@@ -853,7 +883,11 @@ impl Screen for Quarantine {
                             cell(sender),
                             cell(e.subject.to_string()),
                             cell(format!("{:>5.1}", e.score)),
-                            cell(e.reason.to_string()),
+                            cell(if e.release_requested_at.is_some() {
+                                format!("release requested; {}", e.reason)
+                            } else {
+                                e.reason.to_string()
+                            }),
                         ];
                         let style = if marked { t.marked() } else { Style::default() };
                         (cells, style)
