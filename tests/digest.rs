@@ -301,7 +301,23 @@ async fn a_report_link_releases_to_its_recipient_only_when_its_button_is_pressed
 #[tokio::test]
 async fn a_recipients_own_frequency_is_set_through_the_api_and_off_means_no_report() {
     let sink = Sink::start().await;
-    let gw = Gateway::start(sink.addr, "[symbols]\nHDR_MISSING_DATE = 9.0\n");
+    // Reports are DKIM-signed like any outbound mail of the sender's domain.
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("ed.pem");
+    let made = Command::new(require_tool("openssl", "openssl"))
+        .args(["genpkey", "-algorithm", "ed25519", "-out"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let gw = Gateway::start(
+        sink.addr,
+        &format!(
+            "[symbols]\nHDR_MISSING_DATE = 9.0\n\
+             [[dkim_signing]]\ndomain = \"gw.portcullis.test\"\nselector = \"ed\"\nkey = \"{}\"\n",
+            key.display()
+        ),
+    );
     let set = cli_json(&gw, &["digest", "set", "Ann@Example.test", "off", "--json"]);
     assert_eq!(set["recipient"], "ann@example.test");
     assert_eq!(set["frequency"], "off");
@@ -331,7 +347,19 @@ async fn a_recipients_own_frequency_is_set_through_the_api_and_off_means_no_repo
     assert_eq!(sent[0]["listed"], 1, "{sent}");
     // Without an endpoint the report has no links.
     assert!(wait_until(20, || sink.count() == 1).await, "{}", gw.log());
-    assert!(!sink.all()[0].data.contains("https://"));
+    let report = &sink.all()[0];
+    assert!(!report.data.contains("https://"));
+    assert!(
+        report.data.starts_with("DKIM-Signature:"),
+        "{}",
+        report.data
+    );
+    assert!(report.data.contains("d=gw.portcullis.test"));
+    assert!(
+        report
+            .data
+            .contains("From: Mail gateway <postmaster@gw.portcullis.test>")
+    );
     // Back to the schedule.
     let set = cli_json(
         &gw,
