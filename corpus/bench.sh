@@ -12,15 +12,18 @@
 #                              --seed 0..4: how the defaults are chosen)
 #   corpus/bench.sh --compare  also TEST figures of the other scorings (report only; the
 #                              defaults are never tuned on TEST)
+#   corpus/bench.sh --pipeline also the whole inbound pipeline on TEST (`portcullis eval`,
+#                              the same trained model), its ROC curves in corpus/cache/roc.svg
 set -euo pipefail
 cd "$(dirname "$0")/.."
-json=""; cv=""; compare=""
+json=""; cv=""; compare=""; pipeline=""
 for a in "$@"; do
     case "$a" in
         --json) json="--json" ;;
         --cv) cv=1 ;;
         --compare) compare=1 ;;
-        *) echo "usage: corpus/bench.sh [--json] [--cv] [--compare]" >&2; exit 2 ;;
+        --pipeline) pipeline=1 ;;
+        *) echo "usage: corpus/bench.sh [--json] [--cv] [--compare] [--pipeline]" >&2; exit 2 ;;
     esac
 done
 bash corpus/fetch.sh >&2
@@ -42,6 +45,11 @@ if [ -n "$compare" ]; then
         "$bin" bayes --config "$tmp/portcullis.toml" eval --scoring "$s" \
             --ham $S/test/ham-easy $S/test/ham-hard --spam $S/test/spam
     done
+fi
+if [ -n "$pipeline" ]; then
+    [ -n "$json" ] || echo "== the whole inbound pipeline on TEST (flagged from verdict.tag_score)"
+    "$bin" eval --config "$tmp/portcullis.toml" --roc corpus/cache/roc.svg \
+        --ham $S/test/ham-easy $S/test/ham-hard --spam $S/test/spam $json
 fi
 if [ -n "$cv" ]; then
     echo "== 10-fold cross-validation inside TRAIN (random folds, then grouped by source)"

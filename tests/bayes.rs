@@ -235,6 +235,41 @@ async fn eval_reports_recall_fpr_auc_and_speed() {
     ]);
     assert_eq!(code, 0);
     assert!(out.contains("test-ham") && out.contains("ROC AUC"), "{out}");
+
+    // The whole pipeline on the same directories: the trained Bayes stage decides, and the
+    // picture has a curve for the pipeline and one per scoring stage.
+    let svg = dir.join("roc.svg");
+    let (code, out, err) = gw.cli(&[
+        "eval",
+        "--ham",
+        &p("test-ham"),
+        "--spam",
+        &p("test-spam"),
+        "--roc",
+        svg.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["messages"], 20, "{r}");
+    assert_eq!(r["spam_recall"], 1.0, "{r}");
+    assert_eq!(r["ham_fpr"], 0.0, "{r}");
+    assert_eq!(r["auc"], 1.0, "{r}");
+    assert_eq!(r["verdicts"]["ham"]["accept"], 10, "{r}");
+    assert_eq!(r["recall_at"][0]["fpr"], 0.001, "{r}");
+    assert!(
+        r["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["stage"] == "bayes" && s["auc"] == 1.0),
+        "{r}"
+    );
+    let picture = std::fs::read_to_string(&svg).unwrap();
+    assert!(picture.starts_with("<svg") && picture.contains("whole pipeline (AUC 1.0000)"));
+    assert!(picture.contains("bayes (AUC 1.0000)"), "{picture}");
+    // Nothing was learned from the evaluation.
+    assert_eq!(status(&gw)["ham"], 10);
 }
 
 /// `bayes status --json` of the gateway's model.

@@ -378,7 +378,7 @@ fn tls_facts(args: &ExplainArgs) -> Option<TlsFacts> {
     })
 }
 
-fn stages(outcome: &Outcome) -> Vec<StageReport> {
+pub(crate) fn stages(outcome: &Outcome) -> Vec<StageReport> {
     outcome
         .trace
         .iter()

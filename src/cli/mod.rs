@@ -4,6 +4,7 @@ mod bayes;
 mod certs;
 mod digest;
 pub mod doctor;
+pub mod eval;
 pub mod explain;
 mod lists;
 mod quarantine;
@@ -130,6 +131,15 @@ pub enum Command {
         #[command(flatten)]
         args: explain::ExplainArgs,
     },
+    /// The whole inbound pipeline on directories of ham and spam, offline (nothing learned or
+    /// stored): recall, false-positive rate, ROC AUC, recall at fixed false-positive rates,
+    /// verdicts, speed; `--roc FILE.svg` draws the curves.
+    Eval {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        args: eval::EvalArgs,
+    },
     /// The operator console: dashboard, quarantine, certificates, trust, queue, lists, in
     /// the terminal, through the running gateway's admin socket (data_dir/admin.sock).
     Tui {
@@ -213,6 +223,10 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Lists { config, action } => {
             let config = load(&config)?;
             runtime.block_on(lists::run(&config, action))
+        }
+        Command::Eval { config, args } => {
+            let config = load(&config)?;
+            runtime.block_on(eval::run(&config, args))
         }
         Command::Digest { config, action } => {
             let config = load(&config)?;
