@@ -159,8 +159,11 @@ fn roc_points(scores: &[f64], truth: &[bool]) -> Vec<(f64, f64)> {
     out
 }
 
+/// A named ROC curve with its area: (name, AUC, (FPR, TPR) points).
+type Curve = (String, f64, Vec<(f64, f64)>);
+
 /// The ROC curves as an SVG picture: the whole pipeline thick, each stage thin.
-fn svg(curves: &[(String, f64, Vec<(f64, f64)>)]) -> String {
+fn svg(curves: &[Curve]) -> String {
     const COLOURS: [&str; 8] = [
         "#000000", "#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf",
     ];
