@@ -25,8 +25,8 @@ use crate::config::{Config, parse_host_port};
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::queue::{
-    DeliveryJob, Op, Queue, QueuedMessage, RcptStatus, Recipient, Stored, is_inline, new_queue_id,
-    unix_now, write_body_file,
+    DeliveryJob, Op, Queue, QueuedMessage, RcptStatus, Stored, is_inline, new_queue_id, unix_now,
+    write_body_file,
 };
 use crate::smtp::address::domain_of;
 
@@ -391,25 +391,12 @@ impl Delivery {
         let local_sender = self
             .config()
             .is_local_domain(&domain_of(&message.mail_from));
-        let dsn = QueuedMessage {
-            id,
-            direction: if local_sender {
-                Direction::Inbound
-            } else {
-                Direction::Outbound
-            },
-            mail_from: String::new(),
-            recipients: vec![Recipient::pending(message.mail_from.clone())],
-            received_at: unix_now(),
-            size,
-            attempts: 0,
-            next_attempt: 0,
-            last_error: None,
-            client_ip: String::new(),
-            helo: String::new(),
-            score: 0.0,
-            symbols: String::new(),
+        let direction = if local_sender {
+            Direction::Inbound
+        } else {
+            Direction::Outbound
         };
+        let dsn = QueuedMessage::made_here(id, direction, message.mail_from.clone(), size);
         Some((dsn, text))
     }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use quarantine::Entry;
 
 use super::token::LinkAction;
+use crate::actions::disclaimer::escape_html as html;
 use crate::actions::text::{TransferEncoding, encode};
 use crate::config::HeldReason;
 
@@ -44,21 +45,6 @@ fn date(t: i64) -> String {
 /// Text from mail for one line of a report: hidden characters escaped, cut at `max`.
 fn clean(s: &str, max: usize) -> String {
     quarantine::escape::line(s, max)
-}
-
-fn html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 fn reason_words(r: HeldReason, reason: &str) -> String {

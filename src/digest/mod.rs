@@ -15,7 +15,7 @@ use sqlx::sqlite::SqlitePool;
 
 use crate::config::{Config, DigestFrequency, HeldReason};
 use crate::pipeline::dkim_sign::OutboundSigner;
-use crate::queue::{Queue, QueuedMessage, Recipient, new_queue_id, unix_now};
+use crate::queue::{Queue, QueuedMessage, new_queue_id, unix_now};
 use crate::store::Database;
 use compose::{Line, Report};
 use token::{Claim, LinkAction, LinkKey};
@@ -252,21 +252,12 @@ impl DigestService {
         }
         let mut tx = self.pool.begin_with(crate::store::BEGIN_WRITE).await?;
         if listed > 0 {
-            let queued = QueuedMessage {
-                id: id.clone(),
-                direction: filters::Direction::Outbound,
-                mail_from: String::new(),
-                recipients: vec![Recipient::pending(p.recipient.clone())],
-                received_at: now,
-                size: body.len() as u64,
-                attempts: 0,
-                next_attempt: 0,
-                last_error: None,
-                client_ip: String::new(),
-                helo: String::new(),
-                score: 0.0,
-                symbols: String::new(),
-            };
+            let queued = QueuedMessage::made_here(
+                id.clone(),
+                filters::Direction::Outbound,
+                p.recipient.clone(),
+                body.len() as u64,
+            );
             crate::queue::store::insert(&mut tx, &queued).await?;
             crate::queue::store::insert_body(&mut tx, &id, &body).await?;
             sent.queue_id = Some(id);

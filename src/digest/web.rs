@@ -31,6 +31,7 @@ use tokio::sync::Semaphore;
 
 use super::DigestService;
 use super::token::{Claim, LinkAction, Refused, token_hash};
+use crate::actions::disclaimer::escape_html as html;
 use crate::admin::ops::Ops;
 use crate::config::{Config, HeldReason};
 use crate::queue::unix_now;
@@ -212,14 +213,6 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
         HeaderValue::from_static("noindex"),
     );
     r
-}
-
-fn html(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
 }
 
 async fn not_found() -> Response {

@@ -91,6 +91,26 @@ pub struct QueuedMessage {
 }
 
 impl QueuedMessage {
+    /// A message the gateway makes itself (a bounce, a quarantine report): from the null
+    /// sender to `recipient`, received now, nothing scored.
+    pub fn made_here(id: String, direction: Direction, recipient: String, size: u64) -> Self {
+        QueuedMessage {
+            id,
+            direction,
+            mail_from: String::new(),
+            recipients: vec![Recipient::pending(recipient)],
+            received_at: unix_now(),
+            size,
+            attempts: 0,
+            next_attempt: 0,
+            last_error: None,
+            client_ip: String::new(),
+            helo: String::new(),
+            score: 0.0,
+            symbols: String::new(),
+        }
+    }
+
     pub fn pending_recipients(&self) -> impl Iterator<Item = &Recipient> {
         self.recipients
             .iter()
@@ -412,21 +432,12 @@ mod tests {
         assert_eq!(budget.used(), 100);
         // A job (and its clones) dropped gives its share back.
         let job = DeliveryJob {
-            message: QueuedMessage {
-                id: new_queue_id(),
-                direction: Direction::Inbound,
-                mail_from: String::new(),
-                recipients: Vec::new(),
-                received_at: 0,
-                size: 60,
-                attempts: 0,
-                next_attempt: 0,
-                last_error: None,
-                client_ip: String::new(),
-                helo: String::new(),
-                score: 0.0,
-                symbols: String::new(),
-            },
+            message: QueuedMessage::made_here(
+                new_queue_id(),
+                Direction::Inbound,
+                "a@example.test".into(),
+                60,
+            ),
             body: a,
             charge: charge_a,
         };
