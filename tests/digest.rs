@@ -373,3 +373,44 @@ async fn a_recipients_own_frequency_is_set_through_the_api_and_off_means_no_repo
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn links_are_rate_limited_per_link_and_per_client_address() {
+    let sink = Sink::start().await;
+    let web_port = free_port();
+    let gw = Gateway::start(
+        sink.addr,
+        &format!(
+            "[symbols]\nHDR_MISSING_DATE = 9.0\n\
+             [digest]\nhttp_bind = \"127.0.0.1:{web_port}\"\nbase_url = \"https://127.0.0.1:{web_port}\"\n\
+             rate_per_minute = 8\ntoken_rate_per_minute = 3\n"
+        ),
+    );
+    let mut c = Client::connect(gw.smtp).await;
+    let m = "From: <a@ext.test>\r\nTo: ann@example.test\r\nSubject: s\r\nMessage-ID: <r1@ext.test>\r\n\r\nx\r\n";
+    assert_eq!(
+        c.send_message("a@ext.test", &["ann@example.test"], m)
+            .await
+            .code,
+        250
+    );
+    cli_json(&gw, &["digest", "send", "--json"]);
+    assert!(wait_until(20, || sink.count() == 1).await, "{}", gw.log());
+    let report = sink.all()[0].data.clone();
+    let parsed = mail_parser::MessageParser::default()
+        .parse(report.as_bytes())
+        .unwrap();
+    let text = parsed.body_text(0).unwrap().replace("\r\n", "\n");
+    let link = links_by_entry(&text)[0].1[0].1.clone();
+    // Three opens of one link, then 429 for it.
+    for _ in 0..3 {
+        assert_eq!(curl(&[], &link).0, 200);
+    }
+    let (code, page) = curl(&[], &link);
+    assert_eq!(code, 429, "{page}");
+    // Other requests from this address count too: 8 a minute in all (the 4 above included).
+    let other = format!("https://127.0.0.1:{web_port}/a/not-a-token");
+    let codes: Vec<u16> = (0..5).map(|_| curl(&[], &other).0).collect();
+    assert_eq!(codes, [400, 400, 400, 400, 429], "{codes:?}");
+    assert_eq!(entry_state(&gw, "ann@example.test", "r1@ext.test"), "held");
+}
