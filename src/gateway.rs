@@ -77,14 +77,7 @@ pub async fn start(
 ) -> anyhow::Result<Running> {
     let config = Arc::new(config);
     let metrics = Metrics::new();
-    let db = crate::store::Database::open(&config.data_dir)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot open the data directory {}",
-                config.data_dir.display()
-            )
-        })?;
+    let db = crate::store::Database::open_data_dir(&config.data_dir).await?;
     let (queue, jobs) = Queue::open(
         &config.data_dir,
         &db,

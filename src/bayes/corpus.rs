@@ -142,25 +142,26 @@ pub fn auc(probs: &[Pr], truth: &[bool]) -> f64 {
         .unwrap_or(0.5)
 }
 
+/// One directory's line of an evaluation: recall for spam, false-positive rate for ham.
+pub fn print_dir_line(dir: &str, class: &str, messages: usize, rate: f64, flagged: usize) {
+    let what = if class == "spam" {
+        "spam recall"
+    } else {
+        "ham FPR"
+    };
+    println!(
+        "  {dir:<40} {class:>4} {messages:>5} msgs  {what} {:>6.2}% ({flagged} flagged)",
+        rate * 100.0
+    );
+}
+
 pub fn print_eval(r: &EvalReport) {
     println!(
         "scoring {}, spam threshold {:.3}, {} messages",
         r.scoring, r.threshold, r.messages
     );
     for d in &r.dirs {
-        let what = if d.class == "spam" {
-            "spam recall"
-        } else {
-            "ham FPR"
-        };
-        println!(
-            "  {:<40} {:>4} {:>5} msgs  {what} {:>6.2}% ({} flagged)",
-            d.dir,
-            d.class,
-            d.messages,
-            d.rate * 100.0,
-            d.flagged_spam
-        );
+        print_dir_line(&d.dir, d.class, d.messages, d.rate, d.flagged_spam);
     }
     println!("spam recall  {:.2}%", r.spam_recall * 100.0);
     println!("ham FPR      {:.2}%", r.ham_fpr * 100.0);

@@ -233,14 +233,7 @@ pub async fn run(config: &Config, args: EvalArgs) -> anyhow::Result<i32> {
         !args.ham.is_empty() && !args.spam.is_empty(),
         "give --ham DIR... and --spam DIR..."
     );
-    let db = crate::store::Database::open(&config.data_dir)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot open the data directory {}",
-                config.data_dir.display()
-            )
-        })?;
+    let db = crate::store::Database::open_data_dir(&config.data_dir).await?;
     let loaded = Loaded::open(config, &db, Purpose::Explain, Metrics::new()).await?;
     let pipeline = loaded.pipeline(config)?;
     let threshold = args.threshold.unwrap_or(config.verdict.tag_score);
@@ -400,19 +393,7 @@ fn print(r: &EvalReport) {
         r.threshold, r.messages
     );
     for d in &r.dirs {
-        let what = if d.class == "spam" {
-            "spam recall"
-        } else {
-            "ham FPR"
-        };
-        println!(
-            "  {:<40} {:>4} {:>5} msgs  {what} {:>6.2}% ({} flagged)",
-            d.dir,
-            d.class,
-            d.messages,
-            d.rate * 100.0,
-            d.flagged
-        );
+        corpus::print_dir_line(&d.dir, d.class, d.messages, d.rate, d.flagged);
     }
     println!("spam recall  {:.2}%", r.spam_recall * 100.0);
     println!("ham FPR      {:.2}%", r.ham_fpr * 100.0);

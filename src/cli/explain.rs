@@ -203,14 +203,7 @@ fn read_message(path: &Path) -> anyhow::Result<Vec<u8>> {
 
 /// The pipeline the gateway would build for `config`, run on `raw` without side effects.
 pub async fn explain(config: &Config, args: &ExplainArgs, raw: &[u8]) -> anyhow::Result<Report> {
-    let db = crate::store::Database::open(&config.data_dir)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot open the data directory {}",
-                config.data_dir.display()
-            )
-        })?;
+    let db = crate::store::Database::open_data_dir(&config.data_dir).await?;
     let loaded = Loaded::open(config, &db, Purpose::Explain, Metrics::new()).await?;
     let pipeline = loaded.pipeline(config)?;
 

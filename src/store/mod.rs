@@ -39,6 +39,15 @@ pub struct Database {
 }
 
 impl Database {
+    /// [`Database::open`] with the data directory named in the error, as the gateway and
+    /// the offline commands report it.
+    pub async fn open_data_dir(data_dir: &Path) -> anyhow::Result<Database> {
+        use anyhow::Context;
+        Database::open(data_dir)
+            .await
+            .with_context(|| format!("cannot open the data directory {}", data_dir.display()))
+    }
+
     /// Open `data_dir/queue.db`, creating the directory and the file (both private) and
     /// applying every migration.
     pub async fn open(data_dir: &Path) -> anyhow::Result<Database> {
