@@ -14,16 +14,28 @@
 #                              defaults are never tuned on TEST)
 #   corpus/bench.sh --pipeline also the whole inbound pipeline on TEST (`portcullis eval`,
 #                              the same trained model), its ROC curves in corpus/cache/roc.svg
+#   corpus/bench.sh --fit      choose the content symbols' points inside TRAIN (grouped
+#                              cross-validation, corpus/fit_points.py; nothing from TEST)
+#   corpus/bench.sh --partitions
+#                              does the threshold carry over: the whole corpus in 5 partitions
+#                              by source, each scored by a model of the other 4, 5 assignments
+#                              (corpus/partitions.py)
+#   corpus/bench.sh --feedback learn 10 % of the hard ham (fixed sample), rescore the rest
+#                              (corpus/feedback.py)
+# The three Python scripts need only python3's standard library.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-json=""; cv=""; compare=""; pipeline=""
+json=""; cv=""; compare=""; pipeline=""; fit=""; partitions=""; feedback=""
 for a in "$@"; do
     case "$a" in
         --json) json="--json" ;;
         --cv) cv=1 ;;
         --compare) compare=1 ;;
         --pipeline) pipeline=1 ;;
-        *) echo "usage: corpus/bench.sh [--json] [--cv] [--compare] [--pipeline]" >&2; exit 2 ;;
+        --fit) fit=1 ;;
+        --partitions) partitions=1 ;;
+        --feedback) feedback=1 ;;
+        *) echo "usage: corpus/bench.sh [--json] [--cv] [--compare] [--pipeline] [--fit] [--partitions] [--feedback]" >&2; exit 2 ;;
     esac
 done
 bash corpus/fetch.sh >&2
@@ -57,4 +69,28 @@ if [ -n "$cv" ]; then
     for seed in 0 1 2 3 4; do
         "$bin" bayes --config "$tmp/portcullis.toml" cv --grouped --seed "$seed" --ham $S/train/ham --spam $S/train/spam --folds 10
     done
+fi
+if [ -n "$fit" ]; then
+    echo "== content symbols' points, chosen inside TRAIN (grouped cross-validation, 5 seeds)"
+    for seed in 0 1 2 3 4; do
+        "$bin" bayes --config "$tmp/portcullis.toml" cv --grouped --seed "$seed" --folds 10 \
+            --ham $S/train/ham --spam $S/train/spam --scores "$tmp/oof$seed.tsv" >/dev/null
+    done
+    "$bin" eval --config "$tmp/portcullis.toml" --ham $S/train/ham --spam $S/train/spam \
+        --messages "$tmp/train.tsv" >/dev/null
+    python3 corpus/fit_points.py --messages "$tmp/train.tsv" --scores "$tmp"/oof{0,1,2,3,4}.tsv
+fi
+if [ -n "$partitions" ]; then
+    echo "== the whole corpus in 5 partitions by source; each scored by a model of the other 4"
+    H="$S/train/ham $S/test/ham-easy $S/test/ham-hard"; P="$S/train/spam $S/test/spam"
+    for seed in 0 1 2 3 4; do
+        "$bin" bayes --config "$tmp/portcullis.toml" cv --grouped --seed "$seed" --folds 5 \
+            --ham $H --spam $P --scores "$tmp/part$seed.tsv" >/dev/null
+    done
+    "$bin" eval --config "$tmp/portcullis.toml" --ham $H --spam $P --messages "$tmp/all.tsv" >/dev/null
+    python3 corpus/partitions.py --messages "$tmp/all.tsv" --scores "$tmp"/part{0,1,2,3,4}.tsv
+fi
+if [ -n "$feedback" ]; then
+    echo "== the feedback loop: learn 10 % of the hard ham, rescore the other 90 %"
+    python3 corpus/feedback.py --bin "$bin"
 fi

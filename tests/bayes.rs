@@ -239,6 +239,7 @@ async fn eval_reports_recall_fpr_auc_and_speed() {
     // The whole pipeline on the same directories: the trained Bayes stage decides, and the
     // picture has a curve for the pipeline and one per scoring stage.
     let svg = dir.join("roc.svg");
+    let per_message = dir.join("messages.tsv");
     let (code, out, err) = gw.cli(&[
         "eval",
         "--ham",
@@ -247,6 +248,8 @@ async fn eval_reports_recall_fpr_auc_and_speed() {
         &p("test-spam"),
         "--roc",
         svg.to_str().unwrap(),
+        "--messages",
+        per_message.to_str().unwrap(),
         "--json",
     ]);
     assert_eq!(code, 0, "{out}{err}");
@@ -264,6 +267,30 @@ async fn eval_reports_recall_fpr_auc_and_speed() {
             .iter()
             .any(|s| s["stage"] == "bayes" && s["auc"] == 1.0),
         "{r}"
+    );
+    // Each symbol's hits per class, and one line per message with its symbols.
+    let bayes_spam = r["symbols"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["symbol"] == "BAYES_SPAM")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (&bayes_spam["spam"], &bayes_spam["ham"]),
+        (&10.into(), &0.into()),
+        "{r}"
+    );
+    let lines = std::fs::read_to_string(&per_message).unwrap();
+    assert_eq!(lines.lines().count(), 20, "{lines}");
+    let spam_lines: Vec<&str> = lines
+        .lines()
+        .filter(|l| l.split('\t').nth(2) == Some("spam"))
+        .collect();
+    assert_eq!(spam_lines.len(), 10, "{lines}");
+    assert!(
+        spam_lines.iter().all(|l| l.contains("\tBAYES_SPAM=")),
+        "{lines}"
     );
     let picture = std::fs::read_to_string(&svg).unwrap();
     assert!(picture.starts_with("<svg") && picture.contains("whole pipeline (AUC 1.0000)"));

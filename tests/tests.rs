@@ -14,6 +14,7 @@
 //!   Authentication-Results; DNS from dnsmasq on loopback.
 //! - `smime`: S/MIME interop with `openssl cms` and `gpgsm` both ways, policy refusals,
 //!   an encrypted virus, broken CMS.
+//! - `content`: the content heuristics in the live gateway: points, overrides, the stage off.
 //! - `bayes`: no opinion while untrained; `bayes train`/`learn` change the next verdict; eval.
 //! - `quarantine`: held by score, listed, released to one recipient and deleted for the
 //!   other (audited), release teaching Bayes, bulk actions by filter, held outbound mail, the
@@ -51,6 +52,7 @@ mod certs;
 mod clamav;
 mod cli;
 mod console;
+mod content;
 mod delivery;
 mod delivery_tls;
 mod digest;

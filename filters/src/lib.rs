@@ -21,10 +21,12 @@
 pub mod auth;
 pub mod bayes;
 pub mod clamav;
+pub mod content;
 pub mod dns;
 pub mod header_sanity;
 pub mod lists;
 pub mod result_fields;
+pub mod sniff;
 pub mod symbols;
 pub mod tls;
 pub mod trust;

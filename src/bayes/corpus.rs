@@ -284,6 +284,19 @@ pub fn source_group(raw: &[u8]) -> String {
         .unwrap_or_else(|| "none".into())
 }
 
+/// The fold of each message when its source group decides (assignment number `seed`).
+pub fn group_folds(groups: &[String], folds: usize, seed: u64) -> Vec<usize> {
+    let prefix = if seed == 0 {
+        "group:".to_string()
+    } else {
+        format!("group{seed}:")
+    };
+    groups
+        .iter()
+        .map(|g| (tokenizer::hash(&prefix, g) % folds.max(1) as u64) as usize)
+        .collect()
+}
+
 /// Like [`cross_validate`], but every message of one source (see [`source_group`]) falls
 /// in the same fold: the model is always validated on senders and lists it never saw,
 /// which random folds hide (mailing-list ham is near-duplicated within a list).
@@ -300,15 +313,7 @@ pub fn cross_validate_grouped(
 ) -> anyhow::Result<Vec<Vec<f64>>> {
     anyhow::ensure!(folds >= 2, "at least 2 folds");
     anyhow::ensure!(groups.len() == messages.len(), "one group per message");
-    let prefix = if seed == 0 {
-        "group:".to_string()
-    } else {
-        format!("group{seed}:")
-    };
-    let fold_of: Vec<usize> = groups
-        .iter()
-        .map(|g| (tokenizer::hash(&prefix, g) % folds as u64) as usize)
-        .collect();
+    let fold_of = group_folds(groups, folds, seed);
     let mut out = vec![vec![f64::NAN; messages.len()]; variants.len()];
     for f in 0..folds {
         let (mut train, mut train_y, mut valid, mut ids) = (vec![], vec![], vec![], vec![]);
@@ -339,7 +344,13 @@ pub struct CvPoint {
     pub threshold: f64,
     pub spam_recall: f64,
     pub ham_fpr: f64,
+    /// The highest ham false-positive rate of one fold (grouped folds of at least
+    /// [`MIN_FOLD_HAM`] ham): how far the threshold carries to unseen sources.
+    pub worst_fold_ham_fpr: Option<f64>,
 }
+
+/// Folds with fewer ham than this are left out of the worst-fold rate (too few to say).
+pub const MIN_FOLD_HAM: usize = 50;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CvReport {
@@ -355,6 +366,7 @@ pub fn cv_report(
     variant: String,
     probs: &[f64],
     messages: &[(Vec<u64>, Class)],
+    fold_of: Option<&[usize]>,
     thresholds: &[f64],
 ) -> CvReport {
     let (mut p, mut t) = (Vec::new(), Vec::new());
@@ -376,10 +388,27 @@ pub fn cv_report(
                     if *is_spam { tp += 1 } else { fp += 1 }
                 }
             }
+            let worst_fold_ham_fpr = fold_of.map(|folds| {
+                let mut per_fold: std::collections::BTreeMap<usize, (usize, usize)> =
+                    Default::default();
+                for ((pr, (_, c)), f) in probs.iter().zip(messages).zip(folds) {
+                    if *c == Class::Ham && pr.is_finite() {
+                        let e = per_fold.entry(*f).or_default();
+                        e.0 += 1;
+                        e.1 += usize::from(*pr >= th);
+                    }
+                }
+                per_fold
+                    .values()
+                    .filter(|(n, _)| *n >= MIN_FOLD_HAM)
+                    .map(|(n, flagged)| ratio(*flagged, *n))
+                    .fold(0.0, f64::max)
+            });
             CvPoint {
                 threshold: th,
                 spam_recall: ratio(tp, spam),
                 ham_fpr: ratio(fp, ham),
+                worst_fold_ham_fpr,
             }
         })
         .collect();
@@ -432,7 +461,7 @@ mod tests {
             .collect();
         let out = cross_validate(&msgs, 5, &[Params::default()]).unwrap();
         assert!(out[0].iter().all(|p| p.is_finite()), "{:?}", out[0]);
-        let r = cv_report("x".into(), &out[0], &msgs, &[0.5]);
+        let r = cv_report("x".into(), &out[0], &msgs, None, &[0.5]);
         assert!(r.auc > 0.99, "{r:?}");
         assert_eq!(r.points[0].spam_recall, 1.0);
         assert_eq!(r.points[0].ham_fpr, 0.0);

@@ -74,8 +74,8 @@ pub enum BayesAction {
         #[arg(long = "param")]
         params: Vec<String>,
         /// Also write every message's out-of-fold probabilities to this file (tab-separated:
-        /// index, class, source group, one column per scoring; messages in the order read,
-        /// each directory sorted by file name).
+        /// index, class, source group, fold (grouped; else 0), one column per scoring;
+        /// messages in the order read, each directory sorted by file name).
         #[arg(long)]
         scores: Option<PathBuf>,
         #[arg(long)]
@@ -275,15 +275,17 @@ pub async fn run(config: &Config, action: BayesAction) -> anyhow::Result<i32> {
             } else {
                 corpus::cross_validate(&messages, folds, &variants)?
             };
+            let group_folds = grouped.then(|| corpus::group_folds(&groups, folds, seed));
             if let Some(path) = &scores {
-                let mut out = String::from("index\tclass\tgroup");
+                let fold_of = group_folds.clone().unwrap_or_else(|| vec![0; groups.len()]);
+                let mut out = String::from("index\tclass\tgroup\tfold");
                 for v in &variants {
                     out.push('\t');
                     out.push_str(v.scoring.as_str());
                 }
                 out.push('\n');
                 for (i, ((_, class), group)) in messages.iter().zip(&groups).enumerate() {
-                    out.push_str(&format!("{i}\t{}\t{group}", class.as_str()));
+                    out.push_str(&format!("{i}\t{}\t{group}\t{}", class.as_str(), fold_of[i]));
                     for p in &probs {
                         out.push_str(&format!("\t{}", p[i]));
                     }
@@ -299,7 +301,13 @@ pub async fn run(config: &Config, action: BayesAction) -> anyhow::Result<i32> {
                 .iter()
                 .zip(&probs)
                 .map(|(v, p)| {
-                    corpus::cv_report(v.scoring.as_str().into(), p, &messages, &thresholds)
+                    corpus::cv_report(
+                        v.scoring.as_str().into(),
+                        p,
+                        &messages,
+                        group_folds.as_deref(),
+                        &thresholds,
+                    )
                 })
                 .collect();
             if json {
@@ -324,8 +332,12 @@ pub async fn run(config: &Config, action: BayesAction) -> anyhow::Result<i32> {
                         r.recall_at_1pct_fpr * 100.0
                     );
                     for p in &r.points {
+                        let worst = p
+                            .worst_fold_ham_fpr
+                            .map(|w| format!("  worst fold {:>5.2}%", w * 100.0))
+                            .unwrap_or_default();
                         println!(
-                            "    threshold {:<6} spam recall {:>6.2}%  ham FPR {:>5.2}%",
+                            "    threshold {:<6} spam recall {:>6.2}%  ham FPR {:>5.2}%{worst}",
                             p.threshold,
                             p.spam_recall * 100.0,
                             p.ham_fpr * 100.0

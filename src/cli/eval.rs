@@ -37,6 +37,11 @@ pub struct EvalArgs {
     /// Draw the ROC curves into this SVG file.
     #[arg(long)]
     roc: Option<PathBuf>,
+    /// Also write one line per message to this file (tab-separated: directory, index in
+    /// the directory sorted by file name, class, score, then `SYMBOL=points` of every
+    /// symbol): the input for choosing symbol points offline.
+    #[arg(long)]
+    messages: Option<PathBuf>,
     #[arg(long)]
     json: bool,
 }
@@ -65,6 +70,16 @@ pub struct StageAuc {
     pub auc: f64,
 }
 
+/// How often a symbol fired on ham and on spam.
+#[derive(Debug, Clone, Serialize)]
+pub struct SymbolRate {
+    pub symbol: String,
+    pub ham: usize,
+    pub spam: usize,
+    pub ham_rate: f64,
+    pub spam_rate: f64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalReport {
     pub threshold: f64,
@@ -76,6 +91,8 @@ pub struct EvalReport {
     /// Verdicts per class: class → action → messages.
     pub verdicts: BTreeMap<String, BTreeMap<String, usize>>,
     pub stages: Vec<StageAuc>,
+    /// Every symbol that fired, with its hit rate per class.
+    pub symbols: Vec<SymbolRate>,
     pub msgs_per_sec: f64,
     pub cpu_ms_per_msg: Option<f64>,
     pub dirs: Vec<DirEval>,
@@ -86,6 +103,44 @@ struct Scored {
     spam: bool,
     score: f64,
     stages: BTreeMap<String, f64>,
+    /// (symbol, points), as reported.
+    symbols: Vec<(&'static str, f64)>,
+}
+
+/// Each symbol's hits on ham and on spam, most telling (largest rate difference) first.
+fn symbol_rates(scored: &[Scored]) -> Vec<SymbolRate> {
+    let mut hits: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for m in scored {
+        let mut seen: Vec<&str> = m.symbols.iter().map(|(n, _)| *n).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        for name in seen {
+            let e = hits.entry(name).or_default();
+            if m.spam {
+                e.1 += 1;
+            } else {
+                e.0 += 1;
+            }
+        }
+    }
+    let ham_n = scored.iter().filter(|m| !m.spam).count().max(1) as f64;
+    let spam_n = scored.iter().filter(|m| m.spam).count().max(1) as f64;
+    let mut rates: Vec<SymbolRate> = hits
+        .into_iter()
+        .map(|(name, (ham, spam))| SymbolRate {
+            symbol: name.to_string(),
+            ham,
+            spam,
+            ham_rate: ham as f64 / ham_n,
+            spam_rate: spam as f64 / spam_n,
+        })
+        .collect();
+    rates.sort_by(|a, b| {
+        (b.spam_rate - b.ham_rate)
+            .abs()
+            .total_cmp(&(a.spam_rate - a.ham_rate).abs())
+    });
+    rates
 }
 
 /// A monotone map of a score into (0, 1): ROC and AUC depend only on the order.
@@ -291,6 +346,12 @@ pub async fn run(config: &Config, args: EvalArgs) -> anyhow::Result<i32> {
                 spam: *spam,
                 score,
                 stages,
+                symbols: outcome
+                    .card
+                    .symbols
+                    .iter()
+                    .map(|s| (s.name, s.points))
+                    .collect(),
             });
         }
         dirs.push(DirEval {
@@ -341,6 +402,24 @@ pub async fn run(config: &Config, args: EvalArgs) -> anyhow::Result<i32> {
             auc: auc_of(&stage_scores(n), &truth),
         })
         .collect();
+    let symbols = symbol_rates(&scored);
+    if let Some(path) = &args.messages {
+        let mut out = String::new();
+        let mut at = 0;
+        for (dir, spam, messages) in &sets {
+            for i in 0..messages.len() {
+                let m = &scored[at + i];
+                let class = if *spam { "spam" } else { "ham" };
+                let _ = write!(out, "{dir}\t{i}\t{class}\t{}", m.score);
+                for (name, points) in &m.symbols {
+                    let _ = write!(out, "\t{name}={points}");
+                }
+                out.push('\n');
+            }
+            at += messages.len();
+        }
+        std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))?;
+    }
     let count = |spam_class: bool| {
         dirs.iter()
             .filter(|d| (d.class == "spam") == spam_class)
@@ -359,6 +438,7 @@ pub async fn run(config: &Config, args: EvalArgs) -> anyhow::Result<i32> {
             .collect(),
         verdicts,
         stages,
+        symbols,
         msgs_per_sec: if secs > 0.0 { total as f64 / secs } else { 0.0 },
         cpu_ms_per_msg: cpu,
         dirs,
@@ -412,6 +492,17 @@ fn print(r: &EvalReport) {
     }
     for s in &r.stages {
         println!("stage {:<20} alone: ROC AUC {:.4}", s.stage, s.auc);
+    }
+    println!("symbol                          ham hits          spam hits");
+    for s in &r.symbols {
+        println!(
+            "  {:<28} {:>6} {:>7.2}%   {:>6} {:>7.2}%",
+            s.symbol,
+            s.ham,
+            s.ham_rate * 100.0,
+            s.spam,
+            s.spam_rate * 100.0
+        );
     }
     match r.cpu_ms_per_msg {
         Some(c) if c > 0.0 => println!(

@@ -579,11 +579,17 @@ impl BayesConfig {
                 bail!("key `{key}`: a probability between 0 and 1, got {v}");
             }
         }
-        if self.ham_threshold >= self.spam_threshold {
+        // The points follow the log-odds on either side of ½ (filters::bayes::symbol_for).
+        if self.spam_threshold <= 0.5 || self.spam_threshold >= 1.0 {
             bail!(
-                "key `bayes.ham_threshold`: must be below bayes.spam_threshold ({} >= {})",
-                self.ham_threshold,
+                "key `bayes.spam_threshold`: must lie above 0.5 and below 1, got {}",
                 self.spam_threshold
+            );
+        }
+        if self.ham_threshold <= 0.0 || self.ham_threshold >= 0.5 {
+            bail!(
+                "key `bayes.ham_threshold`: must lie above 0 and below 0.5, got {}",
+                self.ham_threshold
             );
         }
         if self.reload_secs == 0 {
@@ -1227,6 +1233,7 @@ pub const KNOWN_STAGES: &[&str] = &[
     "lists",
     "trust",
     "header_sanity",
+    "content",
     "tls_reputation",
     "bayes",
     "clamav",

@@ -36,27 +36,29 @@ pub fn steps(config: &Config, resources: &Resources, rules: &Arc<RuleSet>) -> Ve
     push_check(&mut s, config, resources.tls_stage());
     // 6. Header sanity: the RFC 5322 shape of the message.
     push_check(&mut s, config, filters::header_sanity::HeaderSanity);
-    // 7. Bayes: spam probability from the learned model (no opinion until trained).
+    // 7. Content heuristics: links, attachments, disguised senders, obfuscated words.
+    push_check(&mut s, config, filters::content::Content);
+    // 8. Bayes: spam probability from the learned model (no opinion until trained).
     if let Some(bayes) = resources.bayes_stage(config) {
         push_check(&mut s, config, bayes);
     }
-    // 8. ClamAV: a virus is rejected in the dialog (or quarantined, by config).
+    // 9. ClamAV: a virus is rejected in the dialog (or quarantined, by config).
     if let Some(clamav) = resources.clamav_stage(config) {
         push_check(&mut s, config, clamav);
     }
-    // 9. The rules ([[rules]]), on what the checks found; none configured: no step.
+    // 10. The rules ([[rules]]), on what the checks found; none configured: no step.
     if !rules.is_empty() {
         s.push(Step::Rules(rules.clone()));
     }
-    // 10. The verdict: the rules' decision, else the score card becomes accept, tag,
+    // 11. The verdict: the rules' decision, else the score card becomes accept, tag,
     //     quarantine, reject or tempfail.
     s.push(Step::Verdict);
-    // 11. The message actions the rules chose: disclaimer, attachment signatures, and the
+    // 12. The message actions the rules chose: disclaimer, attachment signatures, and the
     //     archive's journal copy — of the plaintext, after decryption.
     if !rules.is_empty() {
         s.push(Step::Act(resources.message_actions(config)));
     }
-    // 12. Harvest: valid signers' certificates, only from mail the verdict lets through.
+    // 13. Harvest: valid signers' certificates, only from mail the verdict lets through.
     if let Some(smime) = smime {
         s.push(Step::Harvest(smime));
     }

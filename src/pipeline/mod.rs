@@ -1124,7 +1124,7 @@ mod tests {
         let raw = b"From: a@b.test\r\nMessage-ID: <1@b>\r\n\r\nhi\r\n";
         let out = pipeline(&c, None).run(&envelope(), raw).await;
         let steps: Vec<&str> = out.trace.iter().map(|r| r.step).collect();
-        assert_eq!(steps, ["tls_reputation", "header_sanity"]);
+        assert_eq!(steps, ["tls_reputation", "header_sanity", "content"]);
         let hdr: Vec<(&str, f64)> = out
             .symbols_of(&out.trace[1])
             .iter()

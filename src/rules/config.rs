@@ -26,6 +26,7 @@ pub const SKIPPABLE_STAGES: &[&str] = &[
     "trust",
     "tls_reputation",
     "header_sanity",
+    "content",
     "bayes",
     "clamav",
 ];

@@ -13,7 +13,7 @@
 
 pub mod config;
 pub mod pattern;
-pub mod sniff;
+pub use filters::sniff;
 
 use std::collections::HashMap;
 use std::net::IpAddr;

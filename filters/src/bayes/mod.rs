@@ -12,9 +12,18 @@
 //! No opinion (no symbol) until the model has learned at least `min_ham` ham and `min_spam`
 //! spam messages, or when the probability is between the two thresholds.
 //!
-//! Points: `BAYES_SPAM` gets its registered points × (0.5 + 0.5 × (p − spam_threshold) /
-//! (1 − spam_threshold)): half at the threshold, all at p = 1. `BAYES_HAM` likewise below
-//! `ham_threshold`, down to p = 0.
+//! Points rise with the probability everywhere, so the score keeps the model's order (no
+//! plateau where messages tie) and a threshold means the same in points as in p:
+//! - p ≥ `spam_threshold` = t: `BAYES_SPAM`, its registered points × (½ + ½ (p − t)/(1 − t)):
+//!   half at the threshold (10 → 5 = the tag score), all at p = 1;
+//! - ½ < p < t: `BAYES_LEAN_SPAM`, its points × logit(p) / logit(t): from 0 at p = ½ to all
+//!   of them (5) at the threshold — the log-odds, because most uncertain mail lies here;
+//! - `ham_threshold` = h < p < ½: `BAYES_LEAN_HAM`, likewise towards the ham side;
+//! - p ≤ h: `BAYES_HAM`, its points × (½ + ½ (h − p)/h): half at the threshold, all at 0.
+//!
+//! Measured inside the training corpus (grouped cross-validation): the points' ROC AUC is
+//! the probability's (0.9957 against 0.9957), where no points between the thresholds lost
+//! 0.008.
 
 pub mod model;
 pub mod tokenizer;
@@ -42,14 +51,14 @@ pub struct Settings {
 
 pub const DEFAULT_MIN_HAM: u64 = 200;
 pub const DEFAULT_MIN_SPAM: u64 = 200;
-/// Chosen by 10-fold cross-validation inside the public training corpus grouped by source
+/// Chosen inside the public training corpus by 10-fold cross-validation grouped by source
 /// (validation on lists and senders the model never saw), by a rule fixed before the test
-/// run: the lowest threshold of the grid (0.5, 0.6, 0.65, 0.7, 0.75, 0.8, …) whose
-/// cross-validated ham false-positive rate is at most 0.25 %, a quarter of the 1 % target,
-/// leaving room for harder ham than the training set has. On the mean of five
-/// assignments of sources to folds, combined scoring at 0.75 gives 93.0 % recall at
-/// 0.23 % FPR (0.7: 94.9 % / 0.49 %); see `corpus/README.md`.
-pub const DEFAULT_SPAM_THRESHOLD: f64 = 0.75;
+/// run: the lowest threshold of the grid (…, 0.75, 0.8, 0.85, 0.9, …) at which no fold
+/// (of at least 50 ham) flags more than 0.5 % of its ham, on each of five assignments of
+/// sources to folds. 0.75 met the mean but not the worst fold (up to 1.48 %): a threshold
+/// that holds only on average does not carry over to the next collection of mail. At 0.85
+/// the worst fold is 0.28 %, the mean 0.06 %, recall 89.2 %; see `corpus/README.md`.
+pub const DEFAULT_SPAM_THRESHOLD: f64 = 0.85;
 pub const DEFAULT_HAM_THRESHOLD: f64 = 0.1;
 
 impl Default for Settings {
@@ -90,9 +99,17 @@ impl Bayes {
     }
 }
 
-/// The symbol for probability `p`, if any (see the module doc for the scaling).
+/// log(p / (1 − p)), finite for p = 0 and p = 1 (a saturated model says 0 or 1).
+fn logit(p: f64) -> f64 {
+    let p = p.clamp(1e-12, 1.0 - 1e-12);
+    (p / (1.0 - p)).ln()
+}
+
+/// The symbol for probability `p`, if any (see the module doc for the scaling). The
+/// thresholds lie on either side of ½ (the config checks it).
 pub fn symbol_for(p: f64, s: &Settings) -> Option<Symbol> {
     let detail = format!("p={p:.4}");
+    let l = logit(p);
     if p >= s.spam_threshold {
         let span = (1.0 - s.spam_threshold).max(f64::EPSILON);
         let scale = 0.5 + 0.5 * ((p - s.spam_threshold) / span).clamp(0.0, 1.0);
@@ -101,6 +118,12 @@ pub fn symbol_for(p: f64, s: &Settings) -> Option<Symbol> {
         let span = s.ham_threshold.max(f64::EPSILON);
         let scale = 0.5 + 0.5 * ((s.ham_threshold - p) / span).clamp(0.0, 1.0);
         Some(Symbol::new("BAYES_HAM", detail).scaled(scale))
+    } else if l > 0.0 {
+        let scale = (l / logit(s.spam_threshold).max(1e-6)).clamp(0.0, 1.0);
+        Some(Symbol::new("BAYES_LEAN_SPAM", detail).scaled(scale))
+    } else if l < 0.0 {
+        let scale = (l / logit(s.ham_threshold).min(-1e-6)).clamp(0.0, 1.0);
+        Some(Symbol::new("BAYES_LEAN_HAM", detail).scaled(scale))
     } else {
         None
     }
@@ -261,18 +284,37 @@ mod tests {
     }
 
     #[test]
-    fn points_scale_with_probability() {
+    fn points_rise_with_the_probability_without_a_plateau() {
         let s = Settings::default();
+        let pts = |p: f64| symbol_for(p, &s).map(|x| x.points).unwrap_or(0.0);
+        let name = |p: f64| symbol_for(p, &s).map(|x| x.name).unwrap_or("-");
         let full = crate::symbols::default_points("BAYES_SPAM");
-        assert!(symbol_for(0.5, &s).is_none());
-        let at = symbol_for(s.spam_threshold, &s).unwrap();
-        assert!((at.points - full / 2.0).abs() < 1e-9);
-        let top = symbol_for(1.0, &s).unwrap();
-        assert!((top.points - full).abs() < 1e-9);
-        let ham = symbol_for(0.0, &s).unwrap();
-        assert_eq!(ham.name, "BAYES_HAM");
-        assert!((ham.points - crate::symbols::default_points("BAYES_HAM")).abs() < 1e-9);
-        assert!(ham.points < 0.0);
+        let full_ham = crate::symbols::default_points("BAYES_HAM");
+        assert_eq!(symbol_for(0.5, &s), None);
+        assert_eq!(name(s.spam_threshold), "BAYES_SPAM");
+        assert!((pts(s.spam_threshold) - full / 2.0).abs() < 1e-9);
+        assert!((pts(1.0) - full).abs() < 1e-9);
+        assert_eq!(name(0.6), "BAYES_LEAN_SPAM");
+        assert_eq!(name(0.3), "BAYES_LEAN_HAM");
+        assert!((pts(s.ham_threshold) - full_ham / 2.0).abs() < 1e-9);
+        assert!((pts(0.0) - full_ham).abs() < 1e-9);
+        // Strictly rising between the caps, continuous at both thresholds.
+        let grid: Vec<f64> = (1..1000).map(|i| i as f64 / 1000.0).collect();
+        for w in grid.windows(2) {
+            assert!(
+                pts(w[0]) <= pts(w[1]),
+                "{} > {} at p={}",
+                pts(w[0]),
+                pts(w[1]),
+                w[0]
+            );
+        }
+        assert!(pts(0.3) < pts(0.4) && pts(0.6) < pts(0.7) && pts(0.8) < pts(0.9));
+        let e = 1e-9;
+        assert!((pts(s.spam_threshold - e) - pts(s.spam_threshold)).abs() < 1e-3);
+        assert!((pts(s.ham_threshold + e) - pts(s.ham_threshold)).abs() < 1e-3);
+        // No plateau at the top either: 0.9, 0.99 and 0.999 stay apart.
+        assert!(pts(0.9) < pts(0.99) && pts(0.99) < pts(0.999) && pts(0.01) > pts(0.001));
     }
 
     #[test]

@@ -262,7 +262,7 @@ fn domain_part(address: &str) -> Option<String> {
 }
 
 /// The last two labels (three when the second-level label is short, as in `co.uk`).
-fn registered_domain(host: &str) -> &str {
+pub(crate) fn registered_domain(host: &str) -> &str {
     let labels: Vec<&str> = host.rsplitn(4, '.').collect();
     if labels.len() < 3 {
         return host;

@@ -193,9 +193,10 @@ fn vint(b: &[u8]) -> Option<(u64, usize)> {
     None
 }
 
-#[cfg(test)]
-pub(crate) mod samples {
-    //! Real file headers built byte by byte, as the formats define them.
+#[doc(hidden)]
+pub mod samples {
+    //! Real file headers built byte by byte, as the formats define them (for the tests
+    //! here and the gateway's rule tests).
 
     /// A minimal PE: MZ header whose e_lfanew points at "PE\0\0".
     pub fn pe() -> Vec<u8> {
