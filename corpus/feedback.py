@@ -2,9 +2,9 @@
 """The operators' feedback loop, measured: how fast learning released hard ham helps.
 
 Trains a fresh model on TRAIN, then learns a random 10 % of TEST's hard ham as ham
-(`random.Random(1).sample` of the sorted file names, 25 of 250), five at a time, through the
-same learn path the quarantine's "release and learn" uses (`portcullis bayes train`, which
-counts a message learned twice once), and after each step scores the other 225 through the
+(`random.Random(1).sample` of the sorted file names, 25 of 250), five at a time, as an
+operator does (`portcullis bayes learn --ham FILE`: the learn path and the weight,
+`bayes.feedback_weight`, of the quarantine's "release and learn"), and after each step scores the other 225 through the
 whole inbound pipeline (`portcullis eval`) at the tag score. Prints the hard-ham
 false-positive rate before and after each step and the number of learned messages after
 which it is halved.
@@ -45,9 +45,7 @@ def main():
         with open(config, "w") as f:
             f.write(f'data_dir = "{tmp}/data"\nmetrics_bind = ""\n')
         rest_dir = os.path.join(tmp, "rest")
-        empty = os.path.join(tmp, "empty")
         os.makedirs(rest_dir)
-        os.makedirs(empty)
         for n in rest:
             os.symlink(os.path.realpath(os.path.join(hard, n)), os.path.join(rest_dir, n))
         run([a.bin, "bayes", "--config", config, "train",
@@ -65,11 +63,8 @@ def main():
         print(f"learned   0: hard-ham FPR {100 * before:5.2f}% ({flagged} of {n}), spam recall {100 * recall:.2f}%")
         halved_at = None
         for k in range(a.step, len(learned) + a.step, a.step):
-            batch = os.path.join(tmp, f"learn{k}")
-            os.makedirs(batch)
             for name in learned[k - a.step:k]:
-                os.symlink(os.path.realpath(os.path.join(hard, name)), os.path.join(batch, name))
-            run([a.bin, "bayes", "--config", config, "train", "--ham", batch, "--spam", empty])
+                run([a.bin, "bayes", "--config", config, "learn", "--ham", os.path.join(hard, name)])
             flagged, n, recall = hard_fpr()
             k = min(k, len(learned))
             print(f"learned {k:>3}: hard-ham FPR {100 * flagged / n:5.2f}% ({flagged} of {n}), spam recall {100 * recall:.2f}%")

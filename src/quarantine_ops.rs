@@ -89,6 +89,8 @@ pub struct QuarantineService {
     /// The running gateway's queue: a released copy is dispatched at once.
     queue: Option<Queue>,
     settings: QuarantineConfig,
+    /// What an operator's "learn" counts as (`bayes.feedback_weight`).
+    feedback_weight: u32,
 }
 
 impl QuarantineService {
@@ -101,6 +103,7 @@ impl QuarantineService {
             model: None,
             queue: None,
             settings: config.quarantine.clone(),
+            feedback_weight: config.bayes.feedback_weight,
         }
     }
 
@@ -380,7 +383,8 @@ impl QuarantineService {
             filters::result_fields::is_our_verdict_field,
         );
         let raw = stripped.as_deref().unwrap_or(body);
-        crate::bayes::learn(&self.bayes, self.model.as_ref(), raw, class).await?;
+        let weight = crate::bayes::Weight::Operator(self.feedback_weight);
+        crate::bayes::learn(&self.bayes, self.model.as_ref(), raw, class, weight).await?;
         Ok(1)
     }
 

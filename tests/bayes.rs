@@ -156,18 +156,19 @@ async fn learning_changes_the_verdict_of_the_next_similar_message() {
 
     train_generated(&gw, 6, 4);
     let dir = gw.dir.path().join("fixtures");
-    // One more spam through `bayes learn` reaches min_spam = 5; learning it twice is a no-op.
+    // One more spam through `bayes learn`, an operator's correction counted
+    // bayes.feedback_weight (3) times, passes min_spam = 5; learning it twice is a no-op.
     let one = dir.join("one-spam.eml");
     std::fs::write(&one, generated(4, true)).unwrap();
     for expect in ["learned as spam", "already learned as spam"] {
         let (code, out, err) = gw.cli(&["bayes", "learn", "--spam", one.to_str().unwrap()]);
         assert_eq!(code, 0, "{out}{err}");
         assert!(out.contains(expect), "{out}");
-        assert!(out.contains("the model has 6 ham, 5 spam"), "{out}");
+        assert!(out.contains("the model has 6 ham, 7 spam"), "{out}");
     }
     // The running gateway picks the model up (reload_secs = 1).
     assert!(
-        wait_until(10, || gw.log().contains("spam=5")).await,
+        wait_until(10, || gw.log().contains("spam=7")).await,
         "no reload; log:\n{}",
         gw.log()
     );
@@ -183,11 +184,12 @@ async fn learning_changes_the_verdict_of_the_next_similar_message() {
     assert!(row["score"].as_f64().unwrap() < 0.0, "{row}");
     assert_eq!(row["state"], "queued", "{row}");
 
-    // Moving a message to the other class (an operator's release = ham) is exact.
+    // Moving a message to the other class (an operator's release = ham) is exact: its three
+    // spam counts go, three ham counts come.
     let (code, out, _) = gw.cli(&["bayes", "learn", "--ham", one.to_str().unwrap()]);
     assert_eq!(code, 0);
     assert!(out.contains("moved from the other class as ham"), "{out}");
-    assert!(out.contains("the model has 7 ham, 4 spam"), "{out}");
+    assert!(out.contains("the model has 9 ham, 4 spam"), "{out}");
 }
 
 #[tokio::test]

@@ -66,25 +66,49 @@ impl Learned {
     }
 }
 
+/// How many messages one learned message counts as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weight {
+    /// Training from directories and autolearn: once.
+    Once,
+    /// An operator's correction (release or delete with learning, `bayes learn`): it is a
+    /// message the filter got wrong, so it counts `bayes.feedback_weight` times.
+    Operator(u32),
+}
+
+impl Weight {
+    fn times(self) -> u32 {
+        match self {
+            Weight::Once => 1,
+            Weight::Operator(n) => n.max(1),
+        }
+    }
+}
+
 /// THE learning entry point: learn one raw message as `class`, in the store and, when the
 /// caller runs the stage, in its in-memory model too. Quarantine release calls it with
-/// `Class::Ham`, delete-as-spam with `Class::Spam`.
+/// `Class::Ham`, delete-as-spam with `Class::Spam`, both with [`Weight::Operator`].
 pub async fn learn(
     store: &BayesStore,
     model: Option<&SharedModel>,
     raw: &[u8],
     class: Class,
+    weight: Weight,
 ) -> anyhow::Result<Learned> {
     let tokens = tokenizer::tokenize(raw, None);
-    Ok(learn_batch(store, model, &[(tokens, class)]).await?[0])
+    Ok(learn_batch(store, model, &[(tokens, class)], weight).await?[0])
 }
 
-/// Learn many tokenized messages in one transaction (training).
+/// Learn many tokenized messages in one transaction (training). A message learned before
+/// as the same class changes nothing (whatever its weight then); learned as the other
+/// class, it moves: what it added then is taken back, and it is added with this weight.
 pub async fn learn_batch(
     store: &BayesStore,
     model: Option<&SharedModel>,
     messages: &[(Vec<u64>, Class)],
+    weight: Weight,
 ) -> anyhow::Result<Vec<Learned>> {
+    let times = weight.times();
     let known = if messages.len() > 16 {
         store.learned().await?
     } else {
@@ -98,49 +122,50 @@ pub async fn learn_batch(
         m
     };
     let mut delta = Delta::default();
-    let mut outcome = Vec::with_capacity(messages.len());
+    // (what happened, the weight taken back on a move)
+    let mut outcome: Vec<(Learned, u32)> = Vec::with_capacity(messages.len());
     let mut seen = std::collections::HashMap::new();
     for (tokens, class) in messages {
         let d = digest(tokens);
         let before = seen.get(&d).or(known.get(&d)).copied();
         let o = match before {
-            Some(c) if c == *class => Learned::AlreadyKnown,
-            Some(other) => {
-                delta.add(tokens, other, -1);
-                delta.add(tokens, *class, 1);
-                Learned::Moved
+            Some((c, _)) if c == *class => (Learned::AlreadyKnown, 0),
+            Some((other, old)) => {
+                delta.add(tokens, other, -i64::from(old));
+                delta.add(tokens, *class, i64::from(times));
+                (Learned::Moved, old)
             }
             None => {
-                delta.add(tokens, *class, 1);
-                Learned::New
+                delta.add(tokens, *class, i64::from(times));
+                (Learned::New, 0)
             }
         };
-        if o != Learned::AlreadyKnown {
-            delta.learned.push((d.clone(), *class));
-            seen.insert(d, *class);
+        if o.0 != Learned::AlreadyKnown {
+            delta.learned.push((d.clone(), *class, times));
+            seen.insert(d, (*class, times));
         }
         outcome.push(o);
     }
     store.apply(&delta).await?;
     if let Some(shared) = model {
         let mut m = shared.write().unwrap_or_else(|e| e.into_inner());
-        for ((tokens, class), o) in messages.iter().zip(&outcome) {
+        for ((tokens, class), (o, old)) in messages.iter().zip(&outcome) {
             match o {
                 Learned::AlreadyKnown => {}
-                Learned::New => m.learn(tokens, *class),
+                Learned::New => m.learn_times(tokens, *class, times),
                 Learned::Moved => {
                     let other = if *class == Class::Ham {
                         Class::Spam
                     } else {
                         Class::Ham
                     };
-                    m.unlearn(tokens, other);
-                    m.learn(tokens, *class);
+                    m.unlearn_times(tokens, other, *old);
+                    m.learn_times(tokens, *class, times);
                 }
             }
         }
     }
-    Ok(outcome)
+    Ok(outcome.into_iter().map(|(o, _)| o).collect())
 }
 
 /// Cautious autolearn after a verdict (see `filters::bayes::autolearn` for the policy).
@@ -154,7 +179,7 @@ pub async fn autolearn(
 ) -> anyhow::Result<Option<Class>> {
     match filters::bayes::autolearn(policy, facts) {
         Some(class) => {
-            learn(store, model, raw, class).await?;
+            learn(store, model, raw, class, Weight::Once).await?;
             Ok(Some(class))
         }
         None => Ok(None),
@@ -227,20 +252,38 @@ mod tests {
         assert!(shared.read().unwrap().is_empty());
         for i in 0..5 {
             assert_eq!(
-                learn(&store, Some(&shared), spam(i).as_bytes(), Class::Spam)
-                    .await
-                    .unwrap(),
+                learn(
+                    &store,
+                    Some(&shared),
+                    spam(i).as_bytes(),
+                    Class::Spam,
+                    Weight::Once
+                )
+                .await
+                .unwrap(),
                 Learned::New
             );
-            learn(&store, Some(&shared), ham(i).as_bytes(), Class::Ham)
-                .await
-                .unwrap();
+            learn(
+                &store,
+                Some(&shared),
+                ham(i).as_bytes(),
+                Class::Ham,
+                Weight::Once,
+            )
+            .await
+            .unwrap();
         }
         // the same message again: nothing changes
         assert_eq!(
-            learn(&store, Some(&shared), spam(0).as_bytes(), Class::Spam)
-                .await
-                .unwrap(),
+            learn(
+                &store,
+                Some(&shared),
+                spam(0).as_bytes(),
+                Class::Spam,
+                Weight::Once
+            )
+            .await
+            .unwrap(),
             Learned::AlreadyKnown
         );
         let loaded = store.load().await.unwrap();
@@ -258,15 +301,27 @@ mod tests {
 
         // Moving a message to the other class is exact: learn ham(0) as spam, then back.
         assert_eq!(
-            learn(&store, Some(&shared), ham(0).as_bytes(), Class::Spam)
-                .await
-                .unwrap(),
+            learn(
+                &store,
+                Some(&shared),
+                ham(0).as_bytes(),
+                Class::Spam,
+                Weight::Once
+            )
+            .await
+            .unwrap(),
             Learned::Moved
         );
         assert_eq!(store.meta().await.unwrap().0, 4);
-        learn(&store, Some(&shared), ham(0).as_bytes(), Class::Ham)
-            .await
-            .unwrap();
+        learn(
+            &store,
+            Some(&shared),
+            ham(0).as_bytes(),
+            Class::Ham,
+            Weight::Once,
+        )
+        .await
+        .unwrap();
         let back = store.load().await.unwrap();
         let mut c: Vec<_> = back.iter().collect();
         c.sort_by_key(|x| x.0);
@@ -292,7 +347,9 @@ mod tests {
                 (tokenizer::tokenize(raw.as_bytes(), None), c)
             })
             .collect();
-        let out = learn_batch(&store, None, &batch).await.unwrap();
+        let out = learn_batch(&store, None, &batch, Weight::Once)
+            .await
+            .unwrap();
         assert!(out.iter().all(|o| *o == Learned::New));
         let mut single = Model::new();
         for (t, c) in &batch {
@@ -304,5 +361,71 @@ mod tests {
         a.sort_by_key(|x| x.0);
         b.sort_by_key(|x| x.0);
         assert_eq!(a, b);
+    }
+
+    #[tokio::test]
+    async fn an_operators_correction_counts_its_weight_and_moves_back_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path()).await.unwrap();
+        let shared = load_shared(&store).await.unwrap();
+        for i in 0..5 {
+            learn(
+                &store,
+                Some(&shared),
+                spam(i).as_bytes(),
+                Class::Spam,
+                Weight::Once,
+            )
+            .await
+            .unwrap();
+            learn(
+                &store,
+                Some(&shared),
+                ham(i).as_bytes(),
+                Class::Ham,
+                Weight::Once,
+            )
+            .await
+            .unwrap();
+        }
+        let before = sorted(&store.load().await.unwrap());
+        let op = Weight::Operator(3);
+        // A ham the operator says is spam: its one ham count goes, three spam counts come.
+        let o = learn(&store, Some(&shared), ham(0).as_bytes(), Class::Spam, op).await;
+        assert_eq!(o.unwrap(), Learned::Moved);
+        let stored = store.load().await.unwrap();
+        assert_eq!((stored.ham_msgs, stored.spam_msgs), (4, 8));
+        assert_eq!(
+            sorted(&stored),
+            sorted(&shared.read().unwrap()),
+            "store = memory"
+        );
+        // The same correction again changes nothing.
+        let o = learn(&store, Some(&shared), ham(0).as_bytes(), Class::Spam, op).await;
+        assert_eq!(o.unwrap(), Learned::AlreadyKnown);
+        assert_eq!(store.load().await.unwrap().spam_msgs, 8);
+        // Back to ham once: exactly the model before the correction.
+        let o = learn(
+            &store,
+            Some(&shared),
+            ham(0).as_bytes(),
+            Class::Ham,
+            Weight::Once,
+        )
+        .await;
+        assert_eq!(o.unwrap(), Learned::Moved);
+        assert_eq!(sorted(&store.load().await.unwrap()), before);
+        assert_eq!(sorted(&shared.read().unwrap()), before);
+        // A new message learned by an operator counts three times.
+        learn(&store, Some(&shared), spam(7).as_bytes(), Class::Spam, op)
+            .await
+            .unwrap();
+        assert_eq!(store.load().await.unwrap().spam_msgs, 8);
+    }
+
+    fn sorted(m: &Model) -> Vec<(u64, filters::bayes::model::Counts)> {
+        let mut v: Vec<_> = m.iter().collect();
+        v.sort_by_key(|x| x.0);
+        v
     }
 }

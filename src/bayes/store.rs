@@ -12,7 +12,7 @@ use anyhow::Context;
 use filters::bayes::model::{Class, Counts, Model, TokenMap};
 use sqlx::sqlite::SqlitePool;
 
-/// Rows per multi-row statement (3 binds each; well under SQLite's bind limit).
+/// Rows per multi-row statement (at most 4 binds each; well under SQLite's bind limit).
 const BATCH: usize = 300;
 
 /// Count changes of one learning operation: per token (ham, spam) deltas, per class
@@ -22,22 +22,23 @@ pub struct Delta {
     pub tokens: TokenMap<(i64, i64)>,
     pub ham_msgs: i64,
     pub spam_msgs: i64,
-    /// digest → class now learned as
-    pub learned: Vec<(String, Class)>,
+    /// digest → class now learned as, and how many messages it counts as
+    pub learned: Vec<(String, Class, u32)>,
 }
 
 impl Delta {
-    pub fn add(&mut self, tokens: &[u64], class: Class, sign: i64) {
+    /// Count `tokens` as `count` more messages of `class` (negative: fewer).
+    pub fn add(&mut self, tokens: &[u64], class: Class, count: i64) {
         for t in tokens {
             let d = self.tokens.entry(*t).or_default();
             match class {
-                Class::Ham => d.0 += sign,
-                Class::Spam => d.1 += sign,
+                Class::Ham => d.0 += count,
+                Class::Spam => d.1 += count,
             }
         }
         match class {
-            Class::Ham => self.ham_msgs += sign,
-            Class::Spam => self.spam_msgs += sign,
+            Class::Ham => self.ham_msgs += count,
+            Class::Spam => self.spam_msgs += count,
         }
     }
 
@@ -91,24 +92,25 @@ impl BayesStore {
         Ok(self.meta().await?.2)
     }
 
-    /// Which class each known digest was learned as.
-    pub async fn learned(&self) -> anyhow::Result<HashMap<String, Class>> {
-        let rows: Vec<(String, String)> = sqlx::query_as("SELECT digest, class FROM bayes_learned")
-            .fetch_all(&self.pool)
-            .await?;
+    /// Which class each known digest was learned as, and its weight.
+    pub async fn learned(&self) -> anyhow::Result<HashMap<String, (Class, u32)>> {
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT digest, class, weight FROM bayes_learned")
+                .fetch_all(&self.pool)
+                .await?;
         Ok(rows
             .into_iter()
-            .map(|(d, c)| (d, if c == "spam" { Class::Spam } else { Class::Ham }))
+            .map(|(d, c, w)| (d, (class_of(&c), weight_of(w))))
             .collect())
     }
 
-    pub async fn learned_as(&self, digest: &str) -> anyhow::Result<Option<Class>> {
-        let c: Option<String> =
-            sqlx::query_scalar("SELECT class FROM bayes_learned WHERE digest = ?")
+    pub async fn learned_as(&self, digest: &str) -> anyhow::Result<Option<(Class, u32)>> {
+        let row: Option<(String, i64)> =
+            sqlx::query_as("SELECT class, weight FROM bayes_learned WHERE digest = ?")
                 .bind(digest)
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(c.map(|c| if c == "spam" { Class::Spam } else { Class::Ham }))
+        Ok(row.map(|(c, w)| (class_of(&c), weight_of(w))))
     }
 
     /// Apply a delta in one transaction and bump the version.
@@ -155,22 +157,44 @@ impl BayesStore {
         .execute(&mut *tx)
         .await?;
         for chunk in delta.learned.chunks(BATCH) {
-            let mut sql =
-                String::from("INSERT INTO bayes_learned (digest, class, learned_at) VALUES ");
+            let mut sql = String::from(
+                "INSERT INTO bayes_learned (digest, class, learned_at, weight) VALUES ",
+            );
             for i in 0..chunk.len() {
-                sql.push_str(if i == 0 { "(?, ?, ?)" } else { ", (?, ?, ?)" });
+                sql.push_str(if i == 0 {
+                    "(?, ?, ?, ?)"
+                } else {
+                    ", (?, ?, ?, ?)"
+                });
             }
             sql.push_str(
                 " ON CONFLICT(digest) DO UPDATE SET class = excluded.class, \
-                 learned_at = excluded.learned_at",
+                 learned_at = excluded.learned_at, weight = excluded.weight",
             );
             let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (d, c) in chunk {
-                q = q.bind(d.as_str()).bind(c.as_str()).bind(now);
+            for (d, c, w) in chunk {
+                q = q
+                    .bind(d.as_str())
+                    .bind(c.as_str())
+                    .bind(now)
+                    .bind(i64::from(*w));
             }
             q.execute(&mut *tx).await?;
         }
         tx.commit().await.context("cannot store the Bayes model")?;
         Ok(())
     }
+}
+
+fn class_of(stored: &str) -> Class {
+    if stored == "spam" {
+        Class::Spam
+    } else {
+        Class::Ham
+    }
+}
+
+/// A stored weight; a row from before weights existed, or a damaged one, counts once.
+fn weight_of(stored: i64) -> u32 {
+    u32::try_from(stored).unwrap_or(1).max(1)
 }

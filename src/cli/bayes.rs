@@ -155,7 +155,7 @@ pub async fn run(config: &Config, action: BayesAction) -> anyhow::Result<i32> {
             sets.extend(load_dirs(&spam, Class::Spam)?);
             let messages = tokenize_all(&sets);
             let store = bayes::open(&config.data_dir).await?;
-            let out = bayes::learn_batch(&store, None, &messages).await?;
+            let out = bayes::learn_batch(&store, None, &messages, bayes::Weight::Once).await?;
             let secs = started.elapsed().as_secs_f64();
             let count = |c: Class| {
                 messages
@@ -193,7 +193,8 @@ pub async fn run(config: &Config, action: BayesAction) -> anyhow::Result<i32> {
             let raw = std::fs::read(&path)
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
             let store = bayes::open(&config.data_dir).await?;
-            let o = bayes::learn(&store, None, &raw, class).await?;
+            let weight = bayes::Weight::Operator(config.bayes.feedback_weight);
+            let o = bayes::learn(&store, None, &raw, class, weight).await?;
             let (h, s, _) = store.meta().await?;
             println!(
                 "{}: {} as {}; the model has {h} ham, {s} spam",

@@ -515,6 +515,10 @@ pub struct BayesConfig {
     pub ham_threshold: f64,
     /// "chi-square", "multinomial" or "combined".
     pub scoring: String,
+    /// How many messages an operator's correction counts as (release or delete with
+    /// learning in the quarantine, `portcullis bayes learn`): it is mail the filter got
+    /// wrong, so it should move the model more than one more training message. 1 to 100.
+    pub feedback_weight: u32,
     /// Seconds between checks for a changed model (learned by the CLI or another gateway).
     pub reload_secs: u64,
     /// Cautious autolearn: only very confident verdicts on authenticated senders, never
@@ -534,6 +538,7 @@ impl Default for BayesConfig {
             spam_threshold: filters::bayes::DEFAULT_SPAM_THRESHOLD,
             ham_threshold: filters::bayes::DEFAULT_HAM_THRESHOLD,
             scoring: filters::bayes::Params::default().scoring.as_str().into(),
+            feedback_weight: 3,
             reload_secs: defaults::BAYES_RELOAD_SECS,
             autolearn: false,
             autolearn_spam_above: a.spam_above,
@@ -594,6 +599,12 @@ impl BayesConfig {
         }
         if self.reload_secs == 0 {
             bail!("key `bayes.reload_secs`: must be greater than 0");
+        }
+        if !(1..=100).contains(&self.feedback_weight) {
+            bail!(
+                "key `bayes.feedback_weight`: between 1 and 100, got {}",
+                self.feedback_weight
+            );
         }
         Ok(())
     }

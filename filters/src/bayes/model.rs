@@ -202,22 +202,34 @@ impl Model {
 
     /// Learn one message (its unique, sorted tokens) as `class`.
     pub fn learn(&mut self, tokens: &[u64], class: Class) {
-        self.adjust(tokens, class, true);
+        self.adjust(tokens, class, 1, true);
     }
 
-    /// Undo [`Model::learn`] of the same tokens and class (counts never go below zero).
+    /// Learn one message as if it were `times` messages (an operator's correction).
+    pub fn learn_times(&mut self, tokens: &[u64], class: Class, times: u32) {
+        self.adjust(tokens, class, times, true);
+    }
+
+    /// Undo [`Model::learn_times`] of the same tokens, class and times (counts never go
+    /// below zero).
+    pub fn unlearn_times(&mut self, tokens: &[u64], class: Class, times: u32) {
+        self.adjust(tokens, class, times, false);
+    }
+
+    /// Undo [`Model::learn`] of the same tokens and class.
     pub fn unlearn(&mut self, tokens: &[u64], class: Class) {
-        self.adjust(tokens, class, false);
+        self.adjust(tokens, class, 1, false);
     }
 
-    fn adjust(&mut self, tokens: &[u64], class: Class, add: bool) {
+    fn adjust(&mut self, tokens: &[u64], class: Class, times: u32, add: bool) {
         let step = |v: &mut u32, total: &mut u64| {
             if add {
-                *v += 1;
-                *total += 1;
-            } else if *v > 0 {
-                *v -= 1;
-                *total -= 1;
+                *v += times;
+                *total += u64::from(times);
+            } else {
+                let taken = (*v).min(times);
+                *v -= taken;
+                *total -= u64::from(taken);
             }
         };
         for &t in tokens {
@@ -235,9 +247,9 @@ impl Model {
             Class::Spam => &mut self.spam_msgs,
         };
         if add {
-            *msgs += 1;
+            *msgs += u64::from(times);
         } else {
-            *msgs = msgs.saturating_sub(1);
+            *msgs = msgs.saturating_sub(u64::from(times));
         }
     }
 
