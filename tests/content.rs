@@ -2,7 +2,7 @@
 //! reach the verdict with their registered points, `[symbols]` overrides them, and
 //! `[stages.content] enabled = false` turns the stage off.
 
-use crate::harness::{Client, Gateway, Sink, wait_until};
+use crate::harness::{Gateway, Sink, wait_until};
 
 /// A plain-text mail with an HTML link whose text names another domain, and an attachment
 /// named like a PDF that is a Windows program by name.
@@ -20,25 +20,9 @@ Content-Transfer-Encoding: base64\r\n\r\nTVqQAAMAAAAEAAAA\r\n--b1--\r\n"
 
 /// Send the message from outside and return (reply code, the verdict's log line).
 async fn send(gw: &Gateway, msg: &str) -> (u16, serde_json::Value) {
-    let before = gw.log().matches("portcullis::message").count();
-    let mut c = Client::connect(gw.smtp).await;
-    let r = c
-        .send_message("billing@shop.ext.test", &["u@example.test"], msg)
+    let (r, line) = gw
+        .send_and_verdict("billing@shop.ext.test", &["u@example.test"], msg)
         .await;
-    assert!(
-        wait_until(10, || gw.log().matches("portcullis::message").count()
-            > before)
-        .await,
-        "{}",
-        gw.log()
-    );
-    let line = gw
-        .log()
-        .lines()
-        .rev()
-        .filter(|l| l.contains("portcullis::message"))
-        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .expect("a JSON message line");
     (r.code, line)
 }
 

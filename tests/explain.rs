@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::bayes::{generated, train_generated};
-use crate::harness::{Client, Gateway, Sink, binary, message, wait_until};
+use crate::harness::{Gateway, Sink, binary, message, wait_until};
 
 const CONFIG: &str = r#"log_format = "json"
 [bayes]
@@ -28,12 +28,14 @@ struct Live {
     symbols: BTreeMap<String, String>,
 }
 
-fn last_message_line(gw: &Gateway) -> Option<serde_json::Value> {
-    gw.log()
-        .lines()
-        .rev()
-        .filter(|l| l.contains("portcullis::message"))
-        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+impl Live {
+    fn of(line: &serde_json::Value) -> Live {
+        Live {
+            verdict: line["verdict"].as_str().unwrap().to_string(),
+            score: line["score"].as_f64().unwrap(),
+            symbols: parse_summary(line["symbols"].as_str().unwrap()),
+        }
+    }
 }
 
 /// "A(1.00), B(2.50)" → {A: "1.00", B: "2.50"}
@@ -49,24 +51,10 @@ fn parse_summary(s: &str) -> BTreeMap<String, String> {
 
 /// Send `msg` from 127.0.0.1 (inbound) and read the verdict the gateway logged.
 async fn send_live(gw: &Gateway, msg: &str) -> (u16, String, Live) {
-    let lines = gw.log().matches("portcullis::message").count();
-    let mut c = Client::connect(gw.smtp).await;
-    let r = c
-        .send_message("sender@ext.test", &["u@example.test"], msg)
+    let (r, line) = gw
+        .send_and_verdict("sender@ext.test", &["u@example.test"], msg)
         .await;
-    assert!(
-        wait_until(10, || gw.log().matches("portcullis::message").count()
-            > lines)
-        .await,
-        "{}",
-        gw.log()
-    );
-    let line = last_message_line(gw).expect("a JSON message line");
-    let live = Live {
-        verdict: line["verdict"].as_str().unwrap().to_string(),
-        score: line["score"].as_f64().unwrap(),
-        symbols: parse_summary(line["symbols"].as_str().unwrap()),
-    };
+    let live = Live::of(&line);
     (r.code, r.text.trim_end().to_string(), live)
 }
 
@@ -313,27 +301,15 @@ async fn explain_shows_which_rules_matched_why_and_what_they_did() {
         "r@ext.test",
         "a long enough body",
     );
-    let lines = gw.log().matches("portcullis::message").count();
-    let mut c = Client::connect(gw.smtp).await;
-    let r = c
-        .send_message(
+    let (r, line) = gw
+        .send_and_verdict(
             "sender@ext.test",
             &["boss@example.test", "intern@example.test"],
             &msg,
         )
         .await;
     assert_eq!(r.code, 250, "{}", r.text);
-    assert!(
-        wait_until(10, || gw.log().matches("portcullis::message").count()
-            > lines)
-        .await
-    );
-    let line = last_message_line(&gw).unwrap();
-    let live = Live {
-        verdict: line["verdict"].as_str().unwrap().to_string(),
-        score: line["score"].as_f64().unwrap(),
-        symbols: parse_summary(line["symbols"].as_str().unwrap()),
-    };
+    let live = Live::of(&line);
 
     let (exit, explained, err) = explain(
         &gw,

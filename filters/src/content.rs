@@ -291,14 +291,7 @@ impl Body {
 }
 
 fn clip(s: &str) -> &str {
-    if s.len() <= MAX_SCAN_BYTES {
-        return s;
-    }
-    let mut end = MAX_SCAN_BYTES;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
+    crate::clip_str(s, MAX_SCAN_BYTES)
 }
 
 fn domain_of(address: &str) -> Option<String> {

@@ -37,6 +37,19 @@ use std::pin::Pin;
 
 pub use mail_parser;
 
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary: how
+/// much of an attacker's text a stage looks at.
+pub fn clip_str(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// Seconds since the epoch (0 if the clock is before it).
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now()

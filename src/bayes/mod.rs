@@ -250,29 +250,8 @@ mod tests {
         let store = open(dir.path()).await.unwrap();
         let shared = load_shared(&store).await.unwrap();
         assert!(shared.read().unwrap().is_empty());
-        for i in 0..5 {
-            assert_eq!(
-                learn(
-                    &store,
-                    Some(&shared),
-                    spam(i).as_bytes(),
-                    Class::Spam,
-                    Weight::Once
-                )
-                .await
-                .unwrap(),
-                Learned::New
-            );
-            learn(
-                &store,
-                Some(&shared),
-                ham(i).as_bytes(),
-                Class::Ham,
-                Weight::Once,
-            )
-            .await
-            .unwrap();
-        }
+        let out = learn_five_of_each(&store, &shared).await;
+        assert!(out.iter().all(|o| *o == Learned::New), "{out:?}");
         // the same message again: nothing changes
         assert_eq!(
             learn(
@@ -368,26 +347,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path()).await.unwrap();
         let shared = load_shared(&store).await.unwrap();
-        for i in 0..5 {
-            learn(
-                &store,
-                Some(&shared),
-                spam(i).as_bytes(),
-                Class::Spam,
-                Weight::Once,
-            )
-            .await
-            .unwrap();
-            learn(
-                &store,
-                Some(&shared),
-                ham(i).as_bytes(),
-                Class::Ham,
-                Weight::Once,
-            )
-            .await
-            .unwrap();
-        }
+        learn_five_of_each(&store, &shared).await;
         let before = sorted(&store.load().await.unwrap());
         let op = Weight::Operator(3);
         // A ham the operator says is spam: its one ham count goes, three spam counts come.
@@ -421,6 +381,18 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(store.load().await.unwrap().spam_msgs, 8);
+    }
+
+    /// spam(0..5) and ham(0..5), once each.
+    async fn learn_five_of_each(store: &BayesStore, shared: &SharedModel) -> Vec<Learned> {
+        let mut out = Vec::new();
+        for i in 0..5 {
+            for (raw, class) in [(spam(i), Class::Spam), (ham(i), Class::Ham)] {
+                let o = learn(store, Some(shared), raw.as_bytes(), class, Weight::Once).await;
+                out.push(o.unwrap());
+            }
+        }
+        out
     }
 
     fn sorted(m: &Model) -> Vec<(u64, filters::bayes::model::Counts)> {

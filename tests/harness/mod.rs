@@ -110,6 +110,33 @@ fn split_extra(extra: &str) -> (String, String) {
 }
 
 impl Gateway {
+    /// Send `msg` from outside (127.0.0.1) and wait for the verdict's JSON log line
+    /// (`log_format = "json"`): (the reply, that line).
+    pub async fn send_and_verdict(
+        &self,
+        from: &str,
+        rcpts: &[&str],
+        msg: &str,
+    ) -> (client::Reply, serde_json::Value) {
+        let count = |gw: &Gateway| gw.log().matches("portcullis::message").count();
+        let before = count(self);
+        let mut c = Client::connect(self.smtp).await;
+        let reply = c.send_message(from, rcpts, msg).await;
+        assert!(
+            wait_until(10, || count(self) > before).await,
+            "{}",
+            self.log()
+        );
+        let line = self
+            .log()
+            .lines()
+            .rev()
+            .filter(|l| l.contains("portcullis::message"))
+            .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .expect("a JSON message line");
+        (reply, line)
+    }
+
     /// Start with the base config plus `extra`, delivering to `next_hop`.
     pub fn start(next_hop: SocketAddr, extra: &str) -> Gateway {
         Gateway::start_custom(|dir, smtp, metrics| config_text(dir, smtp, metrics, next_hop, extra))

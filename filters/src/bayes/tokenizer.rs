@@ -498,14 +498,7 @@ fn body(msg: &Message<'_>, sink: &mut Sink, st: &mut State, depth: usize) {
 }
 
 fn clip(s: &str) -> &str {
-    if s.len() <= MAX_TEXT_BYTES {
-        return s;
-    }
-    let mut end = MAX_TEXT_BYTES;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
+    crate::clip_str(s, MAX_TEXT_BYTES)
 }
 
 /// Plain text: URLs first (so their parts do not become words), then words.
