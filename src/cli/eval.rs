@@ -541,6 +541,29 @@ mod tests {
     }
 
     #[test]
+    fn symbol_hit_rates_count_a_message_once_and_put_the_telling_first() {
+        let m = |spam: bool, symbols: &[&'static str]| Scored {
+            spam,
+            score: 0.0,
+            stages: BTreeMap::new(),
+            symbols: symbols.iter().map(|s| (*s, 1.0)).collect(),
+        };
+        let rates = symbol_rates(&[
+            m(false, &["TLS_NONE", "A"]),
+            m(false, &["TLS_NONE"]),
+            m(true, &["TLS_NONE", "B", "B"]),
+            m(true, &["TLS_NONE", "B", "A"]),
+        ]);
+        let names: Vec<&str> = rates.iter().map(|r| r.symbol.as_str()).collect();
+        // B: 0 % ham, 100 % spam; A: 50 / 50; TLS_NONE: 100 / 100.
+        assert_eq!(names[0], "B");
+        let b = &rates[0];
+        assert_eq!((b.ham, b.spam, b.spam_rate), (0, 2, 1.0));
+        let a = rates.iter().find(|r| r.symbol == "A").unwrap();
+        assert_eq!((a.ham, a.spam, a.ham_rate, a.spam_rate), (1, 1, 0.5, 0.5));
+    }
+
+    #[test]
     fn the_sender_comes_from_return_path_then_from() {
         assert_eq!(
             sender_of(b"Return-Path: <bounce@list.test>\r\nFrom: a@b.test\r\n\r\nx"),
