@@ -13,9 +13,10 @@
 //! | `CONTENT_OBFUSCATED` | zero-width characters inside words, or words mixing Latin with Cyrillic or Greek look-alikes |
 //! | `CONTENT_BULK_NO_UNSUBSCRIBE` | bulk-mail shape (many links or a bulk precedence) without `List-Unsubscribe` |
 //!
-//! Untrusted input: bounded work per message — the parts mail-parser made from the message
-//! (within `limits.max_mime_parts`), at most [`MAX_SCAN_BYTES`] of each text or HTML part,
-//! at most [`MAX_LINKS`] links; attached messages are not descended into.
+//! Untrusted input: bounded work per message — at most `max_parts` of the parts mail-parser
+//! made from the message (the gateway passes `limits.max_mime_parts`), at most
+//! [`MAX_SCAN_BYTES`] of each text or HTML part, at most [`MAX_LINKS`] links; attached
+//! messages are not descended into.
 
 use mail_parser::{Message, MimeHeaders, PartType};
 
@@ -79,7 +80,10 @@ const FREEMAIL: &[&str] = &[
     "netscape.net",
 ];
 
-pub struct Content;
+pub struct Content {
+    /// Parts looked at, in order; the rest of a message with more is not scanned.
+    pub max_parts: usize,
+}
 
 impl Stage for Content {
     fn name(&self) -> &'static str {
@@ -91,14 +95,19 @@ impl Stage for Content {
     }
 
     fn check<'a>(&'a self, ctx: &'a MessageContext<'a>) -> StageFuture<'a> {
-        Box::pin(async move { Ok(ctx.parsed.map(inspect).unwrap_or_default()) })
+        Box::pin(async move {
+            Ok(ctx
+                .parsed
+                .map(|m| inspect(m, self.max_parts))
+                .unwrap_or_default())
+        })
     }
 }
 
-/// Every content symbol of a parsed message.
-pub fn inspect(msg: &Message<'_>) -> Vec<Symbol> {
+/// Every content symbol of a parsed message, from its first `max_parts` parts.
+pub fn inspect(msg: &Message<'_>, max_parts: usize) -> Vec<Symbol> {
     let mut found = Vec::new();
-    let body = Body::of(msg);
+    let body = Body::of(msg, max_parts);
     let from = msg
         .from()
         .and_then(|a| a.first())
@@ -170,9 +179,9 @@ struct Body {
 }
 
 impl Body {
-    fn of(msg: &Message<'_>) -> Body {
+    fn of(msg: &Message<'_>, max_parts: usize) -> Body {
         let mut b = Body::default();
-        for part in &msg.parts {
+        for part in msg.parts.iter().take(max_parts) {
             match &part.body {
                 PartType::Text(t) if part.attachment_name().is_none() => {
                     b.text_parts += 1;
@@ -423,7 +432,7 @@ mod tests {
         let msg = mail_parser::MessageParser::default()
             .parse(raw.as_bytes())
             .unwrap();
-        inspect(&msg).into_iter().map(|s| s.name).collect()
+        inspect(&msg, 1000).into_iter().map(|s| s.name).collect()
     }
 
     const PLAIN: &str =
@@ -520,6 +529,24 @@ Content-Disposition: attachment; filename=\"{name}\"\nContent-Transfer-Encoding:
         assert!(!symbols(&m).contains(&"CONTENT_BULK_NO_UNSUBSCRIBE"));
         let m = "From: a@b.example\nPrecedence: bulk\nSubject: s\n\nhi\n";
         assert_eq!(symbols(m), ["CONTENT_BULK_NO_UNSUBSCRIBE"]);
+    }
+
+    #[test]
+    fn only_the_first_max_parts_parts_are_looked_at() {
+        let m =
+            "From: a@b.example\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n\
+--b\nContent-Type: text/plain\n\nhello\n--b\nContent-Type: application/octet-stream\n\
+Content-Disposition: attachment; filename=\"setup.exe\"\n\nMZ\n--b--\n"
+                .replace('\n', "\r\n");
+        let msg = mail_parser::MessageParser::default()
+            .parse(m.as_bytes())
+            .unwrap();
+        let names = |max| -> Vec<&str> { inspect(&msg, max).into_iter().map(|s| s.name).collect() };
+        assert_eq!(names(100), ["CONTENT_EXECUTABLE"]);
+        assert!(
+            names(2).is_empty(),
+            "the attachment is the third part (after the root)"
+        );
     }
 
     #[test]

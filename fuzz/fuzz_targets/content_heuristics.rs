@@ -6,6 +6,6 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Some(parsed) = mail_parser::MessageParser::default().parse(data) {
-        let _ = filters::content::inspect(&parsed);
+        let _ = filters::content::inspect(&parsed, 500);
     }
 });

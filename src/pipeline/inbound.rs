@@ -37,7 +37,8 @@ pub fn steps(config: &Config, resources: &Resources, rules: &Arc<RuleSet>) -> Ve
     // 6. Header sanity: the RFC 5322 shape of the message.
     push_check(&mut s, config, filters::header_sanity::HeaderSanity);
     // 7. Content heuristics: links, attachments, disguised senders, obfuscated words.
-    push_check(&mut s, config, filters::content::Content);
+    let max_parts = config.limits.max_mime_parts;
+    push_check(&mut s, config, filters::content::Content { max_parts });
     // 8. Bayes: spam probability from the learned model (no opinion until trained).
     if let Some(bayes) = resources.bayes_stage(config) {
         push_check(&mut s, config, bayes);
