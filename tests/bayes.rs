@@ -294,6 +294,50 @@ async fn eval_reports_recall_fpr_auc_and_speed() {
         spam_lines.iter().all(|l| l.contains("\tBAYES_SPAM=")),
         "{lines}"
     );
+    // Recorded authentication results stand in for the live checks when asked for.
+    let recorded = |from: &str, to: &str, result: &str| {
+        std::fs::create_dir_all(dir.join(to)).unwrap();
+        for e in std::fs::read_dir(dir.join(from)).unwrap() {
+            let e = e.unwrap();
+            let body = std::fs::read(e.path()).unwrap();
+            let mut m = format!(
+                "Authentication-Results: mx.corpus.test; spf=pass smtp.mailfrom=a@b.test;\r\n\t\
+                 dmarc={result} header.from=b.test\r\n"
+            )
+            .into_bytes();
+            m.extend_from_slice(&body);
+            std::fs::write(dir.join(to).join(e.file_name()), m).unwrap();
+        }
+    };
+    recorded("test-ham", "ar-ham", "pass");
+    recorded("test-spam", "ar-spam", "fail");
+    let (ar_ham, ar_spam) = (p("ar-ham"), p("ar-spam"));
+    let hits = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["eval", "--ham", &ar_ham, "--spam", &ar_spam, "--json"];
+        args.extend_from_slice(extra);
+        let (code, out, err) = gw.cli(&args);
+        assert_eq!(code, 0, "{out}{err}");
+        let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+        r["symbols"].clone()
+    };
+    let find = |symbols: &serde_json::Value, name: &str| {
+        symbols
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["symbol"] == name)
+            .map(|s| (s["ham"].as_u64().unwrap(), s["spam"].as_u64().unwrap()))
+    };
+    let with = hits(&["--auth-results", "mx.corpus.test"]);
+    assert_eq!(find(&with, "DMARC_PASS"), Some((10, 0)), "{with}");
+    assert_eq!(find(&with, "DMARC_POLICY_NONE"), Some((0, 10)), "{with}");
+    assert_eq!(find(&with, "SPF_PASS"), Some((10, 10)), "{with}");
+    // Another server's results, or none asked for: no authentication symbols at all.
+    for extra in [&["--auth-results", "other.test"][..], &[][..]] {
+        let without = hits(extra);
+        assert_eq!(find(&without, "DMARC_PASS"), None, "{without}");
+        assert_eq!(find(&without, "SPF_PASS"), None, "{without}");
+    }
     let picture = std::fs::read_to_string(&svg).unwrap();
     assert!(picture.starts_with("<svg") && picture.contains("whole pipeline (AUC 1.0000)"));
     assert!(picture.contains("bayes (AUC 1.0000)"), "{picture}");

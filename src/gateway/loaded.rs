@@ -226,6 +226,7 @@ impl Loaded {
             learning,
             keyring: self.keyring.clone(),
             lists: Some(self.lists.clone()),
+            recorded_auth: None,
         })
     }
 

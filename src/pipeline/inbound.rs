@@ -18,7 +18,13 @@ pub fn steps(config: &Config, resources: &Resources, rules: &Arc<RuleSet>) -> Ve
         });
     }
     // 2. Auth: SPF, DKIM, ARC, DMARC → symbols and our Authentication-Results header.
-    if let Some(auth) = resources.auth_stage(config) {
+    //    Offline evaluation may read the results recorded in the message instead.
+    if let Some(authserv_id) = &resources.recorded_auth {
+        let recorded = filters::auth::recorded::RecordedAuth {
+            authserv_id: authserv_id.clone(),
+        };
+        push_check(&mut s, config, recorded);
+    } else if let Some(auth) = resources.auth_stage(config) {
         push_check(&mut s, config, auth);
     }
     // 3. Allow and block lists: after auth (an allowed name must be authenticated), before

@@ -192,6 +192,9 @@ pub struct Resources {
     pub keyring: Option<Arc<dyn crate::smime::keyring::Keyring>>,
     /// Operators' allow and block lists (loaded by the gateway); `None`: no lists stage.
     pub lists: Option<filters::lists::LiveLists>,
+    /// Offline evaluation only (`portcullis eval --auth-results ID`): the auth stage reads
+    /// the results this authserv-id recorded in each message instead of checking live.
+    pub recorded_auth: Option<String>,
 }
 
 impl Resources {

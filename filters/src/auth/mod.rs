@@ -37,6 +37,7 @@
 
 mod bounds;
 mod cache;
+pub mod recorded;
 
 pub use bounds::AuthLimits;
 pub use cache::TtlCache;
