@@ -20,9 +20,8 @@
 
 use mail_parser::{Message, MimeHeaders, PartType};
 
-use crate::bayes::tokenizer::registered_domain;
 use crate::sniff::{Kind, kinds_of};
-use crate::{MessageContext, Stage, StageFuture, Symbol};
+use crate::{MessageContext, Stage, StageFuture, Symbol, registered_domain};
 
 /// Bytes of one text or HTML part that are looked at.
 pub const MAX_SCAN_BYTES: usize = 256 * 1024;
@@ -303,9 +302,9 @@ fn clip(s: &str) -> &str {
     crate::clip_str(s, MAX_SCAN_BYTES)
 }
 
+/// The domain of an address, when it has one with a dot.
 fn domain_of(address: &str) -> Option<String> {
-    let d = address.rsplit_once('@')?.1.trim().trim_end_matches('>');
-    (!d.is_empty() && d.contains('.')).then(|| d.to_ascii_lowercase())
+    Some(crate::domain_of(address)).filter(|d| d.contains('.'))
 }
 
 /// The value of an attribute in a tag's text (`href="…"`, `href='…'` or bare).
@@ -402,11 +401,13 @@ fn obfuscation(text: &str) -> Option<String> {
     const ZERO_WIDTH: &[char] = &[
         '\u{200B}', '\u{200C}', '\u{200D}', '\u{2060}', '\u{FEFF}', '\u{00AD}',
     ];
-    let chars: Vec<char> = text.chars().take(MAX_SCAN_BYTES).collect();
-    for w in chars.windows(3) {
-        if ZERO_WIDTH.contains(&w[1]) && w[0].is_alphabetic() && w[2].is_alphabetic() {
-            return Some(format!("zero-width U+{:04X} inside a word", w[1] as u32));
+    // One pass over the characters with the two before each: no copy of the text.
+    let (mut before, mut middle) = (' ', ' ');
+    for c in text.chars().take(MAX_SCAN_BYTES) {
+        if ZERO_WIDTH.contains(&middle) && before.is_alphabetic() && c.is_alphabetic() {
+            return Some(format!("zero-width U+{:04X} inside a word", middle as u32));
         }
+        (before, middle) = (middle, c);
     }
     for word in text.split(|c: char| !c.is_alphabetic()).take(100_000) {
         let latin = word.chars().any(|c| c.is_ascii_alphabetic());

@@ -65,6 +65,21 @@ pub fn domain_of(address: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The last two labels (three when the second-level label is short, as in `co.uk`).
+pub fn registered_domain(host: &str) -> &str {
+    let labels: Vec<&str> = host.rsplitn(4, '.').collect();
+    if labels.len() < 3 {
+        return host;
+    }
+    let keep = if labels[1].len() <= 3 && labels[0].len() == 2 {
+        3
+    } else {
+        2
+    };
+    let cut: usize = labels[..keep].iter().map(|l| l.len() + 1).sum::<usize>() - 1;
+    &host[host.len() - cut..]
+}
+
 /// Which way a message travels through the gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -415,33 +415,30 @@ pub fn cv_report(
     CvReport {
         variant,
         auc: auc(&p, &t),
-        recall_at_1pct_fpr: recall_at_fpr(&p, &t, 0.01),
+        recall_at_1pct_fpr: {
+            let class = |spam: bool| -> Vec<f64> {
+                p.iter()
+                    .zip(&t)
+                    .filter(|(_, s)| **s == spam)
+                    .map(|(p, _)| **p as f64)
+                    .collect()
+            };
+            recall_at_fpr(&class(false), &class(true), 0.01).0
+        },
         points,
     }
 }
 
 /// Spam recall when the threshold sits just above the ham score ranked `fpr × ham` from the
-/// top (so at most that share of the ham is flagged).
-fn recall_at_fpr(p: &[Pr], t: &[bool], fpr: f64) -> f64 {
-    let mut ham: Vec<f32> = p
-        .iter()
-        .zip(t)
-        .filter(|(_, s)| !**s)
-        .map(|(p, _)| **p)
-        .collect();
-    let spam: Vec<f32> = p
-        .iter()
-        .zip(t)
-        .filter(|(_, s)| **s)
-        .map(|(p, _)| **p)
-        .collect();
-    if ham.is_empty() || spam.is_empty() {
-        return 0.0;
-    }
-    ham.sort_by(|a, b| b.total_cmp(a));
-    let allowed = ((fpr * ham.len() as f64).floor() as usize).min(ham.len() - 1);
-    let above = ham[allowed];
-    ratio(spam.iter().filter(|s| **s > above).count(), spam.len())
+/// top (so at most that share of the ham is flagged), and that threshold; with no ham to
+/// rank, every spam counts.
+pub fn recall_at_fpr(ham: &[f64], spam: &[f64], fpr: f64) -> (f64, f64) {
+    let mut sorted = ham.to_vec();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    let allowed = (fpr * sorted.len() as f64).floor() as usize;
+    let threshold = sorted.get(allowed).copied().unwrap_or(f64::NEG_INFINITY);
+    let caught = spam.iter().filter(|s| **s > threshold).count();
+    (ratio(caught, spam.len()), threshold)
 }
 
 #[cfg(test)]

@@ -180,18 +180,10 @@ fn sender_of(raw: &[u8]) -> String {
 /// Recall at the threshold that keeps ham at `fpr`: flagged means above the ham score at
 /// that quantile.
 fn recall_at(ham: &[f64], spam: &[f64], fpr: f64) -> RecallAt {
-    let mut sorted = ham.to_vec();
-    sorted.sort_by(|a, b| b.total_cmp(a));
-    let allowed = (fpr * sorted.len() as f64).floor() as usize;
-    let threshold = sorted.get(allowed).copied().unwrap_or(f64::NEG_INFINITY);
-    let caught = spam.iter().filter(|s| **s > threshold).count();
+    let (recall, threshold) = corpus::recall_at_fpr(ham, spam, fpr);
     RecallAt {
         fpr,
-        recall: if spam.is_empty() {
-            0.0
-        } else {
-            caught as f64 / spam.len() as f64
-        },
+        recall,
         threshold,
     }
 }
